@@ -1,0 +1,646 @@
+"""A Kubernetes-style REST API over HTTP/1.1 on a unix socket, backed by a :class:`Store`.
+
+Path-based unix sockets are reachable from every network namespace, so processes in node
+and pod namespaces can all talk to the one server. Requests are served by one thread per
+connection (``socketserver.ThreadingMixIn``, keep-alive supported); all watch streams are
+written by one multiplexing thread (:class:`_WatchMux`), so a change is encoded once and
+fanned out without waking a thread per watcher.
+
+Paths (``<prefix>`` is ``/api/v1`` or ``/apis/<group>/<version>``, see ``kinds.py``)::
+
+    <prefix>/<plural>                              list (all namespaces) / watch; POST for
+                                                   cluster-scoped kinds
+    <prefix>/<plural>/<name>[/status]              cluster-scoped item
+    <prefix>/namespaces/<ns>/<plural>              list / watch / POST
+    <prefix>/namespaces/<ns>/<plural>/<name>       GET / PUT / PATCH / DELETE
+    <prefix>/namespaces/<ns>/<plural>/<name>/status  GET / PUT / PATCH
+    /api, /apis, <prefix>                          discovery (minimal)
+    /healthz, /readyz, /livez, /version
+
+Query parameters: ``labelSelector``, ``fieldSelector`` (see ``labels.py``), ``watch=true``
+with ``resourceVersion`` and ``timeoutSeconds``, ``gracePeriodSeconds`` on DELETE (or a
+``DeleteOptions`` body with ``gracePeriodSeconds`` and ``preconditions``). PATCH accepts
+``application/merge-patch+json`` (and plain ``application/json``, treated the same);
+strategic-merge and JSON patches get 415.
+
+A watch answers ``200`` with ``Transfer-Encoding: chunked`` and one JSON event per line
+(``{"type": ..., "object": ...}``) until the client disconnects, ``timeoutSeconds`` passes
+or the server closes. A too old resourceVersion gives a single ``ERROR`` event whose object
+is a 410 ``Status``, as the real API server does. Errors are ``Status`` objects.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import selectors
+import socket
+import socketserver
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler
+from urllib.parse import parse_qs, urlsplit
+
+from . import errors
+from .errors import BadRequest, MethodNotAllowed, NotFound, UnsupportedMediaType
+from .kinds import KINDS, KindInfo, by_resource
+from .store import ERROR, Store
+
+log = logging.getLogger(__name__)
+
+_JSON = "application/json"
+
+
+class _Route:
+    __slots__ = ("info", "namespace", "name", "subresource")
+
+    def __init__(self, info: KindInfo, namespace: str | None, name: str | None, subresource: str | None):
+        self.info, self.namespace, self.name, self.subresource = info, namespace, name, subresource
+
+
+def _not_found_path(path: str) -> NotFound:
+    return NotFound("the server could not find the requested resource", details={"causes": [
+        {"reason": "UnexpectedServerResponse", "message": f"404 page not found: {path}"}]})
+
+
+def parse_route(path: str) -> _Route | None:
+    """The resource addressed by *path*; None for non-resource paths (discovery)."""
+    segs = [s for s in path.split("/") if s]
+    if len(segs) >= 2 and segs[0] == "api":
+        group, version, rest = "", segs[1], segs[2:]
+    elif len(segs) >= 3 and segs[0] == "apis":
+        group, version, rest = segs[1], segs[2], segs[3:]
+    else:
+        return None
+    if not rest:
+        return None
+    namespace = None
+    if rest[0] == "namespaces" and len(rest) >= 3 and rest[2] != "status":
+        namespace, rest = rest[1], rest[2:]
+    info = by_resource(group, version, rest[0])
+    if info is None or len(rest) > 3 or (namespace is not None and not info.namespaced):
+        raise _not_found_path(path)
+    name = rest[1] if len(rest) >= 2 else None
+    sub = rest[2] if len(rest) == 3 else None
+    if sub is not None and (sub != "status" or not info.status_subresource):
+        raise _not_found_path(path)
+    if name is not None and info.namespaced and namespace is None:
+        raise _not_found_path(path)
+    return _Route(info, namespace, name, sub)
+
+
+def _discovery(path: str) -> dict | None:
+    segs = [s for s in path.split("/") if s]
+    if segs == ["api"]:
+        return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+    groups: dict[str, set[str]] = {}
+    for k in KINDS.values():
+        if k.group:
+            groups.setdefault(k.group, set()).add(k.version)
+    if segs == ["apis"]:
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+            {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in sorted(vs)],
+             "preferredVersion": {"groupVersion": f"{g}/{sorted(vs)[0]}", "version": sorted(vs)[0]}}
+            for g, vs in sorted(groups.items())]}
+    if segs and segs[0] in ("api", "apis"):
+        gv = "/".join(segs[1:])
+        kinds = [k for k in KINDS.values() if k.api_version == gv]
+        if kinds:
+            resources = []
+            for k in kinds:
+                resources.append({"name": k.plural, "singularName": k.kind.lower(), "namespaced": k.namespaced,
+                                  "kind": k.kind, "verbs": ["create", "delete", "get", "list", "patch",
+                                                            "update", "watch"]})
+                if k.status_subresource:
+                    resources.append({"name": f"{k.plural}/status", "singularName": "", "namespaced": k.namespaced,
+                                      "kind": k.kind, "verbs": ["get", "patch", "update"]})
+            return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
+    if segs == ["version"]:
+        return {"major": "1", "minor": "30", "gitVersion": "v1.30.0-testbed", "platform": "linux/amd64"}
+    return None
+
+
+def _one(query: dict, key: str, default: str | None = None) -> str | None:
+    v = query.get(key)
+    return v[-1] if v else default
+
+
+def _int_param(query: dict, key: str) -> int | None:
+    v = _one(query, key)
+    if v in (None, ""):
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        raise BadRequest(f'invalid value for {key}: "{v}"') from None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "testbed-apiserver/0.1"
+    server: "_Server"
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def setup(self) -> None:
+        super().setup()
+        self.server._track(self.connection, True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server._track(self.connection, False)
+
+    def address_string(self) -> str:  # client_address is "" for AF_UNIX
+        return "unix"
+
+    def log_message(self, format: str, *args) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+    def _send(self, code: int, body: bytes, content_type: str = _JSON) -> None:
+        phrase = HTTPStatus(code).phrase if code in HTTPStatus._value2member_map_ else ""
+        head = (f"HTTP/1.1 {code} {phrase}\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {len(body)}\r\n")
+        if self.close_connection:
+            head += "Connection: close\r\n"
+        self.wfile.write(head.encode("latin-1") + b"\r\n" + body)
+
+    def _send_obj(self, code: int, obj) -> None:
+        self._send(code, json.dumps(obj, separators=(",", ":")).encode())
+
+    def _send_error(self, exc: BaseException) -> None:
+        status = errors.status_from_exception(exc)
+        if status["code"] >= 500 and not errors.is_api_error(exc):
+            log.exception("internal error serving %s %s", self.command, self.path, exc_info=exc)
+        code = status["code"] if 100 <= status["code"] <= 599 else 500
+        self._send_obj(code, status)
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            self.close_connection = True
+            raise errors.ApiError("chunked request bodies are not supported", code=411, reason="LengthRequired")
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n > 0 else b""
+
+    def _json_body(self, body: bytes):
+        if not body:
+            raise BadRequest("the request body is empty")
+        try:
+            return json.loads(body)
+        except ValueError as e:
+            raise BadRequest(f"the request body is not valid JSON: {e}") from None
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    # -- requests ---------------------------------------------------------------------------
+    def _dispatch(self, method: str) -> None:
+        try:
+            body = self._read_body()
+            url = urlsplit(self.path)
+            query = parse_qs(url.query, keep_blank_values=True)
+            if url.path in ("/healthz", "/readyz", "/livez"):
+                self._send(200, b"ok", "text/plain")
+                return
+            route = parse_route(url.path)
+            if route is None:
+                doc = _discovery(url.path) if method == "GET" else None
+                if doc is None:
+                    raise _not_found_path(url.path)
+                self._send_obj(200, doc)
+                return
+            self._handle(method, route, query, body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception as exc:  # noqa: BLE001 - every error becomes a Status
+            try:
+                self._send_error(exc)
+            except OSError:
+                self.close_connection = True
+
+    def _handle(self, method: str, r: _Route, query: dict, body: bytes) -> None:
+        store: Store = self.server.store
+        info = r.info
+        if r.name is None:
+            if method == "GET":
+                if _one(query, "watch", "").lower() in ("true", "1"):
+                    self._watch(r, query)
+                    return
+                items, rv = store.list(info.kind, r.namespace, _one(query, "labelSelector"),
+                                       _one(query, "fieldSelector"))
+                self._send_obj(200, {"kind": f"{info.kind}List", "apiVersion": info.api_version,
+                                     "metadata": {"resourceVersion": rv}, "items": items})
+                return
+            if method == "POST":
+                if info.namespaced and r.namespace is None:
+                    raise MethodNotAllowed(f"POST is not supported on {info.plural} without a namespace")
+                obj = self._check_body(self._json_body(body), r)
+                self._send_obj(201, store.create(obj))
+                return
+            raise MethodNotAllowed(f"{method} is not supported on {info.plural}")
+        if method == "GET":
+            self._send_obj(200, store.get(info.kind, r.namespace, r.name))
+        elif method == "PUT":
+            obj = self._check_body(self._json_body(body), r)
+            if r.subresource == "status":
+                self._send_obj(200, store.update_status(obj))
+            else:
+                self._send_obj(200, store.update(obj))
+        elif method == "PATCH":
+            ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+            if ctype not in ("application/merge-patch+json", "application/json", ""):
+                raise UnsupportedMediaType(
+                    f"the body of the request was in an unknown format - accepted media types include: "
+                    f"application/merge-patch+json (got {ctype})")
+            patch = self._json_body(body)
+            self._send_obj(200, store.patch(info.kind, r.namespace, r.name, patch, r.subresource))
+        elif method == "DELETE":
+            if r.subresource:
+                raise MethodNotAllowed("DELETE is not supported on a subresource")
+            opts = self._json_body(body) if body else {}
+            if not isinstance(opts, dict):
+                raise BadRequest("DeleteOptions must be a JSON object")
+            grace = _int_param(query, "gracePeriodSeconds")
+            if grace is None and opts.get("gracePeriodSeconds") is not None:
+                grace = int(opts["gracePeriodSeconds"])
+            pre = opts.get("preconditions") or {}
+            self._send_obj(200, store.delete(info.kind, r.namespace, r.name, grace_seconds=grace,
+                                             resource_version=pre.get("resourceVersion"), uid=pre.get("uid")))
+        else:
+            raise MethodNotAllowed(f"{method} is not supported on {info.plural}/{r.name}")
+
+    @staticmethod
+    def _check_body(obj, r: _Route) -> dict:
+        if not isinstance(obj, dict):
+            raise BadRequest("the request body must be a JSON object")
+        info = r.info
+        kind = obj.setdefault("kind", info.kind)
+        if kind != info.kind:
+            raise BadRequest(f'the kind of the provided object ({kind}) does not match the resource '
+                             f'({info.plural}, kind {info.kind})')
+        obj.setdefault("apiVersion", info.api_version)
+        meta = obj.get("metadata")
+        if meta is None:
+            meta = obj["metadata"] = {}
+        if not isinstance(meta, dict):
+            raise BadRequest("metadata must be a JSON object")
+        if info.namespaced:
+            ns = meta.get("namespace")
+            if ns and ns != r.namespace:
+                raise BadRequest("the namespace of the provided object does not match the namespace "
+                                 "sent on the request")
+            meta["namespace"] = r.namespace
+        if r.name is not None:
+            if meta.get("name") and meta["name"] != r.name:
+                raise BadRequest(f"the name of the object ({meta['name']}) does not match the name on "
+                                 f"the URL ({r.name})")
+            meta["name"] = r.name
+        return obj
+
+    def _watch(self, r: _Route, query: dict) -> None:
+        store: Store = self.server.store
+        timeout = _int_param(query, "timeoutSeconds")
+        deadline = time.monotonic() + timeout if timeout and timeout > 0 else None
+        try:
+            w = store.watch(r.info.kind, r.namespace, _one(query, "resourceVersion"),
+                            _one(query, "labelSelector"), _one(query, "fieldSelector"), copy=False)
+        except errors.Gone as exc:
+            w, gone = None, exc
+        self.close_connection = True  # one watch per connection, closed when it ends
+        try:
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Cache-Control: no-cache, private\r\nTransfer-Encoding: chunked\r\n"
+                             b"Connection: close\r\n\r\n")
+        except BaseException:
+            if w is not None:
+                w.stop()
+            raise
+        if w is None:
+            line = json.dumps({"type": ERROR, "object": errors.status_from_exception(gone)}).encode() + b"\n"
+            self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(line), line))
+            return
+        done = self.server.mux.add(w, self.connection, deadline)
+        done.wait()
+
+
+class _Entry:
+    __slots__ = ("w", "conn", "deadline", "buf", "ending", "mask", "done")
+
+    def __init__(self, w, conn: socket.socket, deadline: float | None):
+        self.w, self.conn, self.deadline = w, conn, deadline
+        self.buf = bytearray()
+        self.ending = False  # the terminating chunk is queued; finish once flushed
+        self.mask = 0
+        self.done = threading.Event()
+
+
+class _WatchMux:
+    """One thread that writes every watch stream: when a watch has events (the store calls
+    the watch's listener) the events are encoded once and sent with non-blocking writes, so a
+    change reaches dozens of watchers without waking dozens of threads. The same select()
+    notices clients that disconnect (their socket becomes readable at EOF) and
+    ``timeoutSeconds`` deadlines. A client more than ``max_buffer`` bytes behind is dropped.
+    The request thread that started a watch waits until the mux is done with its socket."""
+
+    def __init__(self, max_buffer: int = 64 << 20):
+        self.max_buffer = max_buffer
+        self._sel = selectors.DefaultSelector()
+        self._rd, self._wr = socket.socketpair()
+        self._rd.setblocking(False)
+        self._wr.setblocking(False)
+        self._sel.register(self._rd, selectors.EVENT_READ, None)
+        self._mu = threading.Lock()
+        self._new: list[_Entry] = []
+        self._ready: set = set()
+        self._signaled = False
+        self._closing = False
+        self._entries: dict = {}
+        self._thread = threading.Thread(target=self._run, name="apiserver-watch-mux", daemon=True)
+        self._thread.start()
+
+    # -- called from other threads ----------------------------------------------------------
+    def add(self, w, conn: socket.socket, deadline: float | None) -> threading.Event:
+        e = _Entry(w, conn, deadline)
+        with self._mu:
+            if self._closing:
+                e.done.set()
+                w.stop()
+                return e.done
+            self._new.append(e)
+        self._wake()
+        return e.done
+
+    def _notify(self, w) -> None:
+        with self._mu:
+            self._ready.add(w)
+            if self._signaled:
+                return
+            self._signaled = True
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._wr.send(b"x")
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        with self._mu:
+            self._closing = True
+        self._wake()
+        self._thread.join(timeout=10)
+
+    # -- the mux thread ---------------------------------------------------------------------
+    def _set_mask(self, e: _Entry, mask: int) -> None:
+        if mask == e.mask:
+            return
+        try:
+            if e.mask == 0:
+                self._sel.register(e.conn, mask, e)
+            elif mask == 0:
+                self._sel.unregister(e.conn)
+            else:
+                self._sel.modify(e.conn, mask, e)
+        except (OSError, ValueError, KeyError):
+            pass
+        e.mask = mask
+
+    def _finish(self, e: _Entry) -> None:
+        self._set_mask(e, 0)
+        self._entries.pop(e.w, None)
+        e.w.stop()
+        try:
+            e.conn.setblocking(True)
+        except OSError:
+            pass
+        e.done.set()
+
+    def _flush(self, e: _Entry) -> None:
+        while e.buf:
+            try:
+                n = e.conn.send(e.buf)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self._finish(e)
+                return
+            del e.buf[:n]
+        if not e.buf and e.ending:
+            self._finish(e)
+        elif len(e.buf) > self.max_buffer:
+            log.warning("dropping a watch of %s: the client is %d bytes behind", e.w.kind, len(e.buf))
+            self._finish(e)
+        else:
+            self._set_mask(e, (e.mask & selectors.EVENT_READ) | (selectors.EVENT_WRITE if e.buf else 0))
+
+    def _end(self, e: _Entry) -> None:
+        if not e.ending:
+            e.ending = True
+            e.w.stop()
+            e.buf += b"0\r\n\r\n"
+        self._flush(e)
+
+    def _pump(self, e: _Entry) -> None:
+        if e.ending:
+            return
+        batch = e.w.get_raw_batch(0, 4096)
+        if batch:
+            data = b"".join(ev.encoded() for ev in batch)
+            e.buf += b"%x\r\n" % len(data)
+            e.buf += data
+            e.buf += b"\r\n"
+        if e.w.closed:
+            self._end(e)
+        else:
+            self._flush(e)
+
+    @staticmethod
+    def _peer_closed(e: _Entry) -> bool:
+        try:
+            return e.conn.recv(1, socket.MSG_PEEK) == b""
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+
+    def _run(self) -> None:
+        while True:
+            timeout = None
+            deadlines = [e.deadline for e in self._entries.values() if e.deadline is not None]
+            if deadlines:
+                timeout = max(0.0, min(deadlines) - time.monotonic())
+            for key, mask in self._sel.select(timeout):
+                e = key.data
+                if e is None:
+                    try:
+                        while self._rd.recv(4096):
+                            pass
+                    except OSError:
+                        pass
+                    continue
+                if self._entries.get(e.w) is not e:
+                    continue
+                if mask & selectors.EVENT_READ:
+                    if self._peer_closed(e):
+                        self._finish(e)
+                        continue
+                    # unexpected data from the client: stop watching for reads (level-triggered)
+                    self._set_mask(e, e.mask & ~selectors.EVENT_READ)
+                if mask & selectors.EVENT_WRITE:
+                    self._flush(e)
+            with self._mu:
+                new, self._new = self._new, []
+                ready, self._ready = self._ready, set()
+                self._signaled = False
+                closing = self._closing
+            for e in new:
+                try:
+                    e.conn.setblocking(False)
+                except OSError:
+                    e.w.stop()
+                    e.done.set()
+                    continue
+                self._entries[e.w] = e
+                self._set_mask(e, selectors.EVENT_READ)
+                ready.add(e.w)
+                e.w.set_listener(self._notify)
+            for w in ready:
+                e = self._entries.get(w)
+                if e is not None:
+                    self._pump(e)
+            now = time.monotonic()
+            for e in [e for e in self._entries.values() if e.deadline is not None and e.deadline <= now]:
+                e.deadline = None
+                self._end(e)
+            if closing:
+                for e in list(self._entries.values()):
+                    self._finish(e)
+                self._sel.close()
+                self._rd.close()
+                self._wr.close()
+                return
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 512
+
+    def __init__(self, path: str, store: Store, max_watch_buffer: int):
+        self.store = store
+        self._conns: set[socket.socket] = set()
+        self._mu = threading.Lock()
+        self.mux = _WatchMux(max_watch_buffer)
+        self._closing = False
+        super().__init__(path, _Handler)
+
+    def _track(self, conn: socket.socket, add: bool) -> None:
+        with self._mu:
+            if add:
+                self._conns.add(conn)
+                closing = self._closing
+            else:
+                self._conns.discard(conn)
+                return
+        if closing:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def accept_loop(self) -> None:
+        """Blocking accept loop (no polling); ends when the listening socket is shut down."""
+        while True:
+            try:
+                conn, addr = self.socket.accept()
+            except OSError:
+                with self._mu:
+                    if self._closing:
+                        return
+                time.sleep(0.01)  # e.g. EMFILE: do not spin
+                continue
+            try:
+                self.process_request(conn, addr)
+            except Exception:  # noqa: BLE001
+                self.handle_error(conn, addr)
+                self.shutdown_request(conn)
+
+    def handle_error(self, request, client_address) -> None:
+        log.exception("error on an API server connection")
+
+    def shut_all(self) -> None:
+        with self._mu:
+            self._closing = True
+        self.mux.close()  # ends every watch stream
+        with self._mu:
+            conns = list(self._conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class ServerHandle:
+    """A running server; :meth:`close` stops it (and ends every watch and connection)."""
+
+    def __init__(self, server: _Server, thread: threading.Thread, socket_path: str):
+        self._server = server
+        self.thread = thread
+        self.socket_path = socket_path
+        self.store = server.store
+        self._closed = False
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._server.shut_all()
+        try:
+            self._server.socket.shutdown(socket.SHUT_RDWR)  # wakes the blocking accept()
+        except OSError:
+            pass
+        self._server.server_close()
+        self.thread.join(timeout=10)
+        try:
+            os.unlink(self.socket_path)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> "ServerHandle":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def serve(store: Store, socket_path: str | os.PathLike, *, max_watch_buffer: int = 64 << 20) -> ServerHandle:
+    """Serve *store* on a unix socket at *socket_path* from background threads; returns a
+    handle with ``close()``. A stale socket file at the path is replaced. A watch client
+    that falls more than ``max_watch_buffer`` bytes behind is disconnected."""
+    path = os.fspath(socket_path)
+    if len(path.encode()) > 107:
+        raise ValueError(f"unix socket path too long ({len(path)} > 107): {path}")
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    server = _Server(path, store, max_watch_buffer)
+    thread = threading.Thread(target=server.accept_loop,
+                              name=f"apiserver:{os.path.basename(path)}", daemon=True)
+    thread.start()
+    return ServerHandle(server, thread, path)

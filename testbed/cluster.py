@@ -1,0 +1,147 @@
+"""The library API: bring a scenario up, inspect it, run things in it, tear it down.
+
+    from testbed import Cluster
+    with Cluster.up("scenarios/quickstart.yaml", name="t1") as c:
+        print(c.status()["pods"])
+        c.exec("pod/web-1", ["ip", "addr"])
+
+The CLI is a thin layer over this module; pytest suites use it directly (see pytest_plugin.py).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import hostsettings, naming, netns, state, teardown, topology
+from .errors import NotRootError, TestbedError
+from .plan import Plan, build_plan
+from .scenario import Scenario, load
+
+Progress = Callable[[str, int, int], None]
+
+
+def require_root(what: str = "this command") -> None:
+    if os.geteuid() != 0:
+        raise NotRootError(what)
+
+
+class Cluster:
+    def __init__(self, name: str):
+        self.name = name
+        self._plan: Plan | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+    @classmethod
+    def up(cls, scenario: Scenario | str, *, name: str | None = None, progress: Progress | None = None,
+           raise_neigh_limits: bool = False, warn: Callable[[str], None] | None = None) -> Cluster:
+        """Build a scenario; atomic: on any error everything created is removed again."""
+        require_root("testbed up")
+        if isinstance(scenario, str):
+            scenario = load(scenario, name=name)
+        elif name:
+            scenario.name = name
+        plan = build_plan(scenario)  # pure: all validation happens before anything is built
+        state.claim(scenario.name)
+        started = time.monotonic()
+        try:
+            settings: dict[str, Any] = {}
+            problem = hostsettings.neighbour_limit_problem(len(plan.pods), len(plan.nodes), len(plan.externals))
+            if problem and raise_neigh_limits:
+                settings = hostsettings.raise_neighbour_limits(len(plan.pods), len(plan.nodes), len(plan.externals))
+            elif problem and warn:
+                warn(problem)
+            state.write_json(scenario.name, "state.json", {"host_settings": settings, "pids": {},
+                                                           "source": os.path.abspath(scenario.source)})
+            state.write_json(scenario.name, "plan.json", plan.to_dict())
+            topology.apply_plan(plan, progress or topology._noop)
+            state.update_json(scenario.name, "state.json", up_seconds=round(time.monotonic() - started, 3))
+        except BaseException:
+            teardown.down(scenario.name)
+            raise
+        c = cls(scenario.name)
+        c._plan = plan
+        return c
+
+    def down(self) -> dict:
+        require_root("testbed down")
+        return teardown.down(self.name)
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.down()
+
+    # --- inspection ------------------------------------------------------------------------
+    @property
+    def plan(self) -> Plan:
+        if self._plan is None:
+            self._plan = Plan.from_dict(state.read_json(self.name, "plan.json"))
+        return self._plan
+
+    def status(self) -> dict:
+        p = self.plan
+        return {
+            "name": self.name,
+            "backend": p.backend,
+            "hairpinMode": p.hairpin_mode,
+            "proxyMode": p.proxy_mode,
+            "podNetwork": p.pod_network,
+            "serviceNetwork": p.service_network,
+            "underlay": {"netns": p.underlay.netns, "gateway": p.underlay.gateway,
+                         "network": f"{p.underlay.gateway}/{p.underlay.prefixlen}"},
+            "nodes": [{"name": n.name, "netns": n.netns, "ip": n.ip, "podCIDR": n.pod_cidr,
+                       "vtep": n.vtep_ip, "labels": n.labels} for n in p.nodes],
+            "pods": [{"namespace": x.namespace, "name": x.name, "node": x.node, "netns": x.netns, "ip": x.ip}
+                     for x in p.pods],
+            "externals": [{"name": e.name, "netns": e.netns, "ip": e.ip} for e in p.externals],
+        }
+
+    def netns_of(self, target: str) -> str:
+        """``node/NAME``, ``pod/NAME``, ``pod/NAMESPACE/NAME``, ``external/NAME`` or ``underlay``."""
+        kind, _, rest = target.partition("/")
+        p = self.plan
+        if kind == "underlay":
+            return p.underlay.netns
+        if kind in ("node", "nodes", "no") and rest:
+            for n in p.nodes:
+                if n.name == rest:
+                    return n.netns
+            raise TestbedError(f"no node {rest!r} in cluster {self.name}; nodes: {', '.join(n.name for n in p.nodes)}")
+        if kind in ("external", "ext") and rest:
+            for e in p.externals:
+                if e.name == rest:
+                    return e.netns
+            raise TestbedError(f"no external client {rest!r} in cluster {self.name}; "
+                               f"externals: {', '.join(e.name for e in p.externals) or 'none'}")
+        if kind in ("pod", "pods", "po") and rest:
+            ns, _, name = rest.rpartition("/")
+            matches = [x for x in p.pods if x.name == name and (not ns or x.namespace == ns)]
+            if len(matches) == 1:
+                return matches[0].netns
+            if len(matches) > 1:
+                raise TestbedError(f"pod name {name!r} exists in several namespaces; use pod/NAMESPACE/{name}")
+            raise TestbedError(f"no pod {rest!r} in cluster {self.name}")
+        raise TestbedError(f"bad target {target!r}: use node/NAME, pod/NAME, pod/NAMESPACE/NAME, external/NAME or underlay")
+
+    def exec(self, target: str, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+        """Run a command in the target's namespace (``ip netns exec``: its own /sys view)."""
+        return subprocess.run(["ip", "netns", "exec", self.netns_of(target), *argv], **kwargs)
+
+    def run_in(self, target: str, fn: Callable[..., Any], *args, **kwargs) -> Any:
+        """Run a Python callable in a thread inside the target's namespace (sockets made there stay there)."""
+        return netns.run_in(self.netns_of(target), fn, *args, **kwargs)
+
+    def pod(self, name: str, namespace: str | None = None):
+        for x in self.plan.pods:
+            if x.name == name and (namespace is None or x.namespace == namespace):
+                return x
+        raise KeyError(name)
+
+
+def owned_netns(cluster: str) -> list[str]:
+    return netns.list_names(naming.cluster_prefix(cluster))

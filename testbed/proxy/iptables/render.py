@@ -1,0 +1,727 @@
+"""The ``iptables-restore --noflush`` input kube-proxy (iptables mode) writes, sync by sync.
+
+A pure re-implementation of upstream ``pkg/proxy/iptables/proxier.go`` ``syncProxyRules``
+(commit 531be812, see ``/work/shared/reference/kube-proxy-iptables.md``):
+
+- same rule text, same emission order per buffer (filter chains, filter rules, nat chains, nat
+  rules), services in ``(namespace, name, port name, protocol)`` order where upstream iterates a
+  Go map (so any order is one upstream could have produced);
+- same sync state: the first sync and any sync after ``force_full_sync()``,
+  ``set_topology_labels()``, ``restore_failed()`` or ``full_sync_period`` is a full sync; the
+  others are partial syncs that only write the KUBE-SVC/SVL/EXT/FW/SEP chains of services whose
+  Service or EndpointSlices changed;
+- stale service chains (known to exist in the kernel, no longer active) are flushed and deleted
+  with ``:CHAIN - [0:0]`` + ``-X CHAIN``. The renderer tracks which chains exist from what it
+  wrote (like upstream's ``iptables-save -t nat``); a caller that can run ``iptables-save`` may
+  pass the real set to ``sync(existing_nat_chains=...)``.
+
+Per-service text is cached between syncs, so a partial sync costs little more than joining the
+cached pieces.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from dataclasses import dataclass
+from typing import Mapping
+
+from testbed.proxy.iptables.names import (
+    ServiceChainNames,
+    endpoint_chain_name,
+    is_service_chain_name,
+    service_chain_names,
+)
+from testbed.proxy.iptables.sortorder import sort_restore_text
+from testbed.proxy.model import (
+    IPV4,
+    IPV6,
+    EndpointInfo,
+    NamespacedName,
+    ProxyState,
+    ServicePortInfo,
+    ServicePortName,
+    StateChange,
+    categorize_endpoints,
+    parse_cidr,
+    parse_ip,
+)
+
+KUBE_SERVICES = "KUBE-SERVICES"
+KUBE_EXTERNAL_SERVICES = "KUBE-EXTERNAL-SERVICES"
+KUBE_NODEPORTS = "KUBE-NODEPORTS"
+KUBE_POSTROUTING = "KUBE-POSTROUTING"
+KUBE_MARK_MASQ = "KUBE-MARK-MASQ"
+KUBE_FORWARD = "KUBE-FORWARD"
+KUBE_PROXY_FIREWALL = "KUBE-PROXY-FIREWALL"
+KUBE_FIREWALL = "KUBE-FIREWALL"
+
+FILTER_CHAINS = (KUBE_SERVICES, KUBE_EXTERNAL_SERVICES, KUBE_FORWARD, KUBE_NODEPORTS,
+                 KUBE_PROXY_FIREWALL)
+NAT_CHAINS = (KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ)
+LARGE_CLUSTER_ENDPOINTS_THRESHOLD = 1000
+_CHUNK = 128   # services per cached text block
+NFACCT_CT_STATE_INVALID = "ct_state_invalid_dropped_pkts"
+NFACCT_LOCALHOST_NODEPORTS = "localhost_nps_accepted_pkts"
+NODEPORTS_LAST_RULE_COMMENT = \
+    '"kubernetes service nodeports; NOTE: this must be the last rule in this chain"'
+
+
+def chain_line(chain: str) -> str:
+    """``utiliptables.MakeChainLine``."""
+    return f":{chain} - [0:0]\n"
+
+
+def compute_probability(n: int) -> str:
+    """Upstream ``computeProbability``: ``%0.10f`` of ``1/n``."""
+    return "%0.10f" % (1.0 / n)
+
+
+@dataclass(frozen=True)
+class LocalDetector:
+    """``--detect-local-mode``: which traffic counts as coming from a local pod.
+
+    ``mode`` is ``ClusterCIDR``/``NodeCIDR`` (``value`` = CIDR), ``BridgeInterface``
+    (``value`` = bridge name), ``InterfaceNamePrefix`` (``value`` = prefix) or ``None``.
+    """
+
+    mode: str = "ClusterCIDR"
+    value: str = ""
+
+    @property
+    def implemented(self) -> bool:
+        return self.mode not in ("", "None", None) and bool(self.value)
+
+    @property
+    def _match(self) -> str:
+        if self.mode in ("ClusterCIDR", "NodeCIDR"):
+            return f"-s {self.value}"
+        if self.mode == "BridgeInterface":
+            return f"-i {self.value}"
+        if self.mode == "InterfaceNamePrefix":
+            return f"-i {self.value}+"
+        raise ValueError(f"unknown local detector mode {self.mode!r}")
+
+    def if_local(self) -> str:
+        return self._match
+
+    def if_not_local(self) -> str:
+        return "! " + self._match
+
+
+@dataclass(frozen=True)
+class IptablesConfig:
+    """The proxier's parameters (``NewProxier`` arguments and probed host features)."""
+
+    node_name: str
+    node_ips: tuple[str, ...] = ()          # node_ips[0] is the proxier's nodeIP
+    ip_family: str = IPV4
+    local_detector: LocalDetector | None = None
+    masquerade_all: bool = False
+    masquerade_bit: int = 14
+    mark_format: str = "padded"             # "padded": 0x00004000 (kube-proxy), "short": 0x4000
+    localhost_nodeports: bool = True
+    nodeport_addresses: tuple[str, ...] = ()  # CIDRs; empty = all local addresses
+    conntrack_tcp_be_liberal: bool = False
+    nfacct_ct_state_invalid: bool = False   # nfacct counter ct_state_invalid_dropped_pkts exists
+    nfacct_localhost_nodeports: bool = False  # nfacct counter localhost_nps_accepted_pkts exists
+    random_fully: bool = False              # iptables >= 1.6.2
+    sync_period: float = 30.0
+    full_sync_period: float = 3600.0        # proxyutil.FullSyncPeriod
+    prefer_same_traffic_distribution: bool = True  # feature gate (node hints)
+
+    @property
+    def masquerade_mark(self) -> str:
+        value = 1 << self.masquerade_bit
+        if self.mark_format == "short":
+            return hex(value)
+        if self.mark_format == "padded":
+            return "0x%08x" % value           # Go's %#08x
+        raise ValueError(f"unknown mark_format {self.mark_format!r}")
+
+    @property
+    def node_ip(self) -> str | None:
+        return self.node_ips[0] if self.node_ips else None
+
+
+@dataclass(frozen=True)
+class _NodePortAddresses:
+    """Upstream ``proxyutil.NodePortAddresses`` for one family."""
+
+    match_all: bool
+    cidrs: tuple
+    contains_ipv4_loopback: bool
+
+    @classmethod
+    def build(cls, family: str, cidr_strings: tuple[str, ...]) -> "_NodePortAddresses":
+        nets = []
+        for text in cidr_strings:
+            net = parse_cidr(text)
+            if net is not None and (net.version == 4) == (family == IPV4):
+                nets.append(net)
+        if not nets:
+            nets = [parse_cidr("0.0.0.0/0" if family == IPV4 else "::/0")]
+        cidrs, loopback, match_all = [], False, False
+        for net in nets:
+            if net.version == 4 and (net.network_address.is_loopback
+                                     or parse_ip("127.0.0.1") in net):
+                loopback = True
+            if net.prefixlen == 0:
+                cidrs, match_all = [net], True
+                break
+            cidrs.append(net)
+        return cls(match_all, tuple(cidrs), loopback)
+
+
+@dataclass
+class _Fragment:
+    """Rendered text of one Service (all its ports), for one sync configuration."""
+
+    filter_rules: str
+    nat_top: str          # KUBE-SERVICES / KUBE-NODEPORTS rules: written on every sync
+    nat_all: str          # top rules interleaved with per-service chain rules (written syncs)
+    chain_lines: str
+    chains: tuple[str, ...]
+
+
+@dataclass
+class SyncResult:
+    """One sync: the restore input plus what it did."""
+
+    text: str                              # emission order, as kube-proxy pipes it
+    full: bool
+    written_chains: list[str]              # per-service nat chains (re)written, emission order
+    deleted_chains: list[str]              # stale chains flushed and deleted (-X)
+    updated_services: set[NamespacedName]
+    changes: StateChange
+    large_cluster_mode: bool
+
+    def sorted_text(self) -> str:
+        """The text in upstream's test order (see ``sortorder``)."""
+        return sort_restore_text(self.text)
+
+
+class IptablesRenderer:
+    """Keeps upstream's sync state across calls; ``sync()`` returns each restore input."""
+
+    def __init__(self, config: IptablesConfig) -> None:
+        self.config = config
+        self._mark = config.masquerade_mark
+        self._ipv6 = config.ip_family == IPV6
+        self._npa = _NodePortAddresses.build(config.ip_family, tuple(config.nodeport_addresses))
+        # NewProxier: localhost NodePorts only if nodePortAddresses include 127.0.0.1; the
+        # dual-stack IPv6 proxier is always created with localhostNodePorts=false.
+        self.localhost_nodeports = (config.localhost_nodeports and not self._ipv6
+                                    and self._npa.contains_ipv4_loopback)
+        det = config.local_detector
+        self._detector = det if det is not None and det.implemented else None
+        self._node_ip = parse_ip(config.node_ip) if config.node_ip else None
+
+        self._need_full = True
+        self._last_full: float | None = None
+        self._last_cleanup: float | None = None
+        self._existing: set[str] = set()
+        self._rollback: tuple[list[str], list[str]] | None = None
+        self._topology_labels: dict[str, str] = {}
+        self._large: bool | None = None
+        self._frags: dict[NamespacedName, _Fragment] = {}
+        self._active: set[str] = set()
+        self._order_set: set[NamespacedName] = set()
+        self._chunk_names: list[list[NamespacedName]] = []   # sorted, ~_CHUNK names each
+        self._chunk_first: list[NamespacedName] = []
+        self._chunk_text: list[_Fragment | None] = []
+        self._names: dict[ServicePortName, ServiceChainNames] = {}
+        self._sep: dict[tuple[ServicePortName, str], str] = {}
+        self._prob = ["<bad value>"]
+        self._fixed = self._render_fixed()
+
+    # ------------------------------------------------------------------ state control
+    @property
+    def needs_full_sync(self) -> bool:
+        return self._need_full
+
+    @property
+    def existing_chains(self) -> frozenset[str]:
+        """Per-service nat chains the renderer believes exist in the kernel."""
+        return frozenset(self._existing)
+
+    @property
+    def active_chains(self) -> frozenset[str]:
+        """Every per-service nat chain the last sync's rules use."""
+        return frozenset(self._active)
+
+    def force_full_sync(self) -> None:
+        """``forceSyncProxyRules`` (e.g. the canary chain disappeared)."""
+        self._need_full = True
+
+    def set_topology_labels(self, labels: Mapping[str, str]) -> None:
+        """``OnTopologyChange``: new node labels (zone) and a full sync."""
+        self._topology_labels = dict(labels)
+        self._need_full = True
+        self._invalidate_all()
+
+    def restore_failed(self) -> None:
+        """Report that the last ``sync()``'s restore failed: the kernel kept its previous
+        chains, and the next sync must be a full one (upstream's ``needFullSync = true``)."""
+        if self._rollback is not None:
+            added, deleted = self._rollback
+            self._existing.difference_update(added)
+            self._existing.update(deleted)
+            self._rollback = None
+        self._need_full = True
+
+    def _invalidate_all(self) -> None:
+        self._frags.clear()
+        self._active.clear()
+        self._chunk_text = [None] * len(self._chunk_names)
+
+    # ------------------------------------------------------------------ sync
+    def sync(self, state: ProxyState, *, changes: StateChange | None = None,
+             full: bool | None = None, now: float | None = None,
+             existing_nat_chains: set[str] | frozenset[str] | None = None) -> SyncResult:
+        """Render one sync (assumed to succeed; call ``restore_failed()`` if it did not).
+
+        ``changes`` defaults to ``state.checkout()``; pass it if you checked out yourself.
+        ``full`` forces (True) or forbids (False) a full sync; default: upstream's rule.
+        ``now`` is a monotonic time in seconds (tests); ``existing_nat_chains`` overrides the
+        tracked kernel chains (e.g. parsed from ``iptables-save -t nat``).
+        """
+        cfg = self.config
+        if changes is None:
+            changes = state.checkout()
+        if now is None:
+            now = time.monotonic()
+        do_full = self._need_full or self._last_full is None or \
+            (now - self._last_full) > cfg.full_sync_period
+        if full is not None:
+            do_full = full
+        updated = changes.updated_services
+
+        # large cluster mode depends on all endpoints of all service ports
+        large = state.total_endpoints() > LARGE_CLUSTER_ENDPOINTS_THRESHOLD
+        if large != self._large:
+            self._large = large
+            self._invalidate_all()
+
+        # refresh order, fragments and chunks of changed services
+        self._refresh(state, updated)
+
+        filter_parts: list[str] = [self._fixed["filter_head"]]
+        nat_chain_parts: list[str] = [self._fixed["nat_chains"]]
+        nat_rule_parts: list[str] = [self._fixed["nat_head"]]
+        written: list[str] = []
+        frags = self._frags
+        dirty_chunks = set()
+        if not do_full:
+            for nn in updated:
+                if nn in self._order_set:
+                    dirty_chunks.add(self._chunk_index(nn))
+        for k, names in enumerate(self._chunk_names):
+            chunk = self._chunk_text[k]
+            if chunk is None:
+                chunk = self._chunk_text[k] = self._build_chunk(state, names, large)
+            filter_parts.append(chunk.filter_rules)
+            if do_full:
+                nat_rule_parts.append(chunk.nat_all)
+                nat_chain_parts.append(chunk.chain_lines)
+                written.extend(chunk.chains)
+            elif k not in dirty_chunks:
+                nat_rule_parts.append(chunk.nat_top)
+            else:
+                for nn in names:
+                    frag = frags[nn]
+                    if nn in updated:
+                        nat_rule_parts.append(frag.nat_all)
+                        nat_chain_parts.append(frag.chain_lines)
+                        written.extend(frag.chains)
+                    else:
+                        nat_rule_parts.append(frag.nat_top)
+
+        # stale chains
+        deleted: list[str] = []
+        if not large or self._last_cleanup is None or \
+                (now - self._last_cleanup) > cfg.sync_period:
+            existing = self._existing if existing_nat_chains is None else set(existing_nat_chains)
+            deleted = sorted(c for c in existing - self._active if is_service_chain_name(c))
+            for chain in deleted:
+                nat_chain_parts.append(chain_line(chain))
+                nat_rule_parts.append(f"-X {chain}\n")
+            self._last_cleanup = now
+
+        nat_rule_parts.append(self._fixed["nat_tail"])
+        filter_parts.append(self._fixed["filter_tail"])
+        text = "".join(filter_parts) + "".join(nat_chain_parts) + "".join(nat_rule_parts) + \
+            "COMMIT\n"
+
+        # assume success (restore_failed() rolls back)
+        if existing_nat_chains is not None:
+            self._existing = {c for c in existing_nat_chains if is_service_chain_name(c)}
+        existing = self._existing
+        added = [c for c in written if c not in existing]
+        existing.update(added)
+        existing.difference_update(deleted)
+        self._rollback = (added, deleted)
+        self._need_full = False
+        if do_full:
+            self._last_full = now
+        return SyncResult(text=text, full=do_full, written_chains=written,
+                          deleted_chains=deleted, updated_services=updated, changes=changes,
+                          large_cluster_mode=large)
+
+    def _drop(self, nn: NamespacedName) -> None:
+        frag = self._frags.pop(nn, None)
+        if frag is not None:
+            self._active.difference_update(frag.chains)
+
+    def _refresh(self, state: ProxyState, updated: set[NamespacedName]) -> None:
+        """Drop the cached text of updated services; keep the sorted chunks of names aligned.
+
+        Services are kept in sorted chunks of about ``_CHUNK`` names, each with its joined text
+        cached, so a change re-joins one chunk, not the whole ruleset.
+        """
+        for nn in updated:
+            self._drop(nn)
+        if len(updated) > 64 or not self._chunk_names:
+            self._rebuild_chunks(state)
+            return
+        for nn in updated:
+            present = bool(state.ports_of(nn))
+            if present and nn not in self._order_set:
+                if not self._chunk_names:
+                    self._chunk_names.append([])
+                    self._chunk_first.append(nn)
+                    self._chunk_text.append(None)
+                k = self._chunk_index(nn)
+                names = self._chunk_names[k]
+                bisect.insort(names, nn)
+                self._chunk_first[k] = names[0]
+                self._order_set.add(nn)
+                self._chunk_text[k] = None
+                if len(names) > 2 * _CHUNK:
+                    half = len(names) // 2
+                    self._chunk_names[k:k + 1] = [names[:half], names[half:]]
+                    self._chunk_first[k:k + 1] = [names[0], names[half]]
+                    self._chunk_text[k:k + 1] = [None, None]
+            elif not present and nn in self._order_set:
+                k = self._chunk_index(nn)
+                names = self._chunk_names[k]
+                names.remove(nn)
+                self._order_set.discard(nn)
+                if names:
+                    self._chunk_first[k] = names[0]
+                    self._chunk_text[k] = None
+                else:
+                    del self._chunk_names[k], self._chunk_first[k], self._chunk_text[k]
+            elif present:
+                self._chunk_text[self._chunk_index(nn)] = None
+        if len(self._order_set) != state.service_count():   # caller skipped a checkout
+            self._invalidate_all()
+            self._rebuild_chunks(state)
+
+    def _rebuild_chunks(self, state: ProxyState) -> None:
+        order = state.services()
+        self._order_set = set(order)
+        self._chunk_names = [order[i:i + _CHUNK] for i in range(0, len(order), _CHUNK)]
+        self._chunk_first = [names[0] for names in self._chunk_names]
+        self._chunk_text = [None] * len(self._chunk_names)
+        for nn in [nn for nn in self._frags if nn not in self._order_set]:
+            self._drop(nn)
+
+    def _chunk_index(self, nn: NamespacedName) -> int:
+        return max(bisect.bisect_right(self._chunk_first, nn) - 1, 0)
+
+    def _build_chunk(self, state: ProxyState, names: list[NamespacedName], large: bool
+                     ) -> _Fragment:
+        frags = self._frags
+        parts = []
+        for nn in names:
+            frag = frags.get(nn)
+            if frag is None:
+                frag = frags[nn] = self._render_service(state, nn, large)
+                self._active.update(frag.chains)
+            parts.append(frag)
+        return _Fragment("".join(f.filter_rules for f in parts),
+                         "".join(f.nat_top for f in parts),
+                         "".join(f.nat_all for f in parts),
+                         "".join(f.chain_lines for f in parts),
+                         tuple(c for f in parts for c in f.chains))
+
+    # ------------------------------------------------------------------ fixed rules
+    def _render_fixed(self) -> dict[str, str]:
+        cfg, mark = self.config, self._mark
+        filter_chains = "".join(chain_line(c) for c in FILTER_CHAINS)
+        filter_first = ""
+        if not self._ipv6 and self.localhost_nodeports:
+            filter_chains += chain_line(KUBE_FIREWALL)
+            filter_first = (
+                f'-A {KUBE_FIREWALL} -m comment --comment "block incoming localnet connections"'
+                " -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack"
+                " ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP\n")
+        filter_tail = ""
+        if not cfg.conntrack_tcp_be_liberal:
+            nfacct = (f" -m nfacct --nfacct-name {NFACCT_CT_STATE_INVALID}"
+                      if cfg.nfacct_ct_state_invalid else "")
+            filter_tail += f"-A {KUBE_FORWARD} -m conntrack --ctstate INVALID{nfacct} -j DROP\n"
+        filter_tail += (
+            f'-A {KUBE_FORWARD} -m comment --comment "kubernetes forwarding rules"'
+            f" -m mark --mark {mark}/{mark} -j ACCEPT\n"
+            f'-A {KUBE_FORWARD} -m comment --comment "kubernetes forwarding conntrack rule"'
+            " -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n"
+            "COMMIT\n")
+        nat_head = (
+            f"-A {KUBE_POSTROUTING} -m mark ! --mark {mark}/{mark} -j RETURN\n"
+            f"-A {KUBE_POSTROUTING} -j MARK --xor-mark {mark}\n"
+            f'-A {KUBE_POSTROUTING} -m comment --comment "kubernetes service traffic requiring SNAT"'
+            f" -j MASQUERADE{' --random-fully' if cfg.random_fully else ''}\n"
+            f"-A {KUBE_MARK_MASQ} -j MARK --or-mark {mark}\n")
+        if self._npa.match_all:
+            dest = "-m addrtype --dst-type LOCAL"
+            if self._ipv6:
+                dest += " ! -d ::1/128"
+            elif not self.localhost_nodeports:
+                dest += " ! -d 127.0.0.0/8"
+            nat_tail = f"-A {KUBE_SERVICES} -m comment --comment {NODEPORTS_LAST_RULE_COMMENT}" \
+                       f" {dest} -j {KUBE_NODEPORTS}\n"
+        else:
+            nat_tail = ""
+            for ip in self._nodeport_ips():
+                if ip.is_loopback and (self._ipv6 or not self.localhost_nodeports):
+                    continue
+                nat_tail += f"-A {KUBE_SERVICES} -m comment --comment" \
+                            f" {NODEPORTS_LAST_RULE_COMMENT} -d {ip} -j {KUBE_NODEPORTS}\n"
+        return {
+            "filter_head": "*filter\n" + filter_chains + filter_first,
+            "filter_tail": filter_tail,
+            "nat_chains": "*nat\n" + "".join(chain_line(c) for c in NAT_CHAINS),
+            "nat_head": nat_head,
+            "nat_tail": nat_tail,
+        }
+
+    def _nodeport_ips(self) -> list:
+        """``GetNodeIPs``: local addresses inside nodePortAddresses (loopback, then node IPs)."""
+        candidates = ["::1" if self._ipv6 else "127.0.0.1", *self.config.node_ips]
+        out, seen = [], set()
+        for text in candidates:
+            ip = parse_ip(text)
+            if ip is None or str(ip) in seen or (ip.version == 6) != self._ipv6:
+                continue
+            if any(ip in net for net in self._npa.cidrs):
+                out.append(ip)
+                seen.add(str(ip))
+        return out
+
+    # ------------------------------------------------------------------ per service
+    def _probability(self, n: int) -> str:
+        prob = self._prob
+        while len(prob) <= n:
+            prob.append(compute_probability(len(prob)))
+        return prob[n]
+
+    def _sep_chain(self, spn: ServicePortName, proto: str, ep: EndpointInfo) -> str:
+        key = (spn, ep.endpoint)
+        name = self._sep.get(key)
+        if name is None:
+            name = endpoint_chain_name(str(spn), proto, ep.endpoint)
+            self._sep[key] = name
+        return name
+
+    def _render_service(self, state: ProxyState, nn: NamespacedName, large: bool) -> _Fragment:
+        ports = state.ports_of(nn)
+        filt, top, full, lines, chains = [], [], [], [], []
+        for spn in sorted(ports, key=lambda s: (s.port, s.protocol)):
+            self._render_port(ports[spn], state.endpoints_map.get(spn, ()), large,
+                              filt, top, full, lines, chains)
+        return _Fragment("".join(filt), "".join(top), "".join(full), "".join(lines),
+                         tuple(chains))
+
+    def _render_port(self, svc: ServicePortInfo, all_eps, large: bool, filt: list, top: list,
+                     full: list, lines: list, chains: list) -> None:
+        cfg = self.config
+        spn = svc.name
+        spn_s = str(spn)
+        proto = svc.protocol.lower()
+        names = self._names.get(spn)
+        if names is None:
+            names = self._names[spn] = service_chain_names(spn_s, proto)
+        cluster_eps, local_eps, reachable, has_eps = categorize_endpoints(
+            all_eps, svc, cfg.node_name, self._topology_labels,
+            prefer_same_node=cfg.prefer_same_traffic_distribution)
+
+        svc_chain, svl_chain, ext_chain, fw_chain = names
+        uses_cluster_chain = bool(cluster_eps) and svc.uses_cluster_endpoints
+        uses_local_chain = bool(local_eps) and svc.uses_local_endpoints
+
+        internal_chain, has_internal = svc_chain, has_eps
+        if svc.internal_policy_local:
+            internal_chain = svl_chain
+            if not local_eps:
+                has_internal = False
+        external_policy_chain, has_external = svc_chain, has_eps
+        if svc.external_policy_local:
+            external_policy_chain = svl_chain
+            if not local_eps:
+                has_external = False
+        uses_ext_chain = has_eps and svc.externally_accessible
+        lb_chain = ext_chain
+        uses_fw = has_eps and bool(svc.load_balancer_vips) and bool(svc.load_balancer_source_ranges)
+        if uses_fw:
+            lb_chain = fw_chain
+
+        int_target = int_comment = ext_target = ext_comment = ""
+        if not has_eps:
+            int_target = ext_target = "REJECT"
+            int_comment = ext_comment = f'"{spn_s} has no endpoints"'
+        else:
+            if not has_internal:
+                int_target, int_comment = "DROP", f'"{spn_s} has no local endpoints"'
+            if not has_external:
+                ext_target, ext_comment = "DROP", f'"{spn_s} has no local endpoints"'
+
+        pm = f"-m {proto} -p {proto}"
+        port = svc.port
+        cip = svc.cluster_ip
+        port_top: list[str] = []
+
+        # cluster IP
+        if has_internal:
+            port_top.append(f'-A {KUBE_SERVICES} -m comment --comment "{spn_s} cluster IP"'
+                            f" {pm} -d {cip} --dport {port} -j {internal_chain}\n")
+        else:
+            filt.append(f"-A {KUBE_SERVICES} -m comment --comment {int_comment}"
+                        f" {pm} -d {cip} --dport {port} -j {int_target}\n")
+        # external IPs
+        for eip in svc.external_ips:
+            if has_eps:
+                port_top.append(f'-A {KUBE_SERVICES} -m comment --comment "{spn_s} external IP"'
+                                f" {pm} -d {eip} --dport {port} -j {ext_chain}\n")
+            if not has_external:
+                filt.append(f"-A {KUBE_EXTERNAL_SERVICES} -m comment --comment {ext_comment}"
+                            f" {pm} -d {eip} --dport {port} -j {ext_target}\n")
+        # load-balancer ingress
+        for lbip in svc.load_balancer_vips:
+            if has_eps:
+                port_top.append(f'-A {KUBE_SERVICES} -m comment --comment "{spn_s} loadbalancer IP"'
+                                f" {pm} -d {lbip} --dport {port} -j {lb_chain}\n")
+            if uses_fw:
+                filt.append(f"-A {KUBE_PROXY_FIREWALL} -m comment --comment"
+                            f' "{spn_s} traffic not accepted by {fw_chain}"'
+                            f" {pm} -d {lbip} --dport {port} -j DROP\n")
+        if not has_external:
+            for lbip in svc.load_balancer_vips:
+                filt.append(f"-A {KUBE_EXTERNAL_SERVICES} -m comment --comment {ext_comment}"
+                            f" {pm} -d {lbip} --dport {port} -j {ext_target}\n")
+        # node port
+        if svc.node_port:
+            np = svc.node_port
+            if has_eps:
+                if self.localhost_nodeports and not self._ipv6 and cfg.nfacct_localhost_nodeports:
+                    port_top.append(f"-A {KUBE_NODEPORTS} -m comment --comment {spn_s} {pm}"
+                                    f" -d 127.0.0.0/8 --dport {np}"
+                                    f" -m nfacct --nfacct-name {NFACCT_LOCALHOST_NODEPORTS}"
+                                    f" -j {ext_chain}\n")
+                port_top.append(f"-A {KUBE_NODEPORTS} -m comment --comment {spn_s} {pm}"
+                                f" --dport {np} -j {ext_chain}\n")
+            if not has_external:
+                filt.append(f"-A {KUBE_EXTERNAL_SERVICES} -m comment --comment {ext_comment}"
+                            f" -m addrtype --dst-type LOCAL {pm} --dport {np} -j {ext_target}\n")
+        # health check node port
+        if svc.health_check_node_port:
+            filt.append(f'-A {KUBE_NODEPORTS} -m comment --comment "{spn_s} health check node port"'
+                        f" -m tcp -p tcp --dport {svc.health_check_node_port} -j ACCEPT\n")
+
+        top.extend(port_top)
+        full.extend(port_top)
+        rules: list[str] = []
+
+        # internal traffic: masquerade off-cluster sources
+        if has_internal:
+            match = f'-m comment --comment "{spn_s} cluster IP" {pm} -d {cip} --dport {port}'
+            if cfg.masquerade_all:
+                rules.append(f"-A {internal_chain} {match} -j {KUBE_MARK_MASQ}\n")
+            elif self._detector is not None:
+                rules.append(f"-A {internal_chain} {match} {self._detector.if_not_local()}"
+                             f" -j {KUBE_MARK_MASQ}\n")
+
+        # external traffic chain
+        if uses_ext_chain:
+            lines.append(chain_line(ext_chain))
+            chains.append(ext_chain)
+            if not svc.external_policy_local:
+                rules.append(f'-A {ext_chain} -m comment --comment "masquerade traffic for {spn_s}'
+                             f' external destinations" -j {KUBE_MARK_MASQ}\n')
+            else:
+                if self._detector is not None:
+                    rules.append(f'-A {ext_chain} -m comment --comment "pod traffic for {spn_s}'
+                                 f' external destinations" {self._detector.if_local()}'
+                                 f" -j {svc_chain}\n")
+                rules.append(f'-A {ext_chain} -m comment --comment "masquerade LOCAL traffic for'
+                             f' {spn_s} external destinations" -m addrtype --src-type LOCAL'
+                             f" -j {KUBE_MARK_MASQ}\n")
+                rules.append(f'-A {ext_chain} -m comment --comment "route LOCAL traffic for'
+                             f' {spn_s} external destinations" -m addrtype --src-type LOCAL'
+                             f" -j {svc_chain}\n")
+            if has_external:
+                rules.append(f"-A {ext_chain} -j {external_policy_chain}\n")
+
+        # load-balancer source ranges
+        if uses_fw:
+            lines.append(chain_line(fw_chain))
+            chains.append(fw_chain)
+            head = f'-A {fw_chain} -m comment --comment "{spn_s} loadbalancer IP"'
+            allow_from_node = False
+            for cidr in svc.load_balancer_source_ranges:
+                rules.append(f"{head} -s {cidr} -j {ext_chain}\n")
+                net = parse_cidr(cidr)
+                if self._node_ip is not None and net is not None and \
+                        net.version == self._node_ip.version and self._node_ip in net:
+                    allow_from_node = True
+            if allow_from_node:
+                for lbip in svc.load_balancer_vips:
+                    rules.append(f"{head} -s {lbip} -j {ext_chain}\n")
+            rules.append(f'-A {fw_chain} -m comment --comment "other traffic to {spn_s} will be'
+                         f' dropped by KUBE-PROXY-FIREWALL"\n')
+
+        ep_chain = {}
+        for ep in reachable:
+            ep_chain[ep.endpoint] = self._sep_chain(spn, proto, ep)
+        if uses_cluster_chain:
+            lines.append(chain_line(svc_chain))
+            chains.append(svc_chain)
+            self._service_to_endpoints(rules, spn_s, svc, svc_chain, cluster_eps, large, proto)
+        if uses_local_chain:
+            lines.append(chain_line(svl_chain))
+            chains.append(svl_chain)
+            self._service_to_endpoints(rules, spn_s, svc, svl_chain, local_eps, large, proto)
+
+        # per-endpoint chains
+        comment = "" if large else f" -m comment --comment {spn_s}"
+        affinity = svc.session_affinity_client_ip
+        for ep in reachable:
+            sep = ep_chain[ep.endpoint]
+            lines.append(chain_line(sep))
+            chains.append(sep)
+            rules.append(f"-A {sep}{comment} -s {ep.ip} -j {KUBE_MARK_MASQ}\n")
+            recent = f" -m recent --name {sep} --set" if affinity else ""
+            rules.append(f"-A {sep}{comment}{recent} {pm} -j DNAT --to-destination"
+                         f" {ep.endpoint}\n")
+        full.extend(rules)
+
+    def _service_to_endpoints(self, rules: list, spn_s: str, svc: ServicePortInfo, chain: str,
+                              endpoints, large: bool, proto: str) -> None:
+        """``writeServiceToEndpointRules``."""
+        spn = svc.name
+        if svc.session_affinity_client_ip:
+            for ep in endpoints:
+                sep = self._sep_chain(spn, proto, ep)
+                comment = "" if large else f' -m comment --comment "{spn_s} -> {ep.endpoint}"'
+                rules.append(f"-A {chain}{comment} -m recent --name {sep} --rcheck --seconds"
+                             f" {svc.sticky_max_age_seconds} --reap -j {sep}\n")
+        n = len(endpoints)
+        for i, ep in enumerate(endpoints):
+            sep = self._sep_chain(spn, proto, ep)
+            comment = "" if large else f' -m comment --comment "{spn_s} -> {ep.endpoint}"'
+            if i < n - 1:
+                rules.append(f"-A {chain}{comment} -m statistic --mode random --probability"
+                             f" {self._probability(n - i)} -j {sep}\n")
+            else:
+                rules.append(f"-A {chain}{comment} -j {sep}\n")

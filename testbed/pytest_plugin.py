@@ -1,0 +1,1 @@
+"""pytest plugin: fixtures for users of testbed (see README)."""

@@ -1,0 +1,364 @@
+"""Scenario files: parse and validate (pure; every problem is reported at once).
+
+    apiVersion: testbed/v1
+    kind: Scenario
+    metadata: {name: quickstart}
+    spec:
+      nodes: 3                      # or [{name: node1, labels: {...}}, ...]
+      podNetwork: 10.244.0.0/16
+      serviceNetwork: 10.96.0.0/12
+      underlay: {network: 172.20.10.0/24, mtu: 1500}
+      backend: vxlan                # vxlan | host-gw
+      hairpinMode: hairpin-veth     # hairpin-veth | promiscuous-bridge | none
+      proxyMode: iptables
+      externals: 1                  # or [{name: client}, ...]
+    manifests:                      # Kubernetes objects, inline or {file: path}
+      - {apiVersion: v1, kind: Pod, metadata: {name: web}, spec: {...}}
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from .errors import Problem, ValidationError
+
+API_VERSION = "testbed/v1"
+BACKENDS = ("vxlan", "host-gw")
+HAIRPIN_MODES = ("hairpin-veth", "promiscuous-bridge", "none")
+PROXY_MODES = ("iptables", "ipvs", "nftables", "userspace", "none")
+IFNAMSIZ = 15
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+MAX_CLUSTER_NAME = 20
+
+DEFAULTS = {
+    "podNetwork": "10.244.0.0/16",
+    "nodeSubnetPrefix": 24,
+    "serviceNetwork": "10.96.0.0/12",
+    "underlay": {"network": "172.20.10.0/24", "mtu": 1500},
+    "backend": "vxlan",
+    "hairpinMode": "hairpin-veth",
+    "proxyMode": "iptables",
+    "nodes": 2,
+    "externals": 1,
+}
+SPEC_FIELDS = set(DEFAULTS) | {"nodePortRange", "loadBalancerPool"}
+TOP_FIELDS = {"apiVersion", "kind", "metadata", "spec", "manifests", "checks"}
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExternalSpec:
+    name: str
+
+
+@dataclass
+class Scenario:
+    name: str
+    nodes: list[NodeSpec]
+    externals: list[ExternalSpec]
+    pod_network: ipaddress.IPv4Network
+    node_prefix: int
+    service_network: ipaddress.IPv4Network
+    underlay_network: ipaddress.IPv4Network
+    underlay_mtu: int
+    backend: str
+    hairpin_mode: str
+    proxy_mode: str
+    node_port_range: tuple[int, int] = (30000, 32767)
+    lb_pool: ipaddress.IPv4Network | None = None
+    manifests: list[dict] = field(default_factory=list)
+    checks: list[dict] = field(default_factory=list)
+    source: str = "<scenario>"
+    description: str = ""
+
+    @property
+    def pod_mtu(self) -> int:
+        return self.underlay_mtu - 50 if self.backend == "vxlan" else self.underlay_mtu
+
+
+def load(path: str, *, name: str | None = None) -> Scenario:
+    """Read and validate a scenario file; raises ``ValidationError`` naming every problem."""
+    try:
+        with open(path) as f:
+            doc = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ValidationError(path, [Problem("", "file not found")]) from None
+    except yaml.YAMLError as exc:
+        raise ValidationError(path, [Problem("", f"not valid YAML: {exc}")]) from None
+    return parse(doc, source=path, base_dir=os.path.dirname(os.path.abspath(path)), name=name)
+
+
+def parse(doc: Any, *, source: str = "<scenario>", base_dir: str = ".", name: str | None = None) -> Scenario:
+    p = _Parser(source, base_dir)
+    scenario = p.scenario(doc, name)
+    if p.problems:
+        raise ValidationError(source, p.problems)
+    return scenario
+
+
+class _Parser:
+    def __init__(self, source: str, base_dir: str):
+        self.source = source
+        self.base_dir = base_dir
+        self.problems: list[Problem] = []
+
+    def err(self, path: str, msg: str) -> None:
+        self.problems.append(Problem(path, msg))
+
+    def unknown(self, obj: dict, allowed: set[str], path: str) -> None:
+        for key in obj:
+            if key not in allowed:
+                where = f"{path}.{key}" if path else str(key)
+                self.err(where, f"unknown field; allowed: {', '.join(sorted(allowed))}")
+
+    def mapping(self, value: Any, path: str) -> dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.err(path, f"must be a mapping, got {type(value).__name__}")
+            return {}
+        return value
+
+    def scenario(self, doc: Any, name_override: str | None) -> Scenario:
+        doc = self.mapping(doc, "")
+        self.unknown(doc, TOP_FIELDS, "")
+        if doc.get("apiVersion") != API_VERSION:
+            self.err("apiVersion", f"must be {API_VERSION!r}, got {doc.get('apiVersion')!r}")
+        if doc.get("kind") != "Scenario":
+            self.err("kind", f"must be 'Scenario', got {doc.get('kind')!r}")
+        meta = self.mapping(doc.get("metadata"), "metadata")
+        self.unknown(meta, {"name", "description"}, "metadata")
+        stem = os.path.splitext(os.path.basename(self.source))[0]
+        name = name_override or meta.get("name") or re.sub(r"[^a-z0-9-]", "-", stem.lower()).strip("-") or "testbed"
+        self.cluster_name(name, "--name" if name_override else "metadata.name")
+        spec = self.mapping(doc.get("spec"), "spec")
+        self.unknown(spec, SPEC_FIELDS, "spec")
+        s = {**DEFAULTS, **spec}
+
+        pod_net = self.cidr(s["podNetwork"], "spec.podNetwork")
+        svc_net = self.cidr(s["serviceNetwork"], "spec.serviceNetwork")
+        underlay = self.mapping(s["underlay"], "spec.underlay")
+        self.unknown(underlay, {"network", "mtu"}, "spec.underlay")
+        und_net = self.cidr(underlay.get("network", DEFAULTS["underlay"]["network"]), "spec.underlay.network")
+        mtu = self.integer(underlay.get("mtu", 1500), "spec.underlay.mtu", 1280, 9000)
+        prefix = self.integer(s["nodeSubnetPrefix"], "spec.nodeSubnetPrefix", 16, 28)
+        backend = self.enum(s["backend"], "spec.backend", BACKENDS)
+        hairpin = self.enum(s["hairpinMode"], "spec.hairpinMode", HAIRPIN_MODES)
+        proxy = self.enum(s["proxyMode"], "spec.proxyMode", PROXY_MODES)
+        nodes = self.nodes(s["nodes"])
+        externals = self.externals(s["externals"])
+        np_range = self.port_range(spec.get("nodePortRange", "30000-32767"), "spec.nodePortRange")
+        lb_pool = self.cidr(spec["loadBalancerPool"], "spec.loadBalancerPool") if "loadBalancerPool" in spec else None
+
+        names: dict[str, str] = {}
+        for i, n in enumerate(nodes):
+            names.setdefault(n.name, f"spec.nodes[{i}]")
+        for i, e in enumerate(externals):
+            if e.name in names:
+                self.err(f"spec.externals[{i}].name", f"{e.name!r} is already used by {names[e.name]}")
+            names.setdefault(e.name, f"spec.externals[{i}]")
+
+        nets = {"spec.podNetwork": pod_net, "spec.serviceNetwork": svc_net, "spec.underlay.network": und_net}
+        if lb_pool is not None:
+            nets["spec.loadBalancerPool"] = lb_pool
+        keys = [k for k, v in nets.items() if v is not None]
+        for i, a in enumerate(keys):
+            for b in keys[i + 1:]:
+                if nets[a].overlaps(nets[b]) and not (b == "spec.loadBalancerPool" and a == "spec.underlay.network"):
+                    self.err(b, f"{nets[b]} overlaps {a} {nets[a]}")
+        if pod_net is not None and prefix is not None:
+            if prefix < pod_net.prefixlen:
+                self.err("spec.nodeSubnetPrefix", f"/{prefix} is larger than spec.podNetwork {pod_net}")
+            else:
+                available = 2 ** (prefix - pod_net.prefixlen)
+                if len(nodes) > available:
+                    self.err("spec.nodes", f"{len(nodes)} nodes need {len(nodes)} /{prefix} subnets but "
+                             f"spec.podNetwork {pod_net} has only {available}")
+        if und_net is not None:
+            hosts = und_net.num_addresses - 2
+            if len(nodes) + 1 > min(hosts, 99):
+                self.err("spec.nodes", f"{len(nodes)} nodes do not fit spec.underlay.network {und_net} "
+                         f"(nodes take .2 to .99; use a larger network or fewer nodes)")
+            if 100 + len(externals) > hosts:
+                self.err("spec.externals", f"{len(externals)} external clients do not fit "
+                         f"spec.underlay.network {und_net} (externals take .100 upward)")
+        if lb_pool is not None and und_net is not None and lb_pool.overlaps(und_net):
+            if not lb_pool.subnet_of(und_net):
+                self.err("spec.loadBalancerPool", f"{lb_pool} must be inside or outside spec.underlay.network {und_net}")
+            elif int(lb_pool.network_address) - int(und_net.network_address) < 100 + len(externals):
+                self.err("spec.loadBalancerPool", f"{lb_pool} collides with node or external addresses in {und_net}")
+
+        manifests = self.manifests(doc.get("manifests") or [], [n.name for n in nodes])
+        checks = doc.get("checks") or []
+        if not isinstance(checks, list):
+            self.err("checks", "must be a list")
+            checks = []
+        return Scenario(
+            name=name, nodes=nodes, externals=externals, pod_network=pod_net or ipaddress.IPv4Network("10.244.0.0/16"),
+            node_prefix=prefix or 24, service_network=svc_net or ipaddress.IPv4Network("10.96.0.0/12"),
+            underlay_network=und_net or ipaddress.IPv4Network("172.20.10.0/24"), underlay_mtu=mtu or 1500,
+            backend=backend or "vxlan", hairpin_mode=hairpin or "hairpin-veth", proxy_mode=proxy or "iptables",
+            node_port_range=np_range or (30000, 32767), lb_pool=lb_pool, manifests=manifests, checks=checks,
+            source=self.source, description=str(meta.get("description", "")),
+        )
+
+    # --- leaves -------------------------------------------------------------------------------
+    def cluster_name(self, name: Any, path: str) -> None:
+        if not isinstance(name, str) or not DNS_LABEL.match(name) or len(name) > MAX_CLUSTER_NAME:
+            self.err(path, f"{name!r} is not a valid cluster name: lower-case letters, digits and '-', "
+                     f"starting and ending with a letter or digit, at most {MAX_CLUSTER_NAME} characters")
+
+    def cidr(self, value: Any, path: str) -> ipaddress.IPv4Network | None:
+        try:
+            return ipaddress.IPv4Network(str(value), strict=True)
+        except ValueError as exc:
+            self.err(path, f"{value!r} is not an IPv4 network in CIDR notation ({exc})")
+            return None
+
+    def integer(self, value: Any, path: str, lo: int, hi: int) -> int | None:
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            self.err(path, f"must be an integer from {lo} to {hi}, got {value!r}")
+            return None
+        return value
+
+    def enum(self, value: Any, path: str, allowed: tuple[str, ...]) -> str | None:
+        if value not in allowed:
+            self.err(path, f"unsupported value {value!r}; allowed: {', '.join(allowed)}")
+            return None
+        return value
+
+    def port_range(self, value: Any, path: str) -> tuple[int, int] | None:
+        m = re.fullmatch(r"(\d+)-(\d+)", str(value))
+        if not m or not 1 <= int(m[1]) <= int(m[2]) <= 65535:
+            self.err(path, f"must be 'FIRST-LAST' with 1 <= FIRST <= LAST <= 65535, got {value!r}")
+            return None
+        return int(m[1]), int(m[2])
+
+    def host_name(self, name: Any, path: str) -> bool:
+        if not isinstance(name, str) or not DNS_LABEL.match(name):
+            self.err(path, f"{name!r} is not a valid name: lower-case letters, digits and '-'")
+            return False
+        if len(name) > IFNAMSIZ:
+            self.err(path, f"{name!r} is {len(name)} characters; at most {IFNAMSIZ} (it names the "
+                     f"node's interface on the underlay bridge, and Linux limits interface names to {IFNAMSIZ})")
+            return False
+        return True
+
+    def nodes(self, value: Any) -> list[NodeSpec]:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not 1 <= value <= 250:
+                self.err("spec.nodes", f"node count must be from 1 to 250, got {value}")
+                return []
+            return [NodeSpec(f"node{i + 1}", {"kubernetes.io/hostname": f"node{i + 1}"}) for i in range(value)]
+        if not isinstance(value, list) or not value:
+            self.err("spec.nodes", "must be a count or a non-empty list of {name, labels}")
+            return []
+        out, seen = [], set()
+        for i, item in enumerate(value):
+            path = f"spec.nodes[{i}]"
+            item = {"name": item} if isinstance(item, str) else self.mapping(item, path)
+            self.unknown(item, {"name", "labels"}, path)
+            name = item.get("name")
+            if not self.host_name(name, f"{path}.name"):
+                continue
+            if name in seen:
+                self.err(f"{path}.name", f"duplicate node name {name!r}")
+                continue
+            seen.add(name)
+            labels = self.mapping(item.get("labels"), f"{path}.labels")
+            bad = [k for k, v in labels.items() if not isinstance(k, str) or not isinstance(v, (str, int, float, bool))]
+            for k in bad:
+                self.err(f"{path}.labels.{k}", "label values must be strings")
+            labels = {str(k): str(v) for k, v in labels.items()}
+            labels.setdefault("kubernetes.io/hostname", name)
+            out.append(NodeSpec(name, labels))
+        return out
+
+    def externals(self, value: Any) -> list[ExternalSpec]:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not 0 <= value <= 50:
+                self.err("spec.externals", f"external client count must be from 0 to 50, got {value}")
+                return []
+            return [ExternalSpec("client" if value == 1 else f"client{i + 1}") for i in range(value)]
+        if not isinstance(value, list):
+            self.err("spec.externals", "must be a count or a list of {name}")
+            return []
+        out, seen = [], set()
+        for i, item in enumerate(value):
+            path = f"spec.externals[{i}]"
+            item = {"name": item} if isinstance(item, str) else self.mapping(item, path)
+            self.unknown(item, {"name"}, path)
+            name = item.get("name")
+            if self.host_name(name, f"{path}.name"):
+                if name in seen:
+                    self.err(f"{path}.name", f"duplicate external name {name!r}")
+                    continue
+                seen.add(name)
+                out.append(ExternalSpec(name))
+        return out
+
+    def manifests(self, value: Any, node_names: list[str]) -> list[dict]:
+        if not isinstance(value, list):
+            self.err("manifests", "must be a list of Kubernetes objects or {file: PATH}")
+            return []
+        out: list[dict] = []
+        for i, item in enumerate(value):
+            path = f"manifests[{i}]"
+            if isinstance(item, str) or (isinstance(item, dict) and set(item) == {"file"}):
+                rel = item if isinstance(item, str) else item["file"]
+                full = rel if os.path.isabs(rel) else os.path.join(self.base_dir, rel)
+                try:
+                    with open(full) as f:
+                        docs = [d for d in yaml.safe_load_all(f) if d]
+                except FileNotFoundError:
+                    self.err(f"{path}.file", f"{rel!r} not found (relative to {self.base_dir})")
+                    continue
+                except yaml.YAMLError as exc:
+                    self.err(f"{path}.file", f"{rel!r} is not valid YAML: {exc}")
+                    continue
+                for j, d in enumerate(docs):
+                    out += self.objects(d, f"{path} ({rel} document {j + 1})")
+            elif isinstance(item, dict):
+                out += self.objects(item, path)
+            else:
+                self.err(path, "must be a Kubernetes object or {file: PATH}")
+        for obj, where in [(o, o.pop("__where__")) for o in out]:
+            self.pod_basics(obj, where, node_names)
+        return out
+
+    def objects(self, doc: Any, path: str) -> list[dict]:
+        if not isinstance(doc, dict) or "kind" not in doc or "apiVersion" not in doc:
+            self.err(path, "a Kubernetes object needs apiVersion and kind")
+            return []
+        if doc["kind"] == "List" or str(doc["kind"]).endswith("List") and "items" in doc:
+            items = []
+            for k, it in enumerate(doc.get("items") or []):
+                items += self.objects(it, f"{path}.items[{k}]")
+            return items
+        return [{**doc, "__where__": path}]
+
+    def pod_basics(self, obj: dict, where: str, node_names: list[str]) -> None:
+        if obj.get("kind") != "Pod":
+            return
+        meta = obj.get("metadata") or {}
+        name = meta.get("name")
+        if not isinstance(name, str) or not DNS_SUBDOMAIN.match(name) or len(name) > 253:
+            self.err(f"{where}.metadata.name", f"Pod name {name!r} must be a DNS-1123 subdomain")
+        ns = meta.get("namespace", "default")
+        if not isinstance(ns, str) or not DNS_LABEL.match(ns):
+            self.err(f"{where}.metadata.namespace", f"namespace {ns!r} must be a DNS-1123 label")
+        node = (obj.get("spec") or {}).get("nodeName")
+        if node is not None and node not in node_names:
+            self.err(f"{where}.spec.nodeName", f"unknown node {node!r}; nodes: {', '.join(node_names)}")

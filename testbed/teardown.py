@@ -1,0 +1,75 @@
+"""``down``: remove exactly what a cluster owns, also after the process that built it was killed.
+
+Ownership is proven by name (``tb.<cluster>.*`` namespaces, the state directory) and by the
+kernel (processes whose network namespace is one of the cluster's).  Idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import shutil
+import signal
+
+from . import hostsettings, naming, netns, state
+
+
+def _netns_processes(inodes: set[int]) -> list[int]:
+    me = os.getpid()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        with contextlib.suppress(OSError):
+            if os.stat(f"/proc/{entry}/ns/net").st_ino in inodes:
+                pids.append(int(entry))
+    return pids
+
+
+def stop_pid(pid: int, timeout: float = 5.0) -> None:
+    """SIGTERM, wait on a pidfd (no polling), then SIGKILL."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (ProcessLookupError, OSError):
+        return
+    try:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+
+
+def down(cluster: str) -> dict:
+    """Remove the cluster; returns what was removed."""
+    prefix = naming.cluster_prefix(cluster)
+    info = state.read_json(cluster, "state.json", {})
+    for pid in info.get("pids", {}).values():
+        if _is_ours(pid, cluster):
+            stop_pid(pid)
+    names = netns.list_names(prefix)
+    inodes = {i for i in (netns.inode(n) for n in names) if i is not None}
+    killed = _netns_processes(inodes) if inodes else []
+    for pid in killed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for name in names:
+        netns.delete(name)
+    hostsettings.restore(info.get("host_settings", {}))
+    d = state.directory(cluster)
+    existed = os.path.isdir(d)
+    shutil.rmtree(d, ignore_errors=True)
+    return {"netns": len(names), "processes": len(killed), "state_dir": existed}
+
+
+def _is_ours(pid: int, cluster: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f"TESTBED_CLUSTER={cluster}".encode() in f.read().split(b"\0")
+    except OSError:
+        return False
