@@ -10,6 +10,7 @@ The CLI is a thin layer over this module; pytest suites use it directly (see pyt
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 import time
@@ -93,7 +94,7 @@ class Cluster:
             "podNetwork": p.pod_network,
             "serviceNetwork": p.service_network,
             "underlay": {"netns": p.underlay.netns, "gateway": p.underlay.gateway,
-                         "network": f"{p.underlay.gateway}/{p.underlay.prefixlen}"},
+                         "network": str(ipaddress.ip_interface(f"{p.underlay.gateway}/{p.underlay.prefixlen}").network)},
             "nodes": [{"name": n.name, "netns": n.netns, "ip": n.ip, "podCIDR": n.pod_cidr,
                        "vtep": n.vtep_ip, "labels": n.labels} for n in p.nodes],
             "pods": [{"namespace": x.namespace, "name": x.name, "node": x.node, "netns": x.netns, "ip": x.ip}

@@ -8,6 +8,7 @@ outside the cluster's namespaces are the ``/run/netns`` bind mounts and the stat
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -196,8 +197,11 @@ def add_pods(plan: Plan, pods: list[PodPlan], runner: netns.Runner, progress: Pr
     fds = {n: netns.open_fd(plan.node(n).netns) for n in by_node}
     try:
         futures = [runner.submit_new(p.netns, _build_pod, p, plan.pod_network, fds[p.node]) for p in pods]
+        crash_after = int(os.environ.get("TESTBED_FAILPOINT_KILL_AFTER_PODS", "0"))  # tests: SIGKILL mid-way
         for i, f in enumerate(futures):
             f.result()
+            if crash_after and i + 1 >= crash_after:
+                os.kill(os.getpid(), signal.SIGKILL)
             if i % 50 == 49 or i == len(futures) - 1:
                 progress("pods", i + 1, len(pods))
         for node, node_pods in by_node.items():

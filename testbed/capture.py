@@ -1,0 +1,120 @@
+"""Packet capture inside a namespace, without forking tcpdump.
+
+An AF_PACKET socket is opened by a thread that has entered the namespace, so it stays bound
+there; frames are read by a background thread and can be decoded with scapy (``Ether(raw)``:
+decoding needs none of scapy's interface tables) and written as a pcap that opens in Wireshark.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import netns
+
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
+
+
+@dataclass
+class Frame:
+    ts: float
+    data: bytes
+    outgoing: bool
+
+
+class Capture:
+    """``with Capture(netns_name, "eth0") as cap: ...; frames = cap.frames``"""
+
+    def __init__(self, netns_name: str, iface: str, match: Callable[[bytes], bool] | None = None,
+                 snaplen: int = 65535):
+        self.netns_name = netns_name
+        self.iface = iface
+        self.match = match
+        self.snaplen = snaplen
+        self.frames: list[Frame] = []
+        self._stop = threading.Event()
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._cond = threading.Condition()
+        self._wake_r, self._wake_w = os.pipe()
+
+    def _open(self) -> socket.socket:
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        s.bind((self.iface, 0))
+        return s
+
+    def start(self) -> Capture:
+        self._sock = netns.run_in(self.netns_name, self._open)
+        self._thread = threading.Thread(target=self._loop, name=f"capture:{self.iface}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        while not self._stop.is_set():
+            ready, _, _ = select.select([sock, self._wake_r], [], [])
+            if sock not in ready:
+                continue
+            while True:
+                try:
+                    data, addr = sock.recvfrom(self.snaplen, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    break
+                if self.match is None or self.match(data):
+                    with self._cond:
+                        self.frames.append(Frame(time.time(), data, addr[2] == PACKET_OUTGOING))
+                        self._cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[list[Frame]], bool], timeout: float = 5.0) -> bool:
+        """Block until ``predicate(frames)`` holds (woken by each captured frame) or the timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(self.frames):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
+    def stop(self) -> list[Frame]:
+        if self._wake_w < 0:
+            return self.frames
+        self._stop.set()
+        os.write(self._wake_w, b"x")
+        if self._thread:
+            self._thread.join()
+        if self._sock:
+            self._sock.close()
+        for fd in (self._wake_r, self._wake_w):
+            os.close(fd)
+        self._wake_r = self._wake_w = -1
+        return self.frames
+
+    def __enter__(self) -> Capture:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def write_pcap(self, path: str) -> None:
+        write_pcap(path, self.frames)
+
+
+def write_pcap(path: str, frames: list[Frame], linktype: int = 1) -> None:
+    """Classic libpcap format (microsecond timestamps, Ethernet link type)."""
+    with open(path, "wb") as f:
+        f.write(struct.pack("=IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype))
+        for fr in frames:
+            sec = int(fr.ts)
+            usec = int((fr.ts - sec) * 1_000_000)
+            f.write(struct.pack("=IIII", sec, usec, len(fr.data), len(fr.data)))
+            f.write(fr.data)

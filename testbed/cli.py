@@ -1,0 +1,173 @@
+"""The ``testbed`` command: thin verbs over the library (cluster.py and friends)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import state
+from .cluster import Cluster, require_root
+from .errors import TestbedError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="A Kubernetes Service-networking lab in Linux network namespaces.")
+out = Console()
+err = Console(stderr=True)
+
+ClusterOpt = typer.Option(None, "-c", "--cluster", help="cluster name (default: the only one that is up)")
+
+
+def _fail(exc: Exception, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def up(scenario: str = typer.Argument(..., help="scenario file (see scenarios/)"),
+       name: Optional[str] = typer.Option(None, "--name", help="cluster name (default: metadata.name)"),
+       raise_neigh_limits: bool = typer.Option(False, "--raise-neigh-limits",
+                                               help="raise the host-wide ARP table limits if needed (restored by down)"),
+       quiet: bool = typer.Option(False, "-q", "--quiet")) -> None:
+    """Build a cluster from a scenario file and return when it is usable."""
+    require_root("testbed up")
+    started = time.monotonic()
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=err, transient=True, disable=quiet) as progress:
+        tasks: dict[str, int] = {}
+
+        def report(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = progress.add_task(step, total=total)
+            progress.update(tasks[step], completed=done, total=total)
+
+        c = Cluster.up(scenario, name=name, progress=report, raise_neigh_limits=raise_neigh_limits,
+                       warn=lambda m: err.print(f"[yellow]warning:[/yellow] {m}", highlight=False))
+    if not quiet:
+        s = c.status()
+        out.print(f"cluster [bold]{c.name}[/bold] is up in {time.monotonic() - started:.2f}s: "
+                  f"{len(s['nodes'])} nodes, {len(s['pods'])} pods, {len(s['externals'])} external clients "
+                  f"({s['backend']}, hairpin {s['hairpinMode']})", highlight=False)
+        _print_status(s)
+        out.print(f"try: testbed exec -c {c.name} node/{s['nodes'][0]['name']} -- ip route", highlight=False)
+
+
+@app.command()
+def down(name: Optional[str] = typer.Argument(None, help="cluster name (default: the only one that is up)"),
+         all_: bool = typer.Option(False, "--all", help="remove every cluster")) -> None:
+    """Remove exactly what a cluster owns (also after a crash); idempotent."""
+    require_root("testbed down")
+    names = state.clusters() if all_ else [name or state.resolve(None)]
+    for n in names:
+        removed = Cluster(n).down()
+        out.print(f"cluster {n} removed ({removed['netns']} namespaces, {removed['processes']} processes)",
+                  highlight=False)
+
+
+@app.command("ls")
+def ls() -> None:
+    """List clusters."""
+    t = Table(box=None, pad_edge=False)
+    for col in ("NAME", "NODES", "PODS", "BACKEND", "STATE"):
+        t.add_column(col)
+    for n in state.clusters():
+        try:
+            s = Cluster(n).status()
+            t.add_row(n, str(len(s["nodes"])), str(len(s["pods"])), s["backend"], "up")
+        except TestbedError:
+            t.add_row(n, "-", "-", "-", "broken (run: testbed down " + n + ")")
+    out.print(t)
+
+
+def _print_status(s: dict) -> None:
+    t = Table(box=None, pad_edge=False, title=None)
+    for col in ("KIND", "NAME", "NODE", "IP", "NETNS"):
+        t.add_column(col)
+    for n in s["nodes"]:
+        t.add_row("node", n["name"], "", f"{n['ip']} (pods {n['podCIDR']})", n["netns"])
+    for p in s["pods"]:
+        t.add_row("pod", f"{p['namespace']}/{p['name']}", p["node"], p["ip"], p["netns"])
+    for e in s["externals"]:
+        t.add_row("external", e["name"], "", e["ip"], e["netns"])
+    out.print(t)
+
+
+@app.command()
+def status(name: Optional[str] = typer.Argument(None), output: str = typer.Option("table", "-o", "--output",
+                                                                                  help="table|json|yaml")) -> None:
+    """Show what a cluster is made of."""
+    s = Cluster(state.resolve(name)).status()
+    if output == "json":
+        print(json.dumps(s, indent=2))
+    elif output == "yaml":
+        print(yaml.safe_dump(s, sort_keys=False), end="")
+    elif output == "table":
+        _print_status(s)
+    else:
+        raise TestbedError(f"unknown output format {output!r}; allowed: table, json, yaml")
+
+
+@app.command(name="exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def exec_(ctx: typer.Context, target: str = typer.Argument(..., help="node/NAME, pod/[NS/]NAME, external/NAME, underlay"),
+          cluster: Optional[str] = ClusterOpt) -> None:
+    """Run a command in a namespace: testbed exec pod/web-1 -- ip addr. The exit code passes through."""
+    require_root("testbed exec")
+    argv = list(ctx.args)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise TestbedError("no command given: testbed exec TARGET -- CMD [ARGS...]")
+    ns = Cluster(state.resolve(cluster)).netns_of(target)
+    os.execvp("ip", ["ip", "netns", "exec", ns, *argv])
+
+
+@app.command()
+def render(file: str = typer.Option(..., "-f", "--filename", help="KubeProxyTestHarness inputs or steps file"),
+           proxy_mode: str = typer.Option("iptables", "--proxy-mode"),
+           sorted_: bool = typer.Option(False, "--sorted", help="upstream's test order"),
+           steps: bool = typer.Option(False, "--steps", help="FILE is a steps file: print every sync")) -> None:
+    """Print the iptables-restore input kube-proxy would write (no root needed)."""
+    from .proxy import harness
+
+    if proxy_mode != "iptables":
+        raise TestbedError(f"render supports --proxy-mode iptables only (got {proxy_mode!r})")
+    if steps or file.endswith(".steps.txt"):
+        for i, text in enumerate(harness.render_steps(file, sorted=sorted_ or steps), 1):
+            sys.stdout.write(f"### step {i}\n{text}")
+    else:
+        sys.stdout.write(harness.render_file(file, sorted=sorted_))
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except TestbedError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except (FileNotFoundError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()
