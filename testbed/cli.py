@@ -36,6 +36,9 @@ def up(scenario: str = typer.Argument(..., help="scenario file (see scenarios/)"
        name: Optional[str] = typer.Option(None, "--name", help="cluster name (default: metadata.name)"),
        raise_neigh_limits: bool = typer.Option(False, "--raise-neigh-limits",
                                                help="raise the host-wide ARP table limits if needed (restored by down)"),
+       proxy_mode: Optional[str] = typer.Option(None, "--proxy-mode", help="override spec.proxyMode"),
+       no_control_plane: bool = typer.Option(False, "--no-control-plane",
+                                             help="topology only: static pod namespaces, no API, no workloads"),
        quiet: bool = typer.Option(False, "-q", "--quiet")) -> None:
     """Build a cluster from a scenario file and return when it is usable."""
     require_root("testbed up")
@@ -50,6 +53,7 @@ def up(scenario: str = typer.Argument(..., help="scenario file (see scenarios/)"
             progress.update(tasks[step], completed=done, total=total)
 
         c = Cluster.up(scenario, name=name, progress=report, raise_neigh_limits=raise_neigh_limits,
+                       control_plane=not no_control_plane, proxy_mode=proxy_mode,
                        warn=lambda m: err.print(f"[yellow]warning:[/yellow] {m}", highlight=False))
     if not quiet:
         s = c.status()

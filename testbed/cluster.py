@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import hostsettings, naming, netns, state, teardown, topology
+from . import controlplane, failpoints, hostsettings, kubelet, naming, netns, state, teardown, topology
 from .errors import NotRootError, TestbedError
 from .plan import Plan, build_plan
 from .scenario import Scenario, load
@@ -38,14 +38,22 @@ class Cluster:
     # --- lifecycle -------------------------------------------------------------------------
     @classmethod
     def up(cls, scenario: Scenario | str, *, name: str | None = None, progress: Progress | None = None,
-           raise_neigh_limits: bool = False, warn: Callable[[str], None] | None = None) -> Cluster:
-        """Build a scenario; atomic: on any error everything created is removed again."""
+           raise_neigh_limits: bool = False, warn: Callable[[str], None] | None = None,
+           control_plane: bool = True, proxy_mode: str | None = None, timeout: float = 120.0) -> Cluster:
+        """Build a scenario; atomic: on any error everything created is removed again.
+
+        With ``control_plane=False`` only the topology is built (the scenario's Pods become
+        static pod namespaces, nothing runs in them); otherwise the control plane starts, the
+        scenario's manifests are applied through the API, and ``up`` returns when its pods run.
+        """
         require_root("testbed up")
         if isinstance(scenario, str):
             scenario = load(scenario, name=name)
         elif name:
             scenario.name = name
-        plan = build_plan(scenario)  # pure: all validation happens before anything is built
+        if proxy_mode:
+            scenario.proxy_mode = proxy_mode
+        plan = build_plan(scenario, control_plane=control_plane)  # pure: validation before building
         state.claim(scenario.name)
         started = time.monotonic()
         try:
@@ -59,6 +67,14 @@ class Cluster:
                                                            "source": os.path.abspath(scenario.source)})
             state.write_json(scenario.name, "plan.json", plan.to_dict())
             topology.apply_plan(plan, progress or topology._noop)
+            if control_plane:
+                if progress:
+                    progress("control plane", 0, 1)
+                controlplane.start(scenario.name)
+                failpoints.hit("control-plane")
+                if progress:
+                    progress("control plane", 1, 1)
+                _apply_manifests(scenario.name, scenario.manifests, progress, timeout)
             state.update_json(scenario.name, "state.json", up_seconds=round(time.monotonic() - started, 3))
         except BaseException:
             teardown.down(scenario.name)
@@ -84,6 +100,28 @@ class Cluster:
             self._plan = Plan.from_dict(state.read_json(self.name, "plan.json"))
         return self._plan
 
+    def api(self):
+        """An ApiClient for this cluster's API server (kubectl-like access from Python)."""
+        return controlplane.client(self.name)
+
+    def restart_control_plane(self) -> None:
+        """Stop and start the control-plane process; the store and the pods survive."""
+        require_root("testbed restart")
+        controlplane.stop(self.name)
+        controlplane.start(self.name)
+
+    def pods(self) -> list:
+        """Every pod with a network: static pods of the plan and Running pods from the API."""
+        out = list(self.plan.pods)
+        if self.plan.control_plane:
+            with self.api() as api:
+                items, _ = api.list("Pod")
+            for obj in items:
+                st = obj.get("status") or {}
+                if st.get("podIP") and (obj.get("spec") or {}).get("nodeName"):
+                    out.append(kubelet.pod_plan(self.plan, obj))
+        return out
+
     def status(self) -> dict:
         p = self.plan
         return {
@@ -98,7 +136,7 @@ class Cluster:
             "nodes": [{"name": n.name, "netns": n.netns, "ip": n.ip, "podCIDR": n.pod_cidr,
                        "vtep": n.vtep_ip, "labels": n.labels} for n in p.nodes],
             "pods": [{"namespace": x.namespace, "name": x.name, "node": x.node, "netns": x.netns, "ip": x.ip}
-                     for x in p.pods],
+                     for x in self.pods()],
             "externals": [{"name": e.name, "netns": e.netns, "ip": e.ip} for e in p.externals],
         }
 
@@ -121,7 +159,7 @@ class Cluster:
                                f"externals: {', '.join(e.name for e in p.externals) or 'none'}")
         if kind in ("pod", "pods", "po") and rest:
             ns, _, name = rest.rpartition("/")
-            matches = [x for x in p.pods if x.name == name and (not ns or x.namespace == ns)]
+            matches = [x for x in self.pods() if x.name == name and (not ns or x.namespace == ns)]
             if len(matches) == 1:
                 return matches[0].netns
             if len(matches) > 1:
@@ -138,10 +176,29 @@ class Cluster:
         return netns.run_in(self.netns_of(target), fn, *args, **kwargs)
 
     def pod(self, name: str, namespace: str | None = None):
-        for x in self.plan.pods:
+        for x in self.pods():
             if x.name == name and (namespace is None or x.namespace == namespace):
                 return x
         raise KeyError(name)
+
+
+def _apply_manifests(cluster: str, manifests: list[dict], progress: Progress | None, timeout: float) -> None:
+    """Apply the scenario's objects in dependency order and wait for its pods to run."""
+    order = {"Namespace": 0, "Service": 1, "EndpointSlice": 2, "Endpoints": 2}
+    objs = sorted(manifests, key=lambda o: order.get(o.get("kind"), 3))
+    pods = set()
+    with controlplane.client(cluster) as api:
+        for i, obj in enumerate(objs):
+            try:
+                api.apply(obj)
+            except Exception as exc:
+                meta = obj.get("metadata") or {}
+                raise TestbedError(f"manifest {obj.get('kind')} {meta.get('name')!r} was refused: {exc}") from None
+            if obj.get("kind") == "Pod":
+                pods.add(((obj.get("metadata") or {}).get("namespace", "default"), obj["metadata"]["name"]))
+            if progress:
+                progress("manifests", i + 1, len(objs))
+        controlplane.wait_pods_running(api, pods, timeout)
 
 
 def owned_netns(cluster: str) -> list[str]:

@@ -87,6 +87,9 @@ class Plan:
     externals: list[ExternalPlan]
     pods: list[PodPlan] = field(default_factory=list)
     ipam: dict[str, dict] = field(default_factory=dict)
+    node_port_range: str = "30000-32767"
+    lb_pool: str = ""
+    control_plane: bool = True
 
     def node(self, name: str) -> NodePlan:
         for n in self.nodes:
@@ -109,7 +112,18 @@ class Plan:
                       "pods": [PodPlan(**p) for p in d["pods"]]})
 
 
-def build_plan(s: Scenario) -> Plan:
+def default_lb_pool(s: Scenario) -> str:
+    """The last /28 of the underlay (e.g. 172.20.10.240/28), or the one given in the scenario."""
+    if s.lb_pool is not None:
+        return str(s.lb_pool)
+    und = s.underlay_network
+    return str(ipaddress.IPv4Network(f"{und.broadcast_address + 1 - 16}/28"))
+
+
+def build_plan(s: Scenario, *, control_plane: bool = True) -> Plan:
+    """The plan for a scenario.  With ``control_plane=False`` the scenario's Pods are placed and
+    addressed here (static pods, built by ``topology.apply_plan``); otherwise they go through the
+    API and the scheduler, and the kubelet builds them."""
     c = s.name
     und = s.underlay_network
     gw = str(und.network_address + 1)
@@ -131,11 +145,12 @@ def build_plan(s: Scenario) -> Plan:
         ip = str(und.network_address + 100 + i)
         externals.append(ExternalPlan(e.name, naming.external_netns(c, e.name), ip, naming.underlay_mac(ip)))
     plan = Plan(c, s.backend, s.hairpin_mode, s.proxy_mode, str(s.pod_network), str(s.service_network),
-                underlay, nodes, externals)
+                underlay, nodes, externals, node_port_range="%d-%d" % s.node_port_range,
+                lb_pool=default_lb_pool(s), control_plane=control_plane)
     ipams = {n.name: HostLocal(ipaddress.IPv4Network(n.pod_cidr)) for n in nodes}
     problems = []
     counts = {n.name: 0 for n in nodes}
-    pods = [m for m in s.manifests if m.get("kind") == "Pod"]
+    pods = [m for m in s.manifests if m.get("kind") == "Pod"] if not control_plane else []
     for obj in pods:
         node = (obj.get("spec") or {}).get("nodeName")
         if node:

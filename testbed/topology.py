@@ -8,12 +8,11 @@ outside the cluster's namespaces are the ``/run/netns`` bind mounts and the stat
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
-from . import naming, netlink, netns
+from . import failpoints, naming, netlink, netns
 from .errors import TestbedError
 from .plan import ExternalPlan, NodePlan, Plan, PodPlan
 
@@ -197,11 +196,9 @@ def add_pods(plan: Plan, pods: list[PodPlan], runner: netns.Runner, progress: Pr
     fds = {n: netns.open_fd(plan.node(n).netns) for n in by_node}
     try:
         futures = [runner.submit_new(p.netns, _build_pod, p, plan.pod_network, fds[p.node]) for p in pods]
-        crash_after = int(os.environ.get("TESTBED_FAILPOINT_KILL_AFTER_PODS", "0"))  # tests: SIGKILL mid-way
         for i, f in enumerate(futures):
             f.result()
-            if crash_after and i + 1 >= crash_after:
-                os.kill(os.getpid(), signal.SIGKILL)
+            failpoints.hit("pods", i + 1)
             if i % 50 == 49 or i == len(futures) - 1:
                 progress("pods", i + 1, len(pods))
         for node, node_pods in by_node.items():

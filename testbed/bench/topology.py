@@ -22,7 +22,7 @@ def measure(nodes: int, pods_per_node: int, runs: int) -> tuple[list[float], lis
     for i in range(runs):
         s = parse(scenario(f"bench{i}", nodes, pods_per_node))
         t0 = time.perf_counter()
-        c = Cluster.up(s, raise_neigh_limits=True)
+        c = Cluster.up(s, raise_neigh_limits=True, control_plane=False)
         t1 = time.perf_counter()
         c.down()
         t2 = time.perf_counter()

@@ -30,6 +30,11 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("discovery.k8s.io/v1", "EndpointSlice", "endpointslices", True),
     KindInfo("apps/v1", "Deployment", "deployments", True),
     KindInfo("apps/v1", "ReplicaSet", "replicasets", True),
+    # written by the testbed's own components (nodes by the control plane, events by everyone);
+    # admitted with metadata checks only
+    KindInfo("v1", "Node", "nodes", False),
+    KindInfo("v1", "Event", "events", True),
+    KindInfo("v1", "ConfigMap", "configmaps", True),
 )
 
 _BY_KIND = {k.kind: k for k in KINDS}

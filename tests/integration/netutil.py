@@ -13,7 +13,7 @@ from testbed import netns
 class TcpEcho:
     """A TCP server in a namespace that answers each connection with the peer address it saw."""
 
-    def __init__(self, ns: str, port: int = 8080):
+    def __init__(self, ns: str, port: int = 9999):
         self.sock = netns.run_in(ns, self._listen, port)
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -43,7 +43,7 @@ class TcpEcho:
         self.sock.close()
 
 
-def tcp_peer(ns: str, ip: str, port: int = 8080, timeout: float = 3.0) -> str:
+def tcp_peer(ns: str, ip: str, port: int = 9999, timeout: float = 3.0) -> str:
     """Connect from namespace ``ns``; return what the server saw as our address."""
     def go() -> str:
         with socket.create_connection((ip, port), timeout=timeout) as s:

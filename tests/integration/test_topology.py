@@ -203,8 +203,8 @@ def test_sigkill_during_up_then_down_cleans_up(tmp_path):
 
     path = tmp_path / "big.yaml"
     path.write_text(yaml.safe_dump(scenario("itkill", nodes=2, pods_per_node=40)))
-    env = {**os.environ, "TESTBED_FAILPOINT_KILL_AFTER_PODS": "25"}
-    res = subprocess.run([sys.executable, "-m", "testbed.cli", "up", str(path), "-q"], env=env,
+    env = {**os.environ, "TESTBED_FAILPOINT": "pods:25"}
+    res = subprocess.run([sys.executable, "-m", "testbed.cli", "up", str(path), "-q", "--no-control-plane"], env=env,
                          capture_output=True, text=True)
     assert res.returncode == -9
     left = netns.list_names("tb.itkill.")
@@ -216,6 +216,32 @@ def test_sigkill_during_up_then_down_cleans_up(tmp_path):
     assert "itkill" not in state.clusters()
 
 
+def test_sigkill_after_control_plane_start_then_down_stops_it(tmp_path):
+    import yaml
+
+    path = tmp_path / "cp.yaml"
+    path.write_text(yaml.safe_dump(scenario("itkcp", nodes=2, pods_per_node=2)))
+    env = {**os.environ, "TESTBED_FAILPOINT": "control-plane"}
+    res = subprocess.run([sys.executable, "-m", "testbed.cli", "up", str(path), "-q"], env=env,
+                         capture_output=True, text=True)
+    assert res.returncode == -9
+    pid = state.read_json("itkcp", "state.json")["pids"]["control-plane"]
+    os.kill(pid, 0)  # the control plane outlived the killed `up`
+    res = subprocess.run([sys.executable, "-m", "testbed.cli", "down", "itkcp"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert not _running(pid)
+    assert not netns.list_names("tb.itkcp.")
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit is reaped by whatever init this host has)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_atomic_failure_leaves_nothing(monkeypatch):
     from testbed import topology
 
@@ -224,9 +250,32 @@ def test_atomic_failure_leaves_nothing(monkeypatch):
 
     monkeypatch.setattr(topology, "add_pods", boom)
     with pytest.raises(RuntimeError):
-        Cluster.up(parse(scenario("itatom", nodes=2, pods_per_node=1)))
+        Cluster.up(parse(scenario("itatom", nodes=2, pods_per_node=1)), control_plane=False)
     assert not netns.list_names("tb.itatom.")
     assert "itatom" not in state.clusters()
+
+
+def test_bad_manifest_after_control_plane_start_leaves_nothing():
+    from testbed.errors import TestbedError
+
+    doc = scenario("itatom2", nodes=1, pods_per_node=1)
+    doc["manifests"].append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                             "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 80}]}})
+    with pytest.raises(TestbedError) as e:
+        Cluster.up(parse(doc))
+    assert 'Service "web" is invalid: spec.ports[0].nodePort: Invalid value: 80: provided port is not in the ' \
+           'valid range. The range of valid ports is 30000-32767' in str(e.value)
+    assert not netns.list_names("tb.itatom2.")
+    assert "itatom2" not in state.clusters()
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and _env_has(p, b"TESTBED_CLUSTER=itatom2")]
+
+
+def _env_has(pid: str, item: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return item in f.read().split(b"\0") and _running(int(pid))
+    except OSError:
+        return False
 
 
 def test_cli_status_json_and_exec(vx):

@@ -1,0 +1,89 @@
+"""Start and stop a cluster's control-plane process (testbed.daemon) and talk to it."""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+
+from . import failpoints, state, teardown
+from .apiserver.client import ApiClient
+from .controllers.base import wait_for
+from .errors import TestbedError
+
+
+def socket_path(cluster: str) -> str:
+    return os.path.join(state.directory(cluster), "api.sock")
+
+
+def start(cluster: str, timeout: float = 60.0) -> int:
+    """Start the daemon detached from the caller; return once its API answers."""
+    d = state.directory(cluster)
+    r, w = os.pipe()
+    log = open(os.path.join(d, "control-plane.log"), "ab")
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "testbed.daemon", "--cluster", cluster, "--ready-fd", str(w)],
+                             pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                             start_new_session=True, env=_child_env(cluster))
+    finally:
+        log.close()
+        os.close(w)
+    try:
+        ready, _, _ = select.select([r], [], [], timeout)
+        line = os.read(r, 64) if ready else b""
+    finally:
+        os.close(r)
+    if line.strip() != b"ready":
+        teardown.stop_pid(p.pid, timeout=2)
+        tail = _tail(os.path.join(d, "control-plane.log"))
+        raise TestbedError(f"the control plane of {cluster} did not start"
+                           f"{' in time' if not line else ''}; its log ends with:\n{tail}")
+    info = state.read_json(cluster, "state.json", {})
+    state.update_json(cluster, "state.json", pids={**info.get("pids", {}), "control-plane": p.pid})
+    return p.pid
+
+
+def _child_env(cluster: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != failpoints.ENV}
+    env["TESTBED_CLUSTER"] = cluster
+    return env
+
+
+def stop(cluster: str) -> None:
+    info = state.read_json(cluster, "state.json", {})
+    pid = info.get("pids", {}).get("control-plane")
+    if pid:
+        teardown.stop_pid(pid)
+
+
+def client(cluster: str) -> ApiClient:
+    path = socket_path(cluster)
+    if not os.path.exists(path):
+        raise TestbedError(f"the control plane of cluster {cluster} is not running (no {path}); "
+                           f"restart it with: testbed restart {cluster}")
+    return ApiClient(path)
+
+
+def wait_pods_running(api, keys: set[tuple[str, str]], timeout: float = 60.0) -> None:
+    """Block (on a watch, no polling) until the given pods are Running with an IP."""
+    if not keys:
+        return
+
+    def done(pods: list[dict]):
+        ok = {(p["metadata"].get("namespace", "default"), p["metadata"]["name"]) for p in pods
+              if (p.get("status") or {}).get("phase") == "Running" and (p.get("status") or {}).get("podIP")}
+        return keys <= ok
+
+    try:
+        wait_for(api, "Pod", done, timeout=timeout)
+    except TimeoutError as exc:
+        raise TestbedError(f"pods did not become Running within {timeout:.0f}s: {exc}") from None
+
+
+def _tail(path: str, lines: int = 15) -> str:
+    try:
+        with open(path, "rb") as f:
+            return b"".join(f.readlines()[-lines:]).decode(errors="replace")
+    except OSError:
+        return "(no log)"

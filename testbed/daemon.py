@@ -1,0 +1,173 @@
+"""The cluster's control plane as one background process (started by ``testbed up``).
+
+    python -m testbed.daemon --cluster NAME [--ready-fd FD]
+
+It holds the API store (persisted in the state directory, so it survives a restart of this
+process), serves it on ``<state>/api.sock`` (a path-based unix socket: reachable from every
+node namespace), and runs the controllers (endpoint slices, scheduler, load balancer), the
+kubelet with the pods' default workload, and one kube-proxy process per node, each started
+inside its node's namespace.  SIGTERM stops it; the pods' namespaces and the proxies' rules
+stay in place (``testbed down`` removes them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+from . import naming, netns, state
+from .apiserver.server import serve
+from .apiserver.store import MemoryStore
+from .controllers.events import EventRecorder
+from .controllers.manager import ControllerManager
+from .k8s.admission import Admission
+from .kubelet import Kubelet
+from .plan import Plan
+from .workload.server import WorkloadServer
+
+log = logging.getLogger("testbed.daemon")
+
+NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+def api_socket(cluster: str) -> str:
+    return os.path.join(state.directory(cluster), "api.sock")
+
+
+def node_object(plan: Plan, n) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": n.name, "labels": {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+                                                **n.labels},
+                     "annotations": {"flannel.alpha.coreos.com/backend-type": plan.backend,
+                                     "flannel.alpha.coreos.com/public-ip": n.ip,
+                                     "flannel.alpha.coreos.com/backend-data":
+                                         f'{{"VNI":1,"VtepMAC":"{n.vtep_mac}"}}' if plan.backend == "vxlan" else "null",
+                                     "flannel.alpha.coreos.com/kube-subnet-manager": "true",
+                                     "testbed.io/netns": n.netns}},
+        "spec": {"podCIDR": n.pod_cidr, "podCIDRs": [n.pod_cidr]},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": n.ip}, {"type": "Hostname", "address": n.name}],
+            "capacity": {"pods": "110", "cpu": "2", "memory": "2Gi"},
+            "allocatable": {"pods": "110", "cpu": "2", "memory": "2Gi"},
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "message": "kubelet is posting ready status"}],
+            "nodeInfo": {"kubeletVersion": "v1.34.0-testbed", "kubeProxyVersion": "v1.34.0-testbed",
+                         "osImage": "testbed (network namespace)", "kernelVersion": os.uname().release,
+                         "containerRuntimeVersion": "testbed://0.1", "operatingSystem": "linux",
+                         "architecture": "amd64"},
+        },
+    }
+
+
+def bootstrap(store: MemoryStore, admission: Admission, plan: Plan) -> None:
+    """Objects every cluster has: namespaces, nodes, the ``kubernetes`` Service."""
+    def ensure(obj: dict) -> None:
+        m = obj["metadata"]
+        try:
+            store.get(obj["kind"], m.get("namespace"), m["name"])
+        except Exception:  # noqa: BLE001  (not found)
+            store.create(obj)
+
+    for ns in NAMESPACES:
+        ensure({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    for n in plan.nodes:
+        ensure(node_object(plan, n))
+    ensure(admission.kubernetes_service())
+
+
+def start_proxy(plan: Plan, node, log_dir: str) -> subprocess.Popen:
+    args = [sys.executable, "-m", "testbed.proxy", "--cluster", plan.cluster, "--node", node.name,
+            "--api", api_socket(plan.cluster), "--mode", plan.proxy_mode, "--node-ip", node.ip,
+            "--cluster-cidr", plan.pod_network,
+            "--metrics-file", os.path.join(log_dir, f"proxy-{node.name}.json")]
+    logf = open(os.path.join(log_dir, f"proxy-{node.name}.log"), "ab")
+    try:
+        # a child forked by a thread inside the node's namespace lives in that namespace
+        return netns.run_in(node.netns, subprocess.Popen, args, stdout=logf, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, env={**os.environ, "TESTBED_CLUSTER": plan.cluster})
+    finally:
+        logf.close()
+
+
+def run(cluster: str, ready_fd: int | None = None) -> None:
+    d = state.directory(cluster)
+    plan = Plan.from_dict(state.read_json(cluster, "plan.json"))
+    admission = Admission({"service_network": plan.service_network, "nodeport_range": plan.node_port_range,
+                           "pod_network": plan.pod_network})
+    store = MemoryStore(os.path.join(d, "store"), admission=admission)
+    sock = api_socket(cluster)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(sock)
+    server = serve(store, sock)
+    bootstrap(store, admission, plan)
+    stop = threading.Event()
+    recorder = EventRecorder(store, "testbed")
+    workloads = WorkloadServer().start()
+    runner = netns.Runner(1)
+    manager = ControllerManager(store, {"lb_pool": plan.lb_pool})
+    manager.start()
+    kubelet = Kubelet(store, plan, workloads, runner, stop, recorder=recorder)
+    kubelet.start()
+    proxies: list[subprocess.Popen] = []
+    if plan.proxy_mode not in ("none",):
+        info = state.read_json(cluster, "state.json", {})
+        alive = {name: pid for name, pid in info.get("pids", {}).items()
+                 if name.startswith("proxy/") and _alive(pid)}
+        for n in plan.nodes:
+            if f"proxy/{n.name}" not in alive:
+                p = start_proxy(plan, n, d)
+                proxies.append(p)
+                alive[f"proxy/{n.name}"] = p.pid
+        info = state.read_json(cluster, "state.json", {})
+        state.update_json(cluster, "state.json", pids={**info.get("pids", {}), **alive})
+    kubelet.synced.wait(30)
+    log.info("control plane of %s is up: api %s", cluster, sock)
+    if ready_fd is not None:
+        os.write(ready_fd, b"ready\n")
+        os.close(ready_fd)
+
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    log.info("stopping")
+    kubelet.stop()
+    manager.stop()
+    workloads.stop()
+    server.close()
+    store.close()
+    runner.close()
+    for p in proxies:  # reap only: stopped proxies leave their rules, down removes namespaces
+        with contextlib.suppress(OSError):
+            p.poll()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"testbed.proxy" in f.read()
+    except OSError:
+        return False
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--cluster", required=True)
+    ap.add_argument("--ready-fd", type=int)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run(args.cluster, args.ready_fd)
+
+
+if __name__ == "__main__":
+    main()

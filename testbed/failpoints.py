@@ -1,0 +1,21 @@
+"""Fault injection for tests: ``TESTBED_FAILPOINT=name[:count]`` SIGKILLs the process there.
+
+Used to prove that ``testbed down`` cleans up after a crash at any point of ``up``.
+Child processes of testbed never inherit it (see controlplane.start).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+ENV = "TESTBED_FAILPOINT"
+
+
+def hit(name: str, count: int = 1) -> None:
+    spec = os.environ.get(ENV)
+    if not spec:
+        return
+    want, _, n = spec.partition(":")
+    if want == name and count >= int(n or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
