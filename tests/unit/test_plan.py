@@ -54,7 +54,7 @@ def test_nodes_subnets_addresses_and_flannel_peers():
 
 
 def test_pods_placed_by_node_name_or_spread_evenly():
-    p = build_plan(scen([pod("a", "node1"), pod("b", "node1"), pod("c"), pod("d"), pod("e"), pod("f", ns="kube-system")]))
+    p = build_plan(scen([pod("a", "node1"), pod("b", "node1"), pod("c"), pod("d"), pod("e"), pod("f", ns="kube-system")]), control_plane=False)
     placed = {x.name: (x.node, x.ip) for x in p.pods}
     assert placed["a"] == ("node1", "10.244.0.2") and placed["b"] == ("node1", "10.244.0.3")
     assert placed["c"] == ("node2", "10.244.1.2") and placed["d"] == ("node3", "10.244.2.2")
@@ -66,17 +66,17 @@ def test_pods_placed_by_node_name_or_spread_evenly():
 
 
 def test_plan_round_trips_through_json():
-    p = build_plan(scen([pod("a")], backend="host-gw"))
+    p = build_plan(scen([pod("a")], backend="host-gw"), control_plane=False)
     q = Plan.from_dict(p.to_dict())
     assert q == p and q.nodes[0].mtu == 1500
 
 
 def test_duplicate_pods_and_full_subnets_are_errors():
     with pytest.raises(ValidationError, match="pod default/a: defined twice"):
-        build_plan(scen([pod("a"), pod("a")]))
+        build_plan(scen([pod("a"), pod("a")]), control_plane=False)
     many = [pod(f"p{i}", "node1") for i in range(15)]
     with pytest.raises(ValidationError, match="node node1: no free address left in 10.244.0.0/28"):
-        build_plan(scen(many, nodeSubnetPrefix=28))
+        build_plan(scen(many, nodeSubnetPrefix=28), control_plane=False)
 
 
 def test_long_pod_names_keep_netns_names_short():

@@ -132,8 +132,8 @@ def test_rebuild_after_restart():
 
 
 def test_unknown_kind_is_refused():
-    with pytest.raises(BadRequest, match='no matches for kind "ConfigMap"'):
-        admission().admit_create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}})
+    with pytest.raises(BadRequest, match='no matches for kind "Secret"'):
+        admission().admit_create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}})
 
 
 def test_overlapping_networks_refused():

@@ -1,0 +1,20 @@
+import random
+
+import pytest
+
+from testbed.apiserver import MemoryStore
+from testbed.k8s.admission import Admission
+
+CONFIG = {"service_network": "10.96.0.0/12", "nodeport_range": "30000-32767", "pod_network": "10.244.0.0/16"}
+
+
+def new_store(seed=7, **kw):
+    """A MemoryStore with the real Admission (it admits Node and Event with metadata checks)."""
+    return MemoryStore(admission=Admission(CONFIG, rng=random.Random(seed)), **kw)
+
+
+@pytest.fixture
+def store():
+    s = new_store()
+    yield s
+    s.close()

@@ -1,0 +1,158 @@
+import threading
+import time
+
+from testbed.controllers import ControllerConfig, ControllerManager, wait_for
+
+from .conftest import new_store
+from .helpers import add_pod, node, service, wait_event, wait_slices
+
+
+def test_manager_runs_all_controllers(store):
+    with ControllerManager(store, {"lb_pool": "198.51.100.0/28", "seed": 1}) as cm:
+        assert cm.wait_synced(5)
+        store.create(node("node-a"))
+        pod = add_pod(store, "web-1", {"app": "web"})
+        store.create(service("web", type="LoadBalancer"))
+        # the scheduler binds, then the "kubelet" (this test) reports an IP
+        wait_for(store, "Pod", lambda ps: [p for p in ps if p["spec"].get("nodeName") == "node-a"])
+        pod = store.get("Pod", "default", "web-1")
+        pod["status"] = {"phase": "Running", "podIP": "10.244.0.2", "podIPs": [{"ip": "10.244.0.2"}],
+                         "conditions": [{"type": "Ready", "status": "True"}]}
+        store.update_status(pod)
+        (sl,) = wait_slices(store, "web", lambda eps: len(eps) == 1)
+        assert sl["endpoints"][0]["nodeName"] == "node-a"
+        wait_event(store, "EnsuredLoadBalancer", name="web")
+        assert store.get("Service", "default", "web")["status"]["loadBalancer"]["ingress"] == [{"ip": "198.51.100.1"}]
+        timeline = sorted((e for e in store.list("Event")[0] if e["involvedObject"]["name"] == "web"),
+                          key=lambda e: int(e["metadata"]["resourceVersion"]))
+        reasons = [e["reason"] for e in timeline]
+        for r in ("ClusterIPAllocated", "EndpointSliceCreated", "IPAllocated", "EnsuredLoadBalancer"):
+            assert r in reasons
+    assert all(not c._thread.is_alive() for c in cm.controllers.values())
+
+
+def test_config_errors():
+    import pytest
+    with pytest.raises(ValueError, match="unknown controller config keys: bogus"):
+        ControllerConfig.of({"bogus": 1})
+    with pytest.raises(ValueError, match="unknown controllers"):
+        ControllerConfig.of({"controllers": ["nope"]})
+
+
+def test_setting_the_stop_event_stops_a_controller(store):
+    from testbed.controllers import EndpointSliceController
+    stop = threading.Event()
+    c = EndpointSliceController(store, stop)
+    t = c.start()
+    assert c.synced.wait(5)
+    stop.set()
+    t.join(5)
+    assert not t.is_alive()
+    assert all(not p.thread.is_alive() for p in c._pumps)
+
+
+def test_over_http_with_api_client(store, tmp_path):
+    import os
+    import shutil
+    import tempfile
+
+    from testbed.apiserver.client import ApiClient
+    from testbed.apiserver.server import serve
+
+    d = tempfile.mkdtemp(prefix="tbctl-")
+    handle = serve(store, os.path.join(d, "api.sock"))
+    client = ApiClient(handle.socket_path)
+    try:
+        with ControllerManager(client, {"lb_pool": "198.51.100.0/28"}) as cm:
+            assert cm.wait_synced(5)
+            add_pod(store, "web-1", {"app": "web"}, ip="10.244.0.7", node_name="n")
+            store.create(service("web", type="LoadBalancer"))
+            (sl,) = wait_slices(client, "web", lambda eps: len(eps) == 1)
+            assert sl["endpoints"][0]["addresses"] == ["10.244.0.7"]
+            wait_event(client, "EnsuredLoadBalancer", name="web")
+    finally:
+        client.close()
+        handle.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+N_SERVICES = 1000
+
+
+def _apply_burst(store):
+    for i in range(N_SERVICES):
+        for j in range(2):
+            n = i * 2 + j
+            add_pod(store, f"app{i}-{j}", {"app": f"app{i}"}, ip=f"10.244.{n // 250}.{n % 250 + 2}",
+                    node_name="node-a")
+        store.create(service(f"app{i}"))
+
+
+def _wait_all_slices(store, timeout=30.0):
+    """Incrementally count Services whose slice has both pods (no O(n^2) predicate)."""
+    done = set()
+    items, rv = store.list("EndpointSlice")
+    w = store.watch("EndpointSlice", None, rv)
+    for s in items:
+        if len(s.get("endpoints") or []) == 2:
+            done.add(s["metadata"]["labels"]["kubernetes.io/service-name"])
+    timer = threading.Timer(timeout, w.stop)
+    timer.start()
+    try:
+        while len(done) < N_SERVICES:
+            ev = w.get()
+            if ev is None:
+                raise TimeoutError(f"only {len(done)} services done")
+            s = ev["object"]
+            name = s["metadata"]["labels"]["kubernetes.io/service-name"]
+            if ev["type"] != "DELETED" and len(s.get("endpoints") or []) == 2:
+                done.add(name)
+            else:
+                done.discard(name)
+    finally:
+        timer.cancel()
+        w.stop()
+
+
+def test_burst_1000_services_x_2_pods(capsys):
+    store = new_store(1)
+    try:
+        cm = ControllerManager(store, {"controllers": ["endpointslice"], "seed": 1})
+        cm.start()
+        assert cm.wait_synced(5)
+        t0 = time.perf_counter()
+        _apply_burst(store)
+        t_apply = time.perf_counter() - t0
+        _wait_all_slices(store)
+        t_total = time.perf_counter() - t0
+        ctrl = cm["endpointslice"]
+        cm.stop()
+        assert len(store.list("EndpointSlice")[0]) == N_SERVICES
+        assert len(store.list("Endpoints")[0]) == N_SERVICES
+        with capsys.disabled():
+            print(f"\n[perf] burst: apply 2000 pods (+status) + 1000 services {t_apply:.2f}s, "
+                  f"all slices reconciled {t_total:.2f}s after start; "
+                  f"{ctrl.reconciles} reconciles in {ctrl.batches} batches")
+        assert t_total < 5.0
+    finally:
+        store.close()
+
+
+def test_preloaded_1000_services_x_2_pods(capsys):
+    """Everything stored before the controller starts: time the controller alone."""
+    store = new_store(1)
+    try:
+        _apply_burst(store)
+        cm = ControllerManager(store, {"controllers": ["endpointslice"], "seed": 1})
+        t0 = time.perf_counter()
+        cm.start()
+        _wait_all_slices(store)
+        dt = time.perf_counter() - t0
+        ctrl = cm["endpointslice"]
+        cm.stop()
+        with capsys.disabled():
+            print(f"\n[perf] preloaded: controller reconciled 1000 services x 2 pods in {dt:.2f}s "
+                  f"({ctrl.reconciles} reconciles in {ctrl.batches} batches)")
+        assert dt < 5.0
+    finally:
+        store.close()
