@@ -135,7 +135,10 @@ class Kubelet(Controller):
         topology.remove_pods(self.plan, plans, self.runner)
         for p in plans:
             self.ipam[p.node].release(p.ip)
-        for _, pod in items:
+        for (key, pod), p in zip(items, plans):
+            ref = pod or {"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": key[0], "name": key[1]}}
+            self.recorder.event(ref, "Normal", "Killing", f"Stopped the workload and removed the pod network {p.ip} "
+                                                          f"({p.netns})")
             if pod is not None:
                 self._finalize(pod)
 
