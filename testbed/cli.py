@@ -12,7 +12,6 @@ import typer
 import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from . import state
 from .cluster import Cluster, require_root
@@ -57,11 +56,11 @@ def up(scenario: str = typer.Argument(..., help="scenario file (see scenarios/)"
                        warn=lambda m: err.print(f"[yellow]warning:[/yellow] {m}", highlight=False))
     if not quiet:
         s = c.status()
-        out.print(f"cluster [bold]{c.name}[/bold] is up in {time.monotonic() - started:.2f}s: "
-                  f"{len(s['nodes'])} nodes, {len(s['pods'])} pods, {len(s['externals'])} external clients "
-                  f"({s['backend']}, hairpin {s['hairpinMode']})", highlight=False)
+        print(f"cluster {c.name} is up in {time.monotonic() - started:.2f}s: {len(s['nodes'])} nodes, "
+              f"{len(s['pods'])} pods, {len(s['externals'])} external clients ({s['backend']}, "
+              f"hairpin {s['hairpinMode']}, proxy {s['proxyMode']})")
         _print_status(s)
-        out.print(f"try: testbed exec -c {c.name} node/{s['nodes'][0]['name']} -- ip route", highlight=False)
+        print(f"try: testbed exec -c {c.name} node/{s['nodes'][0]['name']} -- ip route")
 
 
 @app.command()
@@ -72,36 +71,34 @@ def down(name: Optional[str] = typer.Argument(None, help="cluster name (default:
     names = state.clusters() if all_ else [name or state.resolve(None)]
     for n in names:
         removed = Cluster(n).down()
-        out.print(f"cluster {n} removed ({removed['netns']} namespaces, {removed['processes']} processes)",
-                  highlight=False)
+        print(f"cluster {n} removed ({removed['netns']} namespaces, {removed['processes']} processes)")
 
 
 @app.command("ls")
 def ls() -> None:
     """List clusters."""
-    t = Table(box=None, pad_edge=False)
-    for col in ("NAME", "NODES", "PODS", "BACKEND", "STATE"):
-        t.add_column(col)
+    rows = []
     for n in state.clusters():
         try:
             s = Cluster(n).status()
-            t.add_row(n, str(len(s["nodes"])), str(len(s["pods"])), s["backend"], "up")
-        except TestbedError:
-            t.add_row(n, "-", "-", "-", "broken (run: testbed down " + n + ")")
-    out.print(t)
+            rows.append([n, str(len(s["nodes"])), str(len(s["pods"])), s["backend"], s["proxyMode"], "up"])
+        except TestbedError as exc:
+            rows.append([n, "-", "-", "-", "-", f"broken ({exc}); remove it with: testbed down {n}"])
+    print(columns(["NAME", "NODES", "PODS", "BACKEND", "PROXY", "STATE"], rows))
+
+
+def columns(header: list[str], rows: list[list[str]]) -> str:
+    """kubectl's plain table: left-aligned columns separated by three spaces, never truncated."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["   ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    return "\n".join(lines)
 
 
 def _print_status(s: dict) -> None:
-    t = Table(box=None, pad_edge=False, title=None)
-    for col in ("KIND", "NAME", "NODE", "IP", "NETNS"):
-        t.add_column(col)
-    for n in s["nodes"]:
-        t.add_row("node", n["name"], "", f"{n['ip']} (pods {n['podCIDR']})", n["netns"])
-    for p in s["pods"]:
-        t.add_row("pod", f"{p['namespace']}/{p['name']}", p["node"], p["ip"], p["netns"])
-    for e in s["externals"]:
-        t.add_row("external", e["name"], "", e["ip"], e["netns"])
-    out.print(t)
+    rows = [["node", n["name"], "", n["ip"], n["podCIDR"], n["netns"]] for n in s["nodes"]]
+    rows += [["pod", f"{p['namespace']}/{p['name']}", p["node"], p["ip"], "", p["netns"]] for p in s["pods"]]
+    rows += [["external", e["name"], "", e["ip"], "", e["netns"]] for e in s["externals"]]
+    print(columns(["KIND", "NAME", "NODE", "IP", "POD-CIDR", "NETNS"], rows))
 
 
 @app.command()
