@@ -130,6 +130,95 @@ def exec_(ctx: typer.Context, target: str = typer.Argument(..., help="node/NAME,
     os.execvp("ip", ["ip", "netns", "exec", ns, *argv])
 
 
+def _api(cluster: Optional[str]):
+    from . import controlplane
+
+    return controlplane.client(state.resolve(cluster))
+
+
+NsOpt = typer.Option("default", "-n", "--namespace")
+
+
+@app.command()
+def apply(filename: list[str] = typer.Option(..., "-f", "--filename", help="file(s) with Kubernetes objects, - for stdin"),
+          namespace: Optional[str] = typer.Option(None, "-n", "--namespace"),
+          cluster: Optional[str] = ClusterOpt) -> None:
+    """Create or update objects from YAML as written for real clusters (multi-document, List)."""
+    from .kubectl import commands
+
+    objs = commands.load(filename)
+    with _api(cluster) as api:
+        for line in commands.apply(api, objs, namespace):
+            print(line)
+
+
+@app.command()
+def delete(args: list[str] = typer.Argument(None, help="KIND NAME... or KIND/NAME..."),
+           filename: list[str] = typer.Option(None, "-f", "--filename"),
+           namespace: str = NsOpt, ignore_not_found: bool = typer.Option(False, "--ignore-not-found"),
+           cluster: Optional[str] = ClusterOpt) -> None:
+    """Delete objects named on the command line or in files."""
+    from .kubectl import commands
+    from .kubectl.resources import parse_args
+
+    refs = []
+    if filename:
+        for o in commands.load(filename):
+            refs.append((o["kind"], (o.get("metadata") or {}).get("namespace") or namespace, o["metadata"]["name"]))
+    if args:
+        for info, name in parse_args(args):
+            if name is None:
+                raise TestbedError("resource(s) were provided, but no name was specified")
+            refs.append((info.kind, namespace, name))
+    if not refs:
+        raise TestbedError("give KIND NAME or -f FILE")
+    with _api(cluster) as api:
+        for line in commands.delete(api, refs, ignore_not_found=ignore_not_found):
+            print(line)
+
+
+@app.command()
+def get(args: list[str] = typer.Argument(..., help="KIND [NAME...], KIND1,KIND2 or KIND/NAME"),
+        namespace: str = NsOpt, all_namespaces: bool = typer.Option(False, "-A", "--all-namespaces"),
+        output: str = typer.Option("", "-o", "--output", help="wide|json|yaml"),
+        selector: Optional[str] = typer.Option(None, "-l", "--selector"),
+        cluster: Optional[str] = ClusterOpt) -> None:
+    """Show objects like kubectl get (pods, svc, ep, endpointslices, deploy, rs, nodes, events, ns)."""
+    from .kubectl import commands
+
+    with _api(cluster) as api:
+        sys.stdout.write(commands.get(api, args, namespace=namespace, all_namespaces=all_namespaces,
+                                      output=output, selector=selector))
+
+
+@app.command()
+def describe(kind: str, name: str, namespace: str = NsOpt, cluster: Optional[str] = ClusterOpt) -> None:
+    """Describe a Service or a Pod like kubectl describe, with its events."""
+    from .kubectl import commands
+
+    with _api(cluster) as api:
+        sys.stdout.write(commands.describe(api, kind, name, namespace))
+
+
+@app.command()
+def events(namespace: Optional[str] = typer.Option(None, "-n", "--namespace", help="default: all namespaces"),
+           watch: bool = typer.Option(False, "-w", "--watch"), cluster: Optional[str] = ClusterOpt) -> None:
+    """The cluster's events as a timeline: Service stored, ClusterIP allocated, slices written, proxies synced."""
+    from .kubectl import commands
+
+    with _api(cluster) as api:
+        for line in commands.events(api, namespace=namespace, watch=watch):
+            print(line, flush=True)
+
+
+@app.command()
+def restart(name: Optional[str] = typer.Argument(None)) -> None:
+    """Restart the control-plane process of a cluster (the store and the pods survive)."""
+    require_root("testbed restart")
+    Cluster(state.resolve(name)).restart_control_plane()
+    print(f"control plane of {state.resolve(name)} restarted")
+
+
 @app.command()
 def render(file: str = typer.Option(..., "-f", "--filename", help="KubeProxyTestHarness inputs or steps file"),
            proxy_mode: str = typer.Option("iptables", "--proxy-mode"),

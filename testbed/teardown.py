@@ -49,9 +49,11 @@ def down(cluster: str) -> dict:
     """Remove the cluster; returns what was removed."""
     prefix = naming.cluster_prefix(cluster)
     info = state.read_json(cluster, "state.json", {})
+    stopped = 0
     for pid in info.get("pids", {}).values():
         if _is_ours(pid, cluster):
             stop_pid(pid)
+            stopped += 1
     names = netns.list_names(prefix)
     inodes = {i for i in (netns.inode(n) for n in names) if i is not None}
     killed = _netns_processes(inodes) if inodes else []
@@ -64,7 +66,7 @@ def down(cluster: str) -> dict:
     d = state.directory(cluster)
     existed = os.path.isdir(d)
     shutil.rmtree(d, ignore_errors=True)
-    return {"netns": len(names), "processes": len(killed), "state_dir": existed}
+    return {"netns": len(names), "processes": stopped + len(killed), "state_dir": existed}
 
 
 def _is_ours(pid: int, cluster: str) -> bool:

@@ -606,11 +606,6 @@ class MemoryStore(Store):
                     meta[k] = old_meta[k]
                 else:
                     meta.pop(k, None)
-            gen = old_meta.get("generation", 1)
-            if any(new.get(k) != old.get(k) for k in set(new) | set(old)
-                   if k not in ("metadata", "status", "kind", "apiVersion")):
-                gen += 1
-            meta["generation"] = gen
         new_meta = new["metadata"]
         new_meta["resourceVersion"] = old_meta.get("resourceVersion")
         if status_only and self._admit_update_takes_subresource:
@@ -619,6 +614,12 @@ class MemoryStore(Store):
             new = self._admission.admit_update(new, clone(old)) or new
         new_meta = self._meta(new)
         new_meta["resourceVersion"] = old_meta.get("resourceVersion")
+        if not status_only:  # after admission's defaulting: an apply of the same spec is a no-op
+            gen = old_meta.get("generation", 1)
+            if any(new.get(k) != old.get(k) for k in set(new) | set(old)
+                   if k not in ("metadata", "status", "kind", "apiVersion")):
+                gen += 1
+            new_meta["generation"] = gen
         if new == old:
             return old  # no-op update: nothing written, no event
         if new_meta.get("deletionTimestamp") and not new_meta.get("finalizers") \

@@ -8,12 +8,20 @@ from .helpers import add_pod, node, wait_event
 
 
 @pytest.fixture
-def sched(store):
-    c = SchedulerController(store, rng=random.Random(3))
-    c.start()
-    assert c.synced.wait(5)
-    yield c
-    c.stop()
+def start_scheduler(store):
+    """Start the scheduler after the test created its nodes: nodes and pods come through
+    separate watches, so a pod created right after a node could be seen first."""
+    started = []
+
+    def start():
+        c = SchedulerController(store, rng=random.Random(3))
+        c.start()
+        assert c.synced.wait(5)
+        started.append(c)
+        return c
+    yield start
+    for c in started:
+        c.stop()
 
 
 def _bound(store, n):
@@ -21,9 +29,10 @@ def _bound(store, n):
         p["spec"].get("nodeName") for p in pods) else None)
 
 
-def test_binds_to_node_with_fewest_pods(store, sched):
+def test_binds_to_node_with_fewest_pods(store, start_scheduler):
     for n in ("node-a", "node-b", "node-c"):
         store.create(node(n))
+    start_scheduler()
     add_pod(store, "x1", {"app": "x"}, node_name="node-a")
     add_pod(store, "x2", {"app": "x"}, node_name="node-a")
     add_pod(store, "x3", {"app": "x"}, node_name="node-b")
@@ -40,9 +49,10 @@ def test_binds_to_node_with_fewest_pods(store, sched):
     assert cond["status"] == "True"
 
 
-def test_spreads_a_burst_evenly(store, sched):
+def test_spreads_a_burst_evenly(store, start_scheduler):
     for n in ("node-a", "node-b"):
         store.create(node(n))
+    start_scheduler()
     for i in range(6):
         add_pod(store, f"p{i}", {"app": "x"})
     pods = _bound(store, 6)
@@ -52,8 +62,9 @@ def test_spreads_a_burst_evenly(store, sched):
     assert counts == {"node-a": 3, "node-b": 3}
 
 
-def test_failed_scheduling_then_retried_when_node_appears(store, sched):
+def test_failed_scheduling_then_retried_when_node_appears(store, start_scheduler):
     store.create(node("node-a", labels={"disk": "hdd"}))
+    start_scheduler()
     p = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "picky"},
          "spec": {"nodeSelector": {"disk": "ssd"}, "containers": [{"name": "c", "image": "nginx"}]}}
     store.create(p)
@@ -69,14 +80,16 @@ def test_failed_scheduling_then_retried_when_node_appears(store, sched):
     assert pods[0]["spec"]["nodeName"] == "node-b"
 
 
-def test_no_nodes_message(store, sched):
+def test_no_nodes_message(store, start_scheduler):
+    start_scheduler()
     add_pod(store, "lonely", {"app": "x"})
     ev = wait_event(store, "FailedScheduling", name="lonely")
     assert ev["message"] == "no nodes available to schedule pods"
 
 
-def test_other_scheduler_name_ignored(store, sched):
+def test_other_scheduler_name_ignored(store, start_scheduler):
     store.create(node("node-a"))
+    start_scheduler()
     p = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "other"},
          "spec": {"schedulerName": "my-scheduler", "containers": [{"name": "c", "image": "nginx"}]}}
     store.create(p)

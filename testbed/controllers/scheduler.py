@@ -1,0 +1,138 @@
+"""The scheduler: binds pods without ``spec.nodeName`` to a node chosen by
+:func:`testbed.k8s.scheduler.schedule` (filters, then fewest pods, random tie-break).
+
+Binding is an update of ``spec.nodeName`` with the pod's resourceVersion as precondition
+(the testbed's stand-in for the binding subresource), followed by the ``PodScheduled=True``
+condition on the status. The choice is applied to the local pod cache at once, so pods
+scheduled in the same batch see each other (like the scheduler cache's "assumed" pods).
+
+A pod that fits nowhere gets ``PodScheduled=False`` (reason ``Unschedulable``) and a
+``FailedScheduling`` Warning event with upstream's message (``0/3 nodes are available:
+...``); it is retried when a node is added or changed, or when a pod goes away. Only pods
+whose ``spec.schedulerName`` is this scheduler's name (default ``default-scheduler``, or
+unset) are handled. Successful binds record ``Scheduled``: ``Successfully assigned
+NS/NAME to NODE``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import random
+from typing import Any, Callable, Mapping
+
+from testbed.k8s import scheduler as sched
+
+from .base import Controller, Key, key_of
+from .events import rfc3339
+
+POD, NODE = "Pod", "Node"
+
+
+def _spec(o: Mapping) -> Mapping:
+    return o.get("spec") or {}
+
+
+def _meta(o: Mapping) -> Mapping:
+    return o.get("metadata") or {}
+
+
+def with_condition(status: Mapping | None, cond: dict, now: str) -> dict:
+    """*status* with condition *cond* set (lastTransitionTime kept if the status is unchanged)."""
+    status = dict(status or {})
+    conds = [dict(c) for c in status.get("conditions") or []]
+    for c in conds:
+        if c.get("type") == cond["type"]:
+            same = c.get("status") == cond["status"]
+            c.update(cond)
+            c["lastTransitionTime"] = c.get("lastTransitionTime") if same and c.get("lastTransitionTime") else now
+            break
+    else:
+        conds.append(dict(cond, lastProbeTime=None, lastTransitionTime=now))
+    status["conditions"] = conds
+    return status
+
+
+class SchedulerController(Controller):
+    name = "scheduler"
+    component = "default-scheduler"
+    kinds = (POD, NODE)
+
+    def __init__(self, store: Any, stop=None, *, recorder=None, scheduler_name: str = "default-scheduler",
+                 rng: random.Random | None = None,
+                 clock: Callable[[], _dt.datetime] = lambda: _dt.datetime.now(_dt.timezone.utc)):
+        super().__init__(store, stop, recorder=recorder)
+        self.scheduler_name = scheduler_name
+        self.rng = rng or random.Random()
+        self.clock = clock
+        self._unschedulable: set[Key] = set()
+        self.bound = 0
+
+    def _mine(self, pod: Mapping) -> bool:
+        spec = _spec(pod)
+        if spec.get("nodeName") or _meta(pod).get("deletionTimestamp"):
+            return False
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            return False
+        return (spec.get("schedulerName") or "default-scheduler") == self.scheduler_name
+
+    def _retry_unschedulable(self) -> None:
+        for k in self._unschedulable:
+            self.mark(k)
+
+    def handle(self, kind: str, old: dict | None, new: dict | None, own: bool = False) -> None:
+        if own:
+            return
+        if kind == NODE:
+            self._retry_unschedulable()
+            return
+        if new is None:
+            self._unschedulable.discard(key_of(old))
+            if old is not None and _spec(old).get("nodeName"):
+                self._retry_unschedulable()  # capacity freed
+            return
+        if self._mine(new):
+            self.mark(key_of(new))
+        else:
+            self._unschedulable.discard(key_of(new))
+            if old is not None and _spec(old).get("nodeName") and \
+                    (new.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                self._retry_unschedulable()
+
+    def reconcile(self, key: Key) -> None:
+        pod = self.caches[POD].get(key)
+        if pod is None or not self._mine(pod):
+            self._unschedulable.discard(key)
+            return
+        nodes = list(self.caches[NODE].values())
+        now = rfc3339(self.clock())
+        try:
+            node = sched.schedule(pod, nodes, self.caches[POD].values(), self.rng)
+        except sched.Unschedulable as e:
+            self._unschedulable.add(key)
+            cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": e.reason}
+            status = with_condition(pod.get("status"), cond, now)
+            if status != (pod.get("status") or {}):
+                out = self.store.update_status({**pod, "status": status})
+                self.written(POD, out)
+                pod = out
+            self.recorder.warning(pod, "FailedScheduling", e.reason)
+            return
+        self._unschedulable.discard(key)
+        m = _meta(pod)
+        bound = self.store.patch(POD, key[0], key[1], {
+            "metadata": {"resourceVersion": m.get("resourceVersion")}, "spec": {"nodeName": node}})
+        self.written(POD, bound)
+        status = with_condition(bound.get("status"), {"type": "PodScheduled", "status": "True"}, now)
+        for c in status["conditions"]:
+            if c["type"] == "PodScheduled":
+                c.pop("reason", None)
+                c.pop("message", None)
+        if status != (bound.get("status") or {}):
+            try:
+                bound = self.store.update_status({**bound, "status": status})
+                self.written(POD, bound)
+            except Exception as e:  # noqa: BLE001 - the binding stands; the kubelet writes status too
+                if getattr(e, "code", None) not in (404, 409):
+                    raise
+        self.bound += 1
+        self.recorder.normal(bound, "Scheduled", f"Successfully assigned {key[0]}/{key[1]} to {node}")
