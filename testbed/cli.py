@@ -237,26 +237,33 @@ def render(file: str = typer.Option(..., "-f", "--filename", help="KubeProxyTest
 
 
 def main() -> None:
+    from .apiserver.errors import ApiError
+
     try:
         app(standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except TestbedError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        _error(str(exc))
         sys.exit(exc.exit_code)
+    except ApiError as exc:  # the API server's own words, like kubectl prints them
+        _error(str(exc))
+        sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except (FileNotFoundError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except (OSError, ValueError) as exc:
+        _error(str(exc))
+        sys.exit(2 if isinstance(exc, ValueError) else 1)
+    except Exception as exc:  # usage errors from the command-line parser
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
             sys.exit(exc.exit_code)
         raise
+
+
+def _error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

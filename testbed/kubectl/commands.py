@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from ..apiserver.errors import NotFound
+from ..apiserver.errors import ApiError, NotFound
 from ..k8s import manifests as mf
 from . import describe as desc
 from . import printers
@@ -44,7 +44,14 @@ def apply(api: Any, objs: list[dict], namespace: str | None = None) -> list[str]
             before = api.get(obj["kind"], meta.get("namespace") or "default", meta["name"])
         except NotFound:
             before = None
-        after = api.apply(obj)
+        try:
+            after = api.apply(obj)
+        except ApiError as exc:  # kubectl: Error from server (Invalid): error when creating "f.yaml": ...
+            src = mf.source_of(obj)
+            where = f' "{src}"' if src else ""
+            reason = getattr(exc, "reason", "") or type(exc).__name__
+            raise ApiError(f"Error from server ({reason}): error when {'creating' if before is None else 'applying'}"
+                           f"{where}: {exc}") from None
         if before is None:
             verb = "created"
         elif after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]:

@@ -147,3 +147,43 @@ def test_store_survives_a_control_plane_restart(cp):
         api.create(web_pod("web-new", "node1"))
         wait_for(api, "EndpointSlice", lambda _: any(
             ip not in pods_before.values() for ip in slice_ips(api)), timeout=10)
+
+
+def cli(*args: str, stdin: str | None = None):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "testbed.cli", *args, "-c", "itcp"], capture_output=True,
+                          text=True, input=stdin)
+
+
+def test_kubectl_like_cli(cp):
+    svc = ("apiVersion: v1\nkind: Service\nmetadata: {name: cli-svc}\nspec:\n  type: NodePort\n"
+           "  selector: {app: web}\n  ports: [{port: 80, targetPort: http}]\n---\n"
+           "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Namespace, metadata: {name: other}}\n")
+    res = cli("apply", "-f", "-", stdin=svc)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["service/cli-svc created", "namespace/other created"]
+    assert cli("apply", "-f", "-", stdin=svc).stdout.splitlines() == ["service/cli-svc unchanged",
+                                                                       "namespace/other unchanged"]
+    res = cli("get", "svc", "-o", "json")
+    doc = json.loads(res.stdout)
+    assert doc["kind"] == "List" and {i["metadata"]["name"] for i in doc["items"]} >= {"kubernetes", "web", "cli-svc"}
+    res = cli("get", "svc", "cli-svc", "-o", "yaml")
+    assert "kind: Service" in res.stdout and "nodePort: 3" in res.stdout
+    res = cli("get", "pods", "-o", "wide")
+    header = res.stdout.splitlines()[0].split()
+    assert header[:7] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
+    assert "web-1" in res.stdout and "Running" in res.stdout
+    res = cli("get", "ep", "cli-svc")
+    assert res.stdout.splitlines()[0].split() == ["NAME", "ENDPOINTS", "AGE"]
+    assert ":8080" in res.stdout
+    res = cli("describe", "svc", "cli-svc")
+    assert "Selector:                 app=web" in res.stdout and "Type:                     NodePort" in res.stdout
+    res = cli("events")
+    assert "ClusterIPAllocated" in res.stdout and "Scheduled" in res.stdout
+    res = cli("delete", "svc", "cli-svc")
+    assert res.stdout.strip() == 'service "cli-svc" deleted'
+    res = cli("get", "svc", "cli-svc")
+    assert res.returncode != 0 and 'services "cli-svc" not found' in res.stderr
+    res = cli("get", "frobs")
+    assert res.returncode != 0 and "frobs" in res.stderr

@@ -292,3 +292,37 @@ def test_stop_leaves_rules(proxy):
     proxy.stop()
     assert len(ipt.restores) == n
     assert metrics(proxy)["stopped"] is True
+
+
+# ----------------------------------------------------------------------------- health servers
+
+def test_health_server_200_503_and_body():
+    import socket as _s
+
+    from testbed.proxy.healthcheck import ServiceHealthServer, health_body, probe
+    with _s.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    healthy = [True]
+    hs = ServiceHealthServer("127.0.0.1", healthy=lambda: healthy[0])
+    nn = ("ns1", "lb")
+    try:
+        hs.sync_services({nn: port})
+        assert hs.ports() == {nn: port}
+        hs.sync_endpoints({nn: 2})
+        status, headers, body = probe("127.0.0.1", port)
+        assert status == 200 and headers["x-load-balancing-endpoint-weight"] == "2"
+        assert headers["content-type"] == "application/json"
+        assert body == {"service": {"namespace": "ns1", "name": "lb"}, "localEndpoints": 2,
+                        "serviceProxyHealthy": True}
+        healthy[0] = False
+        assert probe("127.0.0.1", port)[0] == 503
+        healthy[0] = True
+        hs.sync_endpoints({})
+        status, headers, body = probe("127.0.0.1", port)
+        assert status == 503 and body["localEndpoints"] == 0
+    finally:
+        hs.close()
+    assert hs.ports() == {}
+    assert health_body(nn, 1, True) == ('{\n\t"service": {\n\t\t"namespace": "ns1",\n\t\t"name": "lb"\n\t},'
+                                        '\n\t"localEndpoints": 1,\n\t"serviceProxyHealthy": true\n}')

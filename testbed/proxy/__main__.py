@@ -1,0 +1,121 @@
+"""``python -m testbed.proxy``: kube-proxy (iptables mode) for one testbed node.
+
+Start it *inside the node's network namespace* (it inherits the netns of the thread that
+forks it); every iptables/conntrack/health-check action happens in that namespace::
+
+    python -m testbed.proxy --cluster C --node node1 --api /run/testbed/C/api.sock \\
+        --mode iptables --node-ip 172.20.10.2 --cluster-cidr 10.244.0.0/16 \\
+        [--metrics-file /run/testbed/C/proxy-node1.json] [--min-sync-period 1] [--sync-period 30]
+
+It refuses to run in the host's (pid 1's) network namespace, and, if the testbed's node netns
+``tb.C.node.NODE`` exists, anywhere else. SIGTERM/SIGINT stop it without touching the rules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+from testbed import naming
+from testbed.proxy.runner import ProxyConfig, ProxyRunner
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m testbed.proxy", description=__doc__.split("\n\n")[0])
+    p.add_argument("--cluster", required=True)
+    p.add_argument("--node", required=True, help="this node's name (endpoints on it are local)")
+    p.add_argument("--api", required=True, help="API server unix socket")
+    p.add_argument("--mode", default="iptables", help="proxy mode; only iptables is implemented here")
+    p.add_argument("--node-ip", required=True, help="the node's address (health checks, LB firewall)")
+    p.add_argument("--cluster-cidr", default=None, help="pod network (detect-local-mode ClusterCIDR)")
+    p.add_argument("--metrics-file", default=None, help="JSON metrics, replaced atomically after each sync")
+    p.add_argument("--min-sync-period", type=float, default=1.0,
+                   help="seconds between syncs after a burst of 2 (upstream default 1s)")
+    p.add_argument("--sync-period", type=float, default=30.0,
+                   help="retry interval after a failed sync, canary check interval (upstream default 30s)")
+    p.add_argument("--full-sync-period", type=float, default=3600.0,
+                   help="a full resync at least this often (upstream FullSyncPeriod, 1h)")
+    p.add_argument("--masquerade-all", action="store_true")
+    p.add_argument("--no-localhost-nodeports", action="store_true",
+                   help="do not accept NodePort traffic to 127.0.0.1 (no route_localnet)")
+    p.add_argument("--allow-any-netns", action="store_true", help="skip the network namespace check")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def _netns_inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def check_netns(cluster: str, node: str) -> str | None:
+    """A reason not to run here, or None."""
+    mine = _netns_inode("/proc/self/ns/net")
+    if mine is not None and mine == _netns_inode("/proc/1/ns/net"):
+        return "this process is in the host's network namespace; start it inside the node's"
+    expected = _netns_inode(os.path.join("/run/netns", naming.node_netns(cluster, node)))
+    if expected is not None and mine != expected:
+        return f"this process is not in {naming.node_netns(cluster, node)}"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format=f"%(asctime)s kube-proxy[{args.node}] %(levelname)s %(message)s")
+    log = logging.getLogger("testbed.proxy")
+    if args.mode != "iptables":
+        log.error("--mode %s is not implemented by this process (iptables only)", args.mode)
+        return 2
+    if not args.allow_any_netns:
+        why = check_netns(args.cluster, args.node)
+        if why:
+            log.error("refusing to start: %s", why)
+            return 2
+
+    from testbed.apiserver.client import ApiClient
+    from testbed.proxy.conntrack import ConntrackCleaner
+    from testbed.proxy.healthcheck import ServiceHealthServer
+
+    cfg = ProxyConfig(cluster=args.cluster, node_name=args.node, node_ip=args.node_ip,
+                      cluster_cidr=args.cluster_cidr, metrics_file=args.metrics_file,
+                      min_sync_period=args.min_sync_period, sync_period=args.sync_period,
+                      full_sync_period=args.full_sync_period, masquerade_all=args.masquerade_all,
+                      localhost_nodeports=not args.no_localhost_nodeports)
+    client = ApiClient(args.api)
+    events_client = ApiClient(args.api, timeout=5.0)
+    runner: ProxyRunner | None = None
+    health = None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    health = ServiceHealthServer(args.node_ip, healthy=lambda: runner is None or runner.healthy())
+    cleaner = ConntrackCleaner()
+    try:
+        cleaner.open()
+    except Exception as exc:  # noqa: BLE001 - retried at the first cleanup
+        log.warning("conntrack netlink socket: %s", exc)
+    runner = ProxyRunner(cfg, cleaner=cleaner, health=health, post_event=events_client.create)
+    runner.setup_host()
+    log.info("starting: node %s (%s), cluster CIDR %s, min sync %.3gs, sync period %.3gs, "
+             "full sync period %.3gs, api %s", args.node, args.node_ip, args.cluster_cidr,
+             cfg.min_sync_period, cfg.sync_period, cfg.full_sync_period, args.api)
+    runner.start(client)
+    while not stop.wait(1.0):
+        pass
+    log.info("stopping (rules are left in place)")
+    runner.stop()
+    client.close()
+    events_client.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
