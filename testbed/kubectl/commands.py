@@ -36,6 +36,7 @@ def apply(api: Any, objs: list[dict], namespace: str | None = None) -> list[str]
     """``kubectl apply``: create or update each object; one ``kind/name created|configured|unchanged`` line each."""
     out = []
     for obj in objs:
+        src = mf.source_of(obj)
         obj = dict(obj)
         meta = obj.setdefault("metadata", {})
         if namespace and resolve(obj["kind"]).namespaced and not meta.get("namespace"):
@@ -47,7 +48,6 @@ def apply(api: Any, objs: list[dict], namespace: str | None = None) -> list[str]
         try:
             after = api.apply(obj)
         except ApiError as exc:  # kubectl: Error from server (Invalid): error when creating "f.yaml": ...
-            src = mf.source_of(obj)
             where = f' "{src}"' if src else ""
             reason = getattr(exc, "reason", "") or type(exc).__name__
             raise ApiError(f"Error from server ({reason}): error when {'creating' if before is None else 'applying'}"
