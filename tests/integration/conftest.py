@@ -1,0 +1,23 @@
+import os
+
+import pytest
+
+from testbed import netns
+
+from .netutil import root_snapshot
+
+
+@pytest.fixture(scope="session", autouse=True)
+def root_namespace_is_left_alone():
+    """Every integration run: the root namespace's links, addresses, routes and rulesets are the
+    same after the run as before it, and no testbed namespace is left behind."""
+    if os.geteuid() != 0:
+        yield
+        return
+    before = root_snapshot()
+    yield
+    after = root_snapshot()
+    changed = [k for k in before if before[k] != after[k]]
+    left = netns.list_names("tb.")
+    assert not changed, f"the root namespace changed during the tests: {changed}"
+    assert not left, f"namespaces left behind: {left[:10]}"
