@@ -7,8 +7,8 @@ forks it); every iptables/conntrack/health-check action happens in that namespac
         --mode iptables --node-ip 172.20.10.2 --cluster-cidr 10.244.0.0/16 \\
         [--metrics-file /run/testbed/C/proxy-node1.json] [--min-sync-period 1] [--sync-period 30]
 
-It refuses to run in the host's (pid 1's) network namespace, and, if the testbed's node netns
-``tb.C.node.NODE`` exists, anywhere else. SIGTERM/SIGINT stop it without touching the rules.
+It refuses to run anywhere but in the testbed's node netns ``tb.C.node.NODE`` (which must
+exist), so it can never program the host's own iptables. SIGTERM/SIGINT stop it without touching the rules.
 """
 
 from __future__ import annotations
@@ -47,21 +47,26 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _netns_inode(path: str) -> int | None:
+def _netns_id(path: str) -> tuple[int, int] | None:
     try:
-        return os.stat(path).st_ino
+        st = os.stat(path)
     except OSError:
         return None
+    return st.st_dev, st.st_ino
 
 
 def check_netns(cluster: str, node: str) -> str | None:
-    """A reason not to run here, or None."""
-    mine = _netns_inode("/proc/self/ns/net")
-    if mine is not None and mine == _netns_inode("/proc/1/ns/net"):
-        return "this process is in the host's network namespace; start it inside the node's"
-    expected = _netns_inode(os.path.join("/run/netns", naming.node_netns(cluster, node)))
-    if expected is not None and mine != expected:
-        return f"this process is not in {naming.node_netns(cluster, node)}"
+    """A reason not to run here, or None. Fails closed: the process must be in the node's
+    netns ``/run/netns/tb.CLUSTER.node.NODE``, which must exist."""
+    mine = _netns_id("/proc/self/ns/net")
+    name = naming.node_netns(cluster, node)
+    expected = _netns_id(os.path.join("/run/netns", name))
+    if mine is None:
+        return "cannot identify this process's network namespace"
+    if expected is None:
+        return f"/run/netns/{name} does not exist (start the proxy inside a running cluster's node netns)"
+    if mine != expected:
+        return f"this process is not in {name}"
     return None
 
 

@@ -69,4 +69,8 @@ def root_snapshot() -> dict[str, str]:
         "iptables": strip(run("iptables-save")),
         "iptables-legacy": strip(run("iptables-legacy-save")),
         "nft": run("nft", "list", "ruleset"),
+        "sysctl": run("sysctl", "net.ipv4.ip_forward", "net.ipv4.conf.all.route_localnet",
+                      "net.ipv4.conf.default.route_localnet", "net.netfilter.nf_conntrack_tcp_timeout_established",
+                      "net.netfilter.nf_conntrack_tcp_timeout_close_wait", "net.netfilter.nf_conntrack_tcp_be_liberal",
+                      "net.bridge.bridge-nf-call-iptables", "net.ipv4.neigh.default.gc_thresh3"),
     }

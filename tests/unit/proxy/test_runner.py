@@ -326,3 +326,13 @@ def test_health_server_200_503_and_body():
     assert hs.ports() == {}
     assert health_body(nn, 1, True) == ('{\n\t"service": {\n\t\t"namespace": "ns1",\n\t\t"name": "lb"\n\t},'
                                         '\n\t"localEndpoints": 1,\n\t"serviceProxyHealthy": true\n}')
+
+
+def test_main_refuses_outside_the_node_netns(tmp_path):
+    from testbed.proxy.__main__ import check_netns, main
+    assert "does not exist" in check_netns("kptest-nope", "node1")
+    metrics = tmp_path / "m.json"
+    assert main(["--cluster", "kptest-nope", "--node", "node1", "--api", str(tmp_path / "s"),
+                 "--node-ip", "10.0.0.1", "--metrics-file", str(metrics)]) == 2
+    assert not metrics.exists()
+    assert main(["--cluster", "c", "--node", "n", "--api", "x", "--node-ip", "1.2.3.4", "--mode", "ipvs"]) == 2
