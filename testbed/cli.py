@@ -236,6 +236,23 @@ def render(file: str = typer.Option(..., "-f", "--filename", help="KubeProxyTest
         sys.stdout.write(harness.render_file(file, sorted=sorted_))
 
 
+def _register_extensions() -> None:
+    """Verbs that live beside their subsystem: ``testbed/cli_<area>.py`` with ``register(app)``."""
+    import importlib
+
+    for name in ("cli_proxy", "cli_workloads", "cli_verify"):
+        try:
+            mod = importlib.import_module(f"testbed.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"testbed.{name}":
+                continue
+            raise
+        mod.register(app)
+
+
+_register_extensions()
+
+
 def main() -> None:
     from .apiserver.errors import ApiError
 
