@@ -4,7 +4,7 @@ import pytest
 
 from testbed import netns
 
-from .netutil import root_snapshot
+from .netutil import SUFFIX, root_snapshot
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -19,6 +19,7 @@ def root_namespace_is_left_alone():
     yield
     after = root_snapshot()
     changed = [k for k in before if before[k] != after[k]]
-    left = [n for n in netns.list_names("tb.") if n not in existing]
+    # only clusters of this run (other runs of the suite may share the host)
+    left = [n for n in netns.list_names("tb.") if n not in existing and n.split(".")[1].endswith(SUFFIX)]
     assert not changed, f"the root namespace changed during the tests: {changed}"
     assert not left, f"namespaces left behind: {left[:10]}"

@@ -9,6 +9,15 @@ import threading
 
 from testbed import netns
 
+import os
+
+# cluster names of this test process: concurrent runs of the suite on one host must not collide
+SUFFIX = str(os.getpid() % 1000)
+
+
+def uniq(name: str) -> str:
+    return f"{name}{SUFFIX}"
+
 
 class TcpEcho:
     """A TCP server in a namespace that answers each connection with the peer address it saw."""

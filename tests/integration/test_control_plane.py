@@ -13,7 +13,10 @@ from testbed.cluster import Cluster
 from testbed.controllers.base import wait_for
 from testbed.scenario import parse
 
+from .netutil import uniq
+
 pytestmark = pytest.mark.root
+ITCP = uniq("itcp")
 
 
 def web_pod(name: str, node: str | None = None, ready: bool = True) -> dict:
@@ -30,7 +33,7 @@ SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
 
 @pytest.fixture(scope="module")
 def cp():
-    doc = {"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": "itcp"},
+    doc = {"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": ITCP},
            "spec": {"nodes": 2, "proxyMode": "none"},
            "manifests": [web_pod("web-1", "node1"), web_pod("web-2", "node2"), web_pod("web-3"), SERVICE]}
     c = Cluster.up(parse(doc))
@@ -152,7 +155,7 @@ def test_store_survives_a_control_plane_restart(cp):
 def cli(*args: str, stdin: str | None = None):
     import subprocess
     import sys
-    return subprocess.run([sys.executable, "-m", "testbed.cli", *args, "-c", "itcp"], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "testbed.cli", *args, "-c", ITCP], capture_output=True,
                           text=True, input=stdin)
 
 

@@ -17,7 +17,15 @@ from testbed.capture import Capture
 from testbed.cluster import Cluster
 from testbed.scenario import parse
 
-from .netutil import TcpEcho, root_snapshot, tcp_peer
+from .netutil import TcpEcho, root_snapshot, tcp_peer, uniq
+
+ITVX = uniq("itvx")
+ITHGW = uniq("ithgw")
+ITTD = uniq("ittd")
+ITKILL = uniq("itkill")
+ITKCP = uniq("itkcp")
+ITATOM = uniq("itatom")
+ITATOM2 = uniq("itatom2")
 
 pytestmark = pytest.mark.root
 
@@ -35,7 +43,7 @@ def scenario(name: str, nodes: int = 3, pods_per_node: int = 4, **spec) -> dict:
 
 @pytest.fixture(scope="module")
 def vx():
-    c = Cluster.up(parse(scenario("itvx")))
+    c = Cluster.up(parse(scenario(ITVX)))
     yield c
     c.down()
 
@@ -45,7 +53,7 @@ def test_layout_matches_flannel(vx):
     assert [n["podCIDR"] for n in s["nodes"]] == ["10.244.0.0/24", "10.244.1.0/24", "10.244.2.0/24"]
     assert [n["ip"] for n in s["nodes"]] == ["172.20.10.2", "172.20.10.3", "172.20.10.4"]
     assert [p["ip"] for p in s["pods"] if p["node"] == "node2"] == [f"10.244.1.{i}" for i in range(2, 6)]
-    assert s["externals"] == [{"name": "client", "netns": "tb.itvx.ext.client", "ip": "172.20.10.100"}]
+    assert s["externals"] == [{"name": "client", "netns": f"tb.{ITVX}.ext.client", "ip": "172.20.10.100"}]
     link = vx.exec("node/node1", ["ip", "-d", "link", "show", "flannel.1"], capture_output=True, text=True).stdout
     assert "vxlan id 1 local 172.20.10.2 dev eth0" in link and "dstport 8472" in link and "nolearning" in link
     assert "mtu 1450" in link
@@ -155,7 +163,7 @@ def test_full_size_datagram_with_df_crosses_overlay_unfragmented(vx):
 
 
 def test_host_gw_backend():
-    c = Cluster.up(parse(scenario("ithgw", nodes=2, pods_per_node=2, backend="host-gw")))
+    c = Cluster.up(parse(scenario(ITHGW, nodes=2, pods_per_node=2, backend="host-gw")))
     try:
         routes = c.exec("node/node1", ["ip", "route"], capture_output=True, text=True).stdout
         assert "10.244.1.0/24 via 172.20.10.3 dev eth0" in routes
@@ -173,19 +181,19 @@ def test_host_gw_backend():
             srv.close()
     finally:
         c.down()
-    assert not netns.list_names("tb.ithgw.")
+    assert not netns.list_names(f"tb.{ITHGW}.")
 
 
 def test_teardown_leaves_nothing_and_root_is_untouched():
     before = root_snapshot()
-    c = Cluster.up(parse(scenario("ittd", nodes=2, pods_per_node=3)))
-    names = netns.list_names("tb.ittd.")
+    c = Cluster.up(parse(scenario(ITTD, nodes=2, pods_per_node=3)))
+    names = netns.list_names(f"tb.{ITTD}.")
     assert len(names) == 1 + 2 + 1 + 6
     inodes = {netns.inode(n) for n in names}
     during = root_snapshot()
     c.down()
-    assert not netns.list_names("tb.ittd.")
-    assert not os.path.exists(state.directory("ittd"))
+    assert not netns.list_names(f"tb.{ITTD}.")
+    assert not os.path.exists(state.directory(ITTD))
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
@@ -202,35 +210,35 @@ def test_sigkill_during_up_then_down_cleans_up(tmp_path):
     import yaml
 
     path = tmp_path / "big.yaml"
-    path.write_text(yaml.safe_dump(scenario("itkill", nodes=2, pods_per_node=40)))
+    path.write_text(yaml.safe_dump(scenario(ITKILL, nodes=2, pods_per_node=40)))
     env = {**os.environ, "TESTBED_FAILPOINT": "pods:25"}
     res = subprocess.run([sys.executable, "-m", "testbed.cli", "up", str(path), "-q", "--no-control-plane"], env=env,
                          capture_output=True, text=True)
     assert res.returncode == -9
-    left = netns.list_names("tb.itkill.")
+    left = netns.list_names(f"tb.{ITKILL}.")
     assert len(left) >= 25  # the crash left namespaces behind...
-    assert "itkill" in state.clusters()
-    res = subprocess.run([sys.executable, "-m", "testbed.cli", "down", "itkill"], capture_output=True, text=True)
+    assert ITKILL in state.clusters()
+    res = subprocess.run([sys.executable, "-m", "testbed.cli", "down", ITKILL], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    assert not netns.list_names("tb.itkill.")  # ...and down removed them all
-    assert "itkill" not in state.clusters()
+    assert not netns.list_names(f"tb.{ITKILL}.")  # ...and down removed them all
+    assert ITKILL not in state.clusters()
 
 
 def test_sigkill_after_control_plane_start_then_down_stops_it(tmp_path):
     import yaml
 
     path = tmp_path / "cp.yaml"
-    path.write_text(yaml.safe_dump(scenario("itkcp", nodes=2, pods_per_node=2)))
+    path.write_text(yaml.safe_dump(scenario(ITKCP, nodes=2, pods_per_node=2)))
     env = {**os.environ, "TESTBED_FAILPOINT": "control-plane"}
     res = subprocess.run([sys.executable, "-m", "testbed.cli", "up", str(path), "-q"], env=env,
                          capture_output=True, text=True)
     assert res.returncode == -9
-    pid = state.read_json("itkcp", "state.json")["pids"]["control-plane"]
+    pid = state.read_json(ITKCP, "state.json")["pids"]["control-plane"]
     os.kill(pid, 0)  # the control plane outlived the killed `up`
-    res = subprocess.run([sys.executable, "-m", "testbed.cli", "down", "itkcp"], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "testbed.cli", "down", ITKCP], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert not _running(pid)
-    assert not netns.list_names("tb.itkcp.")
+    assert not netns.list_names(f"tb.{ITKCP}.")
 
 
 def _running(pid: int) -> bool:
@@ -250,24 +258,24 @@ def test_atomic_failure_leaves_nothing(monkeypatch):
 
     monkeypatch.setattr(topology, "add_pods", boom)
     with pytest.raises(RuntimeError):
-        Cluster.up(parse(scenario("itatom", nodes=2, pods_per_node=1)), control_plane=False)
-    assert not netns.list_names("tb.itatom.")
-    assert "itatom" not in state.clusters()
+        Cluster.up(parse(scenario(ITATOM, nodes=2, pods_per_node=1)), control_plane=False)
+    assert not netns.list_names(f"tb.{ITATOM}.")
+    assert ITATOM not in state.clusters()
 
 
 def test_bad_manifest_after_control_plane_start_leaves_nothing():
     from testbed.errors import TestbedError
 
-    doc = scenario("itatom2", nodes=1, pods_per_node=1)
+    doc = scenario(ITATOM2, nodes=1, pods_per_node=1)
     doc["manifests"].append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
                              "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 80}]}})
     with pytest.raises(TestbedError) as e:
         Cluster.up(parse(doc))
     assert 'Service "web" is invalid: spec.ports[0].nodePort: Invalid value: 80: provided port is not in the ' \
            'valid range. The range of valid ports is 30000-32767' in str(e.value)
-    assert not netns.list_names("tb.itatom2.")
-    assert "itatom2" not in state.clusters()
-    assert not [p for p in os.listdir("/proc") if p.isdigit() and _env_has(p, b"TESTBED_CLUSTER=itatom2")]
+    assert not netns.list_names(f"tb.{ITATOM2}.")
+    assert ITATOM2 not in state.clusters()
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and _env_has(p, f"TESTBED_CLUSTER={ITATOM2}".encode())]
 
 
 def _env_has(pid: str, item: bytes) -> bool:
@@ -279,7 +287,7 @@ def _env_has(pid: str, item: bytes) -> bool:
 
 
 def test_cli_status_json_and_exec(vx):
-    res = subprocess.run([sys.executable, "-m", "testbed.cli", "status", "itvx", "-o", "json"],
+    res = subprocess.run([sys.executable, "-m", "testbed.cli", "status", ITVX, "-o", "json"],
                          capture_output=True, text=True)
     import json
 
@@ -287,13 +295,13 @@ def test_cli_status_json_and_exec(vx):
     assert set(s["nodes"][0]) >= {"name", "netns", "ip", "podCIDR"}
     assert set(s["pods"][0]) >= {"namespace", "name", "node", "netns", "ip"}
     assert set(s["externals"][0]) >= {"name", "netns", "ip"}
-    res = subprocess.run([sys.executable, "-m", "testbed.cli", "exec", "-c", "itvx", "pod/default/p2-2", "--",
+    res = subprocess.run([sys.executable, "-m", "testbed.cli", "exec", "-c", ITVX, "pod/default/p2-2", "--",
                           "sh", "-c", "ip -o -4 addr show eth0; exit 7"], capture_output=True, text=True)
     assert res.returncode == 7
     assert vx.pod("p2-2").ip in res.stdout
-    res = subprocess.run([sys.executable, "-m", "testbed.cli", "exec", "-c", "itvx", "pod/nope", "--", "true"],
+    res = subprocess.run([sys.executable, "-m", "testbed.cli", "exec", "-c", ITVX, "pod/nope", "--", "true"],
                          capture_output=True, text=True)
     assert res.returncode == 1 and "no pod 'nope'" in res.stderr
-    res = subprocess.run([sys.executable, "-m", "testbed.cli", "up", "scenarios/quickstart.yaml", "--name", "itvx"],
+    res = subprocess.run([sys.executable, "-m", "testbed.cli", "up", "scenarios/quickstart.yaml", "--name", ITVX],
                          capture_output=True, text=True)
     assert res.returncode == 3 and "already exists" in res.stderr
