@@ -212,6 +212,14 @@ class Batch:
         self.add(RTM_NEWNEIGH, APPEND, body, what)
 
     # --- sending -------------------------------------------------------------------------
+    def apply(self) -> None:
+        """Send on a fresh socket of the calling thread's namespace, then close it."""
+        sock = open_socket()
+        try:
+            self.send(sock)
+        finally:
+            sock.close()
+
     def send(self, sock: socket.socket) -> None:
         """Send every request and wait for every acknowledgement; raise on the first failure."""
         pos = 0

@@ -37,14 +37,6 @@ def _sysctls(values: Iterable[tuple[str, object]]) -> None:
         netns.write_sysctl(key, value)
 
 
-def _send(batch: netlink.Batch) -> None:
-    sock = netlink.open_socket()
-    try:
-        batch.send(sock)
-    finally:
-        sock.close()
-
-
 # --- underlay ----------------------------------------------------------------------------------
 def _build_underlay(plan: Plan) -> None:
     u = plan.underlay
@@ -55,14 +47,14 @@ def _build_underlay(plan: Plan) -> None:
                mtu=u.mtu, mac=u.mac, up=True, alias=u.netns)
     b.addr_add(f"underlay: {u.gateway}/{u.prefixlen}", index=naming.UNDERLAY_BRIDGE, address=u.gateway,
                prefixlen=u.prefixlen)
-    _send(b)
+    b.apply()
 
 
 def _attach_underlay_ports(names: list[str]) -> None:
     b = netlink.Batch()
     for name in names:
         b.link_set(f"underlay: attach {name}", name=name, master=naming.UNDERLAY_BRIDGE, up=True)
-    _send(b)
+    b.apply()
 
 
 # --- nodes -------------------------------------------------------------------------------------
@@ -100,7 +92,7 @@ def _build_node(plan: Plan, node: NodePlan, underlay_fd: int) -> None:
         for p in node.peers:
             b.route_add(f"{w}: route {p.pod_cidr} via {p.node_ip}", dst=p.pod_cidr, oif=naming.NODE_ETH0,
                         gateway=p.node_ip, replace=True)
-    _send(b)
+    b.apply()
 
 
 def flannel_rules(plan: Plan, node: NodePlan) -> str:
@@ -148,7 +140,7 @@ def _build_external(plan: Plan, ext: ExternalPlan, underlay_fd: int) -> None:
                peer_netns_fd=underlay_fd, up=True)
     b.addr_add(f"external {ext.name}: {ext.ip}/{u.prefixlen}", index=2, address=ext.ip, prefixlen=u.prefixlen)
     b.route_add(f"external {ext.name}: default via {u.gateway}", dst="0.0.0.0/0", oif=2, gateway=u.gateway)
-    _send(b)
+    b.apply()
 
 
 # --- pods --------------------------------------------------------------------------------------
@@ -162,7 +154,7 @@ def _build_pod(pod: PodPlan, pod_network: str, node_fd: int) -> None:
     b.addr_add(f"{w}: eth0 {pod.ip}/{pod.prefixlen}", index=naming.POD_ETH0, address=pod.ip, prefixlen=pod.prefixlen)
     b.route_add(f"{w}: default via {pod.gateway}", dst="0.0.0.0/0", oif=naming.POD_ETH0, gateway=pod.gateway)
     b.route_add(f"{w}: {pod_network} via {pod.gateway}", dst=pod_network, oif=naming.POD_ETH0, gateway=pod.gateway)
-    _send(b)
+    b.apply()
 
 
 def _attach_pods(plan: Plan, pods: list[PodPlan]) -> None:
@@ -173,7 +165,7 @@ def _attach_pods(plan: Plan, pods: list[PodPlan]) -> None:
                    master=naming.NODE_CNI0, up=True, alias=p.netns)
         if hairpin:
             b.bridge_port(f"node {p.node}: hairpin on {p.host_veth}", name=p.host_veth, hairpin=True)
-    _send(b)
+    b.apply()
 
 
 def _detach_pods(pods: list[PodPlan]) -> None:
@@ -182,7 +174,7 @@ def _detach_pods(pods: list[PodPlan]) -> None:
         b.add(netlink.RTM_DELLINK, netlink.REQUEST, netlink.ifinfo() + netlink.a_str(netlink.IFLA_IFNAME, p.host_veth),
               f"node {p.node}: delete {p.host_veth}")
     try:
-        _send(b)
+        b.apply()
     except OSError as exc:  # already gone (pod netns vanished): nothing to do
         if exc.errno != 19:
             raise

@@ -51,7 +51,10 @@ Semantics (a small subset of the Kubernetes API machinery)
   (``metadata.deletionTimestamp`` = now + grace, ``deletionGracePeriodSeconds``; a MODIFIED
   event) and whoever plays the kubelet deletes it for good with ``grace_seconds=0`` (or None).
   An object with ``metadata.finalizers`` is only marked; it is removed by the update that
-  empties its finalizers. Unlike the real API there is no default grace period for pods.
+  empties its finalizers. A delete without a grace period uses, for a Pod bound to a node
+  and not terminal, the Pod's ``spec.terminationGracePeriodSeconds`` (as the real API
+  server does; the kubelet then stops it and deletes it with grace 0); an unscheduled or
+  terminal Pod and every other kind are removed at once.
 * ``watch`` streams ``{"type": ADDED|MODIFIED|DELETED|ERROR, "object": ...}``. Without a
   resourceVersion (or with "0") it starts with a synthetic ADDED per existing object, then
   follows changes. With resourceVersion N it replays every change after N from the bounded
@@ -115,6 +118,19 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             target[k] = merge_patch(target.get(k), v)
     return target
+
+
+def default_grace_seconds(obj: dict) -> int | None:
+    """The grace period of a delete that names none: a Pod's own
+    ``spec.terminationGracePeriodSeconds`` when a kubelet runs it (bound to a node and not
+    terminal), as the real API server does; None (immediate) for everything else."""
+    if obj.get("kind") != "Pod":
+        return None
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    if not spec.get("nodeName") or status.get("phase") in ("Succeeded", "Failed"):
+        return None
+    grace = spec.get("terminationGracePeriodSeconds")
+    return int(grace) if isinstance(grace, int) and not isinstance(grace, bool) and grace > 0 else None
 
 
 class NoopAdmission:
@@ -669,6 +685,8 @@ class MemoryStore(Store):
             if uid and uid != meta.get("uid"):
                 raise errors.precondition_failed(info.plural, name, "UID", uid, meta.get("uid", ""), info.group)
             terminating = bool(meta.get("deletionTimestamp"))
+            if grace_seconds is None:
+                grace_seconds = default_grace_seconds(old)
             if meta.get("finalizers") or (grace_seconds and grace_seconds > 0):
                 if terminating:
                     result = old

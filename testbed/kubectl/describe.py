@@ -16,16 +16,7 @@ SKIP_ANNOTATIONS = {"kubectl.kubernetes.io/last-applied-configuration"}
 L1, L2, L3 = "  ", "    ", "      "
 
 
-def _meta(o: Mapping) -> Mapping:
-    return o.get("metadata") or {}
-
-
-def _spec(o: Mapping) -> Mapping:
-    return o.get("spec") or {}
-
-
-def _status(o: Mapping) -> Mapping:
-    return o.get("status") or {}
+from .printers import _meta, _spec, _status  # noqa: E402  (shared accessors)
 
 
 def _since(ts: Any, now: _dt.datetime) -> str:

@@ -21,18 +21,10 @@ SRV_IP, CLI_IP = "10.250.0.1", "10.250.0.2"
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _send(batch: netlink.Batch) -> None:
-    sock = netlink.open_socket()
-    try:
-        batch.send(sock)
-    finally:
-        sock.close()
-
-
 def _build_server_side() -> None:
     b = netlink.Batch()
     b.link_set("lo up", index=1, up=True)
-    _send(b)
+    b.apply()
 
 
 def _build_client_side(srv_fd: int) -> None:
@@ -41,14 +33,14 @@ def _build_client_side(srv_fd: int) -> None:
     b.veth_add("cli: eth0 <-> srv eth0", name="eth0", index=2, mtu=1500, mac=None, peer_name="eth0",
                peer_netns_fd=srv_fd, peer_index=2, up=True)
     b.addr_add(f"cli: {CLI_IP}/24", index=2, address=CLI_IP, prefixlen=24)
-    _send(b)
+    b.apply()
 
 
 def _finish_server_side() -> None:
     b = netlink.Batch()
     b.addr_add(f"srv: {SRV_IP}/24", index=2, address=SRV_IP, prefixlen=24)
     b.link_set("srv: eth0 up", index=2, up=True)
-    _send(b)
+    b.apply()
 
 
 @pytest.fixture
@@ -202,7 +194,7 @@ def _rss_kib() -> int:
 def _lo_up() -> None:
     b = netlink.Batch()
     b.link_set("lo up", index=1, up=True)
-    _send(b)
+    b.apply()
 
 
 @pytest.mark.slow
