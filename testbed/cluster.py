@@ -58,9 +58,11 @@ class Cluster:
         started = time.monotonic()
         try:
             settings: dict[str, Any] = {}
+            # with a control plane, pods come later: size for the nodes' capacity (110 pods each)
+            pods = len(plan.pods) if not control_plane else max(len(plan.pods), 110 * len(plan.nodes))
             problem = hostsettings.neighbour_limit_problem(len(plan.pods), len(plan.nodes), len(plan.externals))
-            if problem and raise_neigh_limits:
-                settings = hostsettings.raise_neighbour_limits(len(plan.pods), len(plan.nodes), len(plan.externals))
+            if raise_neigh_limits and hostsettings.neighbour_limit_problem(pods, len(plan.nodes), len(plan.externals)):
+                settings = hostsettings.raise_neighbour_limits(pods, len(plan.nodes), len(plan.externals))
             elif problem and warn:
                 warn(problem)
             state.write_json(scenario.name, "state.json", {"host_settings": settings, "pids": {},

@@ -90,6 +90,8 @@ class Plan:
     node_port_range: str = "30000-32767"
     lb_pool: str = ""
     control_plane: bool = True
+    proxy_min_sync_period: float = 1.0   # seconds (scenario spec.proxy.minSyncPeriod)
+    proxy_sync_period: float = 30.0      # seconds (scenario spec.proxy.syncPeriod)
 
     def node(self, name: str) -> NodePlan:
         for n in self.nodes:
@@ -113,11 +115,26 @@ class Plan:
 
 
 def default_lb_pool(s: Scenario) -> str:
-    """The last /28 of the underlay (e.g. 172.20.10.240/28), or the one given in the scenario."""
+    """The pool given in the scenario, else the first /24 after the underlay network that
+    overlaps neither the pod nor the service network (172.20.10.0/24 -> 172.20.11.0/24).
+
+    It lies outside the underlay on purpose: the testbed plays the cloud provider by routing
+    each assigned address from the underlay namespace to the nodes (``testbed.lbnet``), so
+    external clients reach it through their default route via the underlay gateway."""
     if s.lb_pool is not None:
         return str(s.lb_pool)
-    und = s.underlay_network
-    return str(ipaddress.IPv4Network(f"{und.broadcast_address + 1 - 16}/28"))
+    start = int(s.underlay_network.broadcast_address) + 1
+    start += -start % 256
+    taken = (s.pod_network, s.service_network, s.underlay_network)
+    for i in range(256):
+        try:
+            net = ipaddress.IPv4Network((start + 256 * i, 24))
+        except ValueError:  # ran past 255.255.255.255
+            break
+        if not any(net.overlaps(t) for t in taken) and not net.is_multicast and not net.is_reserved:
+            return str(net)
+    raise ValidationError(s.source, [Problem("spec.loadBalancerPool", "no free /24 after spec.underlay.network; "
+                                             "set spec.loadBalancerPool")])
 
 
 def build_plan(s: Scenario, *, control_plane: bool = True) -> Plan:
@@ -146,7 +163,8 @@ def build_plan(s: Scenario, *, control_plane: bool = True) -> Plan:
         externals.append(ExternalPlan(e.name, naming.external_netns(c, e.name), ip, naming.underlay_mac(ip)))
     plan = Plan(c, s.backend, s.hairpin_mode, s.proxy_mode, str(s.pod_network), str(s.service_network),
                 underlay, nodes, externals, node_port_range="%d-%d" % s.node_port_range,
-                lb_pool=default_lb_pool(s), control_plane=control_plane)
+                lb_pool=default_lb_pool(s), control_plane=control_plane,
+                proxy_min_sync_period=s.proxy_min_sync_period, proxy_sync_period=s.proxy_sync_period)
     ipams = {n.name: HostLocal(ipaddress.IPv4Network(n.pod_cidr)) for n in nodes}
     problems = []
     counts = {n.name: 0 for n in nodes}

@@ -11,6 +11,7 @@
       backend: vxlan                # vxlan | host-gw
       hairpinMode: hairpin-veth     # hairpin-veth | promiscuous-bridge | none
       proxyMode: iptables
+      proxy: {minSyncPeriod: 1s, syncPeriod: 30s}   # kube-proxy timing (Go durations)
       externals: 1                  # or [{name: client}, ...]
     manifests:                      # Kubernetes objects, inline or {file: path}
       - {apiVersion: v1, kind: Pod, metadata: {name: web}, spec: {...}}
@@ -48,7 +49,30 @@ DEFAULTS = {
     "nodes": 2,
     "externals": 1,
 }
-SPEC_FIELDS = set(DEFAULTS) | {"nodePortRange", "loadBalancerPool"}
+SPEC_FIELDS = set(DEFAULTS) | {"nodePortRange", "loadBalancerPool", "proxy"}
+PROXY_FIELDS = {"minSyncPeriod", "syncPeriod"}
+PROXY_DEFAULTS = {"minSyncPeriod": 1.0, "syncPeriod": 30.0}   # upstream kube-proxy defaults, seconds
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+
+
+def parse_duration(value: Any) -> float | None:
+    """A Go duration (``1s``, ``250ms``, ``1m30s``; a bare number is seconds) in seconds, or None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if value >= 0 else None
+    if not isinstance(value, str) or not value:
+        return None
+    text, total, pos = value.strip(), 0.0, 0
+    if text == "0":
+        return 0.0
+    for m in _DURATION.finditer(text):
+        if m.start() != pos:
+            return None
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    return total if pos == len(text) and pos else None
 TOP_FIELDS = {"apiVersion", "kind", "metadata", "spec", "manifests", "checks"}
 
 
@@ -78,6 +102,8 @@ class Scenario:
     proxy_mode: str
     node_port_range: tuple[int, int] = (30000, 32767)
     lb_pool: ipaddress.IPv4Network | None = None
+    proxy_min_sync_period: float = 1.0
+    proxy_sync_period: float = 30.0
     manifests: list[dict] = field(default_factory=list)
     checks: list[dict] = field(default_factory=list)
     source: str = "<scenario>"
@@ -161,6 +187,7 @@ class _Parser:
         externals = self.externals(s["externals"])
         np_range = self.port_range(spec.get("nodePortRange", "30000-32767"), "spec.nodePortRange")
         lb_pool = self.cidr(spec["loadBalancerPool"], "spec.loadBalancerPool") if "loadBalancerPool" in spec else None
+        min_sync, sync = self.proxy_timing(spec.get("proxy"))
 
         names: dict[str, str] = {}
         for i, n in enumerate(nodes):
@@ -195,10 +222,8 @@ class _Parser:
                 self.err("spec.externals", f"{len(externals)} external clients do not fit "
                          f"spec.underlay.network {und_net} (externals take .100 upward)")
         if lb_pool is not None and und_net is not None and lb_pool.overlaps(und_net):
-            if not lb_pool.subnet_of(und_net):
-                self.err("spec.loadBalancerPool", f"{lb_pool} must be inside or outside spec.underlay.network {und_net}")
-            elif int(lb_pool.network_address) - int(und_net.network_address) < 100 + len(externals):
-                self.err("spec.loadBalancerPool", f"{lb_pool} collides with node or external addresses in {und_net}")
+            self.err("spec.loadBalancerPool", f"{lb_pool} overlaps spec.underlay.network {und_net}: load-balancer "
+                     f"addresses are routed from the underlay to the nodes, so the pool must be outside it")
 
         manifests = self.manifests(doc.get("manifests") or [], [n.name for n in nodes])
         checks = doc.get("checks") or []
@@ -211,8 +236,30 @@ class _Parser:
             underlay_network=und_net or ipaddress.IPv4Network("172.20.10.0/24"), underlay_mtu=mtu or 1500,
             backend=backend or "vxlan", hairpin_mode=hairpin or "hairpin-veth", proxy_mode=proxy or "iptables",
             node_port_range=np_range or (30000, 32767), lb_pool=lb_pool, manifests=manifests, checks=checks,
+            proxy_min_sync_period=min_sync, proxy_sync_period=sync,
             source=self.source, description=str(meta.get("description", "")),
         )
+
+    def proxy_timing(self, value: Any) -> tuple[float, float]:
+        """``spec.proxy``: kube-proxy's ``minSyncPeriod`` and ``syncPeriod`` (upstream's rules:
+        minSyncPeriod >= 0, syncPeriod > 0 and >= minSyncPeriod)."""
+        proxy = self.mapping(value, "spec.proxy")
+        self.unknown(proxy, PROXY_FIELDS, "spec.proxy")
+        out = {}
+        for key, default in PROXY_DEFAULTS.items():
+            raw = proxy.get(key, default)
+            d = parse_duration(raw)
+            if d is None:
+                self.err(f"spec.proxy.{key}", f"{raw!r} is not a duration (e.g. 1s, 250ms, 1m30s)")
+                d = default
+            out[key] = d
+        if "syncPeriod" in proxy and out["syncPeriod"] <= 0:
+            self.err("spec.proxy.syncPeriod", f"{proxy['syncPeriod']!r}: must be greater than 0")
+            out["syncPeriod"] = PROXY_DEFAULTS["syncPeriod"]
+        elif out["syncPeriod"] < out["minSyncPeriod"]:
+            self.err("spec.proxy.syncPeriod", f"{proxy.get('syncPeriod', '30s')!r}: must be greater than or equal "
+                     f"to spec.proxy.minSyncPeriod {proxy.get('minSyncPeriod', '1s')!r}")
+        return out["minSyncPeriod"], out["syncPeriod"]
 
     # --- leaves -------------------------------------------------------------------------------
     def cluster_name(self, name: Any, path: str) -> None:
