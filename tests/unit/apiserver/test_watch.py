@@ -101,10 +101,17 @@ def test_watch_field_selector(store):
 def test_stop_from_another_thread_ends_iteration(store):
     w = store.watch("Service")
     got = []
-    t = threading.Thread(target=lambda: got.extend(w))
+    first = threading.Event()
+
+    def consume():
+        for e in w:
+            got.append(e)
+            first.set()
+
+    t = threading.Thread(target=consume)
     t.start()
     store.create(svc("a"))
-    time.sleep(0.05)
+    assert first.wait(5)
     w.stop()
     t.join(2)
     assert not t.is_alive() and [e["type"] for e in got] == ["ADDED"]
