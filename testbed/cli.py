@@ -257,7 +257,9 @@ def main() -> None:
     from .apiserver.errors import ApiError
 
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # click returns the code of typer.Exit in this mode
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except TestbedError as exc:
