@@ -7,10 +7,13 @@ decoding needs none of scapy's interface tables) and written as a pcap that open
 
 from __future__ import annotations
 
+import ctypes
 import os
+import re
 import select
 import socket
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +23,28 @@ from . import netns
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
+SO_ATTACH_FILTER = 26
+
+
+def compile_bpf(expr: str, linktype: str = "EN10MB") -> list[tuple[int, int, int, int]]:
+    """Compile a tcpdump/pcap filter expression to classic BPF (``tcpdump -dd``; no capture,
+    no interface is opened)."""
+    p = subprocess.run(["tcpdump", "-dd", "-y", linktype, expr], capture_output=True, text=True)
+    if p.returncode != 0:
+        msg = p.stderr.strip().splitlines()
+        raise ValueError(f"bad capture filter {expr!r}: {msg[-1] if msg else 'tcpdump failed'}")
+    prog = [tuple(int(x, 0) for x in m) for m in re.findall(r"\{\s*(\w+),\s*(\w+),\s*(\w+),\s*(\w+)\s*\}", p.stdout)]
+    if not prog:
+        raise ValueError(f"bad capture filter {expr!r}: tcpdump produced no program")
+    return prog  # type: ignore[return-value]
+
+
+def attach_bpf(sock: socket.socket, prog: list[tuple[int, int, int, int]]) -> None:
+    """SO_ATTACH_FILTER: the kernel runs the filter, unmatched frames never reach Python."""
+    insns = b"".join(struct.pack("HBBI", code, jt, jf, k) for code, jt, jf, k in prog)
+    buf = ctypes.create_string_buffer(insns)
+    fprog = struct.pack("HL", len(prog), ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)  # the kernel copies the program
 
 
 @dataclass
@@ -33,11 +58,14 @@ class Capture:
     """``with Capture(netns_name, "eth0") as cap: ...; frames = cap.frames``"""
 
     def __init__(self, netns_name: str, iface: str, match: Callable[[bytes], bool] | None = None,
-                 snaplen: int = 65535):
+                 snaplen: int = 65535, bpf: str | list | None = None, count: int | None = None):
         self.netns_name = netns_name
         self.iface = iface
         self.match = match
         self.snaplen = snaplen
+        self.bpf = compile_bpf(bpf) if isinstance(bpf, str) else bpf
+        self.count = count  # stop keeping frames after this many
+        self.done = threading.Event()  # set when ``count`` frames were kept
         self.frames: list[Frame] = []
         self._stop = threading.Event()
         self._sock: socket.socket | None = None
@@ -48,7 +76,15 @@ class Capture:
     def _open(self) -> socket.socket:
         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        if self.bpf:
+            attach_bpf(s, self.bpf)
         s.bind((self.iface, 0))
+        if self.bpf:  # frames queued between socket() and the filter: drop them
+            while True:
+                try:
+                    s.recv(65535, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    break
         return s
 
     def start(self) -> Capture:
@@ -69,9 +105,13 @@ class Capture:
                     data, addr = sock.recvfrom(self.snaplen, socket.MSG_DONTWAIT)
                 except BlockingIOError:
                     break
+                if self.count is not None and len(self.frames) >= self.count:
+                    continue
                 if self.match is None or self.match(data):
                     with self._cond:
                         self.frames.append(Frame(time.time(), data, addr[2] == PACKET_OUTGOING))
+                        if self.count is not None and len(self.frames) >= self.count:
+                            self.done.set()
                         self._cond.notify_all()
 
     def wait_for(self, predicate: Callable[[list[Frame]], bool], timeout: float = 5.0) -> bool:

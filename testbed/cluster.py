@@ -54,6 +54,7 @@ class Cluster:
         if proxy_mode:
             scenario.proxy_mode = proxy_mode
         plan = build_plan(scenario, control_plane=control_plane)  # pure: validation before building
+        _preflight(plan)   # issue 7: kernel features the proxy mode needs, before anything is built
         state.claim(scenario.name)
         started = time.monotonic()
         try:
@@ -182,6 +183,15 @@ class Cluster:
             if x.name == name and (namespace is None or x.namespace == namespace):
                 return x
         raise KeyError(name)
+
+
+def _preflight(plan: Plan) -> None:
+    """Fail at once, in one line, when this kernel cannot run the plan's proxy mode (issue 7)."""
+    if plan.control_plane and plan.proxy_mode == "ipvs":
+        from .proxy.ipvs.preflight import ipvs_problem
+        problem = ipvs_problem()
+        if problem:
+            raise TestbedError(problem)
 
 
 def _apply_manifests(cluster: str, manifests: list[dict], progress: Progress | None, timeout: float) -> None:

@@ -4,9 +4,10 @@
 
 It holds the API store (persisted in the state directory, so it survives a restart of this
 process), serves it on ``<state>/api.sock`` (a path-based unix socket: reachable from every
-node namespace), and runs the controllers (endpoint slices, scheduler, load balancer), the
-kubelet with the pods' default workload, and one kube-proxy process per node, each started
-inside its node's namespace.  SIGTERM stops it; the pods' namespaces and the proxies' rules
+node namespace), and runs the controllers (endpoint slices, scheduler, load balancer, and the
+load balancer's routes in the underlay: ``lbnet``), the kubelet with the pods' default workload,
+and one kube-proxy process per node, each started inside its node's namespace with the
+scenario's ``spec.proxy`` timing and restarted if it dies (``proxy.supervisor``).  SIGTERM stops it; the pods' namespaces and the proxies' rules
 stay in place (``testbed down`` removes them).
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -28,7 +30,9 @@ from .controllers.events import EventRecorder
 from .controllers.manager import ControllerManager
 from .k8s.admission import Admission
 from .kubelet import Kubelet
+from .lbnet import LoadBalancerRoutes
 from .plan import Plan
+from .proxy.supervisor import ProxySupervisor
 from .workload.server import WorkloadServer
 
 log = logging.getLogger("testbed.daemon")
@@ -86,7 +90,10 @@ def start_proxy(plan: Plan, node, log_dir: str) -> subprocess.Popen:
     args = [sys.executable, "-m", "testbed.proxy", "--cluster", plan.cluster, "--node", node.name,
             "--api", api_socket(plan.cluster), "--mode", plan.proxy_mode, "--node-ip", node.ip,
             "--cluster-cidr", plan.pod_network,
-            "--metrics-file", os.path.join(log_dir, f"proxy-{node.name}.json")]
+            "--min-sync-period", f"{plan.proxy_min_sync_period:g}",
+            "--sync-period", f"{plan.proxy_sync_period:g}",
+            "--metrics-file", os.path.join(log_dir, f"proxy-{node.name}.json"),
+            "--state-dir", log_dir]
     logf = open(os.path.join(log_dir, f"proxy-{node.name}.log"), "ab")
     try:
         # a child forked by a thread inside the node's namespace lives in that namespace
@@ -94,6 +101,45 @@ def start_proxy(plan: Plan, node, log_dir: str) -> subprocess.Popen:
                             stdin=subprocess.DEVNULL, env={**os.environ, "TESTBED_CLUSTER": plan.cluster})
     finally:
         logf.close()
+
+
+def _proxy_stopped_cleanly(log_dir: str, node: str, pid: int) -> bool:
+    """An adopted proxy's exit status is unknown: its metrics file says whether it stopped on request."""
+    try:
+        with open(os.path.join(log_dir, f"proxy-{node}.json")) as f:
+            m = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return m.get("pid") == pid and bool(m.get("stopped"))
+
+
+def start_proxies(cluster: str, plan: Plan, d: str) -> ProxySupervisor:
+    """One supervised kube-proxy per node (adopting those a previous daemon left running)."""
+    def record(node: str, pid: int | None) -> None:
+        info = state.read_json(cluster, "state.json", {})
+        pids = dict(info.get("pids", {}))
+        if pid is None:
+            pids.pop(f"proxy/{node}", None)
+        else:
+            pids[f"proxy/{node}"] = pid
+        state.update_json(cluster, "state.json", pids=pids)
+
+    sup = ProxySupervisor(lambda name: start_proxy(plan, plan.node(name), d), record,
+                          clean_exit=lambda node, pid: _proxy_stopped_cleanly(d, node, pid))
+    info = state.read_json(cluster, "state.json", {})
+    alive = {name: pid for name, pid in info.get("pids", {}).items()
+             if name.startswith("proxy/") and _alive(pid)}
+    for n in plan.nodes:
+        pid = alive.get(f"proxy/{n.name}")
+        if pid is not None:
+            sup.watch(n.name, pid=pid)
+        else:
+            p = start_proxy(plan, n, d)
+            sup.watch(n.name, proc=p)
+            alive[f"proxy/{n.name}"] = p.pid
+    info = state.read_json(cluster, "state.json", {})
+    state.update_json(cluster, "state.json", pids={**info.get("pids", {}), **alive})
+    return sup.start()
 
 
 def run(cluster: str, ready_fd: int | None = None) -> None:
@@ -115,18 +161,9 @@ def run(cluster: str, ready_fd: int | None = None) -> None:
     manager.start()
     kubelet = Kubelet(store, plan, workloads, runner, stop, recorder=recorder)
     kubelet.start()
-    proxies: list[subprocess.Popen] = []
-    if plan.proxy_mode not in ("none",):
-        info = state.read_json(cluster, "state.json", {})
-        alive = {name: pid for name, pid in info.get("pids", {}).items()
-                 if name.startswith("proxy/") and _alive(pid)}
-        for n in plan.nodes:
-            if f"proxy/{n.name}" not in alive:
-                p = start_proxy(plan, n, d)
-                proxies.append(p)
-                alive[f"proxy/{n.name}"] = p.pid
-        info = state.read_json(cluster, "state.json", {})
-        state.update_json(cluster, "state.json", pids={**info.get("pids", {}), **alive})
+    lb_routes = LoadBalancerRoutes(store, plan, manager.stop_event, recorder=recorder)
+    lb_routes.start()
+    supervisor = start_proxies(cluster, plan, d) if plan.proxy_mode not in ("none",) else None
     kubelet.synced.wait(30)
     log.info("control plane of %s is up: api %s", cluster, sock)
     if ready_fd is not None:
@@ -137,15 +174,15 @@ def run(cluster: str, ready_fd: int | None = None) -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     stop.wait()
     log.info("stopping")
+    if supervisor is not None:  # stops watching only: proxies keep running with their rules
+        supervisor.stop()
     kubelet.stop()
     manager.stop()
+    lb_routes.join(5)
     workloads.stop()
     server.close()
     store.close()
     runner.close()
-    for p in proxies:  # reap only: stopped proxies leave their rules, down removes namespaces
-        with contextlib.suppress(OSError):
-            p.poll()
 
 
 def _alive(pid: int) -> bool:

@@ -230,6 +230,9 @@ class _Parser:
         if not isinstance(checks, list):
             self.err("checks", "must be a list")
             checks = []
+        else:  # hook: testbed.verify owns the checks format
+            from .verify.model import scenario_problems
+            self.problems += scenario_problems(checks, manifests, [n.name for n in nodes], [e.name for e in externals])
         return Scenario(
             name=name, nodes=nodes, externals=externals, pod_network=pod_net or ipaddress.IPv4Network("10.244.0.0/16"),
             node_prefix=prefix or 24, service_network=svc_net or ipaddress.IPv4Network("10.96.0.0/12"),

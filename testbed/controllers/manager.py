@@ -10,12 +10,14 @@ from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 from .base import Controller
+from .deployment import DeploymentController
 from .endpointslice import EndpointSliceController
 from .events import EventRecorder
 from .loadbalancer import DEFAULT_POOL, LoadBalancerController
+from .replicaset import ReplicaSetController
 from .scheduler import SchedulerController
 
-ALL_CONTROLLERS = ("endpointslice", "scheduler", "loadbalancer")
+ALL_CONTROLLERS = ("endpointslice", "scheduler", "loadbalancer", "replicaset", "deployment")
 
 
 @dataclass
@@ -71,6 +73,10 @@ class ControllerManager:
             elif name == "scheduler":
                 ctrl = SchedulerController(store, self.stop_event, recorder=self.recorder,
                                            scheduler_name=c.scheduler_name, rng=rng)
+            elif name == "replicaset":
+                ctrl = ReplicaSetController(store, self.stop_event, recorder=self.recorder)
+            elif name == "deployment":
+                ctrl = DeploymentController(store, self.stop_event, recorder=self.recorder)
             else:
                 ctrl = LoadBalancerController(store, self.stop_event, recorder=self.recorder, pool=c.lb_pool)
             self.controllers[name] = ctrl

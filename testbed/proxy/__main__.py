@@ -6,6 +6,7 @@ forks it); every iptables/conntrack/health-check action happens in that namespac
     python -m testbed.proxy --cluster C --node node1 --api /run/testbed/C/api.sock \\
         --mode iptables --node-ip 172.20.10.2 --cluster-cidr 10.244.0.0/16 \\
         [--metrics-file /run/testbed/C/proxy-node1.json] [--min-sync-period 1] [--sync-period 30]
+        [--state-dir /run/testbed/C]
 
 It refuses to run anywhere but in the testbed's node netns ``tb.C.node.NODE`` (which must
 exist), so it can never program the host's own iptables. SIGTERM/SIGINT stop it without touching the rules.
@@ -29,10 +30,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", required=True)
     p.add_argument("--node", required=True, help="this node's name (endpoints on it are local)")
     p.add_argument("--api", required=True, help="API server unix socket")
-    p.add_argument("--mode", default="iptables", help="proxy mode; only iptables is implemented here")
+    p.add_argument("--mode", default="iptables", help="proxy mode: iptables or ipvs")
+    # issue 7 (IPVS mode): the IPVS scheduler, upstream --ipvs-scheduler
+    p.add_argument("--ipvs-scheduler", default="rr", help="IPVS scheduler (mode ipvs; upstream default rr)")
     p.add_argument("--node-ip", required=True, help="the node's address (health checks, LB firewall)")
     p.add_argument("--cluster-cidr", default=None, help="pod network (detect-local-mode ClusterCIDR)")
     p.add_argument("--metrics-file", default=None, help="JSON metrics, replaced atomically after each sync")
+    p.add_argument("--state-dir", default=None,
+                   help="directory for proxy-NODE.rules, the restore inputs since the last full sync "
+                        "(what `testbed rules --check` compares with the kernel)")
     p.add_argument("--min-sync-period", type=float, default=1.0,
                    help="seconds between syncs after a burst of 2 (upstream default 1s)")
     p.add_argument("--sync-period", type=float, default=30.0,
@@ -42,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--masquerade-all", action="store_true")
     p.add_argument("--no-localhost-nodeports", action="store_true",
                    help="do not accept NodePort traffic to 127.0.0.1 (no route_localnet)")
+    p.add_argument("--noflush-full-sync", action="store_true",
+                   help="restore full syncs with --noflush like upstream (slow with iptables-nft at scale)")
+    p.add_argument("--rewrite-all-chains", action="store_true",
+                   help="partial syncs rewrite every top-level chain like upstream, even if unchanged")
     p.add_argument("--allow-any-netns", action="store_true", help="skip the network namespace check")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -75,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format=f"%(asctime)s kube-proxy[{args.node}] %(levelname)s %(message)s")
     log = logging.getLogger("testbed.proxy")
-    if args.mode != "iptables":
-        log.error("--mode %s is not implemented by this process (iptables only)", args.mode)
+    if args.mode not in ("iptables", "ipvs"):   # issue 7: + ipvs
+        log.error("--mode %s is not implemented by this process (iptables, ipvs)", args.mode)
         return 2
     if not args.allow_any_netns:
         why = check_netns(args.cluster, args.node)
@@ -92,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
                       cluster_cidr=args.cluster_cidr, metrics_file=args.metrics_file,
                       min_sync_period=args.min_sync_period, sync_period=args.sync_period,
                       full_sync_period=args.full_sync_period, masquerade_all=args.masquerade_all,
-                      localhost_nodeports=not args.no_localhost_nodeports)
+                      localhost_nodeports=not args.no_localhost_nodeports,
+                      replace_full_sync=not args.noflush_full_sync, skip_unchanged_chains=not args.rewrite_all_chains,
+                      rules_file=os.path.join(args.state_dir, f"proxy-{args.node}.rules") if args.state_dir else None)
     client = ApiClient(args.api)
     events_client = ApiClient(args.api, timeout=5.0)
     runner: ProxyRunner | None = None
@@ -107,7 +119,12 @@ def main(argv: list[str] | None = None) -> int:
         cleaner.open()
     except Exception as exc:  # noqa: BLE001 - retried at the first cleanup
         log.warning("conntrack netlink socket: %s", exc)
-    runner = ProxyRunner(cfg, cleaner=cleaner, health=health, post_event=events_client.create)
+    if args.mode == "ipvs":   # issue 7: IPVS mode dispatch
+        from testbed.proxy.ipvs.syncer import IpvsProxyRunner
+        runner = IpvsProxyRunner(cfg, scheduler=args.ipvs_scheduler, cleaner=cleaner, health=health,
+                                 post_event=events_client.create)
+    else:
+        runner = ProxyRunner(cfg, cleaner=cleaner, health=health, post_event=events_client.create)
     runner.setup_host()
     log.info("starting: node %s (%s), cluster CIDR %s, min sync %.3gs, sync period %.3gs, "
              "full sync period %.3gs, api %s", args.node, args.node_ip, args.cluster_cidr,

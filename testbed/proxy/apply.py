@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping, NamedTuple
 
 from testbed.proxy.model import (
@@ -355,3 +355,208 @@ def trigger_time(obj: Mapping, arrived: float) -> float:
     t = parse_time(ann)
     return arrived if t is None else t
 
+
+
+# --------------------------------------------------------------------------- intended rules
+
+# Chains of the node that kube-proxy writes but does not own the contents of, or that only
+# exist as markers; ``rules --check`` ignores them.
+IGNORED_CHAINS = frozenset({CANARY_CHAIN, "KUBE-KUBELET-CANARY"})
+
+
+@dataclass
+class RuleModel:
+    """What a sequence of ``iptables-restore --noflush`` inputs leaves in the kernel, for the
+    chains they name: table -> chain -> rule lines (``-A CHAIN ...``), in order."""
+
+    tables: dict[str, dict[str, list[str]]]
+    policies: dict[tuple[str, str], str] = field(default_factory=dict)   # built-in chains
+
+    def chains(self, table: str) -> dict[str, list[str]]:
+        return self.tables.get(table, {})
+
+
+def replay_restore(texts: Iterable[str], model: RuleModel | None = None) -> RuleModel:
+    """Apply restore inputs to a model: a chain declaration flushes the chain (``--noflush``
+    semantics), ``-A`` appends, ``-X`` deletes; rules put into built-in chains (``-I``/``-A``
+    of the jump rules) are not tracked (``JUMP_RULES`` are checked separately)."""
+    m = model if model is not None else RuleModel({})
+    for text in texts:
+        chains: dict[str, list[str]] | None = None
+        table_name = ""
+        for line in text.splitlines():
+            if not line or line[0] == "#":
+                continue
+            c = line[0]
+            if c == "*":
+                table_name = line[1:].strip()
+                chains = m.tables.setdefault(table_name, {})
+            elif chains is None or line == "COMMIT":
+                chains = None if line == "COMMIT" else chains
+            elif c == ":":
+                parts = line[1:].split(" ")
+                chains[parts[0]] = []
+                if len(parts) > 1 and parts[1] != "-":
+                    m.policies[(table_name, parts[0])] = parts[1]
+            elif line.startswith("-A "):
+                name = line[3:].split(" ", 1)[0]
+                rules = chains.get(name)
+                if rules is not None:
+                    rules.append(line)
+            elif line.startswith("-X "):
+                chains.pop(line[3:].strip(), None)
+    return m
+
+
+def model_text(model: RuleModel, tables: Iterable[str] = ("filter", "nat"), kube_only: bool = False) -> str:
+    """The model as one restore input (declarations, then rules), e.g. to compact a journal;
+    ``kube_only``: just the ``KUBE-*`` chains kube-proxy owns (for ``rules --check``)."""
+    out = []
+    for table in tables:
+        chains = kube_chains(model, table) if kube_only else model.chains(table)
+        if not chains:
+            continue
+        out.append(f"*{table}\n")
+        out += [f":{c} {model.policies.get((table, c), '-')} [0:0]\n" for c in chains]
+        for rules in chains.values():
+            out += [r + "\n" for r in rules]
+        out.append("COMMIT\n")
+    return "".join(out)
+
+
+def kube_chains(saved: SavedTables | RuleModel, table: str) -> dict[str, list[str]]:
+    """``KUBE-*`` chains of a table with their rules (``SavedTables``: rules grouped by chain)."""
+    if isinstance(saved, RuleModel):
+        return {c: list(r) for c, r in saved.chains(table).items()
+                if c.startswith("KUBE-") and c not in IGNORED_CHAINS}
+    out: dict[str, list[str]] = {c: [] for c in saved.chains.get(table, {})
+                                 if c.startswith("KUBE-") and c not in IGNORED_CHAINS}
+    for line in saved.rules.get(table, []):
+        name = line[3:].split(" ", 1)[0]
+        if name in out:
+            out[name].append(line)
+    return out
+
+
+@dataclass
+class RuleDiff:
+    table: str
+    chain: str
+    problem: str              # "missing chain", "unexpected chain", "rules differ", "missing jump"
+    missing: list[str]        # intended rules the kernel lacks (or a chain's rules)
+    unexpected: list[str]     # kernel rules not intended
+
+    def describe(self) -> str:
+        head = f"{self.table} {self.chain}: {self.problem}"
+        lines = [f"  - {r}" for r in self.missing[:10]] + [f"  + {r}" for r in self.unexpected[:10]]
+        more = len(self.missing) + len(self.unexpected) - len(lines)
+        if more > 0:
+            lines.append(f"  ... {more} more")
+        return "\n".join([head, *lines])
+
+
+def compare_rules(intended: SavedTables, kernel: SavedTables, tables: Iterable[str] = ("filter", "nat")
+                  ) -> list[RuleDiff]:
+    """Differences between the intended ``KUBE-*`` chains and the kernel's, both in
+    ``iptables-save`` form (the intended rules normalised by a kernel round trip), plus
+    upstream's jump rules from the built-in chains that the kernel lacks."""
+    diffs: list[RuleDiff] = []
+    for table in tables:
+        want, have = kube_chains(intended, table), kube_chains(kernel, table)
+        for chain in sorted(set(want) | set(have)):
+            if chain not in have:
+                diffs.append(RuleDiff(table, chain, "missing chain", want[chain], []))
+            elif chain not in want:
+                diffs.append(RuleDiff(table, chain, "unexpected chain", [], have[chain]))
+            elif want[chain] != have[chain]:
+                w, h = want[chain], have[chain]
+                hs, ws = set(h), set(w)
+                diffs.append(RuleDiff(table, chain, "rules differ" if hs != ws else "rule order differs",
+                                      [r for r in w if r not in hs], [r for r in h if r not in ws]))
+        rules = set(kernel.rules.get(table, ()))
+        for j in JUMP_RULES:
+            if j.table == table and j.saved_form() not in rules and j.dst in want:
+                diffs.append(RuleDiff(table, j.src, "missing jump", [j.saved_form()], []))
+    return diffs
+
+
+# --------------------------------------------------------------------------- restore shaping
+
+def _sections(text: str) -> list[tuple[str, list[str], list[str]]]:
+    """``(table, declaration lines, other lines)`` per table section of a restore input."""
+    out: list[tuple[str, list[str], list[str]]] = []
+    cur = None
+    for line in text.splitlines():
+        if not line or line[0] == "#":
+            continue
+        if line[0] == "*":
+            cur = (line[1:].strip(), [], [])
+            out.append(cur)
+        elif cur is None or line == "COMMIT":
+            cur = None if line == "COMMIT" else cur
+        elif line[0] == ":":
+            cur[1].append(line)
+        else:
+            cur[2].append(line)
+    return out
+
+
+def chain_blocks(text: str) -> dict[tuple[str, str], str]:
+    """(table, chain) -> its rules as written, for every chain a restore input declares and
+    does not delete (what ``--noflush`` leaves in that chain)."""
+    out: dict[tuple[str, str], str] = {}
+    for table, decls, body in _sections(text):
+        rules: dict[str, list[str]] = {d[1:].split(" ", 1)[0]: [] for d in decls}
+        for line in body:
+            if line.startswith("-A "):
+                name = line[3:].split(" ", 1)[0]
+                if name in rules:
+                    rules[name].append(line)
+            elif line.startswith("-X "):
+                rules.pop(line[3:].strip(), None)
+        for name, lines in rules.items():
+            out[(table, name)] = "\n".join(lines)
+    return out
+
+
+def drop_unchanged_chains(text: str, kernel: Mapping[tuple[str, str], str]) -> tuple[str, int]:
+    """Leave out of a ``--noflush`` input every chain whose rules are exactly what the kernel
+    already holds (``kernel``: blocks from ``chain_blocks`` of earlier successful restores):
+    not declaring a chain leaves it untouched, so the result is the same ruleset, restored
+    with far fewer rules (a partial sync after an endpoint change no longer rewrites the
+    10,000-rule ``KUBE-SERVICES``). Returns (text, chains left out)."""
+    blocks = chain_blocks(text)
+    skip = {key for key, block in blocks.items() if kernel.get(key) == block}
+    if not skip:
+        return text, 0
+    out = []
+    for table, decls, body in _sections(text):
+        out.append(f"*{table}\n")
+        out += [d + "\n" for d in decls if (table, d[1:].split(" ", 1)[0]) not in skip]
+        for line in body:
+            if line.startswith("-A ") and (table, line[3:].split(" ", 1)[0]) in skip:
+                continue
+            out.append(line + "\n")
+        out.append("COMMIT\n")
+    return "".join(out), len(skip)
+
+
+def replace_tables_text(text: str, saved: SavedTables) -> str:
+    """A full sync as one table-replacing restore (``iptables-restore`` without ``--noflush``):
+    each table of ``text`` is rewritten whole, carrying over from ``saved`` (the ``iptables-save``
+    taken at the start of the sync) every chain ``text`` does not declare -- built-in chains with
+    their policy, flannel's and kubelet's chains, and all their rules in order -- so the kernel
+    ends up exactly as the ``--noflush`` restore of ``text`` would leave it. iptables-nft
+    restores a whole table in one transaction (atomic, as with ``--noflush``) and much faster:
+    its ``--noflush`` mode costs time quadratic in the number of chains written."""
+    out = []
+    for table, decls, body in _sections(text):
+        ours = {d[1:].split(" ", 1)[0] for d in decls}
+        out.append(f"*{table}\n")
+        chains = saved.chains.get(table, {})
+        out += [f":{c} {p} [0:0]\n" for c, p in chains.items() if c not in ours]
+        out += [d + "\n" for d in decls]
+        out += [r + "\n" for r in saved.rules.get(table, []) if r[3:].split(" ", 1)[0] not in ours]
+        out += [line + "\n" for line in body]
+        out.append("COMMIT\n")
+    return "".join(out)

@@ -127,3 +127,49 @@ def test_shipped_scenarios_are_valid():
     assert "scenarios/quickstart.yaml" in files
     for f in files:
         load(f)
+
+
+# --- spec.proxy (kube-proxy timing) and the load-balancer pool ---------------------------------
+
+def test_proxy_timing_defaults_and_durations():
+    s = parse(base())
+    assert (s.proxy_min_sync_period, s.proxy_sync_period) == (1.0, 30.0)
+    s = parse(base(proxy={"minSyncPeriod": "250ms", "syncPeriod": "1m30s"}))
+    assert (s.proxy_min_sync_period, s.proxy_sync_period) == (0.25, 90.0)
+    s = parse(base(proxy={"minSyncPeriod": 0, "syncPeriod": "1.5s"}))
+    assert (s.proxy_min_sync_period, s.proxy_sync_period) == (0.0, 1.5)
+
+
+def test_proxy_timing_is_validated():
+    msgs = problems(base(proxy={"minSyncPeriod": "fast", "syncPeriod": "0s", "burst": 2}))
+    assert any(m.startswith("spec.proxy.burst: unknown field; allowed: minSyncPeriod, syncPeriod") for m in msgs)
+    assert "spec.proxy.minSyncPeriod: 'fast' is not a duration (e.g. 1s, 250ms, 1m30s)" in msgs
+    assert "spec.proxy.syncPeriod: '0s': must be greater than 0" in msgs
+    msgs = problems(base(proxy={"minSyncPeriod": "10s", "syncPeriod": "5s"}))
+    assert msgs == ["spec.proxy.syncPeriod: '5s': must be greater than or equal to spec.proxy.minSyncPeriod '10s'"]
+    msgs = problems(base(proxy="1s"))
+    assert msgs == ["spec.proxy: must be a mapping, got str"]
+
+
+def test_proxy_timing_reaches_the_plan():
+    from testbed.plan import build_plan
+
+    p = build_plan(parse(base(proxy={"minSyncPeriod": "100ms"})))
+    assert (p.proxy_min_sync_period, p.proxy_sync_period) == (0.1, 30.0)
+
+
+def test_lb_pool_default_is_outside_the_underlay():
+    from testbed.plan import build_plan
+
+    assert build_plan(parse(base())).lb_pool == "172.20.11.0/24"
+    assert build_plan(parse(base(underlay={"network": "192.168.0.0/23"}))).lb_pool == "192.168.2.0/24"
+    # a pod network right after the underlay is skipped
+    assert build_plan(parse(base(podNetwork="172.20.11.0/24", nodeSubnetPrefix=26))).lb_pool == "172.20.12.0/24"
+    assert build_plan(parse(base(loadBalancerPool="198.51.100.0/28"))).lb_pool == "198.51.100.0/28"
+
+
+def test_lb_pool_inside_the_underlay_is_refused():
+    msgs = problems(base(loadBalancerPool="172.20.10.240/28"))
+    assert msgs == ["spec.loadBalancerPool: 172.20.10.240/28 overlaps spec.underlay.network 172.20.10.0/24: "
+                    "load-balancer addresses are routed from the underlay to the nodes, so the pool must be "
+                    "outside it"]

@@ -1,0 +1,137 @@
+"""Benchmark: kube-proxy (iptables mode) sync time at 1k, 5k and 10k Services (scripts/bench/proxy-sync).
+
+For each size a fresh one-node cluster is built with the topology engine (``control_plane=False``:
+just the namespaces), and the real proxy code runs in a thread inside the node's namespace:
+``ProxyRunner.sync()`` -- change tracking, the iptables renderer, one ``iptables-save`` on
+full syncs, one ``iptables-restore --noflush`` per sync (a child process, so it acts on the
+node's namespace). Each Service has one TCP port and an EndpointSlice with 2 endpoints.
+
+Measured per size:
+- full sync, cold: the first sync, every chain created;
+- full sync, resync: a forced full sync with everything in place (upstream's periodic one);
+- one endpoint change: an EndpointSlice gets a new address, then one (partial) sync; median
+  over ``--changes`` changes, with the render and restore parts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from ..cluster import Cluster
+from ..proxy.runner import ProxyConfig, ProxyRunner
+from ..scenario import parse
+
+
+def service(i: int) -> dict:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": f"s{i}", "namespace": "bench", "resourceVersion": str(2 * i + 1)},
+            "spec": {"type": "ClusterIP", "clusterIP": f"10.{96 + i // 65536}.{i // 256 % 256}.{i % 256}",
+                     "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}}
+
+
+def endpoint_ip(i: int, k: int) -> str:
+    n = 2 * i + k
+    return f"10.{244 + n // 65536}.{n // 256 % 256}.{n % 256}"
+
+
+def endpoint_slice(i: int, ips: list[str], rv: int) -> dict:
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": f"s{i}-abcde", "namespace": "bench", "resourceVersion": str(rv),
+                         "labels": {"kubernetes.io/service-name": f"s{i}"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [ip], "nodeName": "node2" if k else "node1",
+                           "conditions": {"ready": True, "serving": True, "terminating": False}}
+                          for k, ip in enumerate(ips)],
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}
+
+
+def _measure(services: int, changes: int, resyncs: int, upstream: bool = False) -> dict:
+    """Runs inside the node's namespace."""
+    cfg = ProxyConfig(cluster="bench", node_name="node1", node_ip="172.20.10.2",
+                      cluster_cidr="10.244.0.0/16", min_sync_period=0.0, sync_period=30.0,
+                      replace_full_sync=not upstream, skip_unchanged_chains=not upstream)
+    runner = ProxyRunner(cfg, random_fully=True, be_liberal=False)
+    st = runner.state
+    t = time.perf_counter()
+    for i in range(services):
+        st.update_service(service(i))
+        st.update_endpoint_slice(endpoint_slice(i, [endpoint_ip(i, 0), endpoint_ip(i, 1)], 10 ** 7 + i))
+    fill = time.perf_counter() - t
+    cold = runner.sync()
+    if not cold.ok:
+        raise RuntimeError(f"full sync failed: {cold.error} (line {cold.error_line})")
+    fulls = []
+    for _ in range(resyncs):
+        runner.request_sync(full=True)
+        runner._drain()
+        rec = runner.sync()
+        assert rec.full and rec.ok, rec
+        fulls.append(rec)
+    parts = []
+    rv = 2 * 10 ** 7
+    for n in range(changes):
+        i = (n * 7919) % services
+        rv += 1
+        st.update_endpoint_slice(endpoint_slice(i, [endpoint_ip(i, 0), f"10.250.{n // 256 % 256}.{n % 256}"], rv))
+        rec = runner.sync()
+        assert rec.ok and not rec.full, rec
+        parts.append(rec)
+    med = statistics.median
+    return {
+        "services": services, "fill": fill, "lines_full": cold.lines, "lines_partial": parts[-1].lines,
+        "cold": cold.duration, "cold_restore": cold.restore,
+        "resync": med(r.duration for r in fulls) if fulls else None,
+        "resync_restore": med(r.restore for r in fulls) if fulls else None,
+        "change": med(r.duration for r in parts), "change_max": max(r.duration for r in parts),
+        "change_render": med(r.render for r in parts), "change_restore": med(r.restore for r in parts),
+    }
+
+
+def run(sizes: list[int], changes: int, resyncs: int, upstream: bool = False) -> list[dict]:
+    out = []
+    for n in sizes:
+        doc = {"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": "kp4bench"},
+               "spec": {"nodes": 1, "externals": 0}}
+        c = Cluster.up(parse(doc), control_plane=False)
+        try:
+            out.append(c.run_in("node/node1", _measure, n, changes, resyncs, upstream))
+        finally:
+            c.down()
+    return out
+
+
+def table(rows: list[dict]) -> str:
+    ms = (lambda v: "-" if v is None else f"{v * 1000:.0f} ms" if v >= 0.1 else f"{v * 1000:.1f} ms")
+    lines = ["| services (2 endpoints each) | restore lines | full sync, cold (restore) | full resync (restore) "
+             "| one endpoint change: median / max (render + restore) |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['services']:,} | {r['lines_full']:,} | {ms(r['cold'])} ({ms(r['cold_restore'])}) "
+                     f"| {ms(r['resync'])} ({ms(r['resync_restore'])}) "
+                     f"| {ms(r['change'])} / {ms(r['change_max'])} ({ms(r['change_render'])} + "
+                     f"{ms(r['change_restore'])}, {r['lines_partial']:,} lines) |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="1000,5000,10000", help="comma-separated Service counts")
+    ap.add_argument("--changes", type=int, default=9, help="endpoint changes measured per size")
+    ap.add_argument("--resyncs", type=int, default=3, help="forced full resyncs measured per size")
+    ap.add_argument("--upstream-restore", action="store_true",
+                    help="every sync one --noflush restore of the whole rendered text, as upstream "
+                         "(no table replace for full syncs, no skipping of unchanged chains)")
+    args = ap.parse_args(argv)
+    rows = run([int(x) for x in args.sizes.split(",")], args.changes, args.resyncs, args.upstream_restore)
+    print(table(rows))
+    targets = [r for r in rows if r["services"] == 10000]
+    for r in targets:
+        print(f"\ntargets at 10k: full sync {r['cold']:.3f}s (< 2 s: {'ok' if r['cold'] < 2 else 'MISSED'}), "
+              f"one change {r['change'] * 1000:.1f} ms (< 100 ms: {'ok' if r['change'] < 0.1 else 'MISSED'})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
