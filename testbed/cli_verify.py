@@ -15,7 +15,7 @@ from rich.console import Console
 from . import state
 from .errors import TestbedError
 
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 200)  # logs: wide, not wrapped
 err = Console(stderr=True)
 
 

@@ -52,6 +52,10 @@ class Cluster:
         elif name:
             scenario.name = name
         if proxy_mode:
+            from .scenario import PROXY_MODES
+
+            if proxy_mode not in PROXY_MODES:
+                raise TestbedError(f"--proxy-mode: unsupported value {proxy_mode!r}; allowed: {', '.join(PROXY_MODES)}")
             scenario.proxy_mode = proxy_mode
         plan = build_plan(scenario, control_plane=control_plane)  # pure: validation before building
         _preflight(plan)   # issue 7: kernel features the proxy mode needs, before anything is built
