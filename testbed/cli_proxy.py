@@ -18,6 +18,7 @@ import os
 import subprocess
 from typing import Any, Optional
 
+from .inotify import DirWatch
 from . import naming, netns, state
 from .errors import TestbedError
 from .proxy import apply
@@ -126,38 +127,6 @@ def proxy_metrics(cluster: str, node: str | None = None) -> dict[str, dict]:
     return out
 
 
-class _Inotify:
-    """Wakes when a file in a directory is created/replaced/written (inotify, no polling)."""
-    IN_MODIFY, IN_CLOSE_WRITE, IN_MOVED_TO, IN_CREATE = 0x2, 0x8, 0x80, 0x100
-
-    def __init__(self, directory: str):
-        import ctypes
-        import ctypes.util
-
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        self.fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        if self.fd < 0:
-            raise OSError(ctypes.get_errno(), "inotify_init1")
-        mask = self.IN_CLOSE_WRITE | self.IN_MOVED_TO | self.IN_CREATE
-        if libc.inotify_add_watch(self.fd, directory.encode(), mask) < 0:
-            err = ctypes.get_errno()
-            os.close(self.fd)
-            raise OSError(err, f"inotify_add_watch {directory}")
-
-    def wait(self, timeout: float) -> None:
-        import select
-
-        ready, _, _ = select.select([self.fd], [], [], max(0.0, timeout))
-        if ready:
-            try:
-                os.read(self.fd, 65536)
-            except BlockingIOError:
-                pass
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
 def wait_metrics(cluster: str, predicate, timeout: float = 10.0, what: str = "kube-proxy metrics"):
     """Block until ``predicate(proxy_metrics(cluster))`` is truthy (woken by inotify on the state
     directory whenever a metrics file is replaced); returns its value, raises TimeoutError."""
@@ -170,7 +139,7 @@ def wait_state(cluster: str, predicate, timeout: float = 10.0, what: str = "a st
     import time
 
     d = state.directory(cluster)
-    ino = _Inotify(d)
+    ino = DirWatch(d)
     try:
         deadline = time.monotonic() + timeout
         while True:

@@ -9,7 +9,6 @@ proxies' metrics files, captures and sockets), never fixed sleeps.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import select
@@ -21,6 +20,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
+from ..inotify import DirWatch
 from .. import netns, state
 from ..capture import Capture, Frame, write_pcap
 from ..errors import TestbedError
@@ -34,30 +34,6 @@ VXLAN_PORT = 8472
 
 
 # ------------------------------------------------------------------------- waiting on state
-
-class _Inotify:
-    """Wake up when a file in a directory is replaced (the proxies' metrics files)."""
-
-    IN_CLOSE_WRITE, IN_MOVED_TO, IN_CREATE = 0x8, 0x80, 0x100
-
-    def __init__(self, directory: str):
-        libc = ctypes.CDLL(None, use_errno=True)
-        self.fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        if self.fd < 0:
-            raise OSError(ctypes.get_errno(), "inotify_init1")
-        libc.inotify_add_watch(self.fd, directory.encode(), self.IN_CLOSE_WRITE | self.IN_MOVED_TO | self.IN_CREATE)
-
-    def wait(self, timeout: float) -> None:
-        r, _, _ = select.select([self.fd], [], [], max(0.0, timeout))
-        if r:
-            try:
-                os.read(self.fd, 65536)
-            except BlockingIOError:
-                pass
-
-    def close(self) -> None:
-        os.close(self.fd)
-
 
 def _rv(obj: dict) -> int:
     try:
@@ -148,7 +124,7 @@ class Verifier:
         if self.plan.proxy_mode == "none":
             return
         d = state.directory(self.c.name)
-        ino = _Inotify(d)
+        ino = DirWatch(d)
         try:
             while True:
                 behind = []
