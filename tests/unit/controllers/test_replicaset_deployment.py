@@ -90,6 +90,10 @@ def test_replicaset_creates_adopts_releases_and_deletes(cluster):
     store, _ = cluster
     orphan = store.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "orphan", "labels": {"app": "x"}},
                            "spec": {"containers": [{"name": "c", "image": "i"}]}})
+    # informers of different kinds race (as upstream's do): let the orphan settle (scheduled,
+    # running: two more Pod events through the controller's pod watch) before its owner appears
+    wait_for(store, "Pod", lambda ps: [p for p in ps if p["metadata"]["name"] == "orphan"
+                                       and (p.get("status") or {}).get("phase") == "Running"])
     rs = store.create({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "x"},
                        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "x"}},
                                 "template": {"metadata": {"labels": {"app": "x"}},
@@ -183,12 +187,15 @@ def test_recreate_scales_old_to_zero_before_the_new_one(cluster):
     store.create(deployment(strategy={"type": "Recreate"}))
     dep_done(store, replicas=3)
     seen = []
+    all_v2_seen = threading.Event()
     w = store.watch("Pod")
 
     def observe():
         for ev in w:
             p = ev["object"]
             seen.append((ev["type"], p["spec"]["containers"][0]["image"]))
+            if sum(1 for typ, img in seen if typ == "ADDED" and img.endswith("v2")) == 3:
+                all_v2_seen.set()
     t = threading.Thread(target=observe, daemon=True)
     t.start()
     cur = store.get("Deployment", "default", "web")
@@ -197,6 +204,7 @@ def test_recreate_scales_old_to_zero_before_the_new_one(cluster):
     wait_for(store, "Deployment", lambda ds: [x for x in ds if x["status"].get("updatedReplicas") == 3
                                               and x["status"].get("availableReplicas") == 3
                                               and x["metadata"]["annotations"][wl.REVISION] == "2"], timeout=10)
+    assert all_v2_seen.wait(10)  # the observer may lag behind the store: wait for it, then stop
     w.stop()
     t.join(2)
     first_v2 = next(i for i, (typ, img) in enumerate(seen) if typ == "ADDED" and img.endswith("v2"))
