@@ -63,6 +63,37 @@ def live_rules(cluster: str, target: str) -> str:
     return _save_in(_node(cluster, target).netns)
 
 
+def ipvs_table(cluster: str, target: str) -> str:
+    """A node's IPVS table and ipsets read over netlink, laid out like ``ipvsadm -Ln`` and
+    ``ipset list`` (proxy mode ipvs)."""
+    from .proxy.ipvs.kernel import IpvsKernel
+
+    persistent = 0x1  # IP_VS_SVC_F_PERSISTENT
+
+    def read() -> str:
+        k = IpvsKernel()
+        k.open()
+        try:
+            lines = ["IP Virtual Server (read over netlink)", "Prot LocalAddress:Port Scheduler Flags",
+                     "  -> RemoteAddress:Port           Forward Weight"]
+            services = k.list_services()
+            for key in sorted(services, key=lambda x: (x.protocol, x.address, x.port)):
+                vs = services[key]
+                flags = f" persistent {vs.timeout}" if vs.flags & persistent else ""
+                lines.append(f"{key.protocol:<4} {key.address}:{key.port} {vs.scheduler}{flags}")
+                for rs in sorted(k.list_dests(key)):
+                    lines.append(f"  -> {str(rs):<28} Masq    {rs.weight}")
+            sets = k.list_sets()
+            for name in sorted(sets):
+                lines += ["", f"Name: {name}", f"Number of entries: {len(sets[name])}", "Members:"]
+                lines += sorted(sets[name])
+            return "\n".join(lines) + "\n"
+        finally:
+            k.close()
+
+    return netns.run_in(_node(cluster, target).netns, read)
+
+
 def rules_file(cluster: str, node: str) -> str:
     return os.path.join(state.directory(cluster), f"proxy-{node}.rules")
 
@@ -228,6 +259,10 @@ def register(app) -> None:
         name = state.resolve(cluster)
         if not check:
             print(live_rules(name, target), end="")
+            from .cluster import Cluster
+
+            if Cluster(name).plan.proxy_mode == "ipvs":
+                print(ipvs_table(name, target), end="")
             return
         diffs = check_rules(name, target)
         node = target.partition("/")[2]

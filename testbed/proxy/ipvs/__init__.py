@@ -1,0 +1,1 @@
+"""kube-proxy IPVS mode: desired state (pure), netlink kernel access, the syncer, a preflight check."""

@@ -1,0 +1,285 @@
+"""kube-proxy's IPVS mode: the sync loop of ``ProxyRunner`` with an IPVS sync.
+
+``IpvsProxyRunner`` reuses everything of the iptables-mode runner (watches, ``ProxyState``
+change tracking, ``SyncScheduler`` rate limiting, UDP conntrack cleanup, health-check servers,
+metrics, events) and replaces one sync:
+
+- full sync (the first one, after a failure, on request, and every ``full_sync_period``):
+  ensure ``kube-ipvs0`` and every ipset, read the node's addresses (NodePort virtual servers
+  are created for each), recompute the whole desired state, read the kernel (IPVS services,
+  destinations of the services that stay, addresses on ``kube-ipvs0``, ipset members) and
+  apply the difference; ``iptables-save`` tells which upstream jump rules are missing, which
+  are folded into the one ``iptables-restore --noflush`` of the sync;
+- partial sync: recompute only the Services that changed (``StateChange.updated_services``)
+  and apply the difference between their old and new contributions; the iptables rules are
+  restored only if their text changed (they depend on which sets are non-empty).
+
+Kernel changes go in batches: IPVS (services first, then destinations, then deletions),
+``kube-ipvs0`` addresses, ipset members, then ``iptables-restore``. A failed request makes
+the next sync a full one (which reads the kernel again).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+
+from testbed import netlink
+from testbed.proxy import apply
+from testbed.proxy.ipvs import desired as D
+from testbed.proxy.ipvs import kernel as K
+from testbed.proxy.runner import (
+    SYSCTLS as COMMON_SYSCTLS,
+    ProxyConfig,
+    ProxyRunner,
+    SyncRecord,
+    write_sysctl,
+)
+
+log = logging.getLogger("testbed.proxy")
+
+
+class _FullSyncFlag:
+    """What the base runner calls on its ``renderer``: full-sync bookkeeping only."""
+
+    def __init__(self) -> None:
+        self.needs_full_sync = True
+        self.localhost_nodeports = False
+
+    def force_full_sync(self) -> None:
+        self.needs_full_sync = True
+
+    def restore_failed(self) -> None:
+        self.needs_full_sync = True
+
+
+class IpvsSyncError(RuntimeError):
+    pass
+
+
+def kernel_version() -> tuple[int, int]:
+    rel = os.uname().release.split(".")
+    try:
+        return int(rel[0]), int(rel[1].split("-")[0])
+    except (ValueError, IndexError):
+        return (0, 0)
+
+
+def ensure_modules() -> None:
+    """Load what IPVS mode needs when it is a loadable module (a no-op where built in)."""
+    if os.path.exists("/proc/net/ip_vs"):
+        return
+    for mod in ("ip_vs", "ip_vs_rr", "dummy", "ip_set", "xt_set"):
+        subprocess.run(["modprobe", "-q", mod], capture_output=True)
+
+
+class IpvsProxyRunner(ProxyRunner):
+    mode = "ipvs"
+
+    def __init__(self, cfg: ProxyConfig, *, scheduler: str = D.DEFAULT_SCHEDULER,
+                 kernel: K.IpvsKernel | None = None, **kwargs):
+        super().__init__(cfg, **kwargs)
+        self.renderer = _FullSyncFlag()
+        self.ipvs_config = D.IpvsConfig(
+            node_name=cfg.node_name, node_ip=cfg.node_ip, cluster_cidr=cfg.cluster_cidr,
+            masquerade_all=cfg.masquerade_all, scheduler=scheduler or D.DEFAULT_SCHEDULER,
+            random_fully=self.ipt_config.random_fully)
+        self.desired = D.DesiredState(self.ipvs_config)
+        self.kernel = kernel if kernel is not None else K.IpvsKernel()
+        self._rules_text: str | None = None
+        self.last_ops = 0
+
+    # ------------------------------------------------------------------ host setup
+    def setup_host(self) -> None:
+        """The sysctls upstream's IPVS proxier sets (``net.ipv4.vs.*`` exist once ip_vs is
+        loaded; they are per network namespace), plus the mode-independent conntrack ones."""
+        ensure_modules()
+        for key, value in COMMON_SYSCTLS:
+            write_sysctl(key, value)
+        for key, value in D.sysctls(kernel_version()):
+            write_sysctl(key, value)
+
+    # ------------------------------------------------------------------ one sync
+    def _full(self) -> tuple[int, str]:
+        k = self.kernel
+        dummy = k.ensure_dummy(D.DUMMY_DEVICE)
+        addrs = k.node_addresses(dummy)
+        if addrs != self.ipvs_config.node_addresses:
+            self.ipvs_config = D.IpvsConfig(**{**self.ipvs_config.__dict__, "node_addresses": addrs})
+            self.desired.cfg = self.ipvs_config
+        k.ensure_sets()
+        self.desired.rebuild(self.state)
+        want = self.desired
+        ks = k.read(dummy, set(want.virtual_servers))
+        delta = D.Delta()
+        for key, vs in want.virtual_servers.items():
+            cur = ks.virtual_servers.get(key)
+            if cur is None:
+                delta.add_vs[key] = vs
+                cur_d: set = set()
+            else:
+                if cur != vs:
+                    delta.add_vs[key] = vs
+                    delta.update_vs.add(key)
+                cur_d = ks.destinations.get(key, set())
+            wanted_d = want.destinations.get(key, frozenset())
+            # a destination with another weight (e.g. lowered by someone) is re-added at weight 1
+            cur_ep = {(r.address, r.port): r for r in cur_d}
+            plus = {r for r in wanted_d if cur_ep.get((r.address, r.port)) != r}
+            minus = {r for r in cur_d if (r.address, r.port) not in {(w.address, w.port) for w in wanted_d}}
+            reweight = {r for r in plus if (r.address, r.port) in cur_ep}
+            if plus:
+                delta.add_dest[key] = plus
+            if minus:
+                delta.del_dest[key] = minus
+            if reweight:
+                delta.del_dest.setdefault(key, set()).update(cur_ep[(r.address, r.port)] for r in reweight)
+        delta.del_vs = set(ks.virtual_servers) - set(want.virtual_servers)
+        bound = want.bound_addresses
+        delta.bind, delta.unbind = bound - ks.bound, ks.bound - bound
+        entries = want.set_entries()
+        for name, members in entries.items():
+            have = ks.entries.get(name, set())
+            delta.add_entries |= {(name, e) for e in members - have}
+            delta.del_entries |= {(name, e) for e in have - members}
+        jumps: list = []
+        try:
+            saved = apply.parse_save(self.iptables.save())
+            jumps = D.missing_jump_rules(saved.rules)
+        except OSError as exc:
+            log.warning("%s; installing every jump rule", exc)
+            jumps = list(D.JUMP_RULES)
+        return self._apply(delta, dummy, jumps, full=True)
+
+    def _partial(self, changes) -> tuple[int, str]:
+        delta = D.Delta()
+        for nn in sorted(changes.updated_services):
+            self.desired.update(self.state, nn, delta)
+        return self._apply(delta, self.kernel.dummy_index, [], full=False)
+
+    def _apply(self, delta: D.Delta, dummy: int, jumps: list, full: bool) -> tuple[int, str]:
+        fam = self.kernel.family
+        g = netlink.Batch()
+        for key, vs in delta.add_vs.items():
+            K.add_service(g, fam, vs, update=key in delta.update_vs)
+        for key, dests in delta.del_dest.items():
+            for rs in dests:
+                K.del_dest(g, fam, key, rs)
+        for key, dests in delta.add_dest.items():
+            for rs in dests:
+                K.add_dest(g, fam, key, rs)
+        # iptables before deletions, as upstream: rules may reference sets that only grow here
+        r = netlink.Batch()
+        for ip in sorted(delta.bind):
+            K.addr_add(r, dummy, ip)
+        n = netlink.Batch()
+        for name, entry in sorted(delta.add_entries):
+            K.ipset_add(n, name, D.SET_BY_NAME[name].type, entry)
+        failures = self.kernel.send("genl", g) + self.kernel.send("rtnl", r) + self.kernel.send("nfnl", n)
+        text = D.render_iptables(self.ipvs_config, self.desired.nonempty_sets(), self.desired.out_filter(), jumps)
+        rc, stderr = 0, ""
+        if full or text != self._rules_text:
+            rc, stderr = self.iptables.restore(text)
+            self._rules_text = text if rc == 0 else None
+        # deletions last (upstream: cleanLegacyService / unbind after the rules are in place)
+        g2, r2, n2 = netlink.Batch(), netlink.Batch(), netlink.Batch()
+        for key in sorted(delta.del_vs):
+            K.del_service(g2, fam, key)
+        for ip in sorted(delta.unbind):
+            K.addr_del(r2, dummy, ip)
+        for name, entry in sorted(delta.del_entries):
+            K.ipset_del(n2, name, D.SET_BY_NAME[name].type, entry)
+        failures += self.kernel.send("genl", g2) + self.kernel.send("rtnl", r2) + self.kernel.send("nfnl", n2)
+        self.last_ops = len(g) + len(r) + len(n) + len(g2) + len(r2) + len(n2)
+        if failures:
+            what, err = failures[0]
+            raise IpvsSyncError(f"{len(failures)} kernel request(s) failed, first: {what}: {os.strerror(err)}")
+        return rc, stderr if rc else text
+
+    def sync(self) -> SyncRecord:
+        t0 = self.clock()
+        items, pending_since = self._drain()
+        newest = self._apply_events(items)
+        changes = self.state.checkout()
+        do_full = (self.renderer.needs_full_sync or self._last_full is None
+                   or t0 - self._last_full > self.cfg.full_sync_period)
+        self._pending_filters += apply.conntrack_filters(changes, self.state.svc_port_map)
+        error = None
+        rc, out = 0, ""
+        try:
+            rc, out = self._full() if do_full else self._partial(changes)
+            if rc != 0:
+                error = f"iptables-restore failed (exit {rc}): {out.strip().splitlines()[0] if out.strip() else ''}"
+        except Exception as exc:  # noqa: BLE001 - reported as a failed sync; next one is full
+            log.exception("IPVS %s sync failed", "full" if do_full else "partial")
+            error = str(exc)
+        t2 = self.clock()
+        if error is not None:
+            self.renderer.restore_failed()
+            with self._cond:
+                if pending_since is not None:
+                    self._pending_since = pending_since if self._pending_since is None \
+                        else min(pending_since, self._pending_since)
+                self.sched.retry_after(t2, self.cfg.sync_period)
+            log.error("%s sync failed: %s", "full" if do_full else "partial", error)
+            rec = SyncRecord(do_full, False, t2 - t0, 0.0, t2 - t0, 0.0, 0, self.last_ops, 0, 0, None, error=error)
+            self.counters["sync_failures_total"] += 1
+            self._post("SyncFailed", f"IPVS {'full' if do_full else 'partial'} sync failed: {error}", warning=True)
+            self._finish(rec)
+            return rec
+
+        self.renderer.needs_full_sync = False
+        if do_full:
+            self._last_full = t0
+        deleted = 0
+        if self._pending_filters and self.cleaner is not None:
+            try:
+                deleted = self.cleaner.clear(self._pending_filters)
+                self._pending_filters = []
+            except Exception as exc:  # noqa: BLE001 - retried after the next sync
+                log.error("conntrack cleanup failed: %s", exc)
+        elif self.cleaner is None:
+            self._pending_filters = []
+        t3 = self.clock()
+        if self.health is not None:
+            ports = apply.health_check_ports(self.state)
+            self.health.sync_services(ports)
+            self.health.sync_endpoints(apply.local_ready_endpoints(self.state, ports))
+        latency = None
+        if newest is not None and (changes.updated_services or do_full):
+            latency = max(0.0, self.wall() - newest)
+            self.programming_latency.observe(latency)
+        lines = out.count("\n") if do_full or out else 0
+        rec = SyncRecord(do_full, True, self.clock() - t0, 0.0, t2 - t0, t3 - t2, lines, self.last_ops, 0,
+                         deleted, latency)
+        self.counters["conntrack_entries_deleted_total"] += deleted
+        d = self.desired
+        log.log(logging.INFO if do_full or deleted else logging.DEBUG,
+                "%s IPVS sync: %d services, %d virtual servers, %d addresses, %d kernel requests; %.1f ms "
+                "(conntrack %.1f ms: %d entries)", "full" if do_full else "partial", self.state.service_count(),
+                len(d.virtual_servers), len(d.bound_addresses), self.last_ops, rec.duration * 1e3,
+                (t3 - t2) * 1e3, deleted)
+        if do_full:
+            self._post("Synced", f"full IPVS sync: {self.state.service_count()} services, "
+                       f"{len(d.virtual_servers)} virtual servers, {self.last_ops} kernel requests "
+                       f"in {rec.duration * 1000:.1f} ms")
+        self._finish(rec)
+        return rec
+
+    # ------------------------------------------------------------------ reporting
+    def metrics(self) -> dict:
+        m = super().metrics()
+        m["mode"] = "ipvs"
+        d = self.desired
+        m["ipvs"] = {"scheduler": self.ipvs_config.scheduler, "virtual_servers": len(d.virtual_servers),
+                     "real_servers": sum(len(v) for v in d.destinations.values()),
+                     "bound_addresses": len(d.bound_addresses),
+                     "nodeport_addresses": list(self.ipvs_config.nodeport_addresses),
+                     "last_sync_kernel_requests": self.last_ops}
+        return m
+
+    def _monitor(self) -> None:
+        """No KUBE-PROXY-CANARY in IPVS mode; a periodic full sync re-reads the kernel."""
+        return
+
