@@ -55,7 +55,7 @@ import threading
 import time
 from typing import Any
 
-from . import naming, netns, prober, state, topology
+from . import hostsettings, naming, netns, prober, state, topology
 from .controllers.base import Controller, key_of
 from .ipam import HostLocal, RangeFull
 from .plan import Plan, PodPlan
@@ -1043,6 +1043,19 @@ class Kubelet(Controller):
         except Exception as exc:  # already gone
             log.debug("finalize %s: %s", m["name"], exc)
 
+    _neigh_warned = False
+
+    def _check_neighbour_limit(self, pods: int, example: dict | None) -> None:
+        """The ARP table limits are host-wide: say so once when this many pods may exceed them."""
+        if self._neigh_warned or example is None:
+            return
+        problem = hostsettings.neighbour_limit_problem(pods, len(self.plan.nodes), len(self.plan.externals))
+        if problem:
+            self._neigh_warned = True
+            log.warning("kubelet: %s", problem)
+            self.recorder.event(example, "Warning", "NeighbourTableLimit",
+                                problem.replace("Pass --raise-neigh-limits", "Bring the cluster up with --raise-neigh-limits"))
+
     def _create(self, pods: list[dict]) -> None:
         plans = []
         for pod in pods:
@@ -1053,6 +1066,7 @@ class Kubelet(Controller):
                 self.recorder.event(pod, "Warning", "FailedCreatePodSandBox", str(exc))
                 continue
             plans.append((pod, pod_plan(self.plan, pod, ip)))
+        self._check_neighbour_limit(len(self.running) + len(plans), plans[0][0] if plans else None)
         try:
             topology.add_pods(self.plan, [p for _, p in plans], self.runner)
             failed: list = []
