@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 
-from . import naming, netns, state
+from . import netns, state
 from .apiserver.server import serve
 from .apiserver.store import MemoryStore
 from .controllers.events import EventRecorder

@@ -286,7 +286,6 @@ class DeploymentController(Controller):
                     "lastTransitionTime": prev.get("lastTransitionTime") if same else now,
                     "reason": reason, "message": msg}
         avail_ok = available >= desired - wl.max_unavailable(dep)
-        name = dep["metadata"]["name"]
         new_name = (new or {}).get("metadata", {}).get("name", "")
         complete = new is not None and updated == desired and replicas == desired and available >= desired and \
             int((new.get("spec") or {}).get("replicas", 0)) == desired

@@ -540,6 +540,28 @@ class ProxyRunner:
         if do_full:
             self._last_full = t0
         self.journal(text, do_full)
+        deleted, t3, latency = self._after_apply(changes, newest, do_full)
+        rec = SyncRecord(do_full, True, self.clock() - t0, t1 - t0, t2 - t1, t3 - t2, lines,
+                         len(result.written_chains), len(result.deleted_chains), deleted, latency,
+                         save=t_save)
+        self.counters["conntrack_entries_deleted_total"] += deleted
+        log.log(logging.INFO if do_full or deleted else logging.DEBUG,
+                "%s sync: %d services, %d endpoints, %d lines, %d chains written, %d deleted; "
+                "%.1f ms (save %.1f, render %.1f, restore %.1f, conntrack %.1f: %d entries)",
+                "full" if do_full else "partial", self.state.service_count(), self.state.total_endpoints(),
+                lines, len(result.written_chains), len(result.deleted_chains), rec.duration * 1e3,
+                t_save * 1e3, (t1 - t0 - t_save) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, deleted)
+        if do_full:
+            self._post("Synced", f"full sync: {self.state.service_count()} services, "
+                       f"{self.state.total_endpoints()} endpoints, {lines} lines, "
+                       f"{len(result.deleted_chains)} stale chains deleted in {rec.duration * 1000:.1f} ms")
+        self._finish(rec)
+        return rec
+
+    def _after_apply(self, changes, newest: float | None, do_full: bool) -> tuple[int, float, float | None]:
+        """What every mode does once its rules are in place: UDP conntrack cleanup (kept for the
+        next sync if it fails), health-check servers, network programming latency.
+        Returns (conntrack entries deleted, clock after the cleanup, latency or None)."""
         deleted = 0
         if self._pending_filters and self.cleaner is not None:
             try:
@@ -558,22 +580,7 @@ class ProxyRunner:
         if newest is not None and (changes.updated_services or do_full):
             latency = max(0.0, self.wall() - newest)
             self.programming_latency.observe(latency)
-        rec = SyncRecord(do_full, True, self.clock() - t0, t1 - t0, t2 - t1, t3 - t2, lines,
-                         len(result.written_chains), len(result.deleted_chains), deleted, latency,
-                         save=t_save)
-        self.counters["conntrack_entries_deleted_total"] += deleted
-        log.log(logging.INFO if do_full or deleted else logging.DEBUG,
-                "%s sync: %d services, %d endpoints, %d lines, %d chains written, %d deleted; "
-                "%.1f ms (save %.1f, render %.1f, restore %.1f, conntrack %.1f: %d entries)",
-                "full" if do_full else "partial", self.state.service_count(), self.state.total_endpoints(),
-                lines, len(result.written_chains), len(result.deleted_chains), rec.duration * 1e3,
-                t_save * 1e3, (t1 - t0 - t_save) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, deleted)
-        if do_full:
-            self._post("Synced", f"full sync: {self.state.service_count()} services, "
-                       f"{self.state.total_endpoints()} endpoints, {lines} lines, "
-                       f"{len(result.deleted_chains)} stale chains deleted in {rec.duration * 1000:.1f} ms")
-        self._finish(rec)
-        return rec
+        return deleted, t3, latency
 
     # ------------------------------------------------------------------ intended rules
     def journal(self, text: str, full: bool) -> None:

@@ -232,24 +232,7 @@ class IpvsProxyRunner(ProxyRunner):
         self.renderer.needs_full_sync = False
         if do_full:
             self._last_full = t0
-        deleted = 0
-        if self._pending_filters and self.cleaner is not None:
-            try:
-                deleted = self.cleaner.clear(self._pending_filters)
-                self._pending_filters = []
-            except Exception as exc:  # noqa: BLE001 - retried after the next sync
-                log.error("conntrack cleanup failed: %s", exc)
-        elif self.cleaner is None:
-            self._pending_filters = []
-        t3 = self.clock()
-        if self.health is not None:
-            ports = apply.health_check_ports(self.state)
-            self.health.sync_services(ports)
-            self.health.sync_endpoints(apply.local_ready_endpoints(self.state, ports))
-        latency = None
-        if newest is not None and (changes.updated_services or do_full):
-            latency = max(0.0, self.wall() - newest)
-            self.programming_latency.observe(latency)
+        deleted, t3, latency = self._after_apply(changes, newest, do_full)
         lines = out.count("\n") if do_full or out else 0
         rec = SyncRecord(do_full, True, self.clock() - t0, 0.0, t2 - t0, t3 - t2, lines, self.last_ops, 0,
                          deleted, latency)
