@@ -389,3 +389,25 @@ def test_pod_lifecycle_processes_init_hooks_and_probes(wc):
         api.delete("Pod", "default", name)
     wait_for(api, "Pod", lambda ps: not {"job-ok", "job-fail", "crash", "live"} & {x["metadata"]["name"] for x in ps},
              timeout=15)
+
+
+def test_poststart_and_prestop_hooks_run_in_order(wc, tmp_path):
+    c, api = wc
+    trace = tmp_path / "trace"
+    trace.touch()
+    sh = ["sh", "-c"]
+    api.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hooked"},
+                "spec": {"terminationGracePeriodSeconds": 10, "containers": [{
+                    "name": "main", "image": "busybox",
+                    "command": sh + [f"trap 'echo TERM >> {trace}; exit 0' TERM; while true; do sleep 0.1; done"],
+                    "lifecycle": {"postStart": {"exec": {"command": sh + [f"echo postStart >> {trace}"]}},
+                                  "preStop": {"exec": {"command": sh + [f"echo preStop >> {trace}"]}}}}]}})
+    # a container counts as started once its postStart hook has completed (as upstream reports it)
+    wait_for(api, "Pod", lambda ps: [x for x in ps if x["metadata"]["name"] == "hooked"
+                                     and (x.get("status", {}).get("containerStatuses") or [{}])[0].get("started")],
+             timeout=20)
+    assert trace.read_text().splitlines() == ["postStart"]
+    api.delete("Pod", "default", "hooked")
+    wait_for(api, "Pod", lambda ps: "hooked" not in {x["metadata"]["name"] for x in ps}, timeout=20)
+    # preStop ran before the container was told to stop, and it stopped on SIGTERM (not SIGKILL)
+    assert trace.read_text().splitlines() == ["postStart", "preStop", "TERM"]
