@@ -32,8 +32,45 @@ def service(i: int) -> dict:
 
 
 def endpoint_ip(i: int, k: int) -> str:
+    """Unicast endpoint addresses (never .0/.255: IPVS refuses a broadcast real server)."""
     n = 2 * i + k
-    return f"10.{244 + n // 65536}.{n // 256 % 256}.{n % 256}"
+    return f"10.{245 + n // 64516}.{n // 254 % 254 + 1}.{n % 254 + 1}"
+
+
+def changed_ip(n: int) -> str:
+    return f"10.250.{n // 254 % 254 + 1}.{n % 254 + 1}"
+
+
+def drive(runner, services: int, changes: int, resyncs: int) -> dict:
+    """The workload both proxy modes are measured on: fill, cold full sync, forced full resyncs,
+    then ``changes`` one-endpoint changes each followed by one (partial) sync."""
+    st = runner.state
+    t = time.perf_counter()
+    for i in range(services):
+        st.update_service(service(i))
+        st.update_endpoint_slice(endpoint_slice(i, [endpoint_ip(i, 0), endpoint_ip(i, 1)], 10 ** 7 + i))
+    fill = time.perf_counter() - t
+    cold = runner.sync()
+    if not cold.ok:
+        raise RuntimeError(f"full sync failed: {cold.error} (line {cold.error_line})")
+    cold_ops = getattr(runner, "last_ops", None)
+    fulls = []
+    for _ in range(resyncs):
+        runner.request_sync(full=True)
+        runner._drain()
+        rec = runner.sync()
+        assert rec.full and rec.ok, rec
+        fulls.append(rec)
+    parts = []
+    rv = 2 * 10 ** 7
+    for n in range(changes):
+        i = (n * 7919) % services
+        rv += 1
+        st.update_endpoint_slice(endpoint_slice(i, [endpoint_ip(i, 0), changed_ip(n)], rv))
+        rec = runner.sync()
+        assert rec.ok and not rec.full, rec
+        parts.append(rec)
+    return {"fill": fill, "cold_rec": cold, "cold_ops": cold_ops, "fulls": fulls, "parts": parts}
 
 
 def endpoint_slice(i: int, ips: list[str], rv: int) -> dict:
@@ -53,31 +90,8 @@ def _measure(services: int, changes: int, resyncs: int, upstream: bool = False) 
                       cluster_cidr="10.244.0.0/16", min_sync_period=0.0, sync_period=30.0,
                       replace_full_sync=not upstream, skip_unchanged_chains=not upstream)
     runner = ProxyRunner(cfg, random_fully=True, be_liberal=False)
-    st = runner.state
-    t = time.perf_counter()
-    for i in range(services):
-        st.update_service(service(i))
-        st.update_endpoint_slice(endpoint_slice(i, [endpoint_ip(i, 0), endpoint_ip(i, 1)], 10 ** 7 + i))
-    fill = time.perf_counter() - t
-    cold = runner.sync()
-    if not cold.ok:
-        raise RuntimeError(f"full sync failed: {cold.error} (line {cold.error_line})")
-    fulls = []
-    for _ in range(resyncs):
-        runner.request_sync(full=True)
-        runner._drain()
-        rec = runner.sync()
-        assert rec.full and rec.ok, rec
-        fulls.append(rec)
-    parts = []
-    rv = 2 * 10 ** 7
-    for n in range(changes):
-        i = (n * 7919) % services
-        rv += 1
-        st.update_endpoint_slice(endpoint_slice(i, [endpoint_ip(i, 0), f"10.250.{n // 256 % 256}.{n % 256}"], rv))
-        rec = runner.sync()
-        assert rec.ok and not rec.full, rec
-        parts.append(rec)
+    d = drive(runner, services, changes, resyncs)
+    cold, fulls, parts, fill = d["cold_rec"], d["fulls"], d["parts"], d["fill"]
     med = statistics.median
     return {
         "services": services, "fill": fill, "lines_full": cold.lines, "lines_partial": parts[-1].lines,

@@ -16,19 +16,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 from ..cluster import Cluster
 from ..proxy.runner import ProxyConfig
 from ..scenario import parse
-from .proxy_sync import endpoint_slice, service
-
-
-def endpoint_ip(i: int, k: int) -> str:
-    """Endpoint addresses that IPVS accepts as real servers: unicast, so never the .0/.255 of the
-    node's own pod /24 (the kernel refuses a broadcast destination with EINVAL)."""
-    n = 2 * i + k
-    return f"10.{245 + n // 64516}.{n // 254 % 254 + 1}.{n % 254 + 1}"
+from .proxy_sync import drive
 
 
 def _measure(services: int, changes: int, resyncs: int) -> dict:
@@ -38,32 +30,8 @@ def _measure(services: int, changes: int, resyncs: int) -> dict:
                       cluster_cidr="10.244.0.0/16", min_sync_period=0.0, sync_period=30.0)
     runner = IpvsProxyRunner(cfg, random_fully=True, be_liberal=False)
     runner.setup_host()
-    st = runner.state
-    t = time.perf_counter()
-    for i in range(services):
-        st.update_service(service(i))
-        st.update_endpoint_slice(endpoint_slice(i, [endpoint_ip(i, 0), endpoint_ip(i, 1)], 10 ** 7 + i))
-    fill = time.perf_counter() - t
-    cold = runner.sync()
-    if not cold.ok:
-        raise RuntimeError(f"full sync failed: {cold.error}")
-    cold_ops = runner.last_ops
-    fulls = []
-    for _ in range(resyncs):
-        runner.request_sync(full=True)
-        runner._drain()
-        rec = runner.sync()
-        assert rec.full and rec.ok, rec
-        fulls.append(rec)
-    parts = []
-    rv = 2 * 10 ** 7
-    for n in range(changes):
-        i = (n * 7919) % services
-        rv += 1
-        st.update_endpoint_slice(endpoint_slice(i, [endpoint_ip(i, 0), f"10.250.{n // 254 % 254 + 1}.{n % 254 + 1}"], rv))
-        rec = runner.sync()
-        assert rec.ok and not rec.full, rec
-        parts.append(rec)
+    d = drive(runner, services, changes, resyncs)
+    cold, fulls, parts, fill, cold_ops = d["cold_rec"], d["fulls"], d["parts"], d["fill"], d["cold_ops"]
     k = runner.kernel
     in_kernel = len(k.list_services())
     assert in_kernel == services, (in_kernel, services)
