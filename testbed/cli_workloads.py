@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 import uuid
 from typing import Iterator, Optional
 
@@ -181,28 +180,31 @@ def logs(cluster: str, api, target: str, namespace: str = "default", container: 
     elif container not in names + [c["name"] for c in pod["spec"].get("initContainers") or []]:
         raise TestbedError(f"container {container} is not valid for pod {m['name']}")
     path = _kubelet.log_path(cluster, m["namespace"], m["name"], container)
-    if not os.path.exists(path):
-        if not follow:
-            return
+    if not os.path.exists(path) and not follow:
+        return
+    from .inotify import IN_CREATE, IN_MODIFY, DirWatch
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with DirWatch(os.path.dirname(path), IN_CREATE | IN_MODIFY) as watch:  # tail -f without polling
         while not os.path.exists(path):
             if stop is not None and stop():
                 return
-            time.sleep(0.2)
-    with open(path, "rb") as f:
-        buf = b""
-        while True:
-            chunk = f.read(65536)
-            if chunk:
-                buf += chunk
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
-                    yield line.decode(errors="replace")
-                continue
-            if not follow or (stop is not None and stop()):
-                if buf:
-                    yield buf.decode(errors="replace")
-                return
-            time.sleep(0.2)  # tail -f: poll the file like kubectl's log reader does
+            watch.wait(1.0)
+        with open(path, "rb") as f:
+            buf = b""
+            while True:
+                chunk = f.read(65536)
+                if chunk:
+                    buf += chunk
+                    *lines, buf = buf.split(b"\n")
+                    for line in lines:
+                        yield line.decode(errors="replace")
+                    continue
+                if not follow or (stop is not None and stop()):
+                    if buf:
+                        yield buf.decode(errors="replace")
+                    return
+                watch.wait(1.0)  # woken when the log grows
 
 
 # --- CLI ----------------------------------------------------------------------------------
