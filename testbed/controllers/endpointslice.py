@@ -164,37 +164,11 @@ class EndpointSliceController(Controller):
             for k in keys:
                 self.mark(k)
         elif kind == SERVICE:
-            for o, add in ((old, False), (new, True)):
-                if o is None:
-                    continue
-                ik = _selector_index_key(o)
-                if ik is None:
-                    continue
-                if add:
-                    self._svcs_by_selector[ik].add(key_of(o))
-                else:
-                    s = self._svcs_by_selector.get(ik)
-                    if s is not None:
-                        s.discard(key_of(o))
-                        if not s:
-                            del self._svcs_by_selector[ik]
+            _reindex(self._svcs_by_selector, _selector_index_key, old, new)
             if not own:
                 self.mark(key_of(new if new is not None else old))
         elif kind == SLICE:
-            for o, add in ((old, False), (new, True)):
-                if o is None:
-                    continue
-                sk = self._slice_service(o)
-                if sk is None:
-                    continue
-                if add:
-                    self._slices_by_service[sk].add(key_of(o))
-                else:
-                    s = self._slices_by_service.get(sk)
-                    if s is not None:
-                        s.discard(key_of(o))
-                        if not s:
-                            del self._slices_by_service[sk]
+            _reindex(self._slices_by_service, self._slice_service, old, new)
             if not own:
                 for o in (old, new):
                     if o is not None and self._is_managed(o):
@@ -348,3 +322,21 @@ def _addresses_text(endpoints: Mapping, limit: int = 3) -> str:
         return "<none>"
     more = len(addrs) - limit
     return ",".join(addrs[:limit]) + (f" + {more} more..." if more > 0 else "")
+
+
+def _reindex(index, index_key, old: dict | None, new: dict | None) -> None:
+    """Move an object's key in a ``{index key: set of object keys}`` index from old to new."""
+    for o, add in ((old, False), (new, True)):
+        if o is None:
+            continue
+        ik = index_key(o)
+        if ik is None:
+            continue
+        if add:
+            index[ik].add(key_of(o))
+        else:
+            members = index.get(ik)
+            if members is not None:
+                members.discard(key_of(o))
+                if not members:
+                    del index[ik]

@@ -469,13 +469,20 @@ class ProxyRunner:
                     self.applied_rv[q.kind] = rv
         return newest
 
-    def sync(self) -> SyncRecord:
+    def _begin_sync(self):
+        """What every mode does first: take the queued events into the state and decide whether
+        this sync is full. Returns (start clock, when the drained events started waiting,
+        newest change time, changes, full?)."""
         t0 = self.clock()
         items, pending_since = self._drain()
         newest = self._apply_events(items)
         changes = self.state.checkout()
         do_full = (self.renderer.needs_full_sync or self._last_full is None
                    or t0 - self._last_full > self.cfg.full_sync_period)
+        return t0, pending_since, newest, changes, do_full
+
+    def sync(self) -> SyncRecord:
+        t0, pending_since, newest, changes, do_full = self._begin_sync()
 
         saved = None
         ts = self.clock()

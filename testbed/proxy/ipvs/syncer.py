@@ -198,12 +198,7 @@ class IpvsProxyRunner(ProxyRunner):
         return rc, stderr if rc else text
 
     def sync(self) -> SyncRecord:
-        t0 = self.clock()
-        items, pending_since = self._drain()
-        newest = self._apply_events(items)
-        changes = self.state.checkout()
-        do_full = (self.renderer.needs_full_sync or self._last_full is None
-                   or t0 - self._last_full > self.cfg.full_sync_period)
+        t0, pending_since, newest, changes, do_full = self._begin_sync()
         self._pending_filters += apply.conntrack_filters(changes, self.state.svc_port_map)
         error = None
         rc, out = 0, ""
