@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, NamedTuple
+from typing import Callable, Iterable, Iterator, Mapping, NamedTuple
 
 from testbed.proxy.model import (
     NamespacedName,
@@ -168,31 +168,40 @@ def _declared(section: str, chain: str) -> bool:
     return f"\n:{chain} " in "\n" + section
 
 
+def host_extras(table: str, declares: Callable[[str], bool], missing: Iterable[JumpRule],
+                saved: SavedTables) -> list[str]:
+    """The lines upstream's full-sync ``EnsureChain``/``EnsureRule(Prepend)`` calls add to one
+    table: a declaration for any jump target the input does not declare (``declares``) and that
+    does not exist yet, the empty ``KUBE-PROXY-CANARY`` chain if missing, then the ``-I`` lines
+    (in ``JUMP_RULES`` order, so each lands at position 1 exactly as the upstream calls do)."""
+    missing = [j for j in missing if j.table == table]
+    extra: list[str] = []
+    for j in missing:
+        line = f":{j.dst} - [0:0]\n"
+        if not declares(j.dst) and not saved.has_chain(table, j.dst) and line not in extra:
+            extra.append(line)
+    if not saved.has_chain(table, CANARY_CHAIN):
+        extra.append(f":{CANARY_CHAIN} - [0:0]\n")
+    return extra + [j.insert_line() + "\n" for j in missing]
+
+
+def mangle_canary(saved: SavedTables) -> str:
+    """A ``*mangle`` section creating the mangle canary, if it is missing."""
+    return "" if saved.has_chain("mangle", CANARY_CHAIN) else f"*mangle\n:{CANARY_CHAIN} - [0:0]\nCOMMIT\n"
+
+
 def add_host_rules(text: str, missing: Iterable[JumpRule], saved: SavedTables) -> str:
-    """Fold upstream's full-sync ``EnsureChain``/``EnsureRule(Prepend)`` calls into the restore
-    input: ``-I`` lines (in ``JUMP_RULES`` order, so each lands at position 1 exactly as the
-    upstream calls do) before each table's ``COMMIT``, a declaration for any jump target the
-    text does not declare and that does not exist yet, and the empty ``KUBE-PROXY-CANARY``
-    chains (a ``*mangle`` section first if the mangle canary is missing)."""
+    """Fold ``host_extras`` into a filter + nat restore input, before each table's ``COMMIT``
+    (a ``*mangle`` section first if the mangle canary is missing)."""
     missing = list(missing)
     filt_end = text.index("COMMIT\n") + len("COMMIT\n")
     sections = {"filter": text[:filt_end], "nat": text[filt_end:]}
     for table in ("filter", "nat"):
         sec = sections[table]
-        body, commit = sec[: sec.rindex("COMMIT\n")], "COMMIT\n"
-        extra = []
-        for j in missing:
-            if j.table == table and not _declared(body, j.dst) and not saved.has_chain(table, j.dst) \
-                    and f":{j.dst} - [0:0]\n" not in extra:
-                extra.append(f":{j.dst} - [0:0]\n")
-        if not saved.has_chain(table, CANARY_CHAIN):
-            extra.append(f":{CANARY_CHAIN} - [0:0]\n")
-        extra += [j.insert_line() + "\n" for j in missing if j.table == table]
-        sections[table] = body + "".join(extra) + commit
-    mangle = ""
-    if not saved.has_chain("mangle", CANARY_CHAIN):
-        mangle = f"*mangle\n:{CANARY_CHAIN} - [0:0]\nCOMMIT\n"
-    return mangle + sections["filter"] + sections["nat"]
+        body = sec[: sec.rindex("COMMIT\n")]
+        extra = host_extras(table, lambda chain, body=body: _declared(body, chain), missing, saved)
+        sections[table] = body + "".join(extra) + "COMMIT\n"
+    return mangle_canary(saved) + sections["filter"] + sections["nat"]
 
 
 # --------------------------------------------------------------------------- conntrack
@@ -501,43 +510,88 @@ def _sections(text: str) -> list[tuple[str, list[str], list[str]]]:
     return out
 
 
+_RUNS: dict[str, re.Pattern] = {}
+
+
+def _run_of(chain: str) -> re.Pattern:
+    """Matches a run of consecutive ``-A CHAIN ...`` lines (C speed for KUBE-SERVICES' 10k)."""
+    pat = _RUNS.get(chain)
+    if pat is None:
+        pat = re.compile("(?:-A " + re.escape(chain) + "(?: [^\n]*)?\n)+")
+        if len(_RUNS) < 4096:
+            _RUNS[chain] = pat
+    return pat
+
+
+def _spans(text: str) -> Iterator[tuple[str, str, str, str]]:
+    """(table, kind, chain, text) pieces of a restore input, in order: kind is ``head``
+    (``*table``), ``decl`` (one ``:CHAIN`` line), ``rules`` (a run of ``-A CHAIN`` lines),
+    ``delete`` (``-X CHAIN``), ``commit`` or ``other``; every piece ends with a newline."""
+    if text and not text.endswith("\n"):
+        text += "\n"
+    pos, n, table = 0, len(text), ""
+    while pos < n:
+        nl = text.find("\n", pos)
+        c = text[pos]
+        if c == "-" and text.startswith("-A ", pos):
+            sp = text.find(" ", pos + 3, nl)
+            chain = text[pos + 3: sp if sp > 0 else nl]
+            prefix, end, k = text[pos:pos + 4 + len(chain)], nl + 1, 1
+            while end < n and text.startswith(prefix, end):
+                k += 1
+                if k == 16:    # a long run (KUBE-SERVICES): the rest of it at C speed
+                    end = _run_of(chain).match(text, end).end()
+                    break
+                end = text.find("\n", end) + 1
+            yield table, "rules", chain, text[pos:end]
+            pos = end
+            continue
+        line = text[pos:nl]
+        if c == "*":
+            table = line[1:].strip()
+            yield table, "head", "", line + "\n"
+        elif c == ":":
+            yield table, "decl", line[1:].split(" ", 1)[0], line + "\n"
+        elif line.startswith("-X "):
+            yield table, "delete", line[3:].strip(), line + "\n"
+        elif line == "COMMIT":
+            yield table, "commit", "", line + "\n"
+        elif line and c != "#":
+            yield table, "other", "", line + "\n"
+        pos = nl + 1
+
+
 def chain_blocks(text: str) -> dict[tuple[str, str], str]:
     """(table, chain) -> its rules as written, for every chain a restore input declares and
     does not delete (what ``--noflush`` leaves in that chain)."""
-    out: dict[tuple[str, str], str] = {}
-    for table, decls, body in _sections(text):
-        rules: dict[str, list[str]] = {d[1:].split(" ", 1)[0]: [] for d in decls}
-        for line in body:
-            if line.startswith("-A "):
-                name = line[3:].split(" ", 1)[0]
-                if name in rules:
-                    rules[name].append(line)
-            elif line.startswith("-X "):
-                rules.pop(line[3:].strip(), None)
-        for name, lines in rules.items():
-            out[(table, name)] = "\n".join(lines)
-    return out
+    rules: dict[tuple[str, str], list[str]] = {}
+    for table, kind, chain, piece in _spans(text):
+        if kind == "decl":
+            rules[(table, chain)] = []
+        elif kind == "rules":
+            got = rules.get((table, chain))
+            if got is not None:
+                got.append(piece)
+        elif kind == "delete":
+            rules.pop((table, chain), None)
+    return {key: "".join(parts)[:-1] for key, parts in rules.items()}
 
 
-def drop_unchanged_chains(text: str, kernel: Mapping[tuple[str, str], str]) -> tuple[str, int]:
+def drop_unchanged_chains(text: str, kernel: Mapping[tuple[str, str], str],
+                          blocks: Mapping[tuple[str, str], str] | None = None) -> tuple[str, int]:
     """Leave out of a ``--noflush`` input every chain whose rules are exactly what the kernel
     already holds (``kernel``: blocks from ``chain_blocks`` of earlier successful restores):
     not declaring a chain leaves it untouched, so the result is the same ruleset, restored
     with far fewer rules (a partial sync after an endpoint change no longer rewrites the
-    10,000-rule ``KUBE-SERVICES``). Returns (text, chains left out)."""
-    blocks = chain_blocks(text)
+    10,000-rule ``KUBE-SERVICES``). ``blocks``: ``chain_blocks(text)`` if the caller has it.
+    Returns (text, chains left out)."""
+    if blocks is None:
+        blocks = chain_blocks(text)
     skip = {key for key, block in blocks.items() if kernel.get(key) == block}
     if not skip:
         return text, 0
-    out = []
-    for table, decls, body in _sections(text):
-        out.append(f"*{table}\n")
-        out += [d + "\n" for d in decls if (table, d[1:].split(" ", 1)[0]) not in skip]
-        for line in body:
-            if line.startswith("-A ") and (table, line[3:].split(" ", 1)[0]) in skip:
-                continue
-            out.append(line + "\n")
-        out.append("COMMIT\n")
+    out = [piece for table, kind, chain, piece in _spans(text)
+           if not (kind in ("decl", "rules") and (table, chain) in skip)]
     return "".join(out), len(skip)
 
 
@@ -560,3 +614,15 @@ def replace_tables_text(text: str, saved: SavedTables) -> str:
         out += [line + "\n" for line in body]
         out.append("COMMIT\n")
     return "".join(out)
+
+
+def carried_over(saved: SavedTables, table: str, ours: Callable[[str], bool]) -> tuple[str, str]:
+    """What a table-replacing restore must carry over from ``saved`` when the chains it writes
+    are those for which ``ours(chain)`` holds: (declarations with policy, rules in order) of
+    every other chain -- built-in chains, flannel's and kubelet's. The streamed form of
+    ``replace_tables_text``, for when the restore input is written before all of it is known."""
+    chains = saved.chains.get(table, {})
+    keep = {c for c in chains if not ours(c)}
+    decls = "".join(f":{c} {p} [0:0]\n" for c, p in chains.items() if c in keep)
+    rules = "".join(r + "\n" for r in saved.rules.get(table, []) if r[3:].split(" ", 1)[0] in keep)
+    return decls, rules

@@ -24,7 +24,7 @@ from __future__ import annotations
 import bisect
 import time
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 from testbed.proxy.iptables.names import (
     ServiceChainNames,
@@ -278,13 +278,17 @@ class IptablesRenderer:
     # ------------------------------------------------------------------ sync
     def sync(self, state: ProxyState, *, changes: StateChange | None = None,
              full: bool | None = None, now: float | None = None,
-             existing_nat_chains: set[str] | frozenset[str] | None = None) -> SyncResult:
+             existing_nat_chains: set[str] | frozenset[str] | None = None,
+             on_chunk: Callable[[str], object] | None = None) -> SyncResult:
         """Render one sync (assumed to succeed; call ``restore_failed()`` if it did not).
 
         ``changes`` defaults to ``state.checkout()``; pass it if you checked out yourself.
         ``full`` forces (True) or forbids (False) a full sync; default: upstream's rule.
         ``now`` is a monotonic time in seconds (tests); ``existing_nat_chains`` overrides the
         tracked kernel chains (e.g. parsed from ``iptables-save -t nat``).
+        ``on_chunk`` (full syncs only) is called with each chunk's nat chain declarations and
+        rules as soon as the chunk is rendered, in emission order, so a caller can stream them
+        into ``iptables-restore`` while the rest renders (see ``nat_prelude``/``nat_tail``).
         """
         cfg = self.config
         if changes is None:
@@ -325,6 +329,8 @@ class IptablesRenderer:
                 nat_rule_parts.append(chunk.nat_all)
                 nat_chain_parts.append(chunk.chain_lines)
                 written.extend(chunk.chains)
+                if on_chunk is not None:
+                    on_chunk(chunk.chain_lines + chunk.nat_all)
             elif k not in dirty_chunks:
                 nat_rule_parts.append(chunk.nat_top)
             else:
@@ -367,6 +373,15 @@ class IptablesRenderer:
         return SyncResult(text=text, full=do_full, written_chains=written,
                           deleted_chains=deleted, updated_services=updated, changes=changes,
                           large_cluster_mode=large)
+
+    def nat_prelude(self) -> tuple[str, str]:
+        """(declarations of the fixed nat chains, the fixed rules written before any service's)."""
+        return self._fixed["nat_chains"].removeprefix("*nat\n"), self._fixed["nat_head"]
+
+    @property
+    def nat_tail(self) -> str:
+        """The fixed nat rules written after every service's (the KUBE-NODEPORTS jump)."""
+        return self._fixed["nat_tail"]
 
     def _drop(self, nn: NamespacedName) -> None:
         frag = self._frags.pop(nn, None)
