@@ -577,6 +577,7 @@ class ProxyRunner:
                 log.warning("%s; stale chains are tracked from what this process wrote", exc)
         t_save = self.clock() - ts
         stream = None
+        missing = apply.missing_jump_rules(saved) if saved is not None else []
         if do_full and saved is not None and self.cfg.replace_full_sync:
             stream = self._open_full_restore(saved)
         try:
@@ -588,14 +589,16 @@ class ProxyRunner:
             if stream is not None:
                 stream.abort()   # nothing committed: the child never saw COMMIT
             raise
+        if stream is not None:   # the child can commit nat while the rest is prepared
+            extra = apply.host_extras("nat", NAT_CHAINS.__contains__, missing, saved)
+            stream.write(self.renderer.nat_tail + "".join(extra) + "COMMIT\n")
         text = result.text
         if do_full and saved is not None:
-            missing = apply.missing_jump_rules(saved)
             text = apply.add_host_rules(text, missing, saved)
         ours = text
         blocks = None
-        if stream is not None:
-            self._close_full_restore(stream, ours, missing, saved)
+        if stream is not None:   # then filter (and the mangle canary), replaced whole
+            stream.write(apply.replace_tables_text(ours[: ours.index("\n*nat\n") + 1], saved))
         elif not do_full and self.cfg.skip_unchanged_chains:
             blocks = apply.chain_blocks(ours)
             if self._kernel_blocks:
@@ -675,19 +678,13 @@ class ProxyRunner:
     def _open_full_restore(self, saved: apply.SavedTables):
         """Start a full sync's table-replacing restore and write the head of its nat table: the
         chains carried over from ``saved``, the fixed chains and rules. The renderer then streams
-        each chunk of Services into it (``on_chunk``) while the child parses what it has."""
+        each chunk of Services into it (``on_chunk``) while the child parses what it has; ``sync``
+        ends the nat table as soon as the render is done, then writes the filter table."""
         stream = self._open_restore(noflush=False)
         decls, rules = apply.carried_over(saved, "nat", _ours_nat)
         fixed_decls, head = self.renderer.nat_prelude()
         stream.write("*nat\n" + decls + fixed_decls + rules + head)
         return stream
-
-    def _close_full_restore(self, stream, ours: str, missing: list, saved: apply.SavedTables) -> None:
-        """The rest of a streamed full sync: the nat tail and host jump rules, then the filter
-        (and mangle canary) tables, replaced whole as ``replace_tables_text`` does."""
-        extra = apply.host_extras("nat", NAT_CHAINS.__contains__, missing, saved)
-        stream.write(self.renderer.nat_tail + "".join(extra) + "COMMIT\n")
-        stream.write(apply.replace_tables_text(ours[: ours.index("\n*nat\n") + 1], saved))
 
     def _after_apply(self, changes, newest: float | None, do_full: bool) -> tuple[int, float, float | None]:
         """What every mode does once its rules are in place: UDP conntrack cleanup (kept for the
