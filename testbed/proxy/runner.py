@@ -20,7 +20,9 @@ Like upstream's iptables ``Proxier`` + ``BoundedFrequencyRunner``:
   ``iptables-save`` (iptables-nft's ``--noflush`` mode is quadratic in the chains written:
   38 s instead of ~1.5 s at 10k Services), and ``skip_unchanged_chains`` leaves out of a
   partial sync the chains whose rules the kernel already holds (an endpoint change no longer
-  rewrites a 10k-rule ``KUBE-SERVICES``). The text kube-proxy renders is unchanged.
+  rewrites a 10k-rule ``KUBE-SERVICES``). The text kube-proxy renders is unchanged. A full sync's
+  restore is started before the render and fed chunk by chunk (``RestoreStream``), chains declared
+  just before their rules, so the child parses while Python renders.
   Full syncs first run one ``iptables-save``:
   its nat chain names are the renderer's ``existing_nat_chains`` (so a restarted proxy deletes
   chains its predecessor left stale, without flushing anything first) and its rules tell which
@@ -245,9 +247,9 @@ class Iptables(Protocol):
     # optional: ``open_restore(noflush) -> RestoreStream`` (else a ``BufferedRestore`` is used)
 
 
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 # iptables-nft-restore spends a tenth of its time in glibc's free-list upkeep (malloc_consolidate,
 # unlink_chunk) at 10k Services; a large tcache and no fastbins cut its user time by ~25 %.
-F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 RESTORE_ENV = {"GLIBC_TUNABLES": "glibc.malloc.tcache_count=65000:glibc.malloc.mxfast=0:"
                                  "glibc.malloc.top_pad=268435456:glibc.malloc.trim_threshold=268435456"}
 
