@@ -284,7 +284,12 @@ class RestoreStream:
         return "".join(self._parts)
 
     def abort(self) -> None:
+        """Kill the child before it saw ``COMMIT``: nothing is committed."""
         self._proc.kill()
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass
         self._proc.wait()
         self._err.close()
 
