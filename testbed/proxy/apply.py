@@ -606,11 +606,10 @@ def replace_tables_text(text: str, saved: SavedTables) -> str:
     out = []
     for table, decls, body in _sections(text):
         ours = {d[1:].split(" ", 1)[0] for d in decls}
-        out.append(f"*{table}\n")
-        chains = saved.chains.get(table, {})
-        out += [f":{c} {p} [0:0]\n" for c, p in chains.items() if c not in ours]
+        carried_decls, carried_rules = carried_over(saved, table, ours.__contains__)
+        out += [f"*{table}\n", carried_decls]
         out += [d + "\n" for d in decls]
-        out += [r + "\n" for r in saved.rules.get(table, []) if r[3:].split(" ", 1)[0] not in ours]
+        out.append(carried_rules)
         out += [line + "\n" for line in body]
         out.append("COMMIT\n")
     return "".join(out)
@@ -619,8 +618,8 @@ def replace_tables_text(text: str, saved: SavedTables) -> str:
 def carried_over(saved: SavedTables, table: str, ours: Callable[[str], bool]) -> tuple[str, str]:
     """What a table-replacing restore must carry over from ``saved`` when the chains it writes
     are those for which ``ours(chain)`` holds: (declarations with policy, rules in order) of
-    every other chain -- built-in chains, flannel's and kubelet's. The streamed form of
-    ``replace_tables_text``, for when the restore input is written before all of it is known."""
+    every other chain -- built-in chains, flannel's and kubelet's (``replace_tables_text``, and
+    the streamed full sync, which writes its input before all of it is known)."""
     chains = saved.chains.get(table, {})
     keep = {c for c in chains if not ours(c)}
     decls = "".join(f":{c} {p} [0:0]\n" for c, p in chains.items() if c in keep)
