@@ -598,21 +598,21 @@ class ProxyRunner:
                 self.state, changes=changes, full=do_full, now=t0,
                 existing_nat_chains=saved.chain_names("nat") if saved is not None else None,
                 on_chunk=stream.write if stream is not None else None)
+            if stream is not None:   # the child can commit nat while the rest is prepared
+                extra = apply.host_extras("nat", NAT_CHAINS.__contains__, missing, saved)
+                stream.write(self.renderer.nat_tail + "".join(extra) + "COMMIT\n")
+            text = result.text
+            if do_full and saved is not None:
+                text = apply.add_host_rules(text, missing, saved)
+            ours = text
+            if stream is not None:   # then filter (and the mangle canary), replaced whole
+                stream.write(apply.replace_tables_text(ours[: ours.index("\n*nat\n") + 1], saved))
         except BaseException:
             if stream is not None:
-                stream.abort()   # nothing committed: the child never saw COMMIT
+                stream.abort()   # no child is left waiting for input
             raise
-        if stream is not None:   # the child can commit nat while the rest is prepared
-            extra = apply.host_extras("nat", NAT_CHAINS.__contains__, missing, saved)
-            stream.write(self.renderer.nat_tail + "".join(extra) + "COMMIT\n")
-        text = result.text
-        if do_full and saved is not None:
-            text = apply.add_host_rules(text, missing, saved)
-        ours = text
         blocks = None
-        if stream is not None:   # then filter (and the mangle canary), replaced whole
-            stream.write(apply.replace_tables_text(ours[: ours.index("\n*nat\n") + 1], saved))
-        elif not do_full and self.cfg.skip_unchanged_chains:
+        if stream is None and not do_full and self.cfg.skip_unchanged_chains:
             blocks = apply.chain_blocks(ours)
             if self._kernel_blocks:
                 text, _ = apply.drop_unchanged_chains(ours, self._kernel_blocks, blocks)
