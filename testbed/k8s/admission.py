@@ -26,7 +26,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from . import defaults, kinds, validation
+from . import defaults, kinds, schema, schemas, validation
 from .allocators import (
     DEFAULT_NODEPORT_RANGE,
     AllocationError,
@@ -105,6 +105,7 @@ class Admission:
     def admit_create(self, obj: dict) -> dict:
         obj = copy.deepcopy(obj)
         info = self._kind(obj)
+        self._check_shape(obj, info)
         self._prepare_meta_create(obj, info)
         if info.kind in ("Pod", "Service", "Deployment", "ReplicaSet", "Namespace"):
             obj.pop("status", None)  # PrepareForCreate: clients cannot set status
@@ -117,6 +118,7 @@ class Admission:
     def admit_update(self, new: dict, old: dict, subresource: str | None = None) -> dict:
         new = copy.deepcopy(new)
         info = self._kind(new)
+        self._check_shape(new, info)
         if (old.get("kind"), old.get("apiVersion")) != (new.get("kind"), new.get("apiVersion")):
             raise BadRequest(f"kind/apiVersion may not change: {old.get('apiVersion')}/{old.get('kind')}")
         self._prepare_meta_update(new, old, info)
@@ -175,6 +177,17 @@ class Admission:
                 f"supported: {kinds.supported_list()}"
             )
         return info
+
+    def _check_shape(self, obj: dict, info: kinds.KindInfo) -> None:
+        """Types and known fields first, as the API server's decoder does, so that no
+        later step ever sees a list where it expects a map."""
+        found = schema.check(obj, schemas.BY_KIND[info.kind])
+        if found.type_errors:
+            meta = obj.get("metadata")
+            name = meta.get("name") if isinstance(meta, dict) else None
+            raise Invalid(info.kind, name if isinstance(name, str) else "", found.type_errors, group=info.group)
+        if found.unknown:
+            raise BadRequest(schema.strict_decoding_message(info.kind, info.api_version, found.unknown))
 
     def _raise(self, info: kinds.KindInfo, obj: dict, errs: list[FieldError], txn: Transaction | None = None) -> None:
         if errs:
