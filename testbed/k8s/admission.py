@@ -26,7 +26,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from . import defaults, kinds, schema, schemas, validation
+from . import defaults, fields, kinds, schema, schemas, validation
+from .validation import service as service_validation
 from .allocators import (
     DEFAULT_NODEPORT_RANGE,
     AllocationError,
@@ -126,7 +127,7 @@ class Admission:
         if subresource == "status":
             if "spec" in old:
                 new["spec"] = copy.deepcopy(old["spec"])
-            self._raise(info, new, validation.validate_object_meta_update(new.get("metadata") or {}, old.get("metadata") or {}))
+            self._raise(info, new, fields.validate_object_meta_update(new.get("metadata") or {}, old.get("metadata") or {}))
             return new
         if subresource is not None:
             raise BadRequest(f"unsupported subresource {subresource!r}")
@@ -241,12 +242,12 @@ class Admission:
         try:
             self._alloc_cluster_ips(svc, txn, info)
             self._alloc_node_ports_create(svc, txn, info)
-            if validation.needs_health_check(svc):
+            if service_validation.needs_health_check(svc):
                 self._alloc_health_check_port(svc, txn)
         except Exception:
             txn.rollback()
             raise
-        self._raise(info, svc, validation.validate_service(svc), txn)
+        self._raise(info, svc, service_validation.validate_service(svc), txn)
         txn.commit()
         return svc
 
@@ -263,7 +264,7 @@ class Admission:
         except Exception:
             txn.rollback()
             raise
-        self._raise(info, new, validation.validate_service_update(new, old), txn)
+        self._raise(info, new, service_validation.validate_service_update(new, old), txn)
         txn.commit()
         return new
 
@@ -281,7 +282,7 @@ class Admission:
                 spec["ipFamilyPolicy"] = "RequireDualStack"
             else:
                 spec["ipFamilyPolicy"] = "SingleStack"
-        errs = validation.validate_cluster_ips_related(svc)
+        errs = service_validation.validate_cluster_ips_related(svc)
         if errs:
             raise Invalid("Service", name, errs)
         family = self.allocators.ips.family
@@ -297,7 +298,7 @@ class Admission:
         for i, ip in enumerate(cips):
             if ip == "None":
                 break
-            fam = "IPv6" if validation.parse_ip_sloppy(ip).version == 6 else "IPv4"
+            fam = "IPv6" if fields.parse_ip_sloppy(ip).version == 6 else "IPv4"
             if i >= len(fams):
                 if fam != family:
                     errs.append(fe.invalid(f"spec.clusterIPs[{i}]", cips, f"{fam} is not configured on this cluster"))
@@ -324,7 +325,7 @@ class Admission:
 
     def _alloc_cluster_ips(self, svc: dict, txn: Transaction, info: kinds.KindInfo) -> None:
         spec = _spec(svc)
-        if spec.get("type") == "ExternalName" or validation.is_headless(svc):
+        if spec.get("type") == "ExternalName" or service_validation.is_headless(svc):
             return
         ips = self.allocators.ips
         cips = spec.get("clusterIPs") or []
@@ -340,7 +341,7 @@ class Admission:
         else:
             want = cips[0]
             try:
-                ip = ips.allocate(str(validation.parse_ip_sloppy(want)))
+                ip = ips.allocate(str(fields.parse_ip_sloppy(want)))
             except AllocationError as e:
                 name = (svc.get("metadata") or {}).get("name", "")
                 raise Invalid("Service", name, [fe.invalid("spec.clusterIPs", cips, f"failed to allocate IP {want}: {e}")]) from None
@@ -373,12 +374,12 @@ class Admission:
             np = sp.get("nodePort") or 0
             if not np and not should:
                 continue
-            if not validation._is_int(np):
+            if not fields.is_int(np):
                 continue  # reported by validation
             got = by_port.get(sp.get("port"), 0)
             if not got:
                 requested = next(
-                    (p.get("nodePort") for p in ports[i:] if p.get("port") == sp.get("port") and validation._is_int(p.get("nodePort")) and p.get("nodePort")),
+                    (p.get("nodePort") for p in ports[i:] if p.get("port") == sp.get("port") and fields.is_int(p.get("nodePort")) and p.get("nodePort")),
                     0,
                 )
                 if requested:
@@ -430,7 +431,7 @@ class Admission:
         if os_.get("type") == "ExternalName" and ns.get("type") != "ExternalName":
             self._alloc_cluster_ips(new, txn, info)
             return
-        if validation.is_headless(old):
+        if service_validation.is_headless(old):
             return
         if os_.get("type") != "ExternalName" and ns.get("type") == "ExternalName":
             for ip in os_.get("clusterIPs") or []:
@@ -452,7 +453,7 @@ class Admission:
             np = sp.get("nodePort") or 0
             if not np and not should:
                 continue
-            if not validation._is_int(np):
+            if not fields.is_int(np):
                 continue
             if np:
                 if np not in old_ports and np not in claimed:
@@ -475,7 +476,7 @@ class Admission:
                 txn.release_later(alloc, np)
 
     def _update_health_check_port(self, new: dict, old: dict, txn: Transaction) -> None:
-        needed, needs = validation.needs_health_check(old), validation.needs_health_check(new)
+        needed, needs = service_validation.needs_health_check(old), service_validation.needs_health_check(new)
         old_hc = _spec(old).get("healthCheckNodePort") or 0
         if not needed and needs:
             self._alloc_health_check_port(new, txn)
@@ -531,7 +532,7 @@ def patch_allocated_values(new: dict, old: dict) -> None:
                 val = by_name.get(p.get("name") or "")
                 if val and val not in used:
                     p["nodePort"] = val
-    if validation.needs_health_check(old) and validation.needs_health_check(new):
+    if service_validation.needs_health_check(old) and service_validation.needs_health_check(new):
         if not ns.get("healthCheckNodePort"):
             ns["healthCheckNodePort"] = os_.get("healthCheckNodePort")
 
@@ -554,7 +555,7 @@ def drop_type_dependent_fields(new: dict, old: dict) -> None:
         if new_np <= old_np:
             for p in ns.get("ports") or []:
                 p.pop("nodePort", None)
-    if validation.needs_health_check(old) and not validation.needs_health_check(new):
+    if service_validation.needs_health_check(old) and not service_validation.needs_health_check(new):
         if ns.get("healthCheckNodePort") == os_.get("healthCheckNodePort"):
             ns.pop("healthCheckNodePort", None)
     if os_.get("type") == "LoadBalancer" and ns.get("type") != "LoadBalancer":
@@ -562,7 +563,7 @@ def drop_type_dependent_fields(new: dict, old: dict) -> None:
             ns.pop("allocateLoadBalancerNodePorts", None)
         if ns.get("loadBalancerClass") == os_.get("loadBalancerClass"):
             ns.pop("loadBalancerClass", None)
-    if validation.externally_accessible(old) and not validation.externally_accessible(new):
+    if service_validation.externally_accessible(old) and not service_validation.externally_accessible(new):
         if ns.get("externalTrafficPolicy") == os_.get("externalTrafficPolicy"):
             ns.pop("externalTrafficPolicy", None)
     if ns.get("type") != "LoadBalancer":
