@@ -89,9 +89,12 @@ def clusters() -> list[str]:
 
 def resolve(cluster: str | None) -> str:
     """The cluster to act on: the one named, or the only one that is up."""
-    if cluster:
-        return cluster
     up = clusters()
+    if cluster:
+        if cluster not in up:
+            known = f"clusters: {', '.join(up)}" if up else "no cluster is up"
+            raise ClusterNotFoundError(f"cluster {cluster!r} is not up (no {directory(cluster)}); {known}")
+        return cluster
     if len(up) == 1:
         return up[0]
     if not up:
