@@ -72,14 +72,23 @@ def json_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _type_ok(node: Node, actual: str) -> bool:
-    if isinstance(node, (Obj, Map)) or node == OBJECT:
-        return actual == "object"
+# Scalar checks by type name; ``type(v) is int`` keeps booleans out of integers.
+_SCALAR_OK = {
+    STRING: lambda v: type(v) is str,
+    INTEGER: lambda v: type(v) is int,
+    NUMBER: lambda v: type(v) in (int, float),
+    BOOLEAN: lambda v: type(v) is bool,
+    INT_OR_STRING: lambda v: type(v) in (int, str),
+    OBJECT: lambda v: isinstance(v, dict),
+}
+
+
+def _type_ok(node: Node, value: Any) -> bool:
+    if isinstance(node, str):
+        return _SCALAR_OK[node](value)
     if isinstance(node, Arr):
-        return actual == "array"
-    if node == NUMBER:
-        return actual in ("integer", "number")
-    return actual in node.split(",")
+        return isinstance(value, list)
+    return isinstance(value, dict)
 
 
 def _expected(node: Node) -> str:
@@ -102,31 +111,51 @@ def type_error(path: str, value: Any, expected: str) -> FieldError:
     return fe.invalid(path, json_type(value), f"{path} in body must be of type {expected}")
 
 
-def walk(value: Any, node: Node, path: str, out: Findings) -> None:
-    actual = json_type(value)
-    if not _type_ok(node, actual):
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _child(value: Any, node: Node, path: str, out: Findings) -> None:
+    """Check one value against its node; descend into containers.  Paths are only built
+    for containers and errors: this runs for every field of every write."""
+    if not _type_ok(node, value):
         out.type_errors.append(type_error(path, value, _expected(node)))
-        return
+    elif not isinstance(node, str):
+        walk(value, node, path, out)
+
+
+def walk(value: Any, node: Node, path: str, out: Findings) -> None:
+    """Walk a value already known to have the node's JSON type."""
     if isinstance(node, Obj):
+        fields = node.fields
         for key, sub in value.items():
-            child = f"{path}.{key}" if path else str(key)
-            if key not in node.fields:
-                out.unknown.append(child)
+            child = fields.get(key)
+            if child is None:
+                out.unknown.append(_join(path, key))
             elif sub is not None:
-                walk(sub, node.fields[key], child, out)
+                if isinstance(child, str):
+                    if not _SCALAR_OK[child](sub):
+                        out.type_errors.append(type_error(_join(path, key), sub, child))
+                else:
+                    _child(sub, child, _join(path, key), out)
     elif isinstance(node, Map):
+        values = node.values
         for key, sub in value.items():
             if sub is not None:
-                walk(sub, node.values, f"{path}.{key}" if path else str(key), out)
+                if isinstance(values, str):
+                    if not _SCALAR_OK[values](sub):
+                        out.type_errors.append(type_error(_join(path, key), sub, values))
+                else:
+                    _child(sub, values, _join(path, key), out)
     elif isinstance(node, Arr):
         for i, item in enumerate(value):
-            walk(item, node.items, f"{path}[{i}]", out)
+            _child(item, node.items, f"{path}[{i}]", out)
 
 
 def check(obj: dict, kind_schema: Obj) -> Findings:
     """Walk a whole object (apiVersion, kind, metadata, ...) against its kind's schema."""
     out = Findings()
-    walk(obj, kind_schema, "", out)
+    _child(obj, kind_schema, "", out)
     return out
 
 
