@@ -258,12 +258,15 @@ class _Parser:
             self.err("spec.loadBalancerPool", f"{lb_pool} overlaps spec.underlay.network {und_net}: load-balancer "
                      f"addresses are routed from the underlay to the nodes, so the pool must be outside it")
 
+        before = len(self.problems)
         manifests = self.manifests(doc.get("manifests") or [], [n.name for n in nodes])
+        manifests_ok = len(self.problems) == before
         checks = doc.get("checks") or []
         if not isinstance(checks, list):
             self.err("checks", "must be a list")
             checks = []
-        else:  # hook: testbed.verify owns the checks format
+        elif manifests_ok:  # hook: testbed.verify owns the checks format; it reads the
+            # manifests too, so it only sees them once they are known to be well formed
             from .verify.model import scenario_problems
             self.problems += scenario_problems(checks, manifests, [n.name for n in nodes], [e.name for e in externals])
         return Scenario(
@@ -474,13 +477,15 @@ class _Parser:
     def pod_basics(self, obj: dict, where: str, node_names: list[str]) -> None:
         if obj.get("kind") != "Pod":
             return
-        meta = obj.get("metadata") or {}
+        meta, spec = obj.get("metadata"), obj.get("spec") or {}
+        if not isinstance(meta, dict) or not isinstance(spec, dict):
+            return  # reported with the API's words by shapes()
         name = meta.get("name")
         if not isinstance(name, str) or not DNS_SUBDOMAIN.match(name) or len(name) > 253:
             self.err(f"{where}.metadata.name", f"Pod name {name!r} must be a DNS-1123 subdomain")
         ns = meta.get("namespace", "default")
         if not isinstance(ns, str) or not DNS_LABEL.match(ns):
             self.err(f"{where}.metadata.namespace", f"namespace {ns!r} must be a DNS-1123 label")
-        node = (obj.get("spec") or {}).get("nodeName")
+        node = spec.get("nodeName")
         if node is not None and node not in node_names:
             self.err(f"{where}.spec.nodeName", f"unknown node {node!r}; nodes: {', '.join(node_names)}")

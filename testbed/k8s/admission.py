@@ -189,6 +189,7 @@ class Admission:
             raise Invalid(info.kind, name if isinstance(name, str) else "", found.type_errors, group=info.group)
         if found.unknown:
             raise BadRequest(schema.strict_decoding_message(info.kind, info.api_version, found.unknown))
+        found.drop_nulls()
 
     def _raise(self, info: kinds.KindInfo, obj: dict, errs: list[FieldError], txn: Transaction | None = None) -> None:
         if errs:

@@ -11,8 +11,8 @@ request body:
   (``unknown field "spec.foo"``), which kubectl's default ``fieldValidation=Strict`` turns
   into a refusal.
 
-``null`` means "unset", as Go's JSON decoder treats it, except as a list item, where it
-could only become a zero-valued struct.  The same trees can be rendered as OpenAPI
+``null`` means "unset", as Go's JSON decoder treats it (:meth:`Findings.drop_nulls`), except
+as a list item, where it is a type error.  The same trees can be rendered as OpenAPI
 schemas later; nothing here knows about Python types beyond JSON's.
 """
 
@@ -105,6 +105,13 @@ class Findings:
 
     type_errors: list[FieldError] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
+    nulls: list[tuple[dict, Any]] = field(default_factory=list)  # (mapping, key) holding a null
+
+    def drop_nulls(self) -> None:
+        """Make every ``null`` field unset, as decoding into a Go struct does, so that
+        defaulting and validation never meet a ``None`` where a value or nothing belongs."""
+        for mapping, key in self.nulls:
+            mapping.pop(key, None)
 
 
 def type_error(path: str, value: Any, expected: str) -> FieldError:
@@ -132,7 +139,9 @@ def walk(value: Any, node: Node, path: str, out: Findings) -> None:
             child = fields.get(key)
             if child is None:
                 out.unknown.append(_join(path, key))
-            elif sub is not None:
+            elif sub is None:
+                out.nulls.append((value, key))
+            else:
                 if isinstance(child, str):
                     if not _SCALAR_OK[child](sub):
                         out.type_errors.append(type_error(_join(path, key), sub, child))
@@ -141,7 +150,9 @@ def walk(value: Any, node: Node, path: str, out: Findings) -> None:
     elif isinstance(node, Map):
         values = node.values
         for key, sub in value.items():
-            if sub is not None:
+            if sub is None:
+                out.nulls.append((value, key))
+            else:
                 if isinstance(values, str):
                     if not _SCALAR_OK[values](sub):
                         out.type_errors.append(type_error(_join(path, key), sub, values))

@@ -123,3 +123,15 @@ def test_up_exits_2_for_bad_scenario_content(tmp_path, text, message):
     (tmp_path / "s.yaml").write_text(text)
     res = run("up", str(tmp_path / "s.yaml"), euid=0, state_root=str(tmp_path / "state"))
     assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+def test_malformed_objects_are_problems_not_crashes():
+    msgs = problems(lambda: parse(base([dict(POD, metadata="web"), dict(POD, spec="x"),
+                                        dict(SVC, apiVersion=["v1"])])))
+    assert msgs == [
+        'manifests[0].metadata: Invalid value: "string": metadata in body must be of type object',
+        'manifests[1].spec: Invalid value: "string": spec in body must be of type object',
+        "manifests[2]: no matches for kind \"Service\" in version \"['v1']\"; supported: v1 Namespace, v1 Pod, "
+        "v1 Service, v1 Endpoints, discovery.k8s.io/v1 EndpointSlice, apps/v1 Deployment, apps/v1 ReplicaSet, "
+        "v1 Node, v1 Event, v1 ConfigMap",
+    ]

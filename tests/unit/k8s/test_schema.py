@@ -135,3 +135,22 @@ def test_every_served_kind_has_a_schema():
 ])
 def test_json_type_names(value, name):
     assert schema.json_type(value) == name
+
+
+def test_null_fields_are_dropped_before_defaulting():
+    d = deployment(spec_extra={"strategy": None})
+    d["spec"]["template"]["metadata"]["annotations"] = None
+    d["spec"]["selector"] = {"matchLabels": None, "matchExpressions": [{"key": "app", "operator": "Exists"}]}
+    out = admission().admit_create(d)
+    assert out["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert "matchLabels" not in out["spec"]["selector"]
+
+
+def test_null_list_item_is_a_type_error():
+    assert invalid(pod_obj({"containers": [None]})).endswith(
+        'spec.containers[0]: Invalid value: "null": spec.containers[0] in body must be of type object')
+
+
+def test_kind_of_the_wrong_type_is_no_such_kind():
+    with pytest.raises(BadRequest, match='no matches for kind "\\[\'Pod\'\\]" in version "v1"'):
+        admission().admit_create({"apiVersion": "v1", "kind": ["Pod"], "metadata": {"name": "p"}})
