@@ -152,6 +152,8 @@ def apply(filename: list[str] = typer.Option(..., "-f", "--filename", help="file
     from .kubectl import commands
 
     objs = commands.load(filename)
+    if not objs:
+        raise TestbedError("no objects passed to apply")  # kubectl's words for an empty input
     with _api(cluster) as api:
         for line in commands.apply(api, objs, namespace):
             print(line)

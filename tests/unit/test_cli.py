@@ -102,3 +102,9 @@ def test_c_is_the_cluster_on_every_verb_and_the_container_is_always_long():
             if p.name == "cluster" and p.param_type_name == "option":
                 assert sorted(p.opts) == ["--cluster", "-c"], f"{name}: {p.opts}"
     assert {"logs", "kill"} <= seen
+
+
+def test_apply_of_an_empty_file_says_so(tmp_path):
+    (tmp_path / "empty.yaml").write_text("---\n")
+    res = run("apply", "-f", str(tmp_path / "empty.yaml"), "-c", NOSUCH, state_root=str(tmp_path))
+    assert res.returncode == 1 and res.stderr == "error: no objects passed to apply\n"
