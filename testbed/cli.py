@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from . import state
 from .cluster import Cluster, require_root
 from .errors import TestbedError
+from .scenario import check_manifests, load as load_scenario
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="A Kubernetes Service-networking lab in Linux network namespaces.")
@@ -42,6 +43,10 @@ def up(scenario: str = typer.Argument(..., help="scenario file (see scenarios/)"
     """Build a cluster from a scenario file and return when it is usable."""
     require_root("testbed up")
     started = time.monotonic()
+    loaded = load_scenario(scenario, name=name)
+    if not no_control_plane:
+        # what the API would refuse is bad input (exit 2), found before anything is built
+        check_manifests(loaded)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=err, transient=True, disable=quiet) as progress:
         tasks: dict[str, int] = {}
@@ -51,7 +56,7 @@ def up(scenario: str = typer.Argument(..., help="scenario file (see scenarios/)"
                 tasks[step] = progress.add_task(step, total=total)
             progress.update(tasks[step], completed=done, total=total)
 
-        c = Cluster.up(scenario, name=name, progress=report, raise_neigh_limits=raise_neigh_limits,
+        c = Cluster.up(loaded, name=name, progress=report, raise_neigh_limits=raise_neigh_limits,
                        control_plane=not no_control_plane, proxy_mode=proxy_mode,
                        warn=lambda m: err.print(f"[yellow]warning:[/yellow] {m}", highlight=False))
     if not quiet:
@@ -147,6 +152,8 @@ def apply(filename: list[str] = typer.Option(..., "-f", "--filename", help="file
     from .kubectl import commands
 
     objs = commands.load(filename)
+    if not objs:
+        raise TestbedError("no objects passed to apply")  # kubectl's words for an empty input
     with _api(cluster) as api:
         for line in commands.apply(api, objs, namespace):
             print(line)

@@ -220,9 +220,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("logs")
     def logs_cmd(pod: str = typer.Argument(..., help="NAME or pod/NAME"),
-                 container: Optional[str] = typer.Option(None, "-c", "--container"),
+                 container: Optional[str] = typer.Option(None, "--container"),
                  follow: bool = typer.Option(False, "-f", "--follow"), namespace: str = NsOpt,
-                 cluster: Optional[str] = typer.Option(None, "--cluster")) -> None:
+                 cluster: Optional[str] = ClusterOpt) -> None:
         """Print a container's log (stdout and stderr of its process; the default workload's own lines)."""
         name = state.resolve(cluster)
         with api(name) as a:

@@ -21,11 +21,14 @@ def start(cluster: str, timeout: float = 60.0) -> int:
     """Start the daemon detached from the caller; return once its API answers."""
     d = state.directory(cluster)
     r, w = os.pipe()
-    log = open(os.path.join(d, "control-plane.log"), "ab")
+    log = state.open_private(os.path.join(d, "control-plane.log"), "ab")
     try:
         p = subprocess.Popen([sys.executable, "-m", "testbed.daemon", "--cluster", cluster, "--ready-fd", str(w)],
                              pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                             start_new_session=True, env=_child_env(cluster))
+                             start_new_session=True, env=_child_env(cluster),
+                             # everything the daemon and its children write in the state directory
+                             # (store, logs, metrics) is then private without each writer asking
+                             umask=0o077)
     finally:
         log.close()
         os.close(w)

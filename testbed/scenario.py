@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from .errors import Problem, ValidationError
+from .k8s import admission as k8s_admission, errors as k8s_errors, kinds, schema, schemas
 
 API_VERSION = "testbed/v1"
 BACKENDS = ("vxlan", "host-gw")
@@ -108,6 +109,7 @@ class Scenario:
     checks: list[dict] = field(default_factory=list)
     source: str = "<scenario>"
     description: str = ""
+    manifest_origins: list[str] = field(default_factory=list)  # "manifests[2] (web.yaml document 1)"
 
     @property
     def pod_mtu(self) -> int:
@@ -119,11 +121,41 @@ def load(path: str, *, name: str | None = None) -> Scenario:
     try:
         with open(path) as f:
             doc = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise ValidationError(path, [Problem("", "file not found")]) from None
+    except OSError as exc:
+        raise ValidationError(path, [Problem("", _unreadable(exc))]) from None
     except yaml.YAMLError as exc:
         raise ValidationError(path, [Problem("", f"not valid YAML: {exc}")]) from None
+    if doc is None:
+        raise ValidationError(path, [Problem("", f"the file is empty; a scenario starts with "
+                                                 f"apiVersion: {API_VERSION} and kind: Scenario")])
     return parse(doc, source=path, base_dir=os.path.dirname(os.path.abspath(path)), name=name)
+
+
+def check_manifests(scenario: Scenario) -> None:
+    """Everything the API server would refuse in the scenario's manifests, found before a
+    cluster is built: each object goes through the same defaulting, validation and
+    ClusterIP/node-port allocation as at ``up``; raises ``ValidationError`` naming each
+    object's place.  Topology-only clusters (no API server) skip this."""
+    admission = k8s_admission.Admission(k8s_admission.AdmissionConfig(
+        service_network=str(scenario.service_network), pod_network=str(scenario.pod_network),
+        nodeport_range="{}-{}".format(*scenario.node_port_range)))
+    origins = scenario.manifest_origins or [f"manifests[{i}]" for i in range(len(scenario.manifests))]
+    problems = []
+    for obj, where in zip(scenario.manifests, origins):
+        try:
+            admission.admit_create(obj)
+        except k8s_errors.APIError as exc:
+            problems.append(Problem(where, exc.message))
+    if problems:
+        raise ValidationError(scenario.source, problems)
+
+
+def _unreadable(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory, not a file"
+    return f"cannot be read: {exc.strerror or exc}"
 
 
 def parse(doc: Any, *, source: str = "<scenario>", base_dir: str = ".", name: str | None = None) -> Scenario:
@@ -139,6 +171,7 @@ class _Parser:
         self.source = source
         self.base_dir = base_dir
         self.problems: list[Problem] = []
+        self.origins: list[str] = []  # where each manifest was written, for later errors
 
     def err(self, path: str, msg: str) -> None:
         self.problems.append(Problem(path, msg))
@@ -225,12 +258,15 @@ class _Parser:
             self.err("spec.loadBalancerPool", f"{lb_pool} overlaps spec.underlay.network {und_net}: load-balancer "
                      f"addresses are routed from the underlay to the nodes, so the pool must be outside it")
 
+        before = len(self.problems)
         manifests = self.manifests(doc.get("manifests") or [], [n.name for n in nodes])
+        manifests_ok = len(self.problems) == before
         checks = doc.get("checks") or []
         if not isinstance(checks, list):
             self.err("checks", "must be a list")
             checks = []
-        else:  # hook: testbed.verify owns the checks format
+        elif manifests_ok:  # hook: testbed.verify owns the checks format; it reads the
+            # manifests too, so it only sees them once they are known to be well formed
             from .verify.model import scenario_problems
             self.problems += scenario_problems(checks, manifests, [n.name for n in nodes], [e.name for e in externals])
         return Scenario(
@@ -241,6 +277,7 @@ class _Parser:
             node_port_range=np_range or (30000, 32767), lb_pool=lb_pool, manifests=manifests, checks=checks,
             proxy_min_sync_period=min_sync, proxy_sync_period=sync,
             source=self.source, description=str(meta.get("description", "")),
+            manifest_origins=self.origins,
         )
 
     def proxy_timing(self, value: Any) -> tuple[float, float]:
@@ -375,6 +412,9 @@ class _Parser:
                 except FileNotFoundError:
                     self.err(f"{path}.file", f"{rel!r} not found (relative to {self.base_dir})")
                     continue
+                except OSError as exc:
+                    self.err(f"{path}.file", f"{rel!r} {_unreadable(exc)}")
+                    continue
                 except yaml.YAMLError as exc:
                     self.err(f"{path}.file", f"{rel!r} is not valid YAML: {exc}")
                     continue
@@ -384,9 +424,44 @@ class _Parser:
                 out += self.objects(item, path)
             else:
                 self.err(path, "must be a Kubernetes object or {file: PATH}")
-        for obj, where in [(o, o.pop("__where__")) for o in out]:
+        placed = [(o, o.pop("__where__")) for o in out]
+        for obj, where in placed:
             self.pod_basics(obj, where, node_names)
+        self.duplicates(placed)
+        self.shapes(placed)
+        self.origins = [where for _, where in placed]
         return out
+
+    def duplicates(self, placed: list[tuple[dict, str]]) -> None:
+        """The same kind/namespace/name twice would silently keep the last one."""
+        first: dict[tuple[str, str, str], str] = {}
+        for obj, where in placed:
+            meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+            name = meta.get("name")
+            if not isinstance(name, str) or not name:
+                continue  # generateName: every create is a new object
+            info = kinds.by_kind(str(obj.get("kind")))
+            ns = "" if info is not None and not info.namespaced else str(meta.get("namespace") or "default")
+            key = (str(obj.get("kind")), ns, name)
+            if key in first:
+                ident = f"{key[0].lower()} {ns + '/' if ns else ''}{name}"
+                self.err(where, f"{ident}: defined twice; first at {first[key]}")
+            else:
+                first[key] = where
+
+    def shapes(self, placed: list[tuple[dict, str]]) -> None:
+        """Types and known fields, with the API server's words, before plan or kubelet code
+        reads a pod (also for topology-only clusters, where no API server sees them)."""
+        for obj, where in placed:
+            info = kinds.of(obj)
+            if info is None:
+                self.err(where, f'no matches for kind "{obj.get("kind")}" in version "{obj.get("apiVersion")}"; '
+                                f"supported: {kinds.supported_list()}")
+                continue
+            found = schema.check(obj, schemas.BY_KIND[info.kind])
+            self.problems += [Problem(f"{where}.{e.field}", e.body()) for e in found.type_errors]
+            if found.unknown and not found.type_errors:
+                self.err(where, schema.strict_decoding_message(info.kind, info.api_version, found.unknown))
 
     def objects(self, doc: Any, path: str) -> list[dict]:
         if not isinstance(doc, dict) or "kind" not in doc or "apiVersion" not in doc:
@@ -402,13 +477,15 @@ class _Parser:
     def pod_basics(self, obj: dict, where: str, node_names: list[str]) -> None:
         if obj.get("kind") != "Pod":
             return
-        meta = obj.get("metadata") or {}
+        meta, spec = obj.get("metadata"), obj.get("spec") or {}
+        if not isinstance(meta, dict) or not isinstance(spec, dict):
+            return  # reported with the API's words by shapes()
         name = meta.get("name")
         if not isinstance(name, str) or not DNS_SUBDOMAIN.match(name) or len(name) > 253:
             self.err(f"{where}.metadata.name", f"Pod name {name!r} must be a DNS-1123 subdomain")
         ns = meta.get("namespace", "default")
         if not isinstance(ns, str) or not DNS_LABEL.match(ns):
             self.err(f"{where}.metadata.namespace", f"namespace {ns!r} must be a DNS-1123 label")
-        node = (obj.get("spec") or {}).get("nodeName")
+        node = spec.get("nodeName")
         if node is not None and node not in node_names:
             self.err(f"{where}.spec.nodeName", f"unknown node {node!r}; nodes: {', '.join(node_names)}")

@@ -14,6 +14,12 @@ from . import naming, netns
 from .errors import ClusterExistsError, ClusterNotFoundError
 
 
+# The directory holds the API store (Secrets-to-be, every object), logs and the API socket:
+# readable by root only, like /var/lib/kubelet and /etc/kubernetes/pki on a real node.
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
 def directory(cluster: str) -> str:
     return naming.state_dir(cluster)
 
@@ -23,7 +29,7 @@ def claim(cluster: str) -> str:
     os.makedirs(naming.STATE_ROOT, mode=0o755, exist_ok=True)
     d = directory(cluster)
     try:
-        os.mkdir(d, 0o755)
+        os.mkdir(d, DIR_MODE)
     except FileExistsError:
         raise ClusterExistsError(f"cluster {cluster!r} already exists (state in {d}); "
                                  f"use another --name or remove it with: testbed down {cluster}") from None
@@ -31,7 +37,17 @@ def claim(cluster: str) -> str:
         os.rmdir(d)
         raise ClusterExistsError(f"network namespaces of a cluster {cluster!r} are still present; "
                                  f"remove them with: testbed down {cluster}")
+    os.chmod(d, DIR_MODE)  # mkdir's mode is masked by the umask; the result must not depend on it
     return d
+
+
+def open_private(path: str, mode: str = "ab"):
+    """Open a file in a state directory, creating it readable by its owner only."""
+    flags = {"ab": os.O_WRONLY | os.O_CREAT | os.O_APPEND, "wb": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+             "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC}[mode]
+    fd = os.open(path, flags | os.O_CLOEXEC, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)  # a file left by an older run keeps its mode on open
+    return os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {}))
 
 
 def write_json(cluster: str, name: str, data: dict) -> None:
@@ -73,9 +89,12 @@ def clusters() -> list[str]:
 
 def resolve(cluster: str | None) -> str:
     """The cluster to act on: the one named, or the only one that is up."""
-    if cluster:
-        return cluster
     up = clusters()
+    if cluster:
+        if cluster not in up:
+            known = f"clusters: {', '.join(up)}" if up else "no cluster is up"
+            raise ClusterNotFoundError(f"cluster {cluster!r} is not up (no {directory(cluster)}); {known}")
+        return cluster
     if len(up) == 1:
         return up[0]
     if not up:

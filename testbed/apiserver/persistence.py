@@ -25,6 +25,8 @@ import logging
 import os
 from dataclasses import dataclass, field
 
+from .. import state
+
 log = logging.getLogger(__name__)
 
 SNAPSHOT = "snapshot.json"
@@ -49,7 +51,7 @@ def _key(obj: dict) -> tuple[str, str, str]:
 class StateLog:
     def __init__(self, state_dir: str | os.PathLike, compact_bytes: int = 16 << 20):
         self.dir = os.fspath(state_dir)
-        os.makedirs(self.dir, exist_ok=True)
+        os.makedirs(self.dir, mode=state.DIR_MODE, exist_ok=True)
         self.compact_bytes = compact_bytes
         self._threshold = compact_bytes
         self._wal = None
@@ -113,7 +115,7 @@ class StateLog:
 
     # -- writing ----------------------------------------------------------------------------
     def open(self) -> None:
-        self._wal = open(self._path(WAL), "ab")
+        self._wal = state.open_private(self._path(WAL), "ab")
         self._wal_size = self._wal.tell()
 
     def append(self, line: bytes) -> None:
@@ -134,7 +136,7 @@ class StateLog:
 
     def write_snapshot(self, resource_version: int, objects: list) -> None:
         tmp = self._path(SNAPSHOT + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
+        with state.open_private(tmp, "w") as f:
             f.write('{"resourceVersion": %d, "objects": [\n' % resource_version)
             for i, obj in enumerate(objects):
                 if i:

@@ -26,7 +26,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from . import defaults, kinds, validation
+from . import defaults, fields, kinds, schema, schemas, validation
+from .validation import service as service_validation
 from .allocators import (
     DEFAULT_NODEPORT_RANGE,
     AllocationError,
@@ -105,6 +106,7 @@ class Admission:
     def admit_create(self, obj: dict) -> dict:
         obj = copy.deepcopy(obj)
         info = self._kind(obj)
+        self._check_shape(obj, info)
         self._prepare_meta_create(obj, info)
         if info.kind in ("Pod", "Service", "Deployment", "ReplicaSet", "Namespace"):
             obj.pop("status", None)  # PrepareForCreate: clients cannot set status
@@ -117,6 +119,7 @@ class Admission:
     def admit_update(self, new: dict, old: dict, subresource: str | None = None) -> dict:
         new = copy.deepcopy(new)
         info = self._kind(new)
+        self._check_shape(new, info)
         if (old.get("kind"), old.get("apiVersion")) != (new.get("kind"), new.get("apiVersion")):
             raise BadRequest(f"kind/apiVersion may not change: {old.get('apiVersion')}/{old.get('kind')}")
         self._prepare_meta_update(new, old, info)
@@ -124,7 +127,7 @@ class Admission:
         if subresource == "status":
             if "spec" in old:
                 new["spec"] = copy.deepcopy(old["spec"])
-            self._raise(info, new, validation.validate_object_meta_update(new.get("metadata") or {}, old.get("metadata") or {}))
+            self._raise(info, new, fields.validate_object_meta_update(new.get("metadata") or {}, old.get("metadata") or {}))
             return new
         if subresource is not None:
             raise BadRequest(f"unsupported subresource {subresource!r}")
@@ -175,6 +178,18 @@ class Admission:
                 f"supported: {kinds.supported_list()}"
             )
         return info
+
+    def _check_shape(self, obj: dict, info: kinds.KindInfo) -> None:
+        """Types and known fields first, as the API server's decoder does, so that no
+        later step ever sees a list where it expects a map."""
+        found = schema.check(obj, schemas.BY_KIND[info.kind])
+        if found.type_errors:
+            meta = obj.get("metadata")
+            name = meta.get("name") if isinstance(meta, dict) else None
+            raise Invalid(info.kind, name if isinstance(name, str) else "", found.type_errors, group=info.group)
+        if found.unknown:
+            raise BadRequest(schema.strict_decoding_message(info.kind, info.api_version, found.unknown))
+        found.drop_nulls()
 
     def _raise(self, info: kinds.KindInfo, obj: dict, errs: list[FieldError], txn: Transaction | None = None) -> None:
         if errs:
@@ -228,12 +243,12 @@ class Admission:
         try:
             self._alloc_cluster_ips(svc, txn, info)
             self._alloc_node_ports_create(svc, txn, info)
-            if validation.needs_health_check(svc):
+            if service_validation.needs_health_check(svc):
                 self._alloc_health_check_port(svc, txn)
         except Exception:
             txn.rollback()
             raise
-        self._raise(info, svc, validation.validate_service(svc), txn)
+        self._raise(info, svc, service_validation.validate_service(svc), txn)
         txn.commit()
         return svc
 
@@ -250,7 +265,7 @@ class Admission:
         except Exception:
             txn.rollback()
             raise
-        self._raise(info, new, validation.validate_service_update(new, old), txn)
+        self._raise(info, new, service_validation.validate_service_update(new, old), txn)
         txn.commit()
         return new
 
@@ -268,7 +283,7 @@ class Admission:
                 spec["ipFamilyPolicy"] = "RequireDualStack"
             else:
                 spec["ipFamilyPolicy"] = "SingleStack"
-        errs = validation.validate_cluster_ips_related(svc)
+        errs = service_validation.validate_cluster_ips_related(svc)
         if errs:
             raise Invalid("Service", name, errs)
         family = self.allocators.ips.family
@@ -284,7 +299,7 @@ class Admission:
         for i, ip in enumerate(cips):
             if ip == "None":
                 break
-            fam = "IPv6" if validation.parse_ip_sloppy(ip).version == 6 else "IPv4"
+            fam = "IPv6" if fields.parse_ip_sloppy(ip).version == 6 else "IPv4"
             if i >= len(fams):
                 if fam != family:
                     errs.append(fe.invalid(f"spec.clusterIPs[{i}]", cips, f"{fam} is not configured on this cluster"))
@@ -311,7 +326,7 @@ class Admission:
 
     def _alloc_cluster_ips(self, svc: dict, txn: Transaction, info: kinds.KindInfo) -> None:
         spec = _spec(svc)
-        if spec.get("type") == "ExternalName" or validation.is_headless(svc):
+        if spec.get("type") == "ExternalName" or service_validation.is_headless(svc):
             return
         ips = self.allocators.ips
         cips = spec.get("clusterIPs") or []
@@ -327,7 +342,7 @@ class Admission:
         else:
             want = cips[0]
             try:
-                ip = ips.allocate(str(validation.parse_ip_sloppy(want)))
+                ip = ips.allocate(str(fields.parse_ip_sloppy(want)))
             except AllocationError as e:
                 name = (svc.get("metadata") or {}).get("name", "")
                 raise Invalid("Service", name, [fe.invalid("spec.clusterIPs", cips, f"failed to allocate IP {want}: {e}")]) from None
@@ -360,12 +375,12 @@ class Admission:
             np = sp.get("nodePort") or 0
             if not np and not should:
                 continue
-            if not validation._is_int(np):
+            if not fields.is_int(np):
                 continue  # reported by validation
             got = by_port.get(sp.get("port"), 0)
             if not got:
                 requested = next(
-                    (p.get("nodePort") for p in ports[i:] if p.get("port") == sp.get("port") and validation._is_int(p.get("nodePort")) and p.get("nodePort")),
+                    (p.get("nodePort") for p in ports[i:] if p.get("port") == sp.get("port") and fields.is_int(p.get("nodePort")) and p.get("nodePort")),
                     0,
                 )
                 if requested:
@@ -417,7 +432,7 @@ class Admission:
         if os_.get("type") == "ExternalName" and ns.get("type") != "ExternalName":
             self._alloc_cluster_ips(new, txn, info)
             return
-        if validation.is_headless(old):
+        if service_validation.is_headless(old):
             return
         if os_.get("type") != "ExternalName" and ns.get("type") == "ExternalName":
             for ip in os_.get("clusterIPs") or []:
@@ -439,7 +454,7 @@ class Admission:
             np = sp.get("nodePort") or 0
             if not np and not should:
                 continue
-            if not validation._is_int(np):
+            if not fields.is_int(np):
                 continue
             if np:
                 if np not in old_ports and np not in claimed:
@@ -462,7 +477,7 @@ class Admission:
                 txn.release_later(alloc, np)
 
     def _update_health_check_port(self, new: dict, old: dict, txn: Transaction) -> None:
-        needed, needs = validation.needs_health_check(old), validation.needs_health_check(new)
+        needed, needs = service_validation.needs_health_check(old), service_validation.needs_health_check(new)
         old_hc = _spec(old).get("healthCheckNodePort") or 0
         if not needed and needs:
             self._alloc_health_check_port(new, txn)
@@ -518,7 +533,7 @@ def patch_allocated_values(new: dict, old: dict) -> None:
                 val = by_name.get(p.get("name") or "")
                 if val and val not in used:
                     p["nodePort"] = val
-    if validation.needs_health_check(old) and validation.needs_health_check(new):
+    if service_validation.needs_health_check(old) and service_validation.needs_health_check(new):
         if not ns.get("healthCheckNodePort"):
             ns["healthCheckNodePort"] = os_.get("healthCheckNodePort")
 
@@ -541,7 +556,7 @@ def drop_type_dependent_fields(new: dict, old: dict) -> None:
         if new_np <= old_np:
             for p in ns.get("ports") or []:
                 p.pop("nodePort", None)
-    if validation.needs_health_check(old) and not validation.needs_health_check(new):
+    if service_validation.needs_health_check(old) and not service_validation.needs_health_check(new):
         if ns.get("healthCheckNodePort") == os_.get("healthCheckNodePort"):
             ns.pop("healthCheckNodePort", None)
     if os_.get("type") == "LoadBalancer" and ns.get("type") != "LoadBalancer":
@@ -549,7 +564,7 @@ def drop_type_dependent_fields(new: dict, old: dict) -> None:
             ns.pop("allocateLoadBalancerNodePorts", None)
         if ns.get("loadBalancerClass") == os_.get("loadBalancerClass"):
             ns.pop("loadBalancerClass", None)
-    if validation.externally_accessible(old) and not validation.externally_accessible(new):
+    if service_validation.externally_accessible(old) and not service_validation.externally_accessible(new):
         if ns.get("externalTrafficPolicy") == os_.get("externalTrafficPolicy"):
             ns.pop("externalTrafficPolicy", None)
     if ns.get("type") != "LoadBalancer":

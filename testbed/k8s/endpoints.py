@@ -220,7 +220,7 @@ def owned_by(slice_: Mapping, service: Mapping) -> bool:
 
 
 def slice_prefix(service_name: str) -> str:
-    from .validation import name_is_dns_subdomain
+    from .fields import name_is_dns_subdomain
 
     prefix = f"{service_name}-"
     if name_is_dns_subdomain(prefix, True):

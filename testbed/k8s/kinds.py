@@ -51,6 +51,8 @@ def by_resource(resource: str) -> KindInfo | None:
 
 
 def lookup(api_version: str, kind: str) -> KindInfo | None:
+    if not isinstance(api_version, str) or not isinstance(kind, str):
+        return None  # e.g. "kind: [Pod]" in a manifest: no such kind, not a crash
     return _BY_GVK.get((api_version, kind))
 
 

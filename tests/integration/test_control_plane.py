@@ -190,3 +190,51 @@ def test_kubectl_like_cli(cp):
     assert res.returncode != 0 and 'services "cli-svc" not found' in res.stderr
     res = cli("get", "frobs")
     assert res.returncode != 0 and "frobs" in res.stderr
+
+
+def test_state_directory_and_its_files_are_private(cp):
+    import os
+    import stat
+
+    from testbed import state
+
+    root = state.directory(cp.name)
+    loose = []
+    for d, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            p = os.path.join(d, name)
+            st = os.lstat(p)
+            want = 0o700 if stat.S_ISDIR(st.st_mode) else 0o600
+            if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+                if st.st_mode & 0o777 != want:
+                    loose.append(f"{p} {oct(st.st_mode & 0o777)}")
+    assert oct(os.stat(root).st_mode & 0o777) == oct(0o700)
+    assert loose == []
+    assert any(f.endswith(".log") for _, _, fs in os.walk(root) for f in fs)  # the walk saw the logs
+
+
+def test_wrong_types_and_unknown_fields_never_reach_a_traceback(cp):
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "typed"}, "spec": {"containers": "x"}}
+    with cp.api() as api:
+        with pytest.raises(api_errors.Invalid) as e:
+            api.create(pod)
+        assert str(e.value) == ('Pod "typed" is invalid: spec.containers: Invalid value: "string": '
+                                "spec.containers in body must be of type array")
+    res = cli("apply", "-f", "-", stdin="apiVersion: v1\nkind: Service\nmetadata: {name: listsel}\n"
+                                        "spec: {selector: [app=web], ports: [{port: 80}]}\n")
+    assert res.returncode == 1 and res.stderr.strip() == (
+        'error: Error from server (Invalid): error when creating "<stdin>#0": '
+        'Service "listsel" is invalid: spec.selector: Invalid value: "array": '
+        "spec.selector in body must be of type object")
+    res = cli("apply", "-f", "-", stdin="apiVersion: v1\nkind: Pod\nmetadata: {name: extra}\n"
+                                        "spec: {containers: [{name: c, image: testbed/echo}], foo: 1}\n")
+    assert res.returncode == 1 and res.stderr.strip() == (
+        'error: Error from server (BadRequest): error when creating "<stdin>#0": '
+        'Pod in version "v1" cannot be handled as a Pod: strict decoding error: unknown field "spec.foo"')
+
+
+def test_logs_takes_the_cluster_as_c_and_the_container_as_long_option(cp):
+    res = cli("logs", "web-1", "--container", "web")
+    assert res.returncode == 0, res.stderr
+    res = cli("logs", "web-1", "--container", "nosuch")
+    assert res.returncode == 1 and "container nosuch is not valid for pod web-1" in res.stderr

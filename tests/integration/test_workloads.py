@@ -357,7 +357,7 @@ def test_pod_lifecycle_processes_init_hooks_and_probes(wc):
     logs = cli("logs", "pod/job-ok", "--cluster", CLUSTER).stdout.splitlines()
     # env honoured; the process ran in the pod's netns (its eth0 has the pod's address)
     assert logs == ["hello hi from job-ok", f"{ok['status']['podIP']}/24"]
-    assert cli("logs", "job-ok", "-c", "first", "--cluster", CLUSTER).stdout == "init done\n"
+    assert cli("logs", "job-ok", "--container", "first", "-c", CLUSTER).stdout == "init done\n"
     failed = phase("job-fail", "Failed")
     assert failed["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 3
     crash = wait_for(api, "Pod", lambda ps: [x for x in ps if x["metadata"]["name"] == "crash" and (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -10,12 +11,13 @@ import pytest
 from testbed import cli
 
 
-def run(*args: str, euid: int | None = None) -> subprocess.CompletedProcess:
+def run(*args: str, euid: int | None = None, state_root: str | None = None) -> subprocess.CompletedProcess:
     code = "import os,sys; from testbed import cli; "
     if euid is not None:
         code += f"os.geteuid = lambda: {euid}; "
     code += "sys.argv = ['testbed'] + sys.argv[1:]; cli.main()"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    env = dict(os.environ, **({"TESTBED_STATE_ROOT": state_root} if state_root else {}))
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
 
 
 def test_non_root_gets_one_line_and_exit_77():
@@ -45,9 +47,64 @@ def test_render_matches_golden():
 def test_unknown_output_format_is_an_error(monkeypatch):
     with pytest.raises(Exception, match="unknown output format 'xml'"):
         monkeypatch.setattr(cli.Cluster, "status", lambda self: {})
+        monkeypatch.setattr(cli.state, "clusters", lambda: ["x"])
         cli.status("x", output="xml")
 
 
 def test_columns_like_kubectl():
     assert cli.columns(["NAME", "IP"], [["a", "10.0.0.1"], ["long-name", "-"]]) == (
         "NAME        IP\na           10.0.0.1\nlong-name   -")
+
+
+NOSUCH = "nosuch-cluster-for-tests"
+
+
+def one_line_not_found(res: subprocess.CompletedProcess) -> None:
+    assert res.returncode == 4, (res.returncode, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: cluster {NOSUCH!r} is not up"), lines
+    assert "Errno" not in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("argv", [
+    ["get", "pods", "-c", NOSUCH],
+    ["describe", "svc", "web", "--cluster", NOSUCH],
+    ["status", NOSUCH],
+    ["logs", "web", "-c", NOSUCH],
+])
+def test_unknown_cluster_exits_4_with_one_line(tmp_path, argv):
+    one_line_not_found(run(*argv, euid=0, state_root=str(tmp_path)))
+
+
+def test_restart_of_unknown_cluster_is_one_clear_line(tmp_path):
+    one_line_not_found(run("restart", NOSUCH, euid=0, state_root=str(tmp_path)))
+
+
+def _commands(group, prefix=""):
+    for name, cmd in group.commands.items():
+        if hasattr(cmd, "commands"):
+            yield from _commands(cmd, f"{prefix}{name} ")
+        else:
+            yield f"{prefix}{name}", cmd
+
+
+def test_c_is_the_cluster_on_every_verb_and_the_container_is_always_long():
+    import typer
+
+    seen = set()
+    for name, cmd in _commands(typer.main.get_command(cli.app)):
+        for p in cmd.params:
+            if "-c" in p.opts:
+                assert p.name == "cluster", f"{name}: -c is {p.name}"
+            if p.name == "container":
+                assert p.opts == ["--container"], f"{name}: {p.opts}"
+                seen.add(name)
+            if p.name == "cluster" and p.param_type_name == "option":
+                assert sorted(p.opts) == ["--cluster", "-c"], f"{name}: {p.opts}"
+    assert {"logs", "kill"} <= seen
+
+
+def test_apply_of_an_empty_file_says_so(tmp_path):
+    (tmp_path / "empty.yaml").write_text("---\n")
+    res = run("apply", "-f", str(tmp_path / "empty.yaml"), "-c", NOSUCH, state_root=str(tmp_path))
+    assert res.returncode == 1 and res.stderr == "error: no objects passed to apply\n"

@@ -151,3 +151,25 @@ def test_ten_thousand_objects_restart(tmp_path):
     assert len(s2) == 10000 and s2.resource_version == "10000"
     assert len(s2.list("Pod", label_selector="i=3")[0]) == 1000
     s2.close()
+
+
+def test_store_files_are_private_whatever_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        d = tmp_path / "state"
+        (d / WAL).parent.mkdir()
+        (d / WAL).write_bytes(b"")  # left by an older run, world-readable
+        os.chmod(d / WAL, 0o644)
+        s = MemoryStore(d, compact_bytes=2000)
+        for i in range(40):
+            s.create(svc(f"s{i}"))
+        s.close()
+        s2 = MemoryStore(tmp_path / "fresh")
+        s2.create(svc("a"))
+        s2.close()
+    finally:
+        os.umask(old)
+    assert (d / SNAPSHOT).exists()
+    for p in [d / SNAPSHOT, d / WAL, tmp_path / "fresh" / WAL]:
+        assert oct(p.stat().st_mode & 0o777) == oct(0o600), p
+    assert oct((tmp_path / "fresh").stat().st_mode & 0o777) == oct(0o700)

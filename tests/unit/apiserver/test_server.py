@@ -401,3 +401,28 @@ def test_50_watchers_and_concurrent_writers(api):
     assert all(g == expected for g in got)
     for w in watches:
         w.stop()
+
+
+def test_wrong_types_and_unknown_fields_are_refused_in_the_api_servers_words(short_dir):
+    from testbed.k8s import Admission
+
+    store = MemoryStore(admission=Admission())
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+           "spec": {"containers": "x"}}
+    with serve(store, os.path.join(short_dir, "a.sock")) as h, ApiClient(h.socket_path) as c:
+        with pytest.raises(errors.Invalid) as ei:
+            c.create(pod)
+        assert str(ei.value) == ('Pod "p" is invalid: spec.containers: Invalid value: "string": '
+                                 "spec.containers in body must be of type array")
+        assert ei.value.code == 422
+        listed = dict(svc("web"), spec={"selector": ["app=web"], "ports": [{"port": 80}]})
+        with pytest.raises(errors.Invalid) as ei:
+            c.create(listed)
+        assert "spec.selector in body must be of type object" in str(ei.value)
+        pod["spec"] = {"containers": [{"name": "c", "image": "i", "imagePullPolcy": "Always"}]}
+        with pytest.raises(errors.BadRequest) as eb:
+            c.create(pod)
+        assert str(eb.value) == ('Pod in version "v1" cannot be handled as a Pod: strict decoding error: '
+                                 'unknown field "spec.containers[0].imagePullPolcy"')
+        assert eb.value.code == 400
+        assert c.list("Pod")[0] == []
