@@ -127,3 +127,55 @@ def test_add_host_rules_nothing_missing(rig):
     saved = apply.parse_save(all_rules)
     assert apply.missing_jump_rules(saved) == []
     assert apply.add_host_rules(text, [], saved) == text
+
+
+# ----------------------------------------------------------------------------- cleanup
+
+LEFT = """*mangle
+:PREROUTING ACCEPT [0:0]
+:KUBE-PROXY-CANARY - [0:0]
+:KUBE-KUBELET-CANARY - [0:0]
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:KUBE-FIREWALL - [0:0]
+:KUBE-FORWARD - [0:0]
+:FLANNEL-FWD - [0:0]
+-A INPUT -j KUBE-FIREWALL
+-A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD
+-A FORWARD -j FLANNEL-FWD
+-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP
+-A FLANNEL-FWD -s 10.244.0.0/16 -j ACCEPT
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-XPGD46QRK7WJZT7O - [0:0]
+:KUBE-SEP-SXIVWICOYRO3J4NJ - [0:0]
+-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A KUBE-SERVICES -d 10.96.0.1/32 -j KUBE-SVC-XPGD46QRK7WJZT7O
+-A KUBE-SVC-XPGD46QRK7WJZT7O -j KUBE-SEP-SXIVWICOYRO3J4NJ
+COMMIT
+"""
+
+
+def test_cleanup_text_removes_kube_proxy_chains_and_the_jumps_to_them():
+    text = apply.cleanup_text(apply.parse_save(LEFT))
+    assert text == (
+        "*mangle\n:KUBE-PROXY-CANARY - [0:0]\n-X KUBE-PROXY-CANARY\nCOMMIT\n"
+        "*filter\n:KUBE-FORWARD - [0:0]\n"
+        '-D FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD\n'
+        "-X KUBE-FORWARD\nCOMMIT\n"
+        "*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-SVC-XPGD46QRK7WJZT7O - [0:0]\n:KUBE-SEP-SXIVWICOYRO3J4NJ - [0:0]\n"
+        '-D PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES\n'
+        "-X KUBE-SERVICES\n-X KUBE-SVC-XPGD46QRK7WJZT7O\n-X KUBE-SEP-SXIVWICOYRO3J4NJ\nCOMMIT\n")
+    # what the restore leaves: kubelet's and flannel's chains and rules, nothing of kube-proxy's
+    left = apply.replay_restore([LEFT, text])
+    assert set(left.chains("nat")) == {"PREROUTING"}
+    assert set(left.chains("filter")) == {"INPUT", "FORWARD", "KUBE-FIREWALL", "FLANNEL-FWD"}
+    assert set(left.chains("mangle")) == {"PREROUTING", "KUBE-KUBELET-CANARY"}
+
+
+def test_cleanup_text_of_a_clean_host_is_empty():
+    assert apply.cleanup_text(apply.parse_save("*filter\n:INPUT ACCEPT [0:0]\n:KUBE-FIREWALL - [0:0]\nCOMMIT\n")) == ""
