@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", required=True)
     p.add_argument("--node", required=True, help="this node's name (endpoints on it are local)")
     p.add_argument("--api", required=True, help="API server unix socket")
-    p.add_argument("--mode", default="iptables", help=f"proxy mode: {', '.join(modes.NAMES)}")
+    p.add_argument("--mode", default="iptables", metavar="MODE",
+                   help="proxy mode: " + "; ".join(f"{m.name} ({m.summary})" for m in modes.MODES.values()))
     p.add_argument("--ipvs-scheduler", default="rr", help="IPVS scheduler (mode ipvs; upstream default rr)")
     p.add_argument("--node-ip", required=True, help="the node's address (health checks, LB firewall)")
     p.add_argument("--cluster-cidr", default=None, help="pod network (detect-local-mode ClusterCIDR)")
