@@ -1,4 +1,4 @@
-"""The proxy process's sync loop with fake host access: scheduling, full/partial syncs,
+"""The proxy loop with the iptables syncer and fake host access: scheduling, full/partial syncs,
 restore failures, takeover after a restart, conntrack hand-off, events, metrics."""
 
 import json
