@@ -17,6 +17,7 @@ from . import state
 from .cluster import Cluster, require_root
 from .errors import TestbedError
 from .scenario import check_manifests, load as load_scenario
+from .scenario import PROXY_MODES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="A Kubernetes Service-networking lab in Linux network namespaces.")
@@ -36,7 +37,8 @@ def up(scenario: str = typer.Argument(..., help="scenario file (see scenarios/)"
        name: Optional[str] = typer.Option(None, "--name", help="cluster name (default: metadata.name)"),
        raise_neigh_limits: bool = typer.Option(False, "--raise-neigh-limits",
                                                help="raise the host-wide ARP table limits if needed (restored by down)"),
-       proxy_mode: Optional[str] = typer.Option(None, "--proxy-mode", help="override spec.proxyMode"),
+       proxy_mode: Optional[str] = typer.Option(None, "--proxy-mode",
+                                                  help=f"override spec.proxyMode ({', '.join(PROXY_MODES)})"),
        no_control_plane: bool = typer.Option(False, "--no-control-plane",
                                              help="topology only: static pod namespaces, no API, no workloads"),
        quiet: bool = typer.Option(False, "-q", "--quiet")) -> None:

@@ -29,11 +29,12 @@ import yaml
 
 from .errors import Problem, ValidationError
 from .k8s import admission as k8s_admission, errors as k8s_errors, kinds, schema, schemas
+from .proxy.modes import NAMES as _PROXY_MODE_NAMES
 
 API_VERSION = "testbed/v1"
 BACKENDS = ("vxlan", "host-gw")
 HAIRPIN_MODES = ("hairpin-veth", "promiscuous-bridge", "none")
-PROXY_MODES = ("iptables", "ipvs", "none")  # nftables and userspace: not built yet
+PROXY_MODES = (*_PROXY_MODE_NAMES, "none")   # the registered proxy modes, or no kube-proxy
 IFNAMSIZ = 15
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

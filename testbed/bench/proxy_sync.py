@@ -2,7 +2,7 @@
 
 For each size a fresh one-node cluster is built with the topology engine (``control_plane=False``:
 just the namespaces), and the real proxy code runs in a thread inside the node's namespace:
-``ProxyRunner.sync()`` -- change tracking, the iptables renderer, one ``iptables-save`` on
+``ProxyLoop.sync()`` -- change tracking, the iptables syncer's renderer, one ``iptables-save`` on
 full syncs, one ``iptables-restore --noflush`` per sync (a child process, so it acts on the
 node's namespace). Each Service has one TCP port and an EndpointSlice with 2 endpoints.
 
@@ -20,7 +20,10 @@ import statistics
 import time
 
 from ..cluster import Cluster
-from ..proxy.runner import ProxyConfig, ProxyRunner, RestoreStream
+from ..proxy.iptables.restore import RestoreStream
+from ..proxy.iptables.syncer import IptablesSyncer
+from ..proxy.loop import ProxyLoop
+from ..proxy.syncer import ProxyConfig
 from ..scenario import parse
 
 
@@ -53,7 +56,7 @@ def drive(runner, services: int, changes: int, resyncs: int) -> dict:
     cold = runner.sync()
     if not cold.ok:
         raise RuntimeError(f"full sync failed: {cold.error} (line {cold.error_line})")
-    cold_ops = getattr(runner, "last_ops", None)
+    cold_ops = getattr(runner.syncer, "last_ops", None)
     fulls = []
     for _ in range(resyncs):
         runner.request_sync(full=True)
@@ -106,11 +109,11 @@ def _measure(services: int, changes: int, resyncs: int, upstream: bool = False) 
     cfg = ProxyConfig(cluster="bench", node_name="node1", node_ip="172.20.10.2",
                       cluster_cidr="10.244.0.0/16", min_sync_period=0.0, sync_period=30.0,
                       replace_full_sync=not upstream, skip_unchanged_chains=not upstream)
-    runner = ProxyRunner(cfg, random_fully=True, be_liberal=False)
+    runner = ProxyLoop(cfg, IptablesSyncer(cfg, random_fully=True, be_liberal=False))
     d = drive(runner, services, changes, resyncs)
     cold, fulls, parts, fill = d["cold_rec"], d["fulls"], d["parts"], d["fill"]
     med = statistics.median
-    floor = restore_alone(runner.iptables.save())
+    floor = restore_alone(runner.syncer.iptables.save())
     return {
         "restore_alone": floor,
         "services": services, "fill": fill, "lines_full": cold.lines, "lines_partial": parts[-1].lines,

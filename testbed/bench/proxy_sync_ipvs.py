@@ -3,7 +3,7 @@
 
 Same workload as ``testbed.bench.proxy_sync`` (the iptables figures): a fresh one-node cluster
 (topology only), and the real IPVS syncer in a thread inside the node's namespace:
-``IpvsProxyRunner.sync()`` -- change tracking, the desired state, netlink batches to IPVS /
+``ProxyLoop.sync()`` with the ``IpvsSyncer`` -- change tracking, the desired state, netlink batches to IPVS /
 ipset / ``kube-ipvs0``, one ``iptables-restore`` when the rules change. Each Service has one TCP
 port and an EndpointSlice with 2 endpoints.
 
@@ -18,21 +18,22 @@ import argparse
 import statistics
 
 from ..cluster import Cluster
-from ..proxy.runner import ProxyConfig
+from ..proxy.loop import ProxyLoop
+from ..proxy.syncer import ProxyConfig
 from ..scenario import parse
 from .proxy_sync import drive
 
 
 def _measure(services: int, changes: int, resyncs: int) -> dict:
     """Runs inside the node's namespace."""
-    from ..proxy.ipvs.syncer import IpvsProxyRunner
+    from ..proxy.ipvs.syncer import IpvsSyncer
     cfg = ProxyConfig(cluster="bench", node_name="node1", node_ip="172.20.10.2",
                       cluster_cidr="10.244.0.0/16", min_sync_period=0.0, sync_period=30.0)
-    runner = IpvsProxyRunner(cfg, random_fully=True, be_liberal=False)
+    runner = ProxyLoop(cfg, IpvsSyncer(cfg, random_fully=True))
     runner.setup_host()
     d = drive(runner, services, changes, resyncs)
     cold, fulls, parts, fill, cold_ops = d["cold_rec"], d["fulls"], d["parts"], d["fill"], d["cold_ops"]
-    k = runner.kernel
+    k = runner.syncer.kernel
     in_kernel = len(k.list_services())
     assert in_kernel == services, (in_kernel, services)
     med = statistics.median

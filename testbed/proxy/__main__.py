@@ -1,4 +1,4 @@
-"""``python -m testbed.proxy``: kube-proxy (iptables mode) for one testbed node.
+"""``python -m testbed.proxy``: kube-proxy for one testbed node, in any mode of ``testbed.proxy.modes``.
 
 Start it *inside the node's network namespace* (it inherits the netns of the thread that
 forks it); every iptables/conntrack/health-check action happens in that namespace::
@@ -22,7 +22,9 @@ import sys
 import threading
 
 from testbed import naming
-from testbed.proxy.runner import ProxyConfig, ProxyRunner
+from testbed.proxy import modes
+from testbed.proxy.loop import ProxyLoop
+from testbed.proxy.syncer import ProxyConfig
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,8 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", required=True)
     p.add_argument("--node", required=True, help="this node's name (endpoints on it are local)")
     p.add_argument("--api", required=True, help="API server unix socket")
-    p.add_argument("--mode", default="iptables", help="proxy mode: iptables or ipvs")
-    # issue 7 (IPVS mode): the IPVS scheduler, upstream --ipvs-scheduler
+    p.add_argument("--mode", default="iptables", metavar="MODE",
+                   help="proxy mode: " + "; ".join(f"{m.name} ({m.summary})" for m in modes.MODES.values()))
     p.add_argument("--ipvs-scheduler", default="rr", help="IPVS scheduler (mode ipvs; upstream default rr)")
     p.add_argument("--node-ip", required=True, help="the node's address (health checks, LB firewall)")
     p.add_argument("--cluster-cidr", default=None, help="pod network (detect-local-mode ClusterCIDR)")
@@ -85,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format=f"%(asctime)s kube-proxy[{args.node}] %(levelname)s %(message)s")
     log = logging.getLogger("testbed.proxy")
-    if args.mode not in ("iptables", "ipvs"):   # issue 7: + ipvs
-        log.error("--mode %s is not implemented by this process (iptables, ipvs)", args.mode)
+    if args.mode not in modes.MODES:
+        log.error("--mode %s is not implemented by this process (%s)", args.mode, ", ".join(modes.NAMES))
         return 2
     if not args.allow_any_netns:
         why = check_netns(args.cluster, args.node)
@@ -104,36 +106,40 @@ def main(argv: list[str] | None = None) -> int:
                       full_sync_period=args.full_sync_period, masquerade_all=args.masquerade_all,
                       localhost_nodeports=not args.no_localhost_nodeports,
                       replace_full_sync=not args.noflush_full_sync, skip_unchanged_chains=not args.rewrite_all_chains,
+                      ipvs_scheduler=args.ipvs_scheduler,
                       rules_file=os.path.join(args.state_dir, f"proxy-{args.node}.rules") if args.state_dir else None)
     client = ApiClient(args.api)
     events_client = ApiClient(args.api, timeout=5.0)
-    runner: ProxyRunner | None = None
+    loop: ProxyLoop | None = None
     health = None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
-    health = ServiceHealthServer(args.node_ip, healthy=lambda: runner is None or runner.healthy())
+    health = ServiceHealthServer(args.node_ip, healthy=lambda: loop is None or loop.healthy())
     cleaner = ConntrackCleaner()
     try:
         cleaner.open()
     except Exception as exc:  # noqa: BLE001 - retried at the first cleanup
         log.warning("conntrack netlink socket: %s", exc)
-    if args.mode == "ipvs":   # issue 7: IPVS mode dispatch
-        from testbed.proxy.ipvs.syncer import IpvsProxyRunner
-        runner = IpvsProxyRunner(cfg, scheduler=args.ipvs_scheduler, cleaner=cleaner, health=health,
-                                 post_event=events_client.create)
+    try:
+        cleaned = modes.cleanup_conflicting(args.mode)
+    except Exception as exc:  # noqa: BLE001 - the first full sync still installs this mode's rules
+        log.warning("removing the rules of other proxy modes failed: %s", exc)
     else:
-        runner = ProxyRunner(cfg, cleaner=cleaner, health=health, post_event=events_client.create)
-    runner.setup_host()
-    log.info("starting: node %s (%s), cluster CIDR %s, min sync %.3gs, sync period %.3gs, "
-             "full sync period %.3gs, api %s", args.node, args.node_ip, args.cluster_cidr,
+        if cleaned:
+            log.info("removed the rules of proxy modes %s", ", ".join(cleaned))
+    syncer = modes.get(args.mode).make_syncer(cfg)
+    loop = ProxyLoop(cfg, syncer, cleaner=cleaner, health=health, post_event=events_client.create)
+    loop.setup_host()
+    log.info("starting: %s mode, node %s (%s), cluster CIDR %s, min sync %.3gs, sync period %.3gs, "
+             "full sync period %.3gs, api %s", args.mode, args.node, args.node_ip, args.cluster_cidr,
              cfg.min_sync_period, cfg.sync_period, cfg.full_sync_period, args.api)
-    runner.start(client)
+    loop.start(client)
     while not stop.wait(1.0):
         pass
     log.info("stopping (rules are left in place)")
-    runner.stop()
+    loop.stop()
     client.close()
     events_client.close()
     return 0

@@ -4,7 +4,7 @@
 dies abnormally (killed by a signal, or a non-zero exit other than 2, the status of a refused
 configuration) is started again, like a DaemonSet pod
 with ``restartPolicy: Always`` -- and the new process takes over the rules its predecessor left
-(``runner``: no flush). A proxy that exits cleanly (status 0, e.g. after SIGTERM from
+(full syncs without a flush first). A proxy that exits cleanly (status 0, e.g. after SIGTERM from
 ``testbed down`` or an operator) stays stopped. Restarts of a proxy that keeps dying within
 ``min_uptime`` back off exponentially (0.5 s doubling, at most ``max_backoff``).
 

@@ -329,9 +329,9 @@ def test_service_deleted_is_removed_from_kernel(lab):
 
 
 def test_rules_command_shows_ipvs_table_and_ipsets(lab):
-    from testbed.cli_proxy import ipvs_table
+    from testbed.proxy.status import dump_rules
 
-    text = ipvs_table(lab.c.name, "node/node1")
+    text = dump_rules(lab.c.name, "node/node1")
     web = lab.cip("web")
     assert f"TCP  {web}:80 rr" in text
     assert f"  -> {lab.ips['web-1']}:{PORT}" in text and "Masq    1" in text

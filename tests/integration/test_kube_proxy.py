@@ -1,9 +1,9 @@
 """kube-proxy (iptables mode) through the real flow: ``Cluster.up`` starts the control plane, the
 daemon starts one supervised kube-proxy per node, Services and Pods go through the API, and
-every behaviour of issue 4 is proven by traffic from pods and from external clients.
+every behaviour of the iptables proxy is proven by traffic from pods and from external clients.
 
 Convergence is waited for on watches (``controllers.base.wait_for``) and on the proxies'
-metrics files (``cli_proxy.wait_programmed``: inotify on the state directory, no polling);
+metrics files (``testbed.proxy.status.wait_programmed``: inotify on the state directory, no polling);
 there are no fixed sleeps. Timeouts below are only used where the expected result *is* that
 nothing answers (a dropped packet).
 """
@@ -22,10 +22,11 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from testbed import cli_proxy, lbnet, netns
+from testbed import lbnet, netns
 from testbed.cli import app
 from testbed.cluster import Cluster
 from testbed.controllers.base import wait_for
+from testbed.proxy import status as proxy_status
 from testbed.proxy.healthcheck import probe
 from testbed.scenario import parse
 
@@ -103,7 +104,7 @@ class Lab:
         return self.c.plan.node(node).ip
 
     def programmed(self, *objs, nodes=None, timeout=10.0):
-        return cli_proxy.wait_programmed(self.c.name, objs, nodes, timeout)
+        return proxy_status.wait_programmed(self.c.name, objs, nodes, timeout)
 
     def slice_ready(self, service: str, ips: set[str], ready: bool = True, ports: set[str] | None = None) -> dict:
         """Wait for the Service's slices to list exactly ``ips`` (ready ones) and, if given,
@@ -420,7 +421,7 @@ def test_udp_backend_replaced_with_conntrack_cleanup(lab):
     try:
         assert udp_ask(s, (ip, 53)) == "udp-a"
         assert udp_ask(s, (ip, 53)) == "udp-a"      # one conntrack entry, to udp-a
-        before = cli_proxy.proxy_metrics(lab.c.name, "node2")["node2"]["conntrack_entries_deleted_total"]
+        before = proxy_status.proxy_metrics(lab.c.name, "node2")["node2"]["conntrack_entries_deleted_total"]
         lab.api.create(pod("udp-b", "node2", app="udp"))
         wait_for(lab.api, "Pod", lambda ps: any(p["metadata"]["name"] == "udp-b" and (p.get("status") or {}).get("podIP")
                                                 for p in ps), namespace="default", timeout=10)
@@ -441,7 +442,7 @@ def test_udp_backend_replaced_with_conntrack_cleanup(lab):
 
 def test_restart_keeps_established_connections_and_takes_over(lab):
     ip = lab.cip("web")
-    old_pid = cli_proxy.proxy_metrics(lab.c.name, "node1")["node1"]["pid"]
+    old_pid = proxy_status.proxy_metrics(lab.c.name, "node1")["node1"]["pid"]
 
     def open_conn():
         s = socket.create_connection((ip, 80), timeout=3)
@@ -461,7 +462,7 @@ def test_restart_keeps_established_connections_and_takes_over(lab):
     try:
         first = ask(conn)
         os.kill(old_pid, signal.SIGKILL)          # the daemon's supervisor starts a new proxy
-        ms = cli_proxy.wait_metrics(
+        ms = proxy_status.wait_metrics(
             lab.c.name, lambda m: m if m["node1"]["pid"] != old_pid and (m["node1"].get("last_sync") or {}).get("ok")
             else None, timeout=15, what="a new kube-proxy on node1")
         new = ms["node1"]
@@ -473,7 +474,7 @@ def test_restart_keeps_established_connections_and_takes_over(lab):
     nat = lab.save("node1")
     assert nat.count('-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES') == 1
     assert set(lab.http("pod/cl-1", ip, 80, n=20)) == {"web-1", "web-2"}
-    assert cli_proxy.check_rules(lab.c.name, "node/node1") == []
+    assert proxy_status.check_rules(lab.c.name, "node/node1") == []
     events, _ = lab.api.list("Event", "default")
     assert sum(e["reason"] == "Synced" and e["source"]["host"] == "node1" and e["source"]["component"] == "kube-proxy"
                for e in events) >= 2                # one full sync per process
@@ -500,7 +501,7 @@ def test_rules_and_metrics_commands(lab):
         assert f"nat {chain}: rules differ" in r.output and f"+ -A {chain} -j RETURN" in r.output
     finally:
         lab.c.exec("node/node2", [*extra[:5], "-D", *extra[6:]], check=True)
-    assert cli_proxy.check_rules(lab.c.name, "node/node2") == []
+    assert proxy_status.check_rules(lab.c.name, "node/node2") == []
 
 
 def test_lb_routes_removed_when_released(lab):
@@ -512,7 +513,7 @@ def test_lb_routes_removed_when_released(lab):
         p.pop("nodePort", None)
     lab.api.update(s)
     # the route controller records what it programmed in <state>/lb-routes.json (inotify wait)
-    cli_proxy.wait_state(lab.c.name, lambda: ip not in lbnet.read_state(lab.c.name), what=f"route {ip} removed")
+    proxy_status.wait_state(lab.c.name, lambda: ip not in lbnet.read_state(lab.c.name), what=f"route {ip} removed")
     assert ip not in lbnet.current_routes(lab.c.plan.underlay.netns)
     assert lab.lb_ip("local-lb") in lbnet.current_routes(lab.c.plan.underlay.netns)
     kind, _ = lab.fails("external/client1", ip, 80, timeout=1.0)

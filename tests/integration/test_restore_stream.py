@@ -1,4 +1,4 @@
-"""A full sync streamed into a real ``iptables-restore`` (issue 4): the child parses while the
+"""A full sync streamed into a real ``iptables-restore``: the child parses while the
 renderer writes, the kernel ends up with exactly the rendered chains, a bad line is reported
 against the streamed input and leaves the previous rules in place, and an aborted stream
 commits nothing. (iptables-nft reports a parse error at its line, a missing jump target at the
@@ -9,8 +9,11 @@ from __future__ import annotations
 import pytest
 
 from testbed import netns
-from testbed.proxy import apply
-from testbed.proxy.runner import HostIptables, ProxyConfig, ProxyRunner, RestoreStream
+from testbed.proxy.iptables import apply
+from testbed.proxy.iptables.restore import HostIptables, RestoreStream
+from testbed.proxy.iptables.syncer import IptablesSyncer
+from testbed.proxy.loop import ProxyLoop
+from testbed.proxy.syncer import ProxyConfig
 
 from .netutil import uniq
 
@@ -49,12 +52,12 @@ def _full_sync_then_save(n):
     assert HostIptables().restore(foreign)[0] == 0
     cfg = ProxyConfig(cluster="c", node_name="n1", node_ip="172.20.0.2", cluster_cidr="10.244.0.0/16",
                       min_sync_period=0, replace_full_sync=True, skip_unchanged_chains=True)
-    r = ProxyRunner(cfg, random_fully=True, be_liberal=False)
+    r = ProxyLoop(cfg, IptablesSyncer(cfg, random_fully=True, be_liberal=False))
     for i in range(n):
         r.state.update_service(_svc(i))
         r.state.update_endpoint_slice(_slice(i))
     rec = r.sync()
-    return rec, r.renderer.active_chains, HostIptables().save()
+    return rec, r.syncer.renderer.active_chains, HostIptables().save()
 
 
 def test_streamed_full_sync_installs_every_chain_and_keeps_foreign_rules(node_ns):

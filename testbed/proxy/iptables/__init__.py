@@ -1,4 +1,8 @@
-"""kube-proxy ``--proxy-mode=iptables``: chain names, the restore-input renderer, test ordering."""
+"""kube-proxy ``--proxy-mode=iptables``: chain names, the restore-input renderer, test ordering.
+
+The syncer, the restore streams and the registry entry are the ``syncer``, ``restore`` and
+``mode`` modules.
+"""
 
 from testbed.proxy.iptables.names import (
     endpoint_chain_name,

@@ -1,1 +1,2 @@
-"""kube-proxy IPVS mode: desired state (pure), netlink kernel access, the syncer, a preflight check."""
+"""kube-proxy IPVS mode: desired state (pure), netlink kernel access, the syncer, a preflight
+check, its registry entry."""

@@ -1,8 +1,8 @@
-"""kube-proxy's IPVS mode: the sync loop of ``ProxyRunner`` with an IPVS sync.
+"""kube-proxy's IPVS mode: the ``Syncer`` that applies the IPVS desired state.
 
-``IpvsProxyRunner`` reuses everything of the iptables-mode runner (watches, ``ProxyState``
-change tracking, ``SyncScheduler`` rate limiting, UDP conntrack cleanup, health-check servers,
-metrics, events) and replaces one sync:
+The loop (``testbed.proxy.loop``) does what every mode does (watches, ``ProxyState`` change
+tracking, ``SyncScheduler`` rate limiting, UDP conntrack cleanup, health-check servers,
+metrics, events); this syncer does one sync:
 
 - full sync (the first one, after a failure, on request, and every ``full_sync_period``):
   ensure ``kube-ipvs0`` and every ipset, read the node's addresses (NodePort virtual servers
@@ -24,34 +24,19 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import time
+from typing import Callable
 
 from testbed import netlink
-from testbed.proxy import apply
+from testbed.proxy.iptables import apply
+from testbed.proxy.iptables.restore import HostIptables, Iptables
 from testbed.proxy.ipvs import desired as D
 from testbed.proxy.ipvs import kernel as K
-from testbed.proxy.runner import (
-    SYSCTLS as COMMON_SYSCTLS,
-    ProxyConfig,
-    ProxyRunner,
-    SyncRecord,
-    write_sysctl,
-)
+from testbed.proxy.model import ProxyState, StateChange
+from testbed.proxy.syncer import ProxyConfig, SyncOutcome
+from testbed.proxy.sysctl import write_sysctl
 
 log = logging.getLogger("testbed.proxy")
-
-
-class _FullSyncFlag:
-    """What the base runner calls on its ``renderer``: full-sync bookkeeping only."""
-
-    def __init__(self) -> None:
-        self.needs_full_sync = True
-        self.localhost_nodeports = False
-
-    def force_full_sync(self) -> None:
-        self.needs_full_sync = True
-
-    def restore_failed(self) -> None:
-        self.needs_full_sync = True
 
 
 class IpvsSyncError(RuntimeError):
@@ -74,34 +59,45 @@ def ensure_modules() -> None:
         subprocess.run(["modprobe", "-q", mod], capture_output=True)
 
 
-class IpvsProxyRunner(ProxyRunner):
+class IpvsSyncer:
     mode = "ipvs"
 
-    def __init__(self, cfg: ProxyConfig, *, scheduler: str = D.DEFAULT_SCHEDULER,
-                 kernel: K.IpvsKernel | None = None, **kwargs):
-        super().__init__(cfg, **kwargs)
-        self.renderer = _FullSyncFlag()
+    def __init__(self, cfg: ProxyConfig, *, iptables: Iptables | None = None,
+                 kernel: K.IpvsKernel | None = None, random_fully: bool | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self.iptables = iptables if iptables is not None else HostIptables()
+        if random_fully is None:
+            random_fully = HostIptables.random_fully()
         self.ipvs_config = D.IpvsConfig(
             node_name=cfg.node_name, node_ip=cfg.node_ip, cluster_cidr=cfg.cluster_cidr,
-            masquerade_all=cfg.masquerade_all, scheduler=scheduler or D.DEFAULT_SCHEDULER,
-            random_fully=self.ipt_config.random_fully)
+            masquerade_all=cfg.masquerade_all, scheduler=cfg.ipvs_scheduler or D.DEFAULT_SCHEDULER,
+            random_fully=random_fully)
         self.desired = D.DesiredState(self.ipvs_config)
         self.kernel = kernel if kernel is not None else K.IpvsKernel()
         self._rules_text: str | None = None
+        self._need_full = True
         self.last_ops = 0
 
-    # ------------------------------------------------------------------ host setup
+    @property
+    def needs_full_sync(self) -> bool:
+        return self._need_full
+
+    def force_full_sync(self) -> None:
+        self._need_full = True
+
+    def sync_failed(self) -> None:
+        self._need_full = True
+
     def setup_host(self) -> None:
         """The sysctls upstream's IPVS proxier sets (``net.ipv4.vs.*`` exist once ip_vs is
-        loaded; they are per network namespace), plus the mode-independent conntrack ones."""
+        loaded; they are per network namespace); the loop adds the mode-independent ones."""
         ensure_modules()
-        for key, value in COMMON_SYSCTLS:
-            write_sysctl(key, value)
         for key, value in D.sysctls(kernel_version()):
             write_sysctl(key, value)
 
     # ------------------------------------------------------------------ one sync
-    def _full(self) -> tuple[int, str]:
+    def _full(self, state: ProxyState) -> tuple[int, str]:
         k = self.kernel
         dummy = k.ensure_dummy(D.DUMMY_DEVICE)
         addrs = k.node_addresses(dummy)
@@ -109,7 +105,7 @@ class IpvsProxyRunner(ProxyRunner):
             self.ipvs_config = D.IpvsConfig(**{**self.ipvs_config.__dict__, "node_addresses": addrs})
             self.desired.cfg = self.ipvs_config
         k.ensure_sets()
-        self.desired.rebuild(self.state)
+        self.desired.rebuild(state)
         want = self.desired
         ks = k.read(dummy, set(want.virtual_servers))
         delta = D.Delta()
@@ -152,10 +148,10 @@ class IpvsProxyRunner(ProxyRunner):
             jumps = list(D.JUMP_RULES)
         return self._apply(delta, dummy, jumps, full=True)
 
-    def _partial(self, changes) -> tuple[int, str]:
+    def _partial(self, state: ProxyState, changes: StateChange) -> tuple[int, str]:
         delta = D.Delta()
         for nn in sorted(changes.updated_services):
-            self.desired.update(self.state, nn, delta)
+            self.desired.update(state, nn, delta)
         return self._apply(delta, self.kernel.dummy_index, [], full=False)
 
     def _apply(self, delta: D.Delta, dummy: int, jumps: list, full: bool) -> tuple[int, str]:
@@ -197,67 +193,48 @@ class IpvsProxyRunner(ProxyRunner):
             raise IpvsSyncError(f"{len(failures)} kernel request(s) failed, first: {what}: {os.strerror(err)}")
         return rc, stderr if rc else text
 
-    def sync(self) -> SyncRecord:
-        t0, pending_since, newest, changes, do_full = self._begin_sync()
-        self._pending_filters += apply.conntrack_filters(changes, self.state.svc_port_map)
+    def sync(self, state: ProxyState, changes: StateChange, full: bool, now: float) -> SyncOutcome:
         error = None
         rc, out = 0, ""
         try:
-            rc, out = self._full() if do_full else self._partial(changes)
+            rc, out = self._full(state) if full else self._partial(state, changes)
             if rc != 0:
                 error = f"iptables-restore failed (exit {rc}): {out.strip().splitlines()[0] if out.strip() else ''}"
         except Exception as exc:  # noqa: BLE001 - reported as a failed sync; next one is full
-            log.exception("IPVS %s sync failed", "full" if do_full else "partial")
+            log.exception("IPVS %s sync failed", "full" if full else "partial")
             error = str(exc)
-        t2 = self.clock()
+        took = self.clock() - now
         if error is not None:
-            self.renderer.restore_failed()
-            with self._cond:
-                if pending_since is not None:
-                    self._pending_since = pending_since if self._pending_since is None \
-                        else min(pending_since, self._pending_since)
-                self.sched.retry_after(t2, self.cfg.sync_period)
-            log.error("%s sync failed: %s", "full" if do_full else "partial", error)
-            rec = SyncRecord(do_full, False, t2 - t0, 0.0, t2 - t0, 0.0, 0, self.last_ops, 0, 0, None, error=error)
-            self.counters["sync_failures_total"] += 1
-            self._post("SyncFailed", f"IPVS {'full' if do_full else 'partial'} sync failed: {error}", warning=True)
-            self._finish(rec)
-            return rec
+            self._need_full = True
+            log.error("%s sync failed: %s", "full" if full else "partial", error)
+            return SyncOutcome(False, 0, self.last_ops, restore=took, error=error,
+                               failure_event=f"IPVS {'full' if full else 'partial'} sync failed: {error}")
+        self._need_full = False
+        lines = out.count("\n") if full or out else 0
+        return SyncOutcome(True, lines, self.last_ops, restore=took)
 
-        self.renderer.needs_full_sync = False
-        if do_full:
-            self._last_full = t0
-        deleted, t3, latency = self._after_apply(changes, newest, do_full)
-        lines = out.count("\n") if do_full or out else 0
-        rec = SyncRecord(do_full, True, self.clock() - t0, 0.0, t2 - t0, t3 - t2, lines, self.last_ops, 0,
-                         deleted, latency)
-        self.counters["conntrack_entries_deleted_total"] += deleted
+    def report(self, state: ProxyState, out: SyncOutcome, full: bool, duration: float,
+               conntrack: float, conntrack_deleted: int) -> tuple[str, str]:
         d = self.desired
-        log.log(logging.INFO if do_full or deleted else logging.DEBUG,
-                "%s IPVS sync: %d services, %d virtual servers, %d addresses, %d kernel requests; %.1f ms "
-                "(conntrack %.1f ms: %d entries)", "full" if do_full else "partial", self.state.service_count(),
-                len(d.virtual_servers), len(d.bound_addresses), self.last_ops, rec.duration * 1e3,
-                (t3 - t2) * 1e3, deleted)
-        if do_full:
-            self._post("Synced", f"full IPVS sync: {self.state.service_count()} services, "
-                       f"{len(d.virtual_servers)} virtual servers, {self.last_ops} kernel requests "
-                       f"in {rec.duration * 1000:.1f} ms")
-        self._finish(rec)
-        return rec
+        line = (f"{'full' if full else 'partial'} IPVS sync: {state.service_count()} services, "
+                f"{len(d.virtual_servers)} virtual servers, {len(d.bound_addresses)} addresses, "
+                f"{self.last_ops} kernel requests; {duration * 1e3:.1f} ms "
+                f"(conntrack {conntrack * 1e3:.1f} ms: {conntrack_deleted} entries)")
+        event = (f"full IPVS sync: {state.service_count()} services, {len(d.virtual_servers)} virtual servers, "
+                 f"{self.last_ops} kernel requests in {duration * 1000:.1f} ms")
+        return line, event
 
-    # ------------------------------------------------------------------ reporting
-    def metrics(self) -> dict:
-        m = super().metrics()
-        m["mode"] = "ipvs"
-        d = self.desired
-        m["ipvs"] = {"scheduler": self.ipvs_config.scheduler, "virtual_servers": len(d.virtual_servers),
-                     "real_servers": sum(len(v) for v in d.destinations.values()),
-                     "bound_addresses": len(d.bound_addresses),
-                     "nodeport_addresses": list(self.ipvs_config.nodeport_addresses),
-                     "last_sync_kernel_requests": self.last_ops}
-        return m
-
-    def _monitor(self) -> None:
+    def rules_lost(self) -> str | None:
         """No KUBE-PROXY-CANARY in IPVS mode; a periodic full sync re-reads the kernel."""
-        return
+        return None
 
+    def metrics(self) -> dict:
+        d = self.desired
+        return {"ipvs": {"scheduler": self.ipvs_config.scheduler, "virtual_servers": len(d.virtual_servers),
+                         "real_servers": sum(len(v) for v in d.destinations.values()),
+                         "bound_addresses": len(d.bound_addresses),
+                         "nodeport_addresses": list(self.ipvs_config.nodeport_addresses),
+                         "last_sync_kernel_requests": self.last_ops}}
+
+    def close(self) -> None:
+        self.kernel.close()

@@ -4,8 +4,10 @@ syncs that carry over foreign rules (no root)."""
 
 from __future__ import annotations
 
-from testbed.proxy import apply
-from testbed.proxy.runner import ProxyConfig, ProxyRunner
+from testbed.proxy.iptables import apply
+from testbed.proxy.iptables.syncer import IptablesSyncer
+from testbed.proxy.loop import ProxyLoop
+from testbed.proxy.syncer import ProxyConfig
 
 FULL = """*filter
 :KUBE-SERVICES - [0:0]
@@ -159,7 +161,7 @@ def test_runner_replaces_tables_on_full_syncs_and_skips_unchanged_chains(tmp_pat
     cfg = ProxyConfig(cluster="c", node_name="n1", node_ip="192.168.0.2", cluster_cidr="10.244.0.0/16",
                       min_sync_period=0, replace_full_sync=True, skip_unchanged_chains=True,
                       rules_file=str(tmp_path / "proxy-n1.rules"))
-    r = ProxyRunner(cfg, iptables=ipt, random_fully=True, be_liberal=False)
+    r = ProxyLoop(cfg, IptablesSyncer(cfg, iptables=ipt, random_fully=True, be_liberal=False))
     for i in range(3):
         r.state.update_service(_svc(f"s{i}", f"10.96.0.{10 + i}"))
         r.state.update_endpoint_slice(_slice(f"s{i}", [f"10.244.0.{2 + i}"], 10 + i))
@@ -181,7 +183,7 @@ def test_runner_replaces_tables_on_full_syncs_and_skips_unchanged_chains(tmp_pat
 def _runner(ipt, replace):
     cfg = ProxyConfig(cluster="c", node_name="n1", node_ip="192.168.0.2", cluster_cidr="10.244.0.0/16",
                       min_sync_period=0, replace_full_sync=replace, skip_unchanged_chains=replace)
-    r = ProxyRunner(cfg, iptables=ipt, random_fully=True, be_liberal=False)
+    r = ProxyLoop(cfg, IptablesSyncer(cfg, iptables=ipt, random_fully=True, be_liberal=False))
     for i in range(300):    # more than two of the renderer's chunks, so the stream has several
         r.state.update_service(_svc(f"s{i}", f"10.96.{i // 200}.{10 + i % 200}"))
         r.state.update_endpoint_slice(_slice(f"s{i}", [f"10.244.{i // 200}.{2 + i % 200}"], 10 + i))

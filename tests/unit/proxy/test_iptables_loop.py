@@ -1,4 +1,4 @@
-"""The proxy process's sync loop with fake host access: scheduling, full/partial syncs,
+"""The proxy loop with the iptables syncer and fake host access: scheduling, full/partial syncs,
 restore failures, takeover after a restart, conntrack hand-off, events, metrics."""
 
 import json
@@ -7,7 +7,12 @@ import logging
 import pytest
 
 from testbed.proxy import apply
-from testbed.proxy.runner import ProxyConfig, ProxyRunner, Summary, SyncScheduler, make_event
+from testbed.proxy.events import make_event
+from testbed.proxy.iptables.syncer import IptablesSyncer
+from testbed.proxy.loop import ProxyLoop
+from testbed.proxy.metrics import Summary
+from testbed.proxy.schedule import SyncScheduler
+from testbed.proxy.syncer import ProxyConfig
 
 from .conftest import NODE, ep, eps, svc
 
@@ -132,8 +137,9 @@ def proxy(tmp_path):
     ipt, cleaner, health, posted, clock = FakeIptables(), FakeCleaner(), FakeHealth(), [], Clock()
     cfg = ProxyConfig(cluster="c", node_name=NODE, node_ip="192.168.0.2", cluster_cidr="10.0.0.0/8",
                       metrics_file=str(tmp_path / "m.json"), min_sync_period=0.1)
-    r = ProxyRunner(cfg, iptables=ipt, cleaner=cleaner, health=health, post_event=posted.append,
-                    random_fully=True, be_liberal=False, clock=clock, wall=lambda: 1000.0 + clock.t)
+    syncer = IptablesSyncer(cfg, iptables=ipt, random_fully=True, be_liberal=False, clock=clock)
+    r = ProxyLoop(cfg, syncer, cleaner=cleaner, health=health, post_event=posted.append,
+                  clock=clock, wall=lambda: 1000.0 + clock.t)
     r.fake = (ipt, cleaner, health, posted, clock)
     yield r
     r.events.close()

@@ -1,0 +1,139 @@
+"""Host access for iptables mode: ``iptables-save``, and ``iptables-restore`` fed as a stream.
+
+Every command is a child of this process, so it acts on this process's network namespace
+(the node's, for the proxy process).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import subprocess
+import tempfile
+from typing import Protocol
+
+from testbed.proxy.iptables.apply import CANARY_CHAIN
+
+RESTORE_ARGS = ("iptables-restore", "-w", "5", "-W", "100000", "--noflush", "--counters")
+
+
+class Iptables(Protocol):
+    def save(self) -> str: ...
+    def restore(self, text: str) -> tuple[int, str]: ...
+    def has_canary(self) -> bool: ...
+    # optional: ``open_restore(noflush) -> RestoreStream`` (else a ``BufferedRestore`` is used)
+
+
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+# iptables-nft-restore spends a tenth of its time in glibc's free-list upkeep (malloc_consolidate,
+# unlink_chunk) at 10k Services; a large tcache and no fastbins cut its user time by ~25 %.
+RESTORE_ENV = {"GLIBC_TUNABLES": "glibc.malloc.tcache_count=65000:glibc.malloc.mxfast=0:"
+                                 "glibc.malloc.top_pad=268435456:glibc.malloc.trim_threshold=268435456"}
+
+
+class RestoreStream:
+    """One ``iptables-restore`` fed while its input is still being produced: ``write()`` pieces
+    as they are rendered (the child parses them meanwhile, on the other core), ``close()`` for
+    (exit status, stderr). ``text`` is everything written (error lines refer to it)."""
+
+    def __init__(self, noflush: bool = True):
+        args = list(RESTORE_ARGS) if noflush else [a for a in RESTORE_ARGS if a != "--noflush"]
+        self._err = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                      stderr=self._err, env={**os.environ, **RESTORE_ENV})
+        try:   # a 1 MiB pipe: the renderer runs ahead instead of waking the child every 64 KiB
+            fcntl.fcntl(self._proc.stdin.fileno(), F_SETPIPE_SZ, 1 << 20)
+        except OSError:
+            pass
+        self._parts: list[str] = []
+        self._broken = False
+
+    def write(self, piece: str) -> None:
+        self._parts.append(piece)
+        if not self._broken:
+            try:
+                self._proc.stdin.write(piece.encode())
+            except BrokenPipeError:   # the child gave up (a parse error): close() reports it
+                self._broken = True
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+    def abort(self) -> None:
+        """Kill the child before it saw ``COMMIT``: nothing is committed."""
+        self._proc.kill()
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass
+        self._proc.wait()
+        self._err.close()
+
+    def close(self) -> tuple[int, str]:
+        try:
+            self._proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        rc = self._proc.wait()
+        self._err.seek(0)
+        err = self._err.read().decode(errors="replace")
+        self._err.close()
+        return rc, err
+
+
+class BufferedRestore:
+    """``RestoreStream``'s interface over an ``Iptables`` without one (test doubles): the input
+    is collected and restored in one call at ``close()``."""
+
+    def __init__(self, iptables: Iptables, noflush: bool = True):
+        self._ipt, self._noflush, self._parts = iptables, noflush, []
+
+    def write(self, piece: str) -> None:
+        self._parts.append(piece)
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+    def abort(self) -> None:
+        self._parts = []
+
+    def close(self) -> tuple[int, str]:
+        text = self.text
+        return self._ipt.restore(text) if self._noflush else self._ipt.restore(text, noflush=False)
+
+
+class HostIptables:
+    """The real thing: children of this process, so they act on this process's netns."""
+
+    def save(self) -> str:
+        r = subprocess.run(["iptables-save"], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise OSError(f"iptables-save failed: {r.stderr.strip()}")
+        return r.stdout
+
+    def restore(self, text: str, noflush: bool = True) -> tuple[int, str]:
+        stream = self.open_restore(noflush)
+        stream.write(text)
+        return stream.close()
+
+    @staticmethod
+    def open_restore(noflush: bool = True) -> RestoreStream:
+        return RestoreStream(noflush)
+
+    def has_canary(self) -> bool:
+        r = subprocess.run(["iptables", "-w", "5", "-t", "mangle", "-S", CANARY_CHAIN],
+                           capture_output=True, text=True)
+        return r.returncode == 0
+
+    @staticmethod
+    def random_fully() -> bool:
+        """``HasRandomFully``: iptables >= 1.6.2."""
+        try:
+            out = subprocess.run(["iptables", "--version"], capture_output=True, text=True).stdout
+        except OSError:
+            return False
+        m = re.search(r"v(\d+)\.(\d+)\.(\d+)", out)
+        return bool(m) and tuple(int(x) for x in m.groups()) >= (1, 6, 2)

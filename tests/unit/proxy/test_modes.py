@@ -1,0 +1,89 @@
+"""The registry of proxy modes: one list read by the scenario validator, the CLI and the proxy
+process; every mode package offers the same entry points."""
+
+import inspect
+
+import pytest
+
+from testbed import scenario
+from testbed.errors import TestbedError, ValidationError
+from testbed.proxy import modes
+from testbed.proxy.syncer import ProxyConfig, Syncer
+
+ENTRY_POINTS = ("make_syncer", "problem", "dump_rules", "check_rules", "cleanup")
+
+
+class FakeIptables:
+    def save(self):
+        return ""
+
+    def restore(self, text):
+        return 0, ""
+
+    def has_canary(self):
+        return True
+
+
+def test_registry_names_the_modes_in_order():
+    assert modes.NAMES == ("iptables", "ipvs")
+    assert scenario.PROXY_MODES == ("iptables", "ipvs", "none")
+
+
+@pytest.mark.parametrize("name", modes.NAMES)
+def test_every_mode_module_has_the_entry_points(name):
+    module = modes.get(name)._module()
+    for fn in ENTRY_POINTS:
+        assert callable(getattr(module, fn, None)), f"{name}: no {fn}"
+    assert list(inspect.signature(module.check_rules).parameters) == ["cluster", "node", "ns"]
+
+
+@pytest.mark.parametrize("name,host", [
+    ("iptables", {"random_fully": True, "be_liberal": False}),
+    ("ipvs", {"random_fully": True, "kernel": object()}),
+])
+def test_every_mode_makes_a_syncer_the_loop_can_drive(name, host):
+    cfg = ProxyConfig(cluster="c", node_name="n1", node_ip="192.168.0.2", cluster_cidr="10.0.0.0/8")
+    syncer = modes.get(name).make_syncer(cfg, iptables=FakeIptables(), **host)
+    assert syncer.mode == name and syncer.needs_full_sync
+    for member in [m for m in dir(Syncer) if not m.startswith("_")]:
+        assert hasattr(syncer, member), f"{name} syncer lacks {member}"
+    syncer.sync_failed()
+    assert syncer.needs_full_sync
+
+
+def test_unknown_mode_is_a_one_line_error_listing_the_modes():
+    with pytest.raises(TestbedError) as e:
+        modes.get("nftables")
+    assert str(e.value) == "proxy mode 'nftables' is not implemented; modes: iptables, ipvs"
+
+
+def test_scenario_rejects_an_unregistered_mode():
+    doc = {"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": "m"},
+           "spec": {"nodes": 1, "proxyMode": "userspace"}}
+    with pytest.raises(ValidationError) as e:
+        scenario.parse(doc)
+    assert "spec.proxyMode" in str(e.value) and "iptables, ipvs, none" in str(e.value)
+
+
+def test_proxy_process_refuses_an_unregistered_mode(caplog):
+    from testbed.proxy.__main__ import main
+    assert main(["--cluster", "c", "--node", "n", "--api", "x", "--node-ip", "1.2.3.4", "--mode", "nope"]) == 2
+    assert "--mode nope is not implemented by this process (iptables, ipvs)" in caplog.text
+
+
+def test_cleanup_conflicting_cleans_only_modes_that_cannot_stay(monkeypatch):
+    cleaned = []
+
+    class Fake(modes.ProxyMode):
+        def cleanup(self):
+            cleaned.append(self.name)
+
+    fake = {m.name: m for m in (Fake("a", "x", "", frozenset({"b"})), Fake("b", "x", "", frozenset({"a"})),
+                                Fake("c", "x", ""))}
+    monkeypatch.setattr(modes, "MODES", fake)
+    assert modes.cleanup_conflicting("a") == ["c"] and cleaned == ["c"]
+    cleaned.clear()
+    assert modes.cleanup_conflicting("c") == ["a", "b"] and cleaned == ["a", "b"]
+    # today's modes share their chains: neither removes the other's
+    monkeypatch.undo()
+    assert all(modes.MODES[n].coexists_with == frozenset(modes.NAMES) - {n} for n in modes.NAMES)
