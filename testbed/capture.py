@@ -13,13 +13,12 @@ import re
 import select
 import socket
 import struct
-import subprocess
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import netns
+from . import exec, netns
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
@@ -29,7 +28,7 @@ SO_ATTACH_FILTER = 26
 def compile_bpf(expr: str, linktype: str = "EN10MB") -> list[tuple[int, int, int, int]]:
     """Compile a tcpdump/pcap filter expression to classic BPF (``tcpdump -dd``; no capture,
     no interface is opened)."""
-    p = subprocess.run(["tcpdump", "-dd", "-y", linktype, expr], capture_output=True, text=True)
+    p = exec.run(["tcpdump", "-dd", "-y", linktype, expr], check=False)
     if p.returncode != 0:
         msg = p.stderr.strip().splitlines()
         raise ValueError(f"bad capture filter {expr!r}: {msg[-1] if msg else 'tcpdump failed'}")

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
 
-from . import controlplane, failpoints, hostsettings, kubelet, naming, netns, state, teardown, topology
+from . import controlplane, exec, failpoints, hostsettings, kubelet, naming, netns, state, teardown, topology
 from .errors import NotRootError, TestbedError
 from .plan import Plan, build_plan
 from .scenario import Scenario, load
@@ -174,9 +173,12 @@ class Cluster:
             raise TestbedError(f"no pod {rest!r} in cluster {self.name}")
         raise TestbedError(f"bad target {target!r}: use node/NAME, pod/NAME, pod/NAMESPACE/NAME, external/NAME or underlay")
 
-    def exec(self, target: str, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
-        """Run a command in the target's namespace (``ip netns exec``: its own /sys view)."""
-        return subprocess.run(["ip", "netns", "exec", self.netns_of(target), *argv], **kwargs)
+    def exec(self, target: str, argv: list[str], *, input: str | None = None, timeout: float | None = None,
+             check: bool = False, env: dict[str, str] | None = None) -> exec.Result:
+        """Run a command in the target's namespace (through ``ip netns exec``, so it also sees the
+        namespace's own /sys); its output is captured in the result."""
+        return exec.run(argv, netns=self.netns_of(target), sysfs=True, input=input, timeout=timeout,
+                        check=check, env=env)
 
     def run_in(self, target: str, fn: Callable[..., Any], *args, **kwargs) -> Any:
         """Run a Python callable in a thread inside the target's namespace (sockets made there stay there)."""

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 import select
-import subprocess
 import sys
 
-from . import failpoints, state, teardown
+from . import exec, failpoints, state, teardown
 from .apiserver.client import ApiClient
 from .controllers.base import wait_for
 from .errors import TestbedError
@@ -23,9 +22,8 @@ def start(cluster: str, timeout: float = 60.0) -> int:
     r, w = os.pipe()
     log = open(os.path.join(d, "control-plane.log"), "ab")
     try:
-        p = subprocess.Popen([sys.executable, "-m", "testbed.daemon", "--cluster", cluster, "--ready-fd", str(w)],
-                             pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                             start_new_session=True, env=_child_env(cluster))
+        p = exec.popen([sys.executable, "-m", "testbed.daemon", "--cluster", cluster, "--ready-fd", str(w)],
+                       pass_fds=(w,), stdout=log, stderr=exec.STDOUT, env=_child_env(cluster))
     finally:
         log.close()
         os.close(w)

@@ -55,7 +55,7 @@ import threading
 import time
 from typing import Any
 
-from . import hostsettings, naming, netns, prober, state, topology
+from . import exec, hostsettings, naming, netns, prober, state, topology
 from .controllers.base import Controller, key_of
 from .ipam import HostLocal, RangeFull
 from .plan import Plan, PodPlan
@@ -483,9 +483,8 @@ class PodRuntime:
                     env = container_env(run.pod, c.spec, run.plan.ip, run.node_ip)
                     cwd = c.spec.get("workingDir")
                     cwd = cwd if cwd and os.path.isdir(cwd) else None
-                    with netns.inside(run.plan.netns):
-                        c.proc = subprocess.Popen(c.argv, stdin=subprocess.DEVNULL, stdout=logf,
-                                                  stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
+                    c.proc = exec.popen(c.argv, netns=run.plan.netns, stdout=logf, stderr=exec.STDOUT,
+                                        env=env, cwd=cwd)
                 finally:
                     logf.close()
                 c.pidfd = os.pidfd_open(c.proc.pid)
@@ -505,6 +504,8 @@ class PodRuntime:
                     f.write(f"{_now()} testbed/echo {version}: serving pod {name} on "
                             f"{', '.join(f'{p}/{t}' for p, t in ports) or 'no ports'}\n")
         except Exception as exc:  # noqa: BLE001 - e.g. command not found
+            if isinstance(exc, exec.CommandError) and exc.cause is not None:
+                exc = exc.cause  # the runtime's reason ("No such file ..."), not our wrapper's line
             c.state = "terminated"
             c.exit_code = 128
             c.message = str(exc)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -20,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..inotify import DirWatch
-from .. import netns, state
+from .. import exec, netns, state
 from ..capture import Capture, Frame, write_pcap
 from ..errors import TestbedError
 from . import probe
@@ -341,7 +340,7 @@ class _Run:
     def save_rules(self) -> None:
         for n in sorted(self.nodes_involved):
             node = self.v.nodes[n]
-            p = subprocess.run(["ip", "netns", "exec", node.netns, "iptables-save"], capture_output=True, text=True)
+            p = exec.run(["iptables-save"], netns=node.netns, sysfs=True, check=False)
             path = os.path.join(self.ev, f"iptables-{n}.txt")
             with open(path, "w") as f:
                 f.write(p.stdout or p.stderr)
@@ -388,8 +387,7 @@ class _Run:
         per_node, total_svc = [], 0
         for n in self.v.plan.nodes:
             self.nodes_involved.add(n.name)
-            p = subprocess.run(["ip", "netns", "exec", n.netns, "iptables-save", "-t", "nat"],
-                               capture_output=True, text=True)
+            p = exec.run(["iptables-save", "-t", "nat"], netns=n.netns, sysfs=True, check=False)
             chains = [ln for ln in p.stdout.splitlines() if ln.startswith(":KUBE-SVC-")]
             total_svc += len(chains)
             mine = [ln for ln in p.stdout.splitlines()
