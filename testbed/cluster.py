@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import controlplane, exec, failpoints, hostsettings, kubelet, naming, netns, state, teardown, topology
+from . import controlplane, exec, failpoints, hostsettings, naming, netns, state, teardown, topology
+from .kubelet.plan import pod_plan
 from .errors import NotRootError, TestbedError
 from .plan import Plan, build_plan
 from .scenario import Scenario, load
@@ -125,7 +126,7 @@ class Cluster:
             for obj in items:
                 st = obj.get("status") or {}
                 if st.get("podIP") and (obj.get("spec") or {}).get("nodeName"):
-                    out.append(kubelet.pod_plan(self.plan, obj))
+                    out.append(pod_plan(self.plan, obj))
         return out
 
     def status(self) -> dict:

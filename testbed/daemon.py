@@ -29,7 +29,7 @@ from .apiserver.store import MemoryStore
 from .controllers.events import EventRecorder
 from .controllers.manager import ControllerManager
 from .k8s.admission import Admission
-from .kubelet import Kubelet
+from .kubelet.controller import Kubelet
 from .lbnet import LoadBalancerRoutes
 from .plan import Plan
 from .proxy.supervisor import ProxySupervisor

@@ -1,4 +1,4 @@
-"""Probes, hooks and restart back-off for the kubelet (``testbed/kubelet.py``).
+"""Probes, hooks and restart back-off for the kubelet (``runtime.py`` runs them).
 
 The pieces here are small and mostly pure, so they are unit-tested without root:
 
@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Hashable
 
-from . import exec
+from .. import exec
 
 
 # --- probe spec ---------------------------------------------------------------------------
