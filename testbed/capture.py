@@ -66,7 +66,6 @@ class Capture:
         self.count = count  # stop keeping frames after this many
         self.done = threading.Event()  # set when ``count`` frames were kept
         self.frames: list[Frame] = []
-        self._stop = threading.Event()
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._cond = threading.Condition()
@@ -95,23 +94,28 @@ class Capture:
     def _loop(self) -> None:
         sock = self._sock
         assert sock is not None
-        while not self._stop.is_set():
+        while True:
             ready, _, _ = select.select([sock, self._wake_r], [], [])
-            if sock not in ready:
+            if sock in ready:
+                self._drain(sock)
+            if self._wake_r in ready:
+                return
+
+    def _drain(self, sock: socket.socket) -> None:
+        """Take every frame queued to the socket now, without blocking."""
+        while True:
+            try:
+                data, addr = sock.recvfrom(self.snaplen, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            if self.count is not None and len(self.frames) >= self.count:
                 continue
-            while True:
-                try:
-                    data, addr = sock.recvfrom(self.snaplen, socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    break
-                if self.count is not None and len(self.frames) >= self.count:
-                    continue
-                if self.match is None or self.match(data):
-                    with self._cond:
-                        self.frames.append(Frame(time.time(), data, addr[2] == PACKET_OUTGOING))
-                        if self.count is not None and len(self.frames) >= self.count:
-                            self.done.set()
-                        self._cond.notify_all()
+            if self.match is None or self.match(data):
+                with self._cond:
+                    self.frames.append(Frame(time.time(), data, addr[2] == PACKET_OUTGOING))
+                    if self.count is not None and len(self.frames) >= self.count:
+                        self.done.set()
+                    self._cond.notify_all()
 
     def wait_for(self, predicate: Callable[[list[Frame]], bool], timeout: float = 5.0) -> bool:
         """Block until ``predicate(frames)`` holds (woken by each captured frame) or the timeout."""
@@ -127,11 +131,13 @@ class Capture:
     def stop(self) -> list[Frame]:
         if self._wake_w < 0:
             return self.frames
-        self._stop.set()
         os.write(self._wake_w, b"x")
         if self._thread:
             self._thread.join()
         if self._sock:
+            # Frames can be queued after the thread's last read and before the wake-up; the
+            # kernel handed them to this capture, so they are part of what it saw.
+            self._drain(self._sock)
             self._sock.close()
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)

@@ -192,6 +192,21 @@ class Cluster:
         raise KeyError(name)
 
 
+def run_scenario(path: str, *, name: str | None = None, keep: bool = False, artifacts: str | None = None,
+                 names=None, log=lambda m: None) -> list:
+    """Up, verify, down: the scenario's checks on a cluster of its own, which is always removed
+    unless ``keep``. Returns the checks' results (``testbed.verify.Result``)."""
+    from .verify import verify_cluster
+
+    scenario = load(path, name=name)
+    c = Cluster.up(scenario)
+    try:
+        return verify_cluster(c, scenario, names, artifacts, log)
+    finally:
+        if not keep:
+            c.down()
+
+
 def _preflight(plan: Plan) -> None:
     """Fail at once, in one line, when this kernel cannot run the plan's proxy mode (issue 7)."""
     if plan.control_plane and plan.proxy_mode == "ipvs":
