@@ -58,7 +58,7 @@ class Cluster:
                 raise TestbedError(f"--proxy-mode: unsupported value {proxy_mode!r}; allowed: {', '.join(PROXY_MODES)}")
             scenario.proxy_mode = proxy_mode
         plan = build_plan(scenario, control_plane=control_plane)  # pure: validation before building
-        _preflight(plan)   # issue 7: kernel features the proxy mode needs, before anything is built
+        _preflight(plan)   # kernel features the proxy mode needs, checked before anything is built
         state.claim(scenario.name)
         started = time.monotonic()
         try:
@@ -208,7 +208,8 @@ def run_scenario(path: str, *, name: str | None = None, keep: bool = False, arti
 
 
 def _preflight(plan: Plan) -> None:
-    """Fail at once, in one line, when this kernel cannot run the plan's proxy mode (issue 7)."""
+    """Fail at once, in one line, when this kernel cannot run the plan's proxy mode (IPVS needs
+    ip_vs and dummy), rather than half-way through bring-up."""
     if plan.control_plane and plan.proxy_mode == "ipvs":
         from .proxy.ipvs.preflight import ipvs_problem
         problem = ipvs_problem()

@@ -1,6 +1,6 @@
 """kube-proxy (iptables mode) through the real flow: ``Cluster.up`` starts the control plane, the
 daemon starts one supervised kube-proxy per node, Services and Pods go through the API, and
-every behaviour of issue 4 is proven by traffic from pods and from external clients.
+every behaviour of the iptables proxier is proven by traffic from pods and from external clients.
 
 Convergence is waited for on watches (``controllers.base.wait_for``) and on the proxies'
 metrics files (``cli_proxy.wait_programmed``: inotify on the state directory, no polling);

@@ -1,4 +1,4 @@
-"""A full sync streamed into a real ``iptables-restore`` (issue 4): the child parses while the
+"""A full sync streamed into a real ``iptables-restore``: the child parses while the
 renderer writes, the kernel ends up with exactly the rendered chains, a bad line is reported
 against the streamed input and leaves the previous rules in place, and an aborted stream
 commits nothing. (iptables-nft reports a parse error at its line, a missing jump target at the
