@@ -8,6 +8,7 @@ decoding needs none of scapy's interface tables) and written as a pcap that open
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import re
 import select
@@ -25,9 +26,11 @@ PACKET_OUTGOING = 4
 SO_ATTACH_FILTER = 26
 
 
-def compile_bpf(expr: str, linktype: str = "EN10MB") -> list[tuple[int, int, int, int]]:
+@functools.lru_cache(maxsize=256)
+def compile_bpf(expr: str, linktype: str = "EN10MB") -> tuple[tuple[int, int, int, int], ...]:
     """Compile a tcpdump/pcap filter expression to classic BPF (``tcpdump -dd``; no capture,
-    no interface is opened)."""
+    no interface is opened). Cached: checks repeat the same few filters, and each compile
+    costs a fork."""
     p = exec.run(["tcpdump", "-dd", "-y", linktype, expr], check=False)
     if p.returncode != 0:
         msg = p.stderr.strip().splitlines()
@@ -35,7 +38,7 @@ def compile_bpf(expr: str, linktype: str = "EN10MB") -> list[tuple[int, int, int
     prog = [tuple(int(x, 0) for x in m) for m in re.findall(r"\{\s*(\w+),\s*(\w+),\s*(\w+),\s*(\w+)\s*\}", p.stdout)]
     if not prog:
         raise ValueError(f"bad capture filter {expr!r}: tcpdump produced no program")
-    return prog  # type: ignore[return-value]
+    return tuple(prog)  # type: ignore[return-value]
 
 
 def attach_bpf(sock: socket.socket, prog: list[tuple[int, int, int, int]]) -> None:

@@ -25,7 +25,7 @@ class Captures:
     def save_rules(self) -> None:
         for n in sorted(self.nodes_involved):
             node = self.v.nodes[n]
-            p = exec.run(["iptables-save"], netns=node.netns, sysfs=True, check=False)
+            p = exec.run(["iptables-save"], netns=node.netns, check=False)
             path = os.path.join(self.ev, f"iptables-{n}.txt")
             with open(path, "w") as f:
                 f.write(p.stdout or p.stderr)

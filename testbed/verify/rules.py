@@ -12,7 +12,7 @@ class RulesCheck:
         per_node, total_svc = [], 0
         for n in self.v.plan.nodes:
             self.nodes_involved.add(n.name)
-            p = exec.run(["iptables-save", "-t", "nat"], netns=n.netns, sysfs=True, check=False)
+            p = exec.run(["iptables-save", "-t", "nat"], netns=n.netns, check=False)
             chains = [ln for ln in p.stdout.splitlines() if ln.startswith(":KUBE-SVC-")]
             total_svc += len(chains)
             mine = [ln for ln in p.stdout.splitlines()

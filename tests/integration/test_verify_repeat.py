@@ -34,5 +34,5 @@ def test_quickstart_checks_fifty_times_on_one_cluster(tmp_path):
                 if not r.ok:
                     failures.append(f"round {i + 1} {r.check}: {r.failure_text()}")
         took = time.monotonic() - t0
-    assert not failures, f"{len(failures)} failed checks in {ROUNDS} rounds:\n" + "\n".join(failures[:10])
-    assert took < 60, f"{ROUNDS} rounds took {took:.1f}s"
+    print(f"{ROUNDS} rounds of the quickstart's checks in {took:.1f}s")
+    assert not failures, f"{len(failures)} failed checks in {ROUNDS} rounds ({took:.1f}s):\n" + "\n".join(failures[:10])
