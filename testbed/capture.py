@@ -8,35 +8,37 @@ decoding needs none of scapy's interface tables) and written as a pcap that open
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import re
 import select
 import socket
 import struct
-import subprocess
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import netns
+from . import exec, netns
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 SO_ATTACH_FILTER = 26
 
 
-def compile_bpf(expr: str, linktype: str = "EN10MB") -> list[tuple[int, int, int, int]]:
+@functools.lru_cache(maxsize=256)
+def compile_bpf(expr: str, linktype: str = "EN10MB") -> tuple[tuple[int, int, int, int], ...]:
     """Compile a tcpdump/pcap filter expression to classic BPF (``tcpdump -dd``; no capture,
-    no interface is opened)."""
-    p = subprocess.run(["tcpdump", "-dd", "-y", linktype, expr], capture_output=True, text=True)
+    no interface is opened). Cached: checks repeat the same few filters, and each compile
+    costs a fork."""
+    p = exec.run(["tcpdump", "-dd", "-y", linktype, expr], check=False)
     if p.returncode != 0:
         msg = p.stderr.strip().splitlines()
         raise ValueError(f"bad capture filter {expr!r}: {msg[-1] if msg else 'tcpdump failed'}")
     prog = [tuple(int(x, 0) for x in m) for m in re.findall(r"\{\s*(\w+),\s*(\w+),\s*(\w+),\s*(\w+)\s*\}", p.stdout)]
     if not prog:
         raise ValueError(f"bad capture filter {expr!r}: tcpdump produced no program")
-    return prog  # type: ignore[return-value]
+    return tuple(prog)  # type: ignore[return-value]
 
 
 def attach_bpf(sock: socket.socket, prog: list[tuple[int, int, int, int]]) -> None:
@@ -67,7 +69,6 @@ class Capture:
         self.count = count  # stop keeping frames after this many
         self.done = threading.Event()  # set when ``count`` frames were kept
         self.frames: list[Frame] = []
-        self._stop = threading.Event()
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._cond = threading.Condition()
@@ -96,23 +97,28 @@ class Capture:
     def _loop(self) -> None:
         sock = self._sock
         assert sock is not None
-        while not self._stop.is_set():
+        while True:
             ready, _, _ = select.select([sock, self._wake_r], [], [])
-            if sock not in ready:
+            if sock in ready:
+                self._drain(sock)
+            if self._wake_r in ready:
+                return
+
+    def _drain(self, sock: socket.socket) -> None:
+        """Take every frame queued to the socket now, without blocking."""
+        while True:
+            try:
+                data, addr = sock.recvfrom(self.snaplen, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            if self.count is not None and len(self.frames) >= self.count:
                 continue
-            while True:
-                try:
-                    data, addr = sock.recvfrom(self.snaplen, socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    break
-                if self.count is not None and len(self.frames) >= self.count:
-                    continue
-                if self.match is None or self.match(data):
-                    with self._cond:
-                        self.frames.append(Frame(time.time(), data, addr[2] == PACKET_OUTGOING))
-                        if self.count is not None and len(self.frames) >= self.count:
-                            self.done.set()
-                        self._cond.notify_all()
+            if self.match is None or self.match(data):
+                with self._cond:
+                    self.frames.append(Frame(time.time(), data, addr[2] == PACKET_OUTGOING))
+                    if self.count is not None and len(self.frames) >= self.count:
+                        self.done.set()
+                    self._cond.notify_all()
 
     def wait_for(self, predicate: Callable[[list[Frame]], bool], timeout: float = 5.0) -> bool:
         """Block until ``predicate(frames)`` holds (woken by each captured frame) or the timeout."""
@@ -128,11 +134,13 @@ class Capture:
     def stop(self) -> list[Frame]:
         if self._wake_w < 0:
             return self.frames
-        self._stop.set()
         os.write(self._wake_w, b"x")
         if self._thread:
             self._thread.join()
         if self._sock:
+            # Frames can be queued after the thread's last read and before the wake-up; the
+            # kernel handed them to this capture, so they are part of what it saw.
+            self._drain(self._sock)
             self._sock.close()
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)

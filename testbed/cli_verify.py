@@ -69,9 +69,8 @@ def register(app: typer.Typer) -> None:
             artifacts: Optional[str] = typer.Option(None, "--artifacts", help="keep pcaps and rules here "
                                                     "(default: artifacts/verify/<cluster>)")) -> None:
         """Up, verify, down in one go (for CI and scripts); exit 0 only if every check passes."""
-        from .cluster import require_root
+        from .cluster import require_root, run_scenario
         from .scenario import load
-        from .verify import run_scenario
 
         require_root("testbed run")
         sc = load(scenario, name=name)

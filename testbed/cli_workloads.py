@@ -12,7 +12,7 @@ from typing import Iterator, Optional
 
 import typer
 
-from . import kubelet as _kubelet
+from .kubelet import plan as _kubelet
 from . import state
 from .controllers.base import wait_for
 from .errors import TestbedError

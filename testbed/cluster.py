@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
 
-from . import controlplane, failpoints, hostsettings, kubelet, naming, netns, state, teardown, topology
+from . import controlplane, exec, failpoints, hostsettings, naming, netns, state, teardown, topology
+from .kubelet.plan import pod_plan
 from .errors import NotRootError, TestbedError
 from .plan import Plan, build_plan
 from .scenario import Scenario, load
@@ -126,7 +126,7 @@ class Cluster:
             for obj in items:
                 st = obj.get("status") or {}
                 if st.get("podIP") and (obj.get("spec") or {}).get("nodeName"):
-                    out.append(kubelet.pod_plan(self.plan, obj))
+                    out.append(pod_plan(self.plan, obj))
         return out
 
     def status(self) -> dict:
@@ -174,9 +174,12 @@ class Cluster:
             raise TestbedError(f"no pod {rest!r} in cluster {self.name}")
         raise TestbedError(f"bad target {target!r}: use node/NAME, pod/NAME, pod/NAMESPACE/NAME, external/NAME or underlay")
 
-    def exec(self, target: str, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
-        """Run a command in the target's namespace (``ip netns exec``: its own /sys view)."""
-        return subprocess.run(["ip", "netns", "exec", self.netns_of(target), *argv], **kwargs)
+    def exec(self, target: str, argv: list[str], *, input: str | None = None, timeout: float | None = None,
+             check: bool = False, env: dict[str, str] | None = None) -> exec.Result:
+        """Run a command in the target's namespace (through ``ip netns exec``, so it also sees the
+        namespace's own /sys); its output is captured in the result."""
+        return exec.run(argv, netns=self.netns_of(target), sysfs=True, input=input, timeout=timeout,
+                        check=check, env=env)
 
     def run_in(self, target: str, fn: Callable[..., Any], *args, **kwargs) -> Any:
         """Run a Python callable in a thread inside the target's namespace (sockets made there stay there)."""
@@ -187,6 +190,21 @@ class Cluster:
             if x.name == name and (namespace is None or x.namespace == namespace):
                 return x
         raise KeyError(name)
+
+
+def run_scenario(path: str, *, name: str | None = None, keep: bool = False, artifacts: str | None = None,
+                 names=None, log=lambda m: None) -> list:
+    """Up, verify, down: the scenario's checks on a cluster of its own, which is always removed
+    unless ``keep``. Returns the checks' results (``testbed.verify.Result``)."""
+    from .verify import verify_cluster
+
+    scenario = load(path, name=name)
+    c = Cluster.up(scenario)
+    try:
+        return verify_cluster(c, scenario, names, artifacts, log)
+    finally:
+        if not keep:
+            c.down()
 
 
 def _preflight(plan: Plan) -> None:

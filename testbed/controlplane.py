@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 import select
-import subprocess
 import sys
 
-from . import failpoints, state, teardown
+from . import exec, failpoints, state, teardown
 from .apiserver.client import ApiClient
 from .controllers.base import wait_for
 from .errors import TestbedError
@@ -23,12 +22,11 @@ def start(cluster: str, timeout: float = 60.0) -> int:
     r, w = os.pipe()
     log = state.open_private(os.path.join(d, "control-plane.log"), "ab")
     try:
-        p = subprocess.Popen([sys.executable, "-m", "testbed.daemon", "--cluster", cluster, "--ready-fd", str(w)],
-                             pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                             start_new_session=True, env=_child_env(cluster),
-                             # everything the daemon and its children write in the state directory
-                             # (store, logs, metrics) is then private without each writer asking
-                             umask=0o077)
+        p = exec.popen([sys.executable, "-m", "testbed.daemon", "--cluster", cluster, "--ready-fd", str(w)],
+                       pass_fds=(w,), stdout=log, stderr=exec.STDOUT, env=_child_env(cluster),
+                       # everything the daemon and its children write in the state directory
+                       # (store, logs, metrics) is then private without each writer asking
+                       umask=0o077)
     finally:
         log.close()
         os.close(w)

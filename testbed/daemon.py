@@ -23,13 +23,13 @@ import subprocess
 import sys
 import threading
 
-from . import netns, state
+from . import exec, netns, state
 from .apiserver.server import serve
 from .apiserver.store import MemoryStore
 from .controllers.events import EventRecorder
 from .controllers.manager import ControllerManager
 from .k8s.admission import Admission
-from .kubelet import Kubelet
+from .kubelet.controller import Kubelet
 from .lbnet import LoadBalancerRoutes
 from .plan import Plan
 from .proxy.supervisor import ProxySupervisor
@@ -96,9 +96,8 @@ def start_proxy(plan: Plan, node, log_dir: str) -> subprocess.Popen:
             "--state-dir", log_dir]
     logf = open(os.path.join(log_dir, f"proxy-{node.name}.log"), "ab")
     try:
-        # a child forked by a thread inside the node's namespace lives in that namespace
-        return netns.run_in(node.netns, subprocess.Popen, args, stdout=logf, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, env={**os.environ, "TESTBED_CLUSTER": plan.cluster})
+        return exec.popen(args, netns=node.netns, stdout=logf, stderr=exec.STDOUT, new_session=False,
+                          env={**os.environ, "TESTBED_CLUSTER": plan.cluster})
     finally:
         logf.close()
 

@@ -8,11 +8,10 @@ outside the cluster's namespaces are the ``/run/netns`` bind mounts and the stat
 from __future__ import annotations
 
 import os
-import subprocess
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
-from . import failpoints, naming, netlink, netns
+from . import exec, failpoints, naming, netlink, netns
 from .errors import TestbedError
 from .plan import ExternalPlan, NodePlan, Plan, PodPlan
 
@@ -125,7 +124,7 @@ def flannel_rules(plan: Plan, node: NodePlan) -> str:
 def iptables_restore(text: str, *, noflush: bool = True, what: str = "iptables-restore") -> None:
     """Run one ``iptables-restore`` in the calling thread's namespace (a forked child inherits it)."""
     args = ["iptables-restore", "-w"] + (["--noflush"] if noflush else [])
-    res = subprocess.run(args, input=text, capture_output=True, text=True)
+    res = exec.run(args, input=text, check=False)
     if res.returncode != 0:
         raise TestbedError(f"{what} failed: {res.stderr.strip()}")
 

@@ -216,7 +216,7 @@ def test_kernel_objects_match_upstream_layout(lab):
     assert vals == ("1", "1", "1")
     m = lab.metrics("node1")
     assert m["mode"] == "ipvs" and m["sync_failures_total"] == 0 and m["full_syncs_total"] >= 1
-    nat = lab.c.exec("node/node1", ["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+    nat = lab.c.exec("node/node1", ["iptables-save", "-t", "nat"]).stdout
     assert "-A KUBE-SERVICES -m set --match-set KUBE-CLUSTER-IP dst,dst -j ACCEPT" in nat
     assert nat.count('-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES') == 1
 

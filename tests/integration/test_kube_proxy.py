@@ -159,7 +159,7 @@ class Lab:
         return s
 
     def save(self, node: str, table: str = "nat") -> str:
-        return self.c.exec(f"node/{node}", ["iptables-save", "-t", table], capture_output=True, text=True,
+        return self.c.exec(f"node/{node}", ["iptables-save", "-t", table],
                            check=True).stdout
 
 
@@ -322,7 +322,7 @@ def test_session_affinity_client_ip(lab):
     assert len(seps) == 2
     cl2 = lab.c.pod("cl-2").ip
     holders = [sep for sep in seps if f"src={cl2} " in lab.c.exec(
-        "node/node2", ["cat", f"/proc/net/xt_recent/{sep}"], capture_output=True, text=True).stdout]
+        "node/node2", ["cat", f"/proc/net/xt_recent/{sep}"]).stdout]
     assert len(holders) == 1   # remembered for exactly one backend, for timeoutSeconds
 
 

@@ -182,8 +182,7 @@ class Lab:
         return s
 
     def nat_save(self, node) -> str:
-        return self.c.exec(f"node/{node}", ["iptables-save", "-t", "nat"], capture_output=True,
-                           text=True, check=True).stdout
+        return self.c.exec(f"node/{node}", ["iptables-save", "-t", "nat"], check=True).stdout
 
 
 @pytest.fixture(scope="module")

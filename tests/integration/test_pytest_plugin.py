@@ -17,8 +17,7 @@ def test_fixture_brings_a_scenario_up(testbed_cluster):
                          "manifests": [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
                                         "spec": {"containers": [{"name": "c", "image": "x"}]}}]})
     made.append(c.name)
-    assert c.exec("pod/a", ["ip", "-o", "-4", "addr", "show", "eth0"], capture_output=True,
-                  text=True).stdout.split()[3] == f"{c.pod('a').ip}/24"
+    assert c.exec("pod/a", ["ip", "-o", "-4", "addr", "show", "eth0"]).stdout.split()[3] == f"{c.pod('a').ip}/24"
     assert netns.list_names(f"tb.{c.name}.")
 
 

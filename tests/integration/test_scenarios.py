@@ -19,7 +19,7 @@ def _param(path: str):
 
 @pytest.mark.parametrize("path", [_param(p) for p in SCENARIOS])
 def test_scenario(path, tmp_path):
-    from testbed.verify import run_scenario
+    from testbed.cluster import run_scenario
     from testbed.verify.report import write_junit
 
     results = run_scenario(path, artifacts=str(tmp_path / "evidence"))

@@ -54,23 +54,22 @@ def test_layout_matches_flannel(vx):
     assert [n["ip"] for n in s["nodes"]] == ["172.20.10.2", "172.20.10.3", "172.20.10.4"]
     assert [p["ip"] for p in s["pods"] if p["node"] == "node2"] == [f"10.244.1.{i}" for i in range(2, 6)]
     assert s["externals"] == [{"name": "client", "netns": f"tb.{ITVX}.ext.client", "ip": "172.20.10.100"}]
-    link = vx.exec("node/node1", ["ip", "-d", "link", "show", "flannel.1"], capture_output=True, text=True).stdout
+    link = vx.exec("node/node1", ["ip", "-d", "link", "show", "flannel.1"]).stdout
     assert "vxlan id 1 local 172.20.10.2 dev eth0" in link and "dstport 8472" in link and "nolearning" in link
     assert "mtu 1450" in link
-    routes = vx.exec("node/node1", ["ip", "route"], capture_output=True, text=True).stdout
+    routes = vx.exec("node/node1", ["ip", "route"]).stdout
     assert "10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink" in routes
     assert "10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink" in routes
     assert "default via 172.20.10.1 dev eth0" in routes
-    fdb = vx.exec("node/node1", ["bridge", "fdb", "show", "dev", "flannel.1"], capture_output=True, text=True).stdout
+    fdb = vx.exec("node/node1", ["bridge", "fdb", "show", "dev", "flannel.1"]).stdout
     assert f"{naming.vtep_mac('10.244.1.0')} dst 172.20.10.3 self permanent" in fdb
-    neigh = vx.exec("node/node1", ["ip", "neigh", "show", "dev", "flannel.1"], capture_output=True, text=True).stdout
+    neigh = vx.exec("node/node1", ["ip", "neigh", "show", "dev", "flannel.1"]).stdout
     assert f"10.244.2.0 lladdr {naming.vtep_mac('10.244.2.0')} PERMANENT" in neigh
-    addr = vx.exec("node/node1", ["ip", "-o", "addr", "show", "flannel.1"], capture_output=True, text=True).stdout
+    addr = vx.exec("node/node1", ["ip", "-o", "addr", "show", "flannel.1"]).stdout
     assert "10.244.0.0/32" in addr
-    pod = vx.exec("pod/p1-1", ["ip", "route"], capture_output=True, text=True).stdout
+    pod = vx.exec("pod/p1-1", ["ip", "route"]).stdout
     assert "default via 10.244.0.1 dev eth0" in pod and "10.244.0.0/16 via 10.244.0.1 dev eth0" in pod
-    brl = vx.exec("node/node1", ["bridge", "-d", "link", "show", "dev", vx.pod("p1-1").host_veth],
-                  capture_output=True, text=True).stdout
+    brl = vx.exec("node/node1", ["bridge", "-d", "link", "show", "dev", vx.pod("p1-1").host_veth]).stdout
     assert "hairpin on" in brl and "master cni0" in brl
     sysctl = vx.run_in("node/node1", lambda: [netns.read_sysctl(k) for k in
                        ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables", "net.ipv4.conf.all.route_localnet")])
@@ -165,10 +164,10 @@ def test_full_size_datagram_with_df_crosses_overlay_unfragmented(vx):
 def test_host_gw_backend():
     c = Cluster.up(parse(scenario(ITHGW, nodes=2, pods_per_node=2, backend="host-gw")))
     try:
-        routes = c.exec("node/node1", ["ip", "route"], capture_output=True, text=True).stdout
+        routes = c.exec("node/node1", ["ip", "route"]).stdout
         assert "10.244.1.0/24 via 172.20.10.3 dev eth0" in routes
-        assert "flannel.1" not in c.exec("node/node1", ["ip", "link"], capture_output=True, text=True).stdout
-        assert "mtu 1500" in c.exec("pod/p1-1", ["ip", "link", "show", "eth0"], capture_output=True, text=True).stdout
+        assert "flannel.1" not in c.exec("node/node1", ["ip", "link"]).stdout
+        assert "mtu 1500" in c.exec("pod/p1-1", ["ip", "link", "show", "eth0"]).stdout
         a, b = c.pod("p1-1"), c.pod("p2-2")
         srv = TcpEcho(b.netns)
         is_tcp = lambda d: len(d) > 34 and d[12:14] == b"\x08\x00" and d[23] == 6

@@ -14,7 +14,8 @@ import time
 import pytest
 
 from testbed import cli_workloads as ops
-from testbed import kubelet, netns, state
+from testbed import netns, state
+from testbed.kubelet.plan import log_path
 from testbed.cluster import Cluster
 from testbed.controllers.base import wait_for
 from testbed.k8s import workloads as wl
@@ -383,7 +384,7 @@ def test_pod_lifecycle_processes_init_hooks_and_probes(wc):
     wait_for(api, "Pod", lambda ps: "stubborn" not in {x["metadata"]["name"] for x in ps}, timeout=10)
     took = time.monotonic() - t0
     assert 0.9 <= took < 5, took
-    with open(kubelet.log_path(CLUSTER, "default", "stubborn", "main")) as f:  # it did get the SIGTERM first
+    with open(log_path(CLUSTER, "default", "stubborn", "main")) as f:  # it did get the SIGTERM first
         assert "got TERM" in f.read()
     for name in ("job-ok", "job-fail", "crash", "live"):
         api.delete("Pod", "default", name)

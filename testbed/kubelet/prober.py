@@ -1,4 +1,4 @@
-"""Probes, hooks and restart back-off for the kubelet (``testbed/kubelet.py``).
+"""Probes, hooks and restart back-off for the kubelet (``runtime.py`` runs them).
 
 The pieces here are small and mostly pure, so they are unit-tested without root:
 
@@ -18,13 +18,12 @@ The pieces here are small and mostly pure, so they are unit-tested without root:
 from __future__ import annotations
 
 import heapq
-import os
-import signal
 import socket
-import subprocess
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Hashable
+
+from .. import exec
 
 
 # --- probe spec ---------------------------------------------------------------------------
@@ -252,20 +251,12 @@ def tcp_connect(host: str, port: int, timeout: float = 1.0) -> tuple[bool, str]:
 def run_exec(argv: list[str], timeout: float, env: dict | None = None) -> tuple[bool, str]:
     """Run *argv* (in the calling thread's netns); success when it exits 0 within *timeout*."""
     try:
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             env=env, start_new_session=True)
-    except OSError as exc:
-        return False, f"exec {argv[0] if argv else ''!r}: {exc}"
-    try:
-        out, _ = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        p.communicate()
+        p = exec.run(argv, timeout=timeout, env=env, check=False, merge_stderr=True)
+    except exec.CommandError as exc:
+        if exc.cause is not None:
+            return False, f"exec {argv[0] if argv else ''!r}: {exc.cause}"
         return False, f"command {argv!r} timed out after {timeout:g}s"
-    text = out.decode(errors="replace").strip()
+    text = p.stdout.strip()
     if p.returncode == 0:
         return True, text
     return False, f"command {argv!r} exited with {p.returncode}: {text[-200:]}"

@@ -1,11 +1,11 @@
-"""Probe scheduling, thresholds and restart back-off (testbed.prober; no root, no network)."""
+"""Probe scheduling, thresholds and restart back-off (testbed.kubelet.prober; no root, no network)."""
 
 from __future__ import annotations
 
 import sys
 
-from testbed import prober
-from testbed.prober import BackOff, ProbeScheduler, ProbeSpec, ProbeState
+from testbed.kubelet import prober
+from testbed.kubelet.prober import BackOff, ProbeScheduler, ProbeSpec, ProbeState
 
 
 def spec(kind="readiness", **kw):

@@ -1,0 +1,101 @@
+"""Wait until the cluster's state is what the checks will test: Deployments rolled out,
+LoadBalancers given an address, every node's kube-proxy caught up with the API. Waiting is on
+API watches and on inotify of the proxies' metrics files, never on fixed sleeps."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from .. import state
+from ..errors import TestbedError
+from ..inotify import DirWatch
+
+
+def _rv(obj: dict) -> int:
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+
+def deployment_done(d: dict) -> bool:
+    spec, st = d.get("spec") or {}, d.get("status") or {}
+    want = spec.get("replicas", 1)
+    return (st.get("observedGeneration", 0) >= (d.get("metadata") or {}).get("generation", 0)
+            and st.get("updatedReplicas", 0) == want and st.get("readyReplicas", 0) == want
+            and st.get("replicas", 0) == want)
+
+
+
+class Settler:
+    """Waiting on state for ``Verifier`` (``self.c`` the cluster, ``self.plan`` its plan)."""
+
+    def settle(self, timeout: float = 60.0) -> None:
+        """Wait until the API's Deployments are rolled out, LoadBalancers have an address and
+        every node's proxy has programmed the newest Service and EndpointSlice."""
+        from ..controllers.base import wait_for
+
+        deadline = time.monotonic() + timeout
+        with self.c.api() as api:
+            deps, _ = api.list("Deployment") if self._has_kind(api, "Deployment") else ([], None)
+            if deps:
+                def rolled(items):
+                    return all(deployment_done(d) for d in items)
+                try:
+                    wait_for(api, "Deployment", rolled, timeout=max(1.0, deadline - time.monotonic()))
+                except TimeoutError as exc:
+                    raise TestbedError(f"Deployments did not become ready: {exc}") from None
+            svcs, _ = api.list("Service")
+            if any((s.get("spec") or {}).get("type") == "LoadBalancer" for s in svcs):
+                def assigned(items):
+                    return all((x.get("status") or {}).get("loadBalancer", {}).get("ingress")
+                               for x in items if (x.get("spec") or {}).get("type") == "LoadBalancer")
+                try:
+                    wait_for(api, "Service", assigned, timeout=max(1.0, deadline - time.monotonic()))
+                except TimeoutError:
+                    raise TestbedError("LoadBalancer Services got no address from the load-balancer controller") from None
+            svcs, _ = api.list("Service")
+            slices, _ = api.list("EndpointSlice")
+        want = {"Service": max((_rv(o) for o in svcs), default=0),
+                "EndpointSlice": max((_rv(o) for o in slices), default=0)}
+        self.wait_proxies(want, deadline)
+
+    @staticmethod
+    def _has_kind(api, kind: str) -> bool:
+        try:
+            api.list(kind)
+            return True
+        except Exception:
+            return False
+
+    def wait_proxies(self, want: dict[str, int], deadline: float) -> None:
+        if self.plan.proxy_mode == "none":
+            return
+        d = state.directory(self.c.name)
+        ino = DirWatch(d)
+        try:
+            while True:
+                behind = []
+                for n in self.plan.nodes:
+                    try:
+                        with open(os.path.join(d, f"proxy-{n.name}.json")) as f:
+                            m = json.load(f)
+                    except (OSError, ValueError):
+                        behind.append(f"{n.name} (no metrics yet)")
+                        continue
+                    applied = m.get("applied_resource_versions") or {}
+                    lag = [k for k, rv in want.items() if rv and int(applied.get(k) or 0) < rv]
+                    if lag or not (m.get("last_sync") or {}).get("ok"):
+                        behind.append(f"{n.name} ({', '.join(lag) or 'last sync failed'})")
+                if not behind:
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TestbedError(f"kube-proxy has not programmed the current Services/EndpointSlices on: "
+                                       f"{', '.join(behind)}")
+                ino.wait(min(left, 1.0))
+        finally:
+            ino.close()
