@@ -83,8 +83,8 @@ class StepResult:
     number: int
     title: str
     dump: str
-    operations: int
-    transaction: str
+    operations: int                 # of the step's last sync (what upstream asserts)
+    transactions: list[str]         # every sync of the step, in order
     expected: str | None
 
 
@@ -172,21 +172,22 @@ def render_steps(path: str | Path) -> list[StepResult]:
         return plan.transaction.operations, plan.text
 
     ops, tx = sync()
-    out = [StepResult(1, f"initial sync of {base.name}", syncer.dump(), ops, tx,
+    out = [StepResult(1, f"initial sync of {base.name}", syncer.dump(), ops, [tx],
                       expected_base.read_text() if expected_base.exists() else None)]
     for number, title, body in steps:
+        txs: list[str] = []
         for kind, arg in _actions(title):
             if kind == "age":
                 # Upstream's ageStaleChains(): every stale chain becomes 2 s older.
                 syncer.kernel.stale = {c: t - 2.0 for c, t in syncer.kernel.stale.items()}
             elif kind == "sync":
-                sync()
+                txs.append(sync()[1])
             else:
                 for op in arg:
                     for action, obj in op(store):
                         _apply_event(state, action, obj)
         ops, tx = sync()
-        out.append(StepResult(number, title, syncer.dump(), ops, tx,
+        out.append(StepResult(number, title, syncer.dump(), ops, [*txs, tx],
                               "\n".join(body).strip("\n") + "\n"))
     return out
 
