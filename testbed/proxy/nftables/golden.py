@@ -83,6 +83,7 @@ class StepResult:
     number: int
     title: str
     dump: str
+    full: bool                      # whether the step's last sync was a full one
     operations: int                 # of the step's last sync (what upstream asserts)
     transactions: list[str]         # every sync of the step, in order
     expected: str | None
@@ -166,13 +167,13 @@ def render_steps(path: str | Path) -> list[StepResult]:
     syncer = NftablesSyncer(cfg)
     now = 0.0
 
-    def sync() -> tuple[int, str]:
+    def sync() -> tuple[bool, int, str]:
         plan = syncer.plan(state, now=now)
         syncer.committed()
-        return plan.transaction.operations, plan.text
+        return plan.full, plan.transaction.operations, plan.text
 
-    ops, tx = sync()
-    out = [StepResult(1, f"initial sync of {base.name}", syncer.dump(), ops, [tx],
+    full, ops, tx = sync()
+    out = [StepResult(1, f"initial sync of {base.name}", syncer.dump(), full, ops, [tx],
                       expected_base.read_text() if expected_base.exists() else None)]
     for number, title, body in steps:
         txs: list[str] = []
@@ -181,15 +182,26 @@ def render_steps(path: str | Path) -> list[StepResult]:
                 # Upstream's ageStaleChains(): every stale chain becomes 2 s older.
                 syncer.kernel.stale = {c: t - 2.0 for c, t in syncer.kernel.stale.items()}
             elif kind == "sync":
-                txs.append(sync()[1])
+                txs.append(sync()[2])
             else:
                 for op in arg:
                     for action, obj in op(store):
                         _apply_event(state, action, obj)
-        ops, tx = sync()
-        out.append(StepResult(number, title, syncer.dump(), ops, [*txs, tx],
+        full, ops, tx = sync()
+        out.append(StepResult(number, title, syncer.dump(), full, ops, [*txs, tx],
                               "\n".join(body).strip("\n") + "\n"))
     return out
+
+
+def steps_text(path: str | Path) -> str:
+    """What ``testbed render --proxy-mode nftables --steps`` prints: per step, a header with
+    the sync kind and its operation count, then the table after it in upstream's test order."""
+    out = []
+    for step in render_steps(path):
+        kind = "full sync" if step.full else "partial sync"
+        out.append(f"### step {step.number} ({kind}, {step.operations} operations): {step.title}\n")
+        out.append("\n".join(sort_nft(step.dump)) + "\n")
+    return "".join(out)
 
 
 def expected_operations(step: StepResult) -> int | None:
