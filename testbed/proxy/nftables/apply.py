@@ -112,6 +112,20 @@ class NftApplier:
         return removed
 
 
+def check(applier: NftApplier, intended_dump: str, scratch_ns: str) -> list[str]:
+    """Whether the kernel holds what the proxy wrote: ``intended_dump`` (``NftablesSyncer.dump()``)
+    is loaded into a throwaway netns named ``scratch_ns`` and both listings are compared in
+    ``canonical`` form. Returns the differences ([] = identical); the netns is always removed."""
+    try:
+        with netns.Runner(1) as runner:
+            runner.run_new(scratch_ns, lambda: None)
+        scratch = NftApplier(scratch_ns, applier.family)
+        scratch.run(intended_dump)
+        return diff_canonical(canonical(scratch.list_json()), canonical(applier.list_json()))
+    finally:
+        netns.delete(scratch_ns)
+
+
 def existing_from_json(data: dict) -> Existing:
     chains, sets = set(), set()
     for obj in data.get("nftables", []):
