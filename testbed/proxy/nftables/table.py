@@ -10,7 +10,7 @@ input; ``sort_nft`` is upstream's test comparator.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Iterable
 
 from testbed.proxy.nftables.names import TABLE
 
@@ -126,12 +126,3 @@ def sort_nft(text: str) -> list[str]:
         return (_ORDER.get(kind, 9), name, "" if kind == "rule" else line)
     return sorted(lines, key=key)
 
-
-def counts(table: Table) -> Mapping[str, int]:
-    """Object counts (for logs and metrics)."""
-    out = {"chains": 0, "rules": 0, "elements": 0}
-    for frag in table.fragments():
-        out["chains"] += len(frag.chains)
-        out["rules"] += sum(len(c.rules) for c in frag.chains.values())
-        out["elements"] += len(frag.elements)
-    return out

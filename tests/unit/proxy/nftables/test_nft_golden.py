@@ -88,3 +88,17 @@ def test_iptables_inputs_are_refused(tmp_path):
     p.write_text("kind: KubeProxyTestHarness\nmode: iptables\nnodeName: n\n")
     with pytest.raises(ValueError, match="expected nftables"):
         render_file(p)
+
+
+def test_render_table_is_the_full_sync_dump():
+    from testbed.proxy.model import ProxyState
+    from testbed.proxy.nftables.golden import load
+    from testbed.proxy.nftables.render import render_table
+    from testbed.proxy.nftables.table import dump
+
+    inputs, cfg = load(GOLDEN / "nftables-overall.inputs.yaml")
+    state = ProxyState(cfg.node_name, cfg.ip_family)
+    state.apply(inputs.objects)
+    table = render_table(cfg, {nn: state.ports_of(nn) for nn in state.services()},
+                         state.endpoints_map)
+    assert sort_nft(dump(table)) == sort_nft((GOLDEN / "nftables-overall.expected.nft").read_text())
