@@ -4,14 +4,17 @@ from pathlib import Path
 
 import pytest
 
+from testbed.proxy.model import ProxyState
 from testbed.proxy.nftables.golden import (
     config_from_harness,
     expected_operations,
+    load,
     render_file,
     render_steps,
     steps_text,
 )
-from testbed.proxy.nftables.table import sort_nft
+from testbed.proxy.nftables.render import render_table
+from testbed.proxy.nftables.table import dump, sort_nft
 
 GOLDEN = Path(__file__).resolve().parents[3] / "golden"
 INPUTS = sorted(GOLDEN.glob("nftables-*.inputs.yaml"))
@@ -91,11 +94,6 @@ def test_iptables_inputs_are_refused(tmp_path):
 
 
 def test_render_table_is_the_full_sync_dump():
-    from testbed.proxy.model import ProxyState
-    from testbed.proxy.nftables.golden import load
-    from testbed.proxy.nftables.render import render_table
-    from testbed.proxy.nftables.table import dump
-
     inputs, cfg = load(GOLDEN / "nftables-overall.inputs.yaml")
     state = ProxyState(cfg.node_name, cfg.ip_family)
     state.apply(inputs.objects)
