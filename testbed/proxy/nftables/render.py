@@ -224,14 +224,15 @@ def _endpoint_names(spn: ServicePortName, proto: str, ep: EndpointInfo) -> tuple
     return names.ENDPOINT_PREFIX + base, names.AFFINITY_PREFIX + base
 
 
-def _service_to_endpoint_rules(cfg: NftablesConfig, spn: ServicePortName, svc: ServicePortInfo,
-                               proto: str, endpoints: tuple[EndpointInfo, ...]) -> list[str]:
+def _service_to_endpoint_rules(cfg: NftablesConfig, svc: ServicePortInfo,
+                               endpoints: tuple[EndpointInfo, ...],
+                               ep_names: Mapping[str, tuple[str, str]]) -> list[str]:
     rules = []
     if svc.session_affinity_client_ip:
         for ep in endpoints:
-            chain, aff = _endpoint_names(spn, proto, ep)
+            chain, aff = ep_names[ep.endpoint]
             rules.append(f"{cfg.family} saddr @{aff} goto {chain}")
-    targets = " , ".join(f"{i} : goto {_endpoint_names(spn, proto, ep)[0]}"
+    targets = " , ".join(f"{i} : goto {ep_names[ep.endpoint][0]}"
                          for i, ep in enumerate(endpoints))
     rules.append(f"numgen random mod {len(endpoints)} vmap {{ {targets} }}")
     return rules
@@ -342,20 +343,21 @@ def render_service_port(cfg: NftablesConfig, spn: ServicePortName, svc: ServiceP
             sources.extend(svc.load_balancer_vips)
         rules[chains.firewall].append(f"{ipx} saddr != {{ {' , '.join(sources)} }} drop")
 
+    ep_names = {ep.endpoint: _endpoint_names(spn, proto, ep) for ep in reachable}
     if svc.session_affinity_client_ip:
         for ep in reachable:
-            aff = _endpoint_names(spn, proto, ep)[1]
+            aff = ep_names[ep.endpoint][1]
             frag.containers[aff] = Container(
                 "set", aff, f"{{ type {cfg.addr_type} ; flags dynamic,timeout ; "
                             f"timeout {svc.sticky_max_age_seconds}s ; }}")
 
     if uses_cluster_chain:
-        rules[chains.cluster] += _service_to_endpoint_rules(cfg, spn, svc, proto, cluster_eps)
+        rules[chains.cluster] += _service_to_endpoint_rules(cfg, svc, cluster_eps, ep_names)
     if uses_local_chain:
-        rules[chains.local] += _service_to_endpoint_rules(cfg, spn, svc, proto, local_eps)
+        rules[chains.local] += _service_to_endpoint_rules(cfg, svc, local_eps, ep_names)
 
     for ep in reachable:
-        chain, aff = _endpoint_names(spn, proto, ep)
+        chain, aff = ep_names[ep.endpoint]
         ep_rules = [f"{ipx} saddr {ep.ip} jump {MARK_MASQ}"]     # hairpin: pod reaches itself
         if svc.session_affinity_client_ip:
             ep_rules.append(f"update @{aff} {{ {ipx} saddr }}")
