@@ -11,6 +11,16 @@ Measured per size:
 - full resync: a forced full sync with everything in place;
 - one endpoint change: an EndpointSlice gets a new address, then one partial sync (render +
   ``nft -f``); median and max over ``--changes`` changes.
+
+Where the time goes (measured with ``perf record`` on ``nft -f`` of the 5k-Service full sync,
+kernel 6.18, nft 1.0.6): almost all of it is kernel time for the anonymous verdict maps of
+upstream's ``numgen random mod N vmap { ... }`` rules, one per service chain. 52 % is in
+``__nft_set_trans_bind``, which walks the whole pending transaction for every rule that binds an
+anonymous set, and 12 % in ``nf_tables_newset``, whose ``__map%d`` name allocation scans (with
+``sscanf``) every set of the table: both grow with the transaction, so a full sync grows
+quadratically (the same text without the vmaps takes a tenth of the time). A partial sync's
+cost is nft's cache: before it writes anything, it dumps the table's chains and sets, which at
+10k Services are 30k chains and 10k anonymous maps.
 """
 
 from __future__ import annotations
