@@ -73,6 +73,18 @@ def _old_stale(state: KernelState, now: float, family: str) -> tuple[list[str], 
     return deletes, keep
 
 
+def _reset_base_containers(desired: Table, pre: str, fam: str) -> list[str]:
+    """Empty the sets and maps a full sync refills (and drop ``nodeport-ips`` if unused)."""
+    out = [f"flush {desired.base.containers[name].kind} {pre} {name}" for name in SERVICE_CONTAINERS]
+    if NODEPORT_IPS in desired.base.containers:
+        out.append(f"flush set {pre} {NODEPORT_IPS}")
+    else:
+        # "add" first so that the delete cannot fail when the set is already absent.
+        addr = "ipv6_addr" if fam == "ip6" else "ipv4_addr"
+        out += [f"add set {pre} {NODEPORT_IPS} {{ type {addr} ; }}", f"delete set {pre} {NODEPORT_IPS}"]
+    return out
+
+
 def full_sync(desired: Table, state: KernelState, *, now: float,
               existing_chains: Iterable[str] = (), existing_sets: Iterable[str] = ()
               ) -> tuple[Transaction, KernelState]:
@@ -94,23 +106,20 @@ def full_sync(desired: Table, state: KernelState, *, now: float,
     for frag in desired.fragments():
         for ch in frag.chains.values():
             lines += [chain_line(fam, ch), f"flush chain {pre} {ch.name}"]
-            rules += rule_lines(fam, ch)
             wanted_chains.add(ch.name)
             if frag is not desired.base:
                 written.append(ch.name)
         for c in frag.containers.values():
             lines.append(container_line(fam, c))
             wanted_sets.add(c.name)
+        for ch in frag.chains.values():
+            # The kernel walks the whole pending transaction each time a rule binds an
+            # anonymous set ("vmap { ... }", "{ a , b }"): such chains are written right after
+            # their Service's chains exist, while the transaction is still short.
+            (lines if any(" { " in r for r in ch.rules) else rules).extend(rule_lines(fam, ch))
         elements += [element_line(fam, k, e) for k, e in frag.elements.items()]
-    for name in SERVICE_CONTAINERS:
-        kind = desired.base.containers[name].kind
-        lines.append(f"flush {kind} {pre} {name}")
-    if NODEPORT_IPS in desired.base.containers:
-        lines.append(f"flush set {pre} {NODEPORT_IPS}")
-    else:
-        # "add" first so that the delete cannot fail when the set is already absent.
-        lines += [f'add set {pre} {NODEPORT_IPS} {{ type {"ipv6_addr" if fam == "ip6" else "ipv4_addr"} ; }}',
-                  f"delete set {pre} {NODEPORT_IPS}"]
+        if frag is desired.base:
+            lines += _reset_base_containers(desired, pre, fam)
     flushed = []
     for chain in sorted(set(existing_chains) | set(stale)):
         if names.is_service_chain(chain) and chain not in wanted_chains:
