@@ -162,6 +162,7 @@ def test_clusterip_dnat_and_partial_sync(lab):
     assert connect(node, CIP_A, 81) == "ECONNREFUSED"      # not a port of the ClusterIP
     assert connect(node, "172.30.0.99") == "timeout"       # unallocated ClusterIP: dropped
     assert check(applier, syncer.dump(), f"{base}.scratch") == []
+    assert "table ip kube-proxy {" in applier.list_text()
 
     # One endpoint change: the partial transaction names only Service ns1/a's objects.
     state.apply([eps("a", "ns1", ep(EP2), ports=(("http", TARGET, "TCP"),))])

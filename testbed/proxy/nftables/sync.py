@@ -1,6 +1,6 @@
 """The nftables mode's sync state machine: model changes -> one transaction per sync.
 
-``NftablesSyncer.sync(state)`` renders only the Services that changed since the last sync
+``NftablesSyncer.plan(state)`` renders only the Services that changed since the last sync
 (all of them on a full sync), plans the transaction against what it last wrote, and returns
 it; ``committed()``/``failed()`` tell it whether the kernel took it. Pure: the caller runs
 the transaction (``apply.NftApplier``) and supplies the clock.
