@@ -8,8 +8,8 @@ from testbed.proxy.harness import load_inputs, parse_steps, render_file, render_
 from testbed.proxy.iptables.sortorder import sort_restore_text
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden"
-INPUTS = sorted(GOLDEN.glob("*.inputs.yaml"))
-STEPS = sorted(GOLDEN.glob("*.steps.txt"))
+INPUTS = sorted(GOLDEN.glob("iptables-*.inputs.yaml"))
+STEPS = sorted(GOLDEN.glob("iptables-*.steps.txt"))
 
 
 def _case(p: Path) -> str:
