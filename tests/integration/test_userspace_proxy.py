@@ -19,6 +19,7 @@ pytestmark = pytest.mark.root
 
 NODE_IP, POD_IP = "10.250.0.1", "10.250.0.2"
 SERVICE_NET = "172.30.0.0"
+EXTERNAL_NET, EXTERNAL_IP, LB_IP = "192.168.99.0", "192.168.99.11", "1.2.3.4"
 
 
 def _node_side() -> None:
@@ -33,8 +34,8 @@ def _pods_side(node_fd: int) -> None:
     b.veth_add("pods: eth0 <-> node eth0", name="eth0", index=2, mtu=1500, mac=None,
                peer_name="eth0", peer_netns_fd=node_fd, peer_index=2, up=True)
     b.addr_add(f"pods: {POD_IP}/24", index=2, address=POD_IP, prefixlen=24)
-    b.route_add("pods: service network via the node", dst=f"{SERVICE_NET}/16", oif=2,
-                gateway=NODE_IP)
+    for dst in (f"{SERVICE_NET}/16", f"{EXTERNAL_NET}/24", f"{LB_IP}/32"):
+        b.route_add(f"pods: {dst} via the node", dst=dst, oif=2, gateway=NODE_IP)
     b.apply()
 
 
@@ -42,6 +43,10 @@ def _finish_node() -> None:
     b = netlink.Batch()
     b.addr_add(f"node: {NODE_IP}/24", index=2, address=NODE_IP, prefixlen=24)
     b.link_set("node: eth0 up", index=2, up=True)
+    b.apply()
+    # the node's own connections to a Service need a route before nat OUTPUT can DNAT them
+    b = netlink.Batch()
+    b.route_add("node: service network", dst=f"{SERVICE_NET}/16", oif=2)
     b.apply()
 
 
@@ -146,14 +151,20 @@ def _eps(*ports):
 
 RR = ServicePortName("ns", "rr", "http", "TCP")
 STICKY = ServicePortName("ns", "sticky", "http", "TCP")
+LB = ServicePortName("ns", "lb", "http", "TCP")
 DNS = ServicePortName("ns", "dns", "dns", "UDP")
 SERVICES = {
     **_svc("rr", "172.30.0.41", [{"name": "http", "port": 80, "nodePort": 30080}],
-           type="NodePort", externalIPs=["192.168.99.11"]),
+           type="NodePort", externalIPs=[EXTERNAL_IP]),
     **_svc("sticky", "172.30.0.42", [{"name": "http", "port": 80}], sessionAffinity="ClientIP",
            sessionAffinityConfig={"clientIP": {"timeoutSeconds": 60}}),
     **_svc("dns", "172.30.0.10", [{"name": "dns", "port": 53, "protocol": "UDP"}]),
 }
+LB_SERVICE = service_port_map({
+    "metadata": {"namespace": "ns", "name": "lb"},
+    "spec": {"type": "LoadBalancer", "clusterIP": "172.30.0.43",
+             "ports": [{"name": "http", "port": 8000, "nodePort": 30081}]},
+    "status": {"loadBalancer": {"ingress": [{"ip": LB_IP}]}}})
 REFUSED_PORT = 8089          # nothing listens there: the dialer must move on
 
 
@@ -221,9 +232,9 @@ def test_userspace_proxy_end_to_end(lab):
     assert len(set(pm.ports.values())) == 3
 
     # one iptables-restore into the node namespace, then a second sync adds no jump twice
-    text = loop.call(proxier.sync_rules)
+    text = loop.await_(proxier.sync_rules)
     assert "-I PREROUTING" in text and "-m physdev ! --physdev-is-in" in text
-    assert "-I PREROUTING" not in loop.call(proxier.sync_rules)
+    assert "-I PREROUTING" not in loop.await_(proxier.sync_rules)
     saved = netns.run_in(node, rules.save)
     assert saved.rules["nat"].count(rules.JUMPS[0].saved_form()) == 1
     portal = [r for r in saved.rules["nat"]
@@ -266,10 +277,43 @@ def test_userspace_proxy_end_to_end(lab):
     assert other.split()[0] != r1.split()[0]           # next client session: next endpoint
 
 
+def test_external_ip_load_balancer_ip_and_the_nodes_own_traffic(lab):
+    node, pods, loop, proxier = lab
+    loop.call(proxier.update, {**SERVICES, **LB_SERVICE}, {RR: _eps(8081), LB: _eps(8082)})
+    loop.await_(proxier.sync_rules)
+    assert _greeting(pods, EXTERNAL_IP) == "a 10.250.0.1"       # physdev rule (not bridged)
+    assert _greeting(pods, LB_IP, 8000) == "b 10.250.0.1"
+    assert _greeting(pods, NODE_IP, 30081) == "b 10.250.0.1"
+    # from the node itself: nat OUTPUT DNATs to node address:proxy port
+    assert _greeting(node, "172.30.0.41") == "a 10.250.0.1"
+    assert _greeting(node, "172.30.0.43", 8000) == "b 10.250.0.1"
+    assert _greeting(node, NODE_IP, 30080) == "a 10.250.0.1"
+
+
+def test_restarted_proxier_takes_over_the_rules(lab):
+    """A new proxier (a restarted proxy process) gets new ports; its first sync replaces the
+    old chains' rules wholesale and adds no second set of jumps."""
+    node, pods, loop, proxier = lab
+    old = loop.call(proxier.update, SERVICES, {RR: _eps(8081)})
+    loop.await_(proxier.sync_rules)
+    loop.await_(proxier.close)
+    fresh = loop.call(UserspaceProxier, NODE_IP)
+    try:
+        new = loop.call(fresh.update, SERVICES, {RR: _eps(8082)})
+        text = loop.await_(fresh.sync_rules)
+        assert "-I " not in text and new.ports[RR] != old.ports[RR]
+        saved = netns.run_in(node, rules.save)
+        assert not any(f"--to-ports {old.ports[RR]}" in r for r in saved.rules["nat"])
+        assert all(saved.rules[j.table].count(j.saved_form()) == 1 for j in rules.JUMPS)
+        assert _greeting(pods, "172.30.0.41") == "b 10.250.0.1"
+    finally:
+        loop.await_(fresh.close)
+
+
 def test_endpoint_removal_mid_traffic(lab):
     node, pods, loop, proxier = lab
     loop.call(proxier.update, SERVICES, {RR: _eps(8081, 8082)})
-    loop.call(proxier.sync_rules)
+    loop.await_(proxier.sync_rules)
     conn, first = _connect(pods, "172.30.0.41", 80)
     try:
         name = first.split()[0]
@@ -292,10 +336,10 @@ def test_endpoint_removal_mid_traffic(lab):
 def test_removed_service_stops_listening_and_rules_go(lab):
     node, pods, loop, proxier = lab
     pm = loop.call(proxier.update, SERVICES, {RR: _eps(8081)})
-    loop.call(proxier.sync_rules)
+    loop.await_(proxier.sync_rules)
     pm2 = loop.call(proxier.update, {k: v for k, v in SERVICES.items() if k != RR}, {})
     assert RR not in pm2.ports and pm2.ports[DNS] == pm.ports[DNS]
-    text = loop.call(proxier.sync_rules)
+    text = loop.await_(proxier.sync_rules)
     assert "ns/rr:http" not in text
     saved = netns.run_in(node, rules.save)
     assert not any("ns/rr:http" in r for t in saved.rules.values() for r in t)
@@ -315,7 +359,7 @@ def test_service_without_endpoints_accepts_then_closes(lab):
     endpoint can be dialled (the kernel modes REJECT instead)."""
     node, pods, loop, proxier = lab
     loop.call(proxier.update, SERVICES, {})
-    loop.call(proxier.sync_rules)
+    loop.await_(proxier.sync_rules)
 
     def go():
         with socket.create_connection(("172.30.0.41", 80), timeout=5) as s:

@@ -243,7 +243,8 @@ class UserspaceProxier:
         self._listeners: dict[ServicePortName, _Listener] = {}
         self._node_ports: dict[tuple[str, int], tuple[ServicePortName, socket.socket]] = {}
         self._services: dict[ServicePortName, ServicePortInfo] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task] = set()      # connections being dialled
+        self._conns: set[_Half] = set()              # established: their client side
         self.closed = False
 
     # ---------------------------------------------------------------- control
@@ -310,11 +311,11 @@ class UserspaceProxier:
         """The restore input for the current listeners (jumps added if ``saved`` lacks them)."""
         return rules.render(self._services, self.ports(), self.ctx, saved)
 
-    def sync_rules(self) -> str:
-        """One ``iptables-save`` and one ``iptables-restore --noflush``, in the calling thread's
-        namespace (blocking: call from the loop only where a short stall is acceptable)."""
-        text = self.rules_text(rules.save())
-        rules.restore(text)
+    async def sync_rules(self) -> str:
+        """One ``iptables-save`` and one ``iptables-restore --noflush`` in the loop thread's
+        namespace; the proxied connections keep flowing meanwhile. Returns the restore input."""
+        text = self.rules_text(await rules.save_async())
+        await rules.restore_async(text)
         return text
 
     async def close(self) -> None:
@@ -330,9 +331,13 @@ class UserspaceProxier:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for half in list(self._conns):
+            half.abort()
+        self._conns.clear()
 
     def active_connections(self) -> int:
-        return len(self._tasks)
+        """TCP connections being dialled or proxied."""
+        return len(self._tasks) + len(self._conns)
 
     # ---------------------------------------------------------------- TCP data path
     def _spawn(self, coro) -> None:
@@ -368,31 +373,74 @@ class UserspaceProxier:
         try:
             backend = await self._dial(spn, client_ip)
             if backend is None:
+                conn.close()
                 return
-            await asyncio.gather(self._pipe(conn, backend), self._pipe(backend, conn))
-        finally:
+            front, back = _Half(), _Half()
+            front.peer, back.peer = back, front
+            front.on_done = back.on_done = self._conns.discard
+            self._conns.add(front)
+            await self.loop.connect_accepted_socket(lambda: front, conn)
+            await self.loop.create_connection(lambda: back, sock=backend)
+            # Both ends exist: only now may bytes flow (each paused itself when made).
+            front.transport.resume_reading()
+            back.transport.resume_reading()
+        except (OSError, asyncio.CancelledError):
             conn.close()
             if backend is not None:
                 backend.close()
+            raise
 
-    async def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
-        """Copy until EOF, then half-close ``dst`` so the other direction can still finish."""
-        loop = self.loop
-        try:
-            while True:
-                data = await loop.sock_recv(src, _BUF)
-                if not data:
-                    break
-                await loop.sock_sendall(dst, data)
-        except OSError:
-            # A reset on one side ends both directions, as a reset would have end to end.
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            return
-        try:
-            dst.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+
+class _Half(asyncio.Protocol):
+    """One side of a proxied TCP connection: what it reads goes to its peer's transport.
+
+    Flow control: when our transport's write buffer fills we stop reading from the peer, so a
+    slow reader slows the fast writer instead of growing memory. An EOF is passed on as a
+    half-close; the pair is closed once both sides have sent EOF, or at once on an error.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.peer: _Half | None = None
+        self.eof = False
+        self.on_done = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.pause_reading()
+
+    def data_received(self, data: bytes) -> None:
+        self.peer.transport.write(data)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        if self.peer.eof:
+            self.transport.close()
+            self.peer.transport.close()
+            return False
+        if self.peer.transport.can_write_eof():
+            self.peer.transport.write_eof()
+        return True          # keep our side open: the other direction may still be sending
+
+    def pause_writing(self) -> None:
+        self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.peer.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        peer = self.peer
+        if peer.transport is not None and not peer.transport.is_closing():
+            # A reset on one side resets the other, as it would have end to end.
+            if exc is not None:
+                peer.transport.abort()
+            else:
+                peer.transport.close()
+        if self.on_done is not None:
+            self.on_done(self)
+            self.on_done(peer)
+
+    def abort(self) -> None:
+        for half in (self, self.peer):
+            if half.transport is not None:
+                half.transport.abort()

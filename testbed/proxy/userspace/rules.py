@@ -20,9 +20,10 @@ The jumps from the built-in chains are added only when ``iptables-save`` shows t
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from dataclasses import dataclass
-from typing import Iterable, Mapping, NamedTuple
+from typing import Mapping, NamedTuple
 
 from testbed.proxy.apply import SavedTables, parse_save
 from testbed.proxy.model import ServicePortInfo, ServicePortName, join_host_port
@@ -210,28 +211,47 @@ def cleanup_text(saved: SavedTables) -> str:
 
 
 class IptablesError(Exception):
-    """``iptables-save``/``iptables-restore`` failed; the message names the command and line."""
+    """``iptables-save``/``iptables-restore`` failed; the message names the command."""
 
 
+SAVE_CMD = ("iptables-save",)
+RESTORE_CMD = ("iptables-restore", "--noflush")
+
+
+def _checked(cmd: tuple[str, ...], rc: int, out: str, err: str) -> str:
+    if rc != 0:
+        raise IptablesError(f"{' '.join(cmd)} failed (exit {rc}): {err.strip()}")
+    return out
+
+
+# Both run in the calling thread's network namespace: a child inherits the namespace of the
+# thread that forks it.
 def save() -> SavedTables:
-    """The current filter and nat tables (of the calling thread's network namespace)."""
-    res = subprocess.run(["iptables-save"], capture_output=True, text=True)
-    if res.returncode != 0:
-        raise IptablesError(f"iptables-save failed: {res.stderr.strip()}")
-    return parse_save(res.stdout)
+    """The current filter and nat tables."""
+    res = subprocess.run(SAVE_CMD, capture_output=True, text=True)
+    return parse_save(_checked(SAVE_CMD, res.returncode, res.stdout, res.stderr))
 
 
 def restore(text: str) -> None:
-    """One ``iptables-restore --noflush`` (in the calling thread's network namespace)."""
-    if not text:
-        return
-    res = subprocess.run(["iptables-restore", "--noflush"], input=text,
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-        raise IptablesError(f"iptables-restore --noflush failed: {res.stderr.strip()}")
+    """One ``iptables-restore --noflush``."""
+    if text:
+        res = subprocess.run(RESTORE_CMD, input=text, capture_output=True, text=True)
+        _checked(RESTORE_CMD, res.returncode, res.stdout, res.stderr)
 
 
-def rules_of(text: str, chains: Iterable[str]) -> list[str]:
-    """The ``-A`` lines of ``text`` for the given chains (for tests and diagnostics)."""
-    wanted = tuple(f"-A {c} " for c in chains)
-    return [ln for ln in text.splitlines() if ln.startswith(wanted)]
+async def _run_async(cmd: tuple[str, ...], text: str | None = None) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, stdin=asyncio.subprocess.PIPE if text is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate(text.encode() if text is not None else None)
+    return _checked(cmd, proc.returncode, out.decode(), err.decode())
+
+
+async def save_async() -> SavedTables:
+    """``save`` without stalling the event loop that carries the proxied connections."""
+    return parse_save(await _run_async(SAVE_CMD))
+
+
+async def restore_async(text: str) -> None:
+    if text:
+        await _run_async(RESTORE_CMD, text)
