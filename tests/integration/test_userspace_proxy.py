@@ -365,3 +365,25 @@ def test_service_without_endpoints_accepts_then_closes(lab):
         with socket.create_connection(("172.30.0.41", 80), timeout=5) as s:
             return s.recv(10)
     assert netns.run_in(pods, go) == b""
+
+
+def test_taken_node_port_is_reported_and_gets_no_rules(lab):
+    node, pods, loop, proxier = lab
+
+    def squat():
+        s = socket.socket()
+        s.bind(("0.0.0.0", 30080))
+        s.listen(1)
+        return s
+    squatter = netns.run_in(node, squat)
+    try:
+        pm = loop.call(proxier.update, SERVICES, {RR: _eps(8081)})
+        [n] = pm.notices
+        assert n.field == "spec.ports.nodePort" and "30080/TCP" in n.message
+        text = loop.call(proxier.rules_text)
+        assert "--dport 30080" not in text and "-d 172.30.0.41/32" in text
+    finally:
+        squatter.close()
+    # freed: the next update claims it and its rules come back
+    pm = loop.call(proxier.update, SERVICES, {RR: _eps(8081)})
+    assert not pm.notices and "--dport 30080" in loop.call(proxier.rules_text)

@@ -23,6 +23,7 @@ methods must be called on the loop's thread, which must be in the node's network
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import resource
 import socket
@@ -283,7 +284,11 @@ class UserspaceProxier:
             self.balancer.set_service(spn, info.session_affinity, info.sticky_max_age_seconds)
             self.balancer.set_endpoints(spn, ready_endpoints(endpoints.get(spn, ())))
         out_notices += self._claim_node_ports()
-        self._services = {spn: self._listeners[spn].info for spn in self._listeners}
+        # As upstream's openNodePort: a node port that cannot be claimed gets no rules.
+        self._services = {spn: lst.info if not lst.info.node_port
+                          or (lst.protocol, lst.info.node_port) in self._node_ports
+                          else dataclasses.replace(lst.info, node_port=0)
+                          for spn, lst in self._listeners.items()}
         self.balancer.cleanup_stale_sessions()
         return PortMap({spn: lst.port for spn, lst in sorted(self._listeners.items())},
                        tuple(out_notices))

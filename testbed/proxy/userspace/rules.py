@@ -1,4 +1,4 @@
-"""The iptables rules of kube-proxy's userspace mode, rendered as one ``iptables-restore --noflush``.
+"""The iptables rules of kube-proxy's userspace mode, as one ``iptables-restore --noflush``.
 
 Upstream (``pkg/proxy/userspace/proxier.go`` up to v1.25) installs them one ``EnsureRule`` at a
 time; here the same rules, in the same chains and with the same arguments, are one restore
@@ -36,7 +36,8 @@ NON_LOCAL_NODEPORTS = "KUBE-NODEPORT-NON-LOCAL"
 NAT_CHAINS = (CONTAINER_PORTALS, HOST_PORTALS, CONTAINER_NODEPORTS, HOST_NODEPORTS)
 FILTER_CHAINS = (NON_LOCAL_NODEPORTS,)
 
-_PORTALS_COMMENT = '-m comment --comment "handle ClusterIPs; NOTE: this must be before the NodePort rules"'
+_PORTALS_COMMENT = ('-m comment --comment '
+                    '"handle ClusterIPs; NOTE: this must be before the NodePort rules"')
 _NODEPORTS_MATCH = ('-m addrtype --dst-type LOCAL -m comment --comment '
                     '"handle service NodePorts; NOTE: this must be the last rule in the chain"')
 _NON_LOCAL_COMMENT = '-m comment --comment "Ensure that non-local NodePort traffic can flow"'
@@ -143,7 +144,8 @@ def service_rules(info: ServicePortInfo, proxy_port: int, ctx: RuleContext
                 f"{_common(name, proto, p.port, p.ip, dst_local=True)} "
                 f"{ctx.container_target(proxy_port)}")
             out[HOST_PORTALS].append(
-                f"{_common(name, proto, p.port, p.ip, dst_local=True)} {ctx.host_target(proxy_port)}")
+                f"{_common(name, proto, p.port, p.ip, dst_local=True)} "
+                f"{ctx.host_target(proxy_port)}")
         else:
             out[HOST_PORTALS].append(
                 f"{_common(name, proto, p.port, p.ip)} {ctx.host_target(proxy_port)}")

@@ -18,7 +18,7 @@ from testbed.proxy.model import ServicePortName, service_port_map
 from testbed.proxy.userspace import rules
 
 GOLDEN = Path(__file__).resolve().parents[3] / "golden"
-CASES = sorted(GOLDEN.glob("userspace-*.inputs.yaml"))
+CASES = sorted(GOLDEN.glob("userspace-*.harness.yaml"))
 
 
 def _spn(text: str) -> ServicePortName:
@@ -49,9 +49,9 @@ def test_cases_exist():
     assert len(CASES) >= 3
 
 
-@pytest.mark.parametrize("inputs", CASES, ids=lambda p: p.name.removesuffix(".inputs.yaml"))
+@pytest.mark.parametrize("inputs", CASES, ids=lambda p: p.name.removesuffix(".harness.yaml"))
 def test_golden(inputs):
-    expected_path = inputs.with_name(inputs.name.replace(".inputs.yaml", ".expected.txt"))
+    expected_path = inputs.with_name(inputs.name.replace(".harness.yaml", ".expected.txt"))
     got = render_case(inputs)
     if os.environ.get("UPDATE_GOLDEN"):
         expected_path.write_text(got)
