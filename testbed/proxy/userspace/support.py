@@ -33,6 +33,11 @@ def notices(info: ServicePortInfo) -> list[Notice]:
                        f"protocol {info.protocol} is not supported by the userspace proxy "
                        f"(allowed: {', '.join(SUPPORTED_PROTOCOLS)}); service port not proxied",
                        refused=True)]
+    if ":" in info.cluster_ip:
+        # The listeners are IPv4 sockets and the rules go through iptables, not ip6tables.
+        return [Notice(spn, "spec.clusterIPs",
+                       f"IPv6 cluster IP {info.cluster_ip} is not supported by this userspace "
+                       f"proxy (allowed: IPv4); service port not proxied", refused=True)]
     out = []
     if info.external_policy_local:
         out.append(Notice(spn, "spec.externalTrafficPolicy",

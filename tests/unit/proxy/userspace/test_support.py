@@ -29,3 +29,12 @@ def test_unsupported_fields_reported_not_refused():
     assert [n.field for n in ns] == ["spec.externalTrafficPolicy", "spec.internalTrafficPolicy",
                                      "spec.loadBalancerSourceRanges"]
     assert not any(n.refused for n in ns)
+
+
+def test_ipv6_refused():
+    info = next(iter(service_port_map(
+        {"metadata": {"namespace": "ns", "name": "s"},
+         "spec": {"clusterIP": "fd00::5", "ipFamilies": ["IPv6"], "clusterIPs": ["fd00::5"],
+                  "ports": [{"name": "p", "port": 80}]}}, family="IPv6").values()))
+    [n] = notices(info)
+    assert n.refused and "allowed: IPv4" in n.message
