@@ -25,7 +25,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Mapping, NamedTuple
 
-from testbed.proxy.apply import SavedTables, parse_save
+from testbed.proxy.iptables.apply import SavedTables, parse_save
 from testbed.proxy.model import ServicePortInfo, ServicePortName, join_host_port
 
 CONTAINER_PORTALS = "KUBE-PORTALS-CONTAINER"

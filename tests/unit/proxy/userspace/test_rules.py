@@ -1,6 +1,6 @@
 """Rule rendering beyond the goldens: jump bookkeeping and cleanup."""
 
-from testbed.proxy.apply import parse_save
+from testbed.proxy.iptables.apply import parse_save
 from testbed.proxy.model import service_port_map
 from testbed.proxy.userspace import rules
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from testbed.proxy.apply import parse_save
+from testbed.proxy.iptables.apply import parse_save
 from testbed.proxy.model import ServicePortName, service_port_map
 from testbed.proxy.userspace import rules
 
