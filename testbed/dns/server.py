@@ -1,0 +1,266 @@
+"""The DNS server process: one asyncio loop for UDP, TCP, HTTP and forwarded queries.
+
+The API's list+watch loops run in one thread per kind (the client is blocking) and hand
+events to the loop with ``call_soon_threadsafe``; everything else happens on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import struct
+import sys
+import time
+
+from testbed.apiserver.client import ApiClient, ListWatch
+
+from . import corefile, records
+from .metrics import Metrics
+from .responder import Responder
+
+log = logging.getLogger("testbed.dns")
+WATCHED = ("Namespace", "Service", "EndpointSlice")
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, responder: Responder):
+        self.r = responder
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        started = time.perf_counter()
+        family = "2" if ":" in addr[0] else "1"
+        out = self.r.cached(data, "udp", family, started)
+        if out is not None:
+            self.transport.sendto(out, addr)
+            return
+        asyncio.ensure_future(self._slow(data, addr, family, started))
+
+    async def _slow(self, data, addr, family, started) -> None:
+        out = await self.r.respond(data, "udp", family, started)
+        if out is not None:
+            self.transport.sendto(out, addr)
+
+
+async def _tcp_client(responder: Responder, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    family = "2" if ":" in (writer.get_extra_info("peername") or ("",))[0] else "1"
+    try:
+        while True:
+            n = struct.unpack("!H", await reader.readexactly(2))[0]
+            data = await reader.readexactly(n)
+            out = await responder.respond(data, "tcp", family, time.perf_counter())
+            if out is None:
+                break
+            writer.write(struct.pack("!H", len(out)) + out)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+class Forwarder:
+    """The ``forward`` plugin: UDP to the upstreams in order, TCP when the answer is truncated."""
+
+    def __init__(self, upstreams: tuple[tuple[str, int], ...], metrics: Metrics, timeout: float = 2.0):
+        self.upstreams = upstreams
+        self.metrics = metrics
+        self.timeout = timeout
+
+    async def __call__(self, wire: bytes) -> bytes | None:
+        loop = asyncio.get_running_loop()
+        for host, port in self.upstreams:
+            self.metrics.forward_requests[f"{host}:{port}"] += 1
+            fut: asyncio.Future = loop.create_future()
+            qid = random.getrandbits(16)
+            out = struct.pack("!H", qid) + wire[2:]
+
+            class P(asyncio.DatagramProtocol):
+                def datagram_received(self, data, addr) -> None:
+                    if data[:2] == out[:2] and not fut.done():
+                        fut.set_result(data)
+
+                def error_received(self, exc) -> None:
+                    if not fut.done():
+                        fut.set_exception(exc)
+
+            fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+            try:
+                transport, _ = await loop.create_datagram_endpoint(P, remote_addr=(host, port), family=fam)
+            except OSError as e:
+                log.error("plugin/forward: %s:%d: %s", host, port, e)
+                continue
+            try:
+                transport.sendto(out)
+                resp = await asyncio.wait_for(fut, self.timeout)
+            except (OSError, asyncio.TimeoutError) as e:
+                log.error("plugin/errors: 2 %s:%d: %s", host, port, e or "i/o timeout")
+                continue
+            finally:
+                transport.close()
+            if resp[2] & 0x02:  # TC: ask again over TCP
+                resp = await self._tcp(host, port, out) or resp
+            return wire[:2] + resp[2:]
+        return None
+
+    async def _tcp(self, host: str, port: int, wire: bytes) -> bytes | None:
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), self.timeout)
+            writer.write(struct.pack("!H", len(wire)) + wire)
+            n = struct.unpack("!H", await asyncio.wait_for(reader.readexactly(2), self.timeout))[0]
+            data = await asyncio.wait_for(reader.readexactly(n), self.timeout)
+            writer.close()
+            return data
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+            return None
+
+
+async def _http(handler, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        line = await reader.readline()
+        while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+            pass
+        parts = line.decode("latin-1").split()
+        status, body = handler(parts[1] if len(parts) > 1 else "/")
+        reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
+        payload = body.encode()
+        writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                     f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload)
+        await writer.drain()
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        writer.close()
+
+
+def _split(addr: str) -> tuple[str | None, int]:
+    host, _, port = addr.rpartition(":")
+    return (host.strip("[]") or None), int(port)
+
+
+class DnsServer:
+    def __init__(self, blocks: list[corefile.ServerBlock], api_socket: str, corefile_path: str | None = None):
+        self.blocks = blocks
+        self.api_socket = api_socket
+        self.corefile_path = corefile_path
+        k8s = next((b.kubernetes for b in blocks if b.kubernetes), None)
+        self.index = records.ClusterIndex(endpoint_pod_names=bool(k8s and k8s.endpoint_pod_names))
+        self.responders: list[Responder] = []
+        self.watches: list[ListWatch] = []
+        self.stopping: asyncio.Event | None = None
+        self.exit_code = 0
+
+    def _on_event(self, kind: str, ev: dict) -> None:
+        self.index.apply(kind, ev["type"], ev["object"])
+        for r in self.responders:
+            r.invalidate()
+
+    def ready(self) -> bool:
+        return all(w.synced.is_set() for w in self.watches)
+
+    def _routes(self, path: str) -> tuple[int, str]:
+        if path == "/health":
+            return 200, "OK"
+        if path == "/ready":
+            return (200, "OK") if self.ready() else (503, "kubernetes")
+        if path == "/metrics":
+            return 200, "".join(r.metrics.render() for r in self.responders)
+        return 404, "404 page not found\n"
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.stopping = asyncio.Event()
+        by_port: dict[int, list[corefile.ServerBlock]] = {}
+        for b in self.blocks:
+            by_port.setdefault(b.port, []).append(b)
+        http_addrs: set[str] = set()
+        for port, blocks in by_port.items():
+            # Several blocks on one port: a combined block answering each zone from its own plugins
+            # would need per-zone chains; the first block (kubeadm has exactly one) serves the port.
+            block = blocks[0]
+            metrics = Metrics(f"dns://:{port}")
+            fwd = Forwarder(block.forward.upstreams, metrics) if block.forward else None
+            r = Responder(block, self.index, metrics, fwd)
+            self.responders.append(r)
+            await loop.create_datagram_endpoint(lambda r=r: _Udp(r), local_addr=("0.0.0.0", port),
+                                                reuse_port=True)
+            await asyncio.start_server(lambda rd, wr, r=r: _tcp_client(r, rd, wr), "0.0.0.0", port)
+            http_addrs |= {a for a in (block.health, block.ready, block.prometheus) if a}
+        for addr in http_addrs:
+            host, port = _split(addr)
+            await asyncio.start_server(lambda rd, wr: _http(self._routes, rd, wr), host or "0.0.0.0", port)
+        self._start_watches(loop)
+        if any(b.reload for b in self.blocks) and self.corefile_path:
+            self._watch_corefile(loop)
+        for r in self.responders:
+            if r.block.loop and r.forward:
+                loop.create_task(self._loop_check(r))
+        log.info("CoreDNS-1.11.3 (testbed) listening on %s", ", ".join(f":{p}" for p in by_port))
+        await self.stopping.wait()
+        for w in self.watches:
+            w.stop()
+        return self.exit_code
+
+    def _start_watches(self, loop: asyncio.AbstractEventLoop) -> None:
+        for kind in WATCHED:
+            lw = ListWatch(ApiClient(self.api_socket, timeout=None), kind)
+            self.watches.append(lw)
+            lw.run(lambda ev, kind=kind: loop.call_soon_threadsafe(self._on_event, kind, ev), name=f"dns-watch:{kind}")
+
+        async def mark_synced() -> None:
+            await loop.run_in_executor(None, self._wait_synced)
+            for r in self.responders:
+                r.synced = True
+            log.info("plugin/ready: synced with the API")
+        loop.create_task(mark_synced())
+
+    def _wait_synced(self) -> None:
+        for w in self.watches:
+            w.synced.wait()
+
+    def _watch_corefile(self, loop: asyncio.AbstractEventLoop) -> None:
+        from testbed.inotify import DirWatch
+        path = self.corefile_path
+        with open(path, "rb") as f:
+            current = f.read()
+        dw = DirWatch(os.path.dirname(os.path.abspath(path)))
+
+        def changed() -> None:
+            os.read(dw.fd, 65536)  # drain the inotify events; the file itself is compared below
+            try:
+                with open(path, "rb") as f:
+                    text = f.read()
+                if text == current:
+                    return
+                corefile.parse(text.decode(), path)
+            except (OSError, corefile.CorefileError) as e:
+                log.error("plugin/reload: Corefile changed but reload failed: %s", e)
+                return
+            log.info("plugin/reload: Running configuration SHA512 changed, restarting")
+            os.execv(sys.executable, [sys.executable, "-m", "testbed.dns", *sys.argv[1:]])
+
+        loop.add_reader(dw.fd, changed)
+
+    async def _loop_check(self, r: Responder) -> None:
+        """The ``loop`` plugin: a query for a random name must not come back to us."""
+        import dns.message
+        name = f"{random.getrandbits(63)}.{random.getrandbits(63)}."
+        r.loop_probe = name.encode()
+        q = dns.message.make_query(name, "HINFO")
+        for _ in range(3):
+            await r.forward(q.to_wire())
+            if r.loop_hits > 2:
+                up = r.block.forward.upstreams[0]
+                log.critical('plugin/loop: Loop (%s:%d -> :%d) detected for zone ".", see '
+                             'https://coredns.io/plugins/loop#troubleshooting. Query: "HINFO %s"',
+                             up[0], up[1], r.block.port, name)
+                self.exit_code = 1
+                self.stopping.set()
+                return
+        r.loop_probe = None
