@@ -103,26 +103,32 @@ class ClusterIndex:
 
     # --- feeding ----------------------------------------------------------------
 
-    def apply(self, kind: str, event_type: str, obj: dict) -> None:
+    def apply(self, kind: str, event_type: str, obj: dict) -> set[tuple[str, str]] | None:
+        """Apply one watch event; return the (namespace, service) names whose answers may have
+        changed, or None when any answer may have (a namespace came or went)."""
         m = obj.get("metadata") or {}
         key = (m.get("namespace") or "default", m.get("name") or "")
         deleted = event_type == "DELETED"
+        affected: set[tuple[str, str]] | None = {key}
         if kind == "Namespace":
             (self.namespaces.discard if deleted else self.namespaces.add)(m.get("name") or "")
+            affected = None
         elif kind == "Service":
             if deleted:
                 self.services.pop(key, None)
             else:
                 self.services[key] = _service(obj)
         elif kind == "EndpointSlice":
-            if deleted:
-                self.slices.pop(key, None)
-            else:
+            old = self.slices.pop(key, None)
+            affected = {(key[0], old[0])} if old else set()
+            if not deleted:
                 self.slices[key] = self._slice(obj)
+                affected.add((key[0], self.slices[key][0]))
         else:
             raise ValueError(f"kind {kind!r} is not indexed for DNS")
         self.generation += 1
         self._by_svc = self._reverse = None
+        return affected
 
     def _slice(self, obj: dict):
         svc = ((obj.get("metadata") or {}).get("labels") or {}).get("kubernetes.io/service-name", "")
@@ -271,6 +277,18 @@ def _pods(index: ClusterIndex, k8s: Kubernetes, r: _Request) -> list[_Rec] | Non
     except ValueError:
         return None
     return [_Rec(ip, 0, f"{name}.{r.namespace}.pod")]
+
+
+def cache_tag(qname: str, k8s: Kubernetes) -> tuple[str, str] | None:
+    """The (namespace, service) a forward-zone answer depends on alone, for invalidation;
+    None when it may depend on anything (apex, namespace level, reverse, pods)."""
+    zone = zone_of(qname, k8s)
+    if zone is None or zone == qname:
+        return None
+    labels = qname[: -len(zone) - 1].split(".")
+    if len(labels) >= 3 and labels[-1] == "svc" and 3 <= len(labels) <= 5:
+        return labels[-2], labels[-3]
+    return None
 
 
 def _family(host: str) -> str:

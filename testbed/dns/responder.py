@@ -26,6 +26,7 @@ from .corefile import ServerBlock, fqdn, in_zone
 from .metrics import Metrics
 
 OUR_PAYLOAD = 1232
+MAX_CACHED = 100_000
 _RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 
 Forward = Callable[[bytes], Awaitable[bytes | None]]
@@ -62,13 +63,28 @@ class Responder:
         self.metrics = metrics
         self.forward = forward
         self.cluster_cache: dict[bytes, _Entry] = {}
+        # Which cached cluster answers hang on which Service, so one Service's change (an
+        # endpoint flapping) does not flush every other answer; untagged ones go on any change.
+        self.tagged: dict[tuple[str, str], list[bytes]] = {}
+        self.untagged: list[bytes] = []
         self.forward_cache: dict[bytes, _Entry] = {}
         self.synced = False  # before the first list, a name the index lacks is SERVFAIL, not NXDOMAIN
         self.loop_probe: bytes | None = None
         self.loop_hits = 0
 
-    def invalidate(self) -> None:
-        self.cluster_cache.clear()
+    def invalidate(self, affected: set[tuple[str, str]] | None = None) -> None:
+        if affected is None:
+            self.cluster_cache.clear()
+            self.tagged.clear()
+            self.untagged.clear()
+            return
+        cache = self.cluster_cache
+        for key in self.untagged:
+            cache.pop(key, None)
+        self.untagged.clear()
+        for tag in affected:
+            for key in self.tagged.pop(tag, ()):
+                cache.pop(key, None)
 
     # --- the hot path -------------------------------------------------------------
 
@@ -117,7 +133,14 @@ class Responder:
             return await self._forward(data, q, proto, family, qtype, zone, started)
         answer = list(ans.answer)
         cacheable = self.cluster_cache
-        if ans.cname_target and self.forward and not in_zone(fqdn(ans.cname_target), records.zone_of(lname, self.k8s)):
+        tag_free = False
+        kzone = records.zone_of(lname, self.k8s)
+        if ans.cname_target and in_zone(fqdn(ans.cname_target), kzone):
+            # an ExternalName pointing into the cluster: CoreDNS follows it itself
+            sub = records.answer(self.index, self.k8s, ans.cname_target, qtype)
+            answer += sub.answer
+            tag_free = True
+        elif ans.cname_target and self.forward:
             # ExternalName: CoreDNS resolves the target through its own chain (forward).
             sub = dns.message.make_query(ans.cname_target, question.rdtype)
             resp = await self._forward_wire(sub.to_wire())
@@ -125,9 +148,9 @@ class Responder:
                 answer += [records.RR(rr.name.to_text(), dns.rdatatype.to_text(rr.rdtype), rr.ttl, rd.to_text())
                            for rr in dns.message.from_wire(resp).answer for rd in rr]
             cacheable = None
-        authority = [records.soa_rr(qname, records.zone_of(lname, self.k8s), self.k8s.ttl, self.index.generation)] if ans.soa else []
-        return self._finish(data, q, ans.rcode, answer, ans.extra + [], True, proto, family, qtype, zone, started,
-                            cacheable, authority)
+        authority = [records.soa_rr(qname, kzone, self.k8s.ttl, self.index.generation)] if ans.soa else []
+        return self._finish(data, q, ans.rcode, answer, ans.extra, True, proto, family, qtype, zone, started,
+                            cacheable, authority, tag_free=tag_free)
 
     async def _forward(self, data, q, proto, family, qtype, zone, started) -> bytes:
         fwd = self.block.forward
@@ -167,7 +190,7 @@ class Responder:
         return data[:2] + flags.to_bytes(2, "big") + b"\0" * 8
 
     def _finish(self, data, q, rcode, answer, extra, aa, proto, family, qtype, zone, started, cache,
-                authority=(), truncated=False) -> bytes:
+                authority=(), truncated=False, tag_free=False) -> bytes:
         r = dns.message.make_response(q, our_payload=OUR_PAYLOAD)
         r.set_rcode(rcode)
         if aa:
@@ -191,7 +214,12 @@ class Responder:
             shuffle = None
             if self.block.loadbalance and len(answer) > 1 and all(rr.type in ("A", "AAAA") for rr in answer):
                 shuffle = _address_run(wire, qend, len(answer))
-            cache[data[2:]] = _Entry(wire[2:], qtype, zone, rname, shuffle, 0.0)
+            key = data[2:]
+            if len(cache) >= MAX_CACHED:  # random names must not grow memory without bound
+                self.invalidate(None)
+            cache[key] = _Entry(wire[2:], qtype, zone, rname, shuffle, 0.0)
+            tag = None if tag_free else records.cache_tag(q.question[0].name.to_text().lower(), self.k8s)
+            (self.tagged.setdefault(tag, []) if tag else self.untagged).append(key)
         return wire
 
     @staticmethod

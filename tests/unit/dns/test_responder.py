@@ -73,9 +73,30 @@ def test_watch_event_invalidates_the_cache():
     idx = cluster()
     r = responder(idx)
     assert ask(r, "web.default.svc.cluster.local.", "A").answer
-    idx.apply("Service", "DELETED", svc("web"))
-    r.invalidate()
+    assert ask(r, "db.default.svc.cluster.local.", "A").answer
+    assert ask(r, "new.default.svc.cluster.local.", "A").rcode() == dns.rcode.NXDOMAIN
+    assert len(r.cluster_cache) == 3
+    r.invalidate(idx.apply("Service", "DELETED", svc("web")))
+    assert len(r.cluster_cache) == 2, "only the deleted Service's answers are dropped"
     assert ask(r, "web.default.svc.cluster.local.", "A").rcode() == dns.rcode.NXDOMAIN
+    r.invalidate(idx.apply("Service", "ADDED", svc("new", cluster_ip="10.96.0.99")))
+    assert answers(ask(r, "new.default.svc.cluster.local.", "A")) == ["10.96.0.99"], "a negative answer goes too"
+    r.invalidate(idx.apply("EndpointSlice", "MODIFIED", eps("db-xyz", "db", [ep("10.244.5.5")])))
+    assert answers(ask(r, "db.default.svc.cluster.local.", "A")) == ["10.244.5.5"]
+    r.invalidate(idx.apply("Namespace", "DELETED", {"metadata": {"name": "default"}}))
+    assert not r.cluster_cache
+
+
+def answers(m):
+    return sorted(rd.to_text() for rr in m.answer for rd in rr)
+
+
+def test_external_name_inside_the_cluster_is_followed():
+    idx = cluster()
+    idx.apply("Service", "ADDED", svc("alias", cluster_ip="", ports=[], type="ExternalName",
+                                      externalName="web.default.svc.cluster.local"))
+    m = ask(responder(idx), "alias.default.svc.cluster.local.", "A")
+    assert answers(m) == ["10.96.0.20", "web.default.svc.cluster.local."]
 
 
 def _big_headless(n: int):
