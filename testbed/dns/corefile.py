@@ -22,7 +22,7 @@ KNOWN_PLUGINS = frozenset(
     "kubernetes file auto secondary etcd loop forward grpc erratic whoami on sign view nomad".split()
 )
 IMPLEMENTED = frozenset(
-    "errors log health ready kubernetes prometheus forward cache loop reload loadbalance".split()
+    "errors health ready kubernetes prometheus forward cache loop reload loadbalance".split()
 )
 
 DEFAULT_HEALTH = ":8080"
@@ -71,7 +71,6 @@ class ServerBlock:
     forward: Forward | None = None
     cache_ttl: int | None = None
     loadbalance: bool = False
-    log: bool = False
     errors: bool = False
     loop: bool = False
     reload: bool = False
@@ -315,7 +314,7 @@ def parse(text: str, filename: str = "Corefile", *, resolv_conf: str | None = No
             elif d.name == "prometheus":
                 sb.prometheus = _addr(p, d, DEFAULT_PROMETHEUS)
             else:
-                if d.args and d.name not in ("reload", "errors", "log", "loadbalance"):
+                if d.args and d.name not in ("reload", "errors", "loadbalance"):
                     raise _plugin_err(p, d, f"Wrong argument count or unexpected line ending after '{d.name}'")
                 setattr(sb, d.name, True)
         out.append(sb)

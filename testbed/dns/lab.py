@@ -54,7 +54,7 @@ def _lo_up() -> None:
 
 class DnsLab:
     def __init__(self, cluster: str, corefile: str = COREFILE, externals: dict[str, str] | None = None,
-                 objects: list[dict] = ()):
+                 objects: list[dict] = (), wait_ready: bool = True):
         self.cluster = cluster
         self.netns = f"tb.{cluster}.dns"
         self.dir = tempfile.mkdtemp(prefix="tbdns-")
@@ -66,6 +66,8 @@ class DnsLab:
         self.api = ApiClient(self.handle.socket_path)
         self.procs: list[subprocess.Popen] = []
         self.log: list[str] = []
+        self._logged = threading.Condition()
+        self._finished: set[int] = set()  # pids whose output is fully read
         try:
             for obj in objects:
                 self.api.create(obj)
@@ -76,7 +78,8 @@ class DnsLab:
                                          f"--cluster={cluster}", *records])
             self.server = self._spawn(["-m", "testbed.dns", "--corefile", self.corefile, "--api",
                                        self.handle.socket_path])
-            self._wait_for_line(self.server, "plugin/ready: synced")
+            if wait_ready:
+                self.wait_log("plugin/ready: synced")
         except BaseException:
             self.close()
             raise
@@ -86,20 +89,32 @@ class DnsLab:
         p = subprocess.Popen(["ip", "netns", "exec", self.netns, sys.executable, *args], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.procs.append(p)
+        # drain the pipe so a process never blocks on it; lines wake wait_log()
+        threading.Thread(target=self._drain, args=(p,), daemon=True).start()
         return p
-
-    def _wait_for_line(self, p: subprocess.Popen, marker: str) -> None:
-        for line in p.stdout:
-            self.log.append(line.rstrip())
-            if marker in line:
-                # keep draining so the server never blocks on a full pipe
-                threading.Thread(target=self._drain, args=(p,), daemon=True).start()
-                return
-        raise TestbedError(f"DNS server exited ({p.wait()}) before it was ready: {' | '.join(self.log[-5:])}")
 
     def _drain(self, p: subprocess.Popen) -> None:
         for line in p.stdout:
-            self.log.append(line.rstrip())
+            with self._logged:
+                self.log.append(line.rstrip())
+                self._logged.notify_all()
+        p.wait()
+        with self._logged:
+            self._finished.add(p.pid)
+            self._logged.notify_all()
+
+    def wait_log(self, marker: str, start: int = 0, timeout: float = 30.0) -> int:
+        """Wait until the server logs a line containing ``marker`` (at index >= start); its index."""
+        def found():
+            return next((i for i in range(start, len(self.log)) if marker in self.log[i]), None)
+        with self._logged:
+            if not self._logged.wait_for(lambda: found() is not None or self.server.pid in self._finished, timeout):
+                raise TestbedError(f"DNS server did not log {marker!r} within {timeout}s")
+            i = found()
+        if i is None:
+            raise TestbedError(f"DNS server exited ({self.server.wait()}) before logging {marker!r}: "
+                               + " | ".join(self.log[-5:]))
+        return i
 
     def run_in(self, fn, *args, **kwargs):
         return netns.run_in(self.netns, fn, *args, **kwargs)

@@ -157,3 +157,38 @@ def test_bad_corefile_exits_nonzero_with_coredns_message():
     assert p.returncode == 1
     assert p.stderr.strip() == f"[FATAL] {path}:3 - Error during parsing: Unknown directive 'foo'"
     assert "Traceback" not in p.stderr
+
+
+def test_reload_applies_a_changed_corefile(lab):
+    assert udp(lab, f"web.default.svc.{Z}", "A").answer[0].ttl == 30
+    mark = len(lab.log)
+    with open(lab.corefile) as f:
+        text = f.read()
+    tmp = lab.corefile + ".new"
+    with open(tmp, "w") as f:
+        f.write(text.replace("ttl 30", "ttl 7"))
+    os.rename(tmp, lab.corefile)  # replaced atomically, as a ConfigMap volume is
+    lab.wait_log("plugin/ready: synced", start=mark)
+    assert udp(lab, f"web.default.svc.{Z}", "A").answer[0].ttl == 7
+
+
+def test_a_broken_corefile_is_not_reloaded(lab):
+    mark = len(lab.log)
+    with open(lab.corefile) as f:
+        text = f.read()
+    with open(lab.corefile, "w") as f:
+        f.write(text.replace("loadbalance", "loadbalancer"))
+    lab.wait_log("plugin/reload: Corefile changed but reload failed", start=mark)
+    assert udp(lab, f"web.default.svc.{Z}", "A").rcode() == dns.rcode.NOERROR
+
+
+def test_forwarding_loop_is_fatal():
+    looping = DnsLab_corefile("forward . 127.0.0.1:53")
+    with DnsLab(uniq("dnsl"), corefile=looping, wait_ready=False) as lab:
+        lab.wait_log("plugin/loop: Loop (127.0.0.1:53 -> :53) detected for zone \".\"")
+        assert lab.server.wait(timeout=10) == 1
+
+
+def DnsLab_corefile(forward: str) -> str:
+    from testbed.dns.lab import COREFILE
+    return COREFILE.replace("forward . 127.0.0.2:1053", forward)
