@@ -242,8 +242,8 @@ def _records(index: ClusterIndex, k8s: Kubernetes, r: _Request) -> list[_Rec] | 
         return _pods(index, k8s, r)
     if not r.namespace or not r.service:
         return [] if not r.namespace or _ns_exposed(index, k8s, r.namespace) else None
-    svc = next((s for (ns, name), s in index.services.items()
-                if ns.lower() == r.namespace and name.lower() == r.service), None)
+    # Object names are lowercase DNS labels (API validation), so the lowered question is the key.
+    svc = index.services.get((r.namespace, r.service))
     if svc is None:
         return None
     key = f"{svc.name}.{svc.namespace}.svc"
