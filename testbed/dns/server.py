@@ -180,14 +180,17 @@ class DnsServer:
     def ready(self) -> bool:
         return all(w.synced.is_set() for w in self.watches)
 
-    def _routes(self, path: str) -> tuple[int, str]:
-        if path == "/health":
-            return 200, "OK"
-        if path == "/ready":
-            return (200, "OK") if self.ready() else (503, "kubernetes")
-        if path == "/metrics":
+    def _route(self, paths: set[str]):
+        """The handler of one listener: each plugin serves its own path on its own address."""
+        def handle(path: str) -> tuple[int, str]:
+            if path not in paths:
+                return 404, "404 page not found\n"
+            if path == "/health":
+                return 200, "OK"
+            if path == "/ready":
+                return (200, "OK") if self.ready() else (503, "kubernetes")
             return 200, "".join(r.metrics.render() for r in self.responders)
-        return 404, "404 page not found\n"
+        return handle
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -195,7 +198,7 @@ class DnsServer:
         by_port: dict[int, list[corefile.ServerBlock]] = {}
         for b in self.blocks:
             by_port.setdefault(b.port, []).append(b)
-        http_addrs: set[str] = set()
+        http_paths: dict[str, set[str]] = {}
         for port, blocks in by_port.items():
             # Several blocks on one port: a combined block answering each zone from its own plugins
             # would need per-zone chains; the first block (kubeadm has exactly one) serves the port.
@@ -210,10 +213,13 @@ class DnsServer:
             sock.setblocking(False)
             loop.add_reader(sock.fileno(), _Udp(r, sock).readable)
             await asyncio.start_server(lambda rd, wr, r=r: _tcp_client(r, rd, wr), "0.0.0.0", port)
-            http_addrs |= {a for a in (block.health, block.ready, block.prometheus) if a}
-        for addr in http_addrs:
+            for addr, path in ((block.health, "/health"), (block.ready, "/ready"), (block.prometheus, "/metrics")):
+                if addr:
+                    http_paths.setdefault(addr, set()).add(path)
+        for addr, paths in http_paths.items():
             host, port = _split(addr)
-            await asyncio.start_server(lambda rd, wr: _http(self._routes, rd, wr), host or "0.0.0.0", port)
+            handler = self._route(paths)
+            await asyncio.start_server(lambda rd, wr, h=handler: _http(h, rd, wr), host or "0.0.0.0", port)
         self._start_watches(loop)
         if any(b.reload for b in self.blocks) and self.corefile_path:
             self._watch_corefile(loop)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import subprocess
-import sys
-import tempfile
 import time
 
 import dns.flags
@@ -130,6 +127,7 @@ def test_health_ready_and_metrics(lab):
     assert status == 200
     assert "coredns_dns_requests_total{" in text and 'rcode="NXDOMAIN"' in text
     assert "coredns_dns_request_duration_seconds_bucket{" in text
+    assert _http(lab, 8080, "/metrics")[0] == 404, "each plugin serves its own path on its own port"
 
 
 def test_a_service_change_is_answered_quickly(lab):
@@ -145,18 +143,6 @@ def test_a_service_change_is_answered_quickly(lab):
         lags.append(time.perf_counter() - t0)
     lags.sort()
     assert lags[-1] < 0.5, lags  # the bench reports the p99 against the 100 ms target
-
-
-def test_bad_corefile_exits_nonzero_with_coredns_message():
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "Corefile")
-        with open(path, "w") as f:
-            f.write(".:53 {\n    errors\n    foo\n}\n")
-        p = subprocess.run([sys.executable, "-m", "testbed.dns", "--corefile", path, "--api", os.path.join(d, "x")],
-                           capture_output=True, text=True, timeout=30)
-    assert p.returncode == 1
-    assert p.stderr.strip() == f"[FATAL] {path}:3 - Error during parsing: Unknown directive 'foo'"
-    assert "Traceback" not in p.stderr
 
 
 def test_reload_applies_a_changed_corefile(lab):
