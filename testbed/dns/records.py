@@ -59,7 +59,6 @@ class Port:
 class Endpoint:
     ip: str
     hostname: str  # spec hostname, or the address with dashes
-    target: str
 
 
 @dataclass(frozen=True)
@@ -140,7 +139,7 @@ class ClusterIndex:
             ref = (ep.get("targetRef") or {}).get("name") or ""
             for ip in ep.get("addresses") or []:
                 host = ep.get("hostname") or (self.endpoint_pod_names and ref) or dashed(ip)
-                eps.append(Endpoint(ip, host, ref))
+                eps.append(Endpoint(ip, host))
         ports = tuple(Port(p.get("name") or "", p.get("protocol") or "TCP", int(p.get("port") or 0))
                       for p in obj.get("ports") or [])
         # No ports: the addresses still answer A queries (CoreDNS's port -1 sentinel).
@@ -318,7 +317,7 @@ def answer(index: ClusterIndex, k8s: Kubernetes, qname: str, qtype: str) -> Answ
     if name.endswith(".arpa."):
         return _reverse(index, k8s, qname, qtype, zone)
     if qtype == "SOA" and not base:
-        return Answer(answer=[soa_rr(qname, zone, ttl)])
+        return Answer(answer=[soa_rr(zone, ttl)])
     if qtype == "NS" and not base:
         return _ns(index, qname, zone, ttl)
     if base == ["ns", "dns"] and qtype in ("A", "AAAA"):
@@ -407,5 +406,5 @@ def _ns_addr(index: ClusterIndex, qname: str, zone: str, ttl: int, qtype: str) -
                   soa=not _dns_ips(index, qtype))
 
 
-def soa_rr(owner: str, zone: str, ttl: int, serial: int = 1) -> RR:
+def soa_rr(zone: str, ttl: int, serial: int = 1) -> RR:
     return RR(zone, "SOA", ttl, f"ns.dns.{zone} hostmaster.{zone} {serial} 7200 1800 86400 {ttl}")

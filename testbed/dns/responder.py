@@ -87,7 +87,10 @@ class Responder:
         e = cache.get(key) if proto == "udp" else None
         if e is None:
             e = self.forward_cache.get(key) if proto == "udp" else None
-            if e is None or e.expires < time.monotonic():
+            if e is None:
+                return None
+            if e.expires < time.monotonic():
+                del self.forward_cache[key]
                 return None
             self.metrics.cache_hits += 1
         body = e.body
@@ -133,7 +136,7 @@ class Responder:
                 answer += [records.RR(rr.name.to_text(), dns.rdatatype.to_text(rr.rdtype), rr.ttl, rd.to_text())
                            for rr in dns.message.from_wire(sub).answer for rd in rr]
             cache = False
-        authority = [records.soa_rr(q.qname, kzone, self.k8s.ttl, self.index.generation)] if ans.soa else []
+        authority = [records.soa_rr(kzone, self.k8s.ttl, self.index.generation)] if ans.soa else []
         return self._finish(data, q, ans.rcode, proto, family, zone, started, answer, authority, ans.extra,
                             aa=True, cache=cache, tag_free=tag_free)
 
@@ -153,6 +156,8 @@ class Responder:
         if self.block.cache_ttl and proto == "udp" and rcode in (0, 3):
             msg = dns.message.from_wire(resp)
             ttls = [rr.ttl for sec in (msg.answer, msg.authority) for rr in sec] or [self.block.cache_ttl]
+            if len(self.forward_cache) >= MAX_CACHED:
+                self.forward_cache.clear()
             self.forward_cache[data[2:]] = _Entry(out[2:], q.type_name, zone, rname, None,
                                                   time.monotonic() + min(min(ttls), self.block.cache_ttl))
             self.metrics.cache_misses += 1

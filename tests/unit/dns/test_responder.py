@@ -164,3 +164,19 @@ def test_metrics_render_coredns_names():
     assert 'coredns_dns_requests_total{family="1",proto="udp",server="dns://:53",type="A",view="",zone="."} 2' in text
     assert 'rcode="NXDOMAIN"' in text and 'rcode="NOERROR"' in text
     assert 'coredns_dns_request_duration_seconds_count{server="dns://:53",type="A",view="",zone="."} 2' in text
+
+
+def test_forwarded_answers_are_cached_until_their_ttl():
+    calls = []
+
+    async def counting(wire):
+        calls.append(wire)
+        return UPSTREAM.answer(wire)
+    r = responder(forward=counting)
+    ask(r, "client.ext.testbed.", "A")
+    ask(r, "client.ext.testbed.", "A")
+    assert len(calls) == 1 and r.metrics.cache_hits == 1
+    for e in r.forward_cache.values():
+        e.expires = 0.0  # as if 30 s (the Corefile's cap) had passed
+    ask(r, "client.ext.testbed.", "A")
+    assert len(calls) == 2
