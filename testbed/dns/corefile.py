@@ -207,10 +207,8 @@ def _kubernetes(p: _Parser, d: Directive, block_zones: tuple[str, ...]) -> Kuber
     for sub in d.block:
         a = sub.args
         if sub.name == "pods":
-            if len(a) != 1 or a[0] not in ("disabled", "insecure"):
-                if a and a[0] == "verified":
-                    raise _sub_err(p, d, sub, "pods verified is not supported by the testbed's DNS server; use insecure or disabled")
-                raise _sub_err(p, d, sub, f"wrong value for pods: {' '.join(a)},  must be one of: disabled, insecure")
+            if len(a) != 1 or a[0] not in ("disabled", "insecure", "verified"):
+                raise _sub_err(p, d, sub, f"wrong value for pods: {' '.join(a)},  must be one of: disabled, verified, insecure")
             opts["pods"] = a[0]
         elif sub.name == "fallthrough":
             opts["fallthrough"] = tuple(fqdn(z) for z in a)

@@ -95,6 +95,8 @@ class ClusterIndex:
         self.services: dict[tuple[str, str], Service] = {}
         self.slices: dict[tuple[str, str], tuple[str, tuple[Endpoint, ...], tuple[Port, ...]]] = {}
         self.namespaces: set[str] = set()
+        self.pods: dict[tuple[str, str], set[str]] = {}  # (namespace, name) -> IPs, for `pods verified`
+        self._pod_ips: set[tuple[str, str]] | None = None
         self.endpoint_pod_names = endpoint_pod_names
         self.generation = 0  # bumped on every change: answers derived before it are stale
         self._by_svc: dict[tuple[str, str], list[tuple[tuple[Endpoint, ...], tuple[Port, ...]]]] | None = None
@@ -117,6 +119,17 @@ class ClusterIndex:
                 self.services.pop(key, None)
             else:
                 self.services[key] = _service(obj)
+        elif kind == "Pod":
+            # CoreDNS drops a terminating pod from its index
+            ips = {p["ip"] for p in (obj.get("status") or {}).get("podIPs") or [] if p.get("ip")}
+            ips |= {(obj.get("status") or {}).get("podIP")} - {None, ""}
+            if deleted or m.get("deletionTimestamp") or not ips:
+                self.pods.pop(key, None)
+            else:
+                self.pods[key] = ips
+            self._pod_ips = None
+            self.generation += 1
+            return {(key[0], "pod")}
         elif kind == "EndpointSlice":
             old = self.slices.pop(key, None)
             affected = {(key[0], old[0])} if old else set()
@@ -146,6 +159,11 @@ class ClusterIndex:
         return svc, tuple(eps), ports or (Port("", "", -1),)
 
     # --- lookups ----------------------------------------------------------------
+
+    def has_pod_ip(self, namespace: str, ip: str) -> bool:
+        if self._pod_ips is None:
+            self._pod_ips = {(ns, a) for (ns, _), ips in self.pods.items() for a in ips}
+        return (namespace, ip) in self._pod_ips
 
     def endpoints(self, namespace: str, service: str):
         if self._by_svc is None:
@@ -272,8 +290,10 @@ def _pods(index: ClusterIndex, k8s: Kubernetes, r: _Request) -> list[_Rec] | Non
     name = r.service
     ip = name.replace("-", ".") if name.count("-") == 3 and "--" not in name else name.replace("-", ":")
     try:
-        ipaddress.ip_address(ip)
+        ip = str(ipaddress.ip_address(ip))
     except ValueError:
+        return None
+    if k8s.pods == "verified" and not index.has_pod_ip(r.namespace, ip):
         return None
     return [_Rec(ip, 0, f"{name}.{r.namespace}.pod")]
 
@@ -287,6 +307,8 @@ def cache_tag(qname: str, k8s: Kubernetes) -> tuple[str, str] | None:
     labels = qname[: -len(zone) - 1].split(".")
     if len(labels) >= 3 and labels[-1] == "svc" and 3 <= len(labels) <= 5:
         return labels[-2], labels[-3]
+    if len(labels) == 3 and labels[-1] == "pod":
+        return labels[-2], "pod"  # shared with a Service named "pod": that only invalidates more
     return None
 
 

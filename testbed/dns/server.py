@@ -233,7 +233,9 @@ class DnsServer:
         return self.exit_code
 
     def _start_watches(self, loop: asyncio.AbstractEventLoop) -> None:
-        for kind in WATCHED:
+        # Pods only for `pods verified`, as CoreDNS: watching every pod is the expensive part.
+        verified = any(b.kubernetes and b.kubernetes.pods == "verified" for b in self.blocks)
+        for kind in WATCHED + (("Pod",) if verified else ()):
             lw = ListWatch(ApiClient(self.api_socket, timeout=None), kind)
             self.watches.append(lw)
             lw.run(lambda ev, kind=kind: loop.call_soon_threadsafe(self._on_event, kind, ev), name=f"dns-watch:{kind}")

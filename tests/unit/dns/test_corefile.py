@@ -38,7 +38,7 @@ def test_comments_quotes_and_glued_braces():
     (".:53 {\n    errors\n", "Corefile:1 - Error during parsing: Unexpected EOF"),
     (".:53\n    errors\n}\n", "Corefile:1 - Error during parsing: Unexpected token"),
     (".:53 {\n kubernetes cluster.local {\n  pods maybe\n }\n}\n",
-     "plugin/kubernetes: Corefile:3 - Error during parsing: wrong value for pods: maybe,  must be one of: disabled, insecure"),
+     "plugin/kubernetes: Corefile:3 - Error during parsing: wrong value for pods: maybe,  must be one of: disabled, verified, insecure"),
     (".:53 {\n kubernetes cluster.local {\n  ttl 4000\n }\n}\n",
      "plugin/kubernetes: Corefile:3 - Error during parsing: ttl must be in range [0, 3600]: 4000"),
     (".:53 {\n kubernetes cluster.local {\n  bogus\n }\n}\n",

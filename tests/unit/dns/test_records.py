@@ -137,3 +137,16 @@ def test_endpoint_pod_names():
                       ("EndpointSlice", eps("h-1", "h", [ep("10.244.0.9", pod="h-abc12")]))):
         idx.apply(kind, "ADDED", obj)
     assert _fmt(answer(idx, K8S, f"h-abc12.h.default.svc.{Z}", "A").answer) == ["A 10.244.0.9"]
+
+
+def test_pods_verified_answers_only_for_a_running_pods_address():
+    k = Kubernetes(zones=("cluster.local.",), ttl=5, pods="verified")
+    idx = cluster()
+    pod = {"metadata": {"name": "p", "namespace": "default"}, "status": {"podIP": "10.244.0.5", "podIPs": [{"ip": "10.244.0.5"}]}}
+    assert answer(idx, k, f"10-244-0-5.default.pod.{Z}", "A").rcode == NXDOMAIN
+    assert idx.apply("Pod", "ADDED", pod) == {("default", "pod")}
+    assert _fmt(answer(idx, k, f"10-244-0-5.default.pod.{Z}", "A").answer) == ["A 10.244.0.5"]
+    assert answer(idx, k, f"10-244-0-5.empty.pod.{Z}", "A").rcode == NXDOMAIN, "another namespace's pod"
+    pod["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    idx.apply("Pod", "MODIFIED", pod)
+    assert answer(idx, k, f"10-244-0-5.default.pod.{Z}", "A").rcode == NXDOMAIN, "terminating pods are dropped"
