@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: server.stopping.set() if server.stopping else task.cancel())
+            loop.add_signal_handler(sig, lambda: server.shutdown() if server.stopping else task.cancel())
         return await server.run()
 
     try:

@@ -61,6 +61,8 @@ class Kubernetes:
 class Forward:
     zone: str
     upstreams: tuple[tuple[str, int], ...]
+    policy: str = "random"
+    max_concurrent: int | None = None
 
 
 @dataclass
@@ -75,6 +77,7 @@ class ServerBlock:
     loop: bool = False
     reload: bool = False
     health: str | None = None
+    lameduck: float = 0.0
     ready: str | None = None
     prometheus: str | None = None
     plugins: list[str] = field(default_factory=list)
@@ -187,6 +190,26 @@ def _plugin_err(p: _Parser, d: Directive, msg: str) -> CorefileError:
     return CorefileError(f"plugin/{d.name}: {p.file}:{d.line} - Error during parsing: {msg}")
 
 
+def _duration(p: _Parser, d: Directive, sub: Directive, text: str) -> float:
+    """A Go duration as CoreDNS's plugins take them: 500ms, 5s, 1m, 1m30s."""
+    total, num = 0.0, ""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    i = 0
+    while i < len(text):
+        if text[i].isdigit() or text[i] == ".":
+            num += text[i]
+            i += 1
+            continue
+        unit = "ms" if text.startswith("ms", i) else text[i]
+        if not num or unit not in units:
+            raise _sub_err(p, d, sub, f"time: invalid duration \"{text}\"")
+        total += float(num) * units[unit]
+        num, i = "", i + len(unit)
+    if num or not text:
+        raise _sub_err(p, d, sub, f"time: missing unit in duration \"{text}\"")
+    return total
+
+
 def _sub_err(p: _Parser, d: Directive, sub: Directive, msg: str) -> CorefileError:
     return CorefileError(f"plugin/{d.name}: {p.file}:{sub.line} - Error during parsing: {msg}")
 
@@ -234,9 +257,19 @@ def _forward(p: _Parser, d: Directive, resolv_conf: str | None) -> Forward:
     if len(d.args) < 2:
         raise _plugin_err(p, d, "Wrong argument count or unexpected line ending after "
                                 f"'{d.args[-1] if d.args else 'forward'}'")
+    opts: dict = {}
     for sub in d.block:
-        # Tuning knobs of a many-upstream forwarder; one asyncio socket per query needs none.
-        if sub.name not in ("max_concurrent", "policy", "expire", "health_check", "max_fails"):
+        if sub.name == "policy":
+            if len(sub.args) != 1 or sub.args[0] not in ("random", "round_robin", "sequential"):
+                raise _sub_err(p, d, sub, f"unknown policy '{' '.join(sub.args)}'")
+            opts["policy"] = sub.args[0]
+        elif sub.name == "max_concurrent":
+            if len(sub.args) != 1 or not sub.args[0].isdigit() or int(sub.args[0]) < 1:
+                raise _sub_err(p, d, sub, "max_concurrent can't be negative or zero")
+            opts["max_concurrent"] = int(sub.args[0])
+        elif sub.name not in ("expire", "health_check", "max_fails"):
+            # (those three tune pooled connections and upstream health checks; this forwarder
+            # opens a socket per query and tries the next upstream on a timeout instead)
             raise _sub_err(p, d, sub, f"unknown property '{sub.name}'")
     ups: list[tuple[str, int]] = []
     for to in d.args[1:]:
@@ -257,7 +290,7 @@ def _forward(p: _Parser, d: Directive, resolv_conf: str | None) -> Forward:
         ups.append((host, port))
     if not ups:
         raise _plugin_err(p, d, "no nameservers found")
-    return Forward(zone=fqdn(d.args[0]), upstreams=tuple(ups))
+    return Forward(zone=fqdn(d.args[0]), upstreams=tuple(ups), **opts)
 
 
 def _resolv_conf_servers(path: str, p: _Parser, d: Directive) -> list[tuple[str, int]]:
@@ -307,6 +340,7 @@ def parse(text: str, filename: str = "Corefile", *, resolv_conf: str | None = No
                 for sub in d.block:
                     if sub.name != "lameduck" or len(sub.args) != 1:
                         raise _sub_err(p, d, sub, f"unknown property '{sub.name}'")
+                    sb.lameduck = _duration(p, d, sub, sub.args[0])
             elif d.name == "ready":
                 sb.ready = _addr(p, d, DEFAULT_READY)
             elif d.name == "prometheus":

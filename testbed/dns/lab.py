@@ -27,9 +27,7 @@ UPSTREAM = ("127.0.0.2", 1053)
 COREFILE = """\
 .:53 {
     errors
-    health {
-       lameduck 5s
-    }
+    health
     ready
     kubernetes cluster.local in-addr.arpa ip6.arpa {
        pods insecure

@@ -25,6 +25,10 @@ _RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NO
 Forward = Callable[[bytes], Awaitable[bytes | None]]
 
 
+class Overloaded(Exception):
+    """The forwarder is at ``max_concurrent``: CoreDNS answers REFUSED instead of queueing."""
+
+
 class _Entry:
     """A finished response minus its ID, and what metrics need to know about it."""
 
@@ -131,7 +135,10 @@ class Responder:
         elif ans.cname_target and self.forward:
             # ExternalName: CoreDNS resolves the target through its own chain (forward); the
             # result is not kept with the cluster's answers, the forward cache holds it.
-            sub = await self._forward_wire(dns.message.make_query(ans.cname_target, q.qtype).to_wire())
+            try:
+                sub = await self._forward_wire(dns.message.make_query(ans.cname_target, q.qtype).to_wire())
+            except Overloaded:
+                sub = None
             if sub is not None:
                 answer += [records.RR(rr.name.to_text(), dns.rdatatype.to_text(rr.rdtype), rr.ttl, rd.to_text())
                            for rr in dns.message.from_wire(sub).answer for rd in rr]
@@ -144,7 +151,10 @@ class Responder:
         fwd = self.block.forward
         if self.forward is None or fwd is None or not in_zone(q.qname.lower(), fwd.zone):
             return self._finish(data, q, records.SERVFAIL, proto, family, zone, started)
-        resp = await self._forward_wire(data)
+        try:
+            resp = await self._forward_wire(data)
+        except Overloaded:
+            return self._finish(data, q, records.REFUSED, proto, family, zone, started)
         if resp is None:
             return self._finish(data, q, records.SERVFAIL, proto, family, zone, started)
         out = data[:2] + resp[2:]

@@ -19,7 +19,7 @@ from testbed.apiserver.client import ApiClient, ListWatch
 
 from . import corefile, records
 from .metrics import Metrics
-from .responder import Responder
+from .responder import Overloaded, Responder
 
 log = logging.getLogger("testbed.dns")
 WATCHED = ("Namespace", "Service", "EndpointSlice")
@@ -84,14 +84,34 @@ async def _tcp_client(responder: Responder, reader: asyncio.StreamReader, writer
 class Forwarder:
     """The ``forward`` plugin: UDP to the upstreams in order, TCP when the answer is truncated."""
 
-    def __init__(self, upstreams: tuple[tuple[str, int], ...], metrics: Metrics, timeout: float = 2.0):
-        self.upstreams = upstreams
+    def __init__(self, fwd: corefile.Forward, metrics: Metrics, timeout: float = 2.0):
+        self.fwd = fwd
         self.metrics = metrics
         self.timeout = timeout
+        self.inflight = 0
+        self.next = 0
+
+    def _order(self) -> list[tuple[str, int]]:
+        ups = list(self.fwd.upstreams)
+        if self.fwd.policy == "random":
+            random.shuffle(ups)
+        elif self.fwd.policy == "round_robin":
+            self.next = (self.next + 1) % len(ups)
+            ups = ups[self.next:] + ups[:self.next]
+        return ups
 
     async def __call__(self, wire: bytes) -> bytes | None:
+        if self.fwd.max_concurrent and self.inflight >= self.fwd.max_concurrent:
+            raise Overloaded(self.fwd.max_concurrent)
+        self.inflight += 1
+        try:
+            return await self._ask(wire)
+        finally:
+            self.inflight -= 1
+
+    async def _ask(self, wire: bytes) -> bytes | None:
         loop = asyncio.get_running_loop()
-        for host, port in self.upstreams:
+        for host, port in self._order():
             self.metrics.forward_requests[f"{host}:{port}"] += 1
             fut: asyncio.Future = loop.create_future()
             qid = random.getrandbits(16)
@@ -204,7 +224,7 @@ class DnsServer:
             # would need per-zone chains; the first block (kubeadm has exactly one) serves the port.
             block = blocks[0]
             metrics = Metrics(f"dns://:{port}")
-            fwd = Forwarder(block.forward.upstreams, metrics) if block.forward else None
+            fwd = Forwarder(block.forward, metrics) if block.forward else None
             r = Responder(block, self.index, metrics, fwd)
             self.responders.append(r)
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -231,6 +251,16 @@ class DnsServer:
         for w in self.watches:
             w.stop()
         return self.exit_code
+
+    def shutdown(self) -> None:
+        """SIGTERM: keep answering for the health plugin's lameduck time (while the endpoint
+        is being removed from kube-dns), then stop."""
+        duck = max((b.lameduck for b in self.blocks), default=0.0)
+        if duck and self.stopping is not None and not self.stopping.is_set():
+            log.info("plugin/health: Going into lameduck mode for %gs", duck)
+            asyncio.get_running_loop().call_later(duck, self.stopping.set)
+        elif self.stopping is not None:
+            self.stopping.set()
 
     def _start_watches(self, loop: asyncio.AbstractEventLoop) -> None:
         # Pods only for `pods verified`, as CoreDNS: watching every pod is the expensive part.

@@ -193,3 +193,14 @@ def test_pods_verified_follows_the_pods_watch():
         t0 = time.monotonic()
         while udp(lab, f"10-244-0-5.default.pod.{Z}", "A").rcode() != dns.rcode.NXDOMAIN:
             assert time.monotonic() - t0 < 5, "the pod's deletion never reached the answers"
+
+
+def test_sigterm_keeps_answering_for_the_lameduck_time():
+    from testbed.dns.lab import COREFILE
+    corefile = COREFILE.replace("    health\n", "    health {\n       lameduck 1s\n    }\n")
+    with DnsLab(uniq("dnsd"), corefile=corefile, objects=OBJECTS) as lab:
+        mark = len(lab.log)
+        lab.server.terminate()
+        lab.wait_log("plugin/health: Going into lameduck mode for 1s", start=mark)
+        assert answers(udp(lab, f"web.default.svc.{Z}", "A")) == ["10.96.0.20"]
+        assert lab.server.wait(timeout=10) == 0

@@ -18,7 +18,13 @@ def test_kubeadm_default(tmp_path):
     assert k.falls_through("1.0.0.10.in-addr.arpa.") and not k.falls_through("x.cluster.local.")
     assert b.forward.zone == "." and b.forward.upstreams == (("10.100.0.1", 53), ("10.100.0.2", 53))
     assert (b.cache_ttl, b.health, b.ready, b.prometheus) == (30, ":8080", ":8181", ":9153")
-    assert b.loadbalance and b.loop and b.reload and b.errors
+    assert b.loadbalance and b.loop and b.reload and b.errors and b.lameduck == 5.0
+    assert (b.forward.policy, b.forward.max_concurrent) == ("random", 1000)
+
+
+def test_forward_policy_and_durations():
+    [b] = parse(".:53 {\n health {\n  lameduck 1m30s\n }\n forward . 10.0.0.1 {\n  policy sequential\n }\n}\n")
+    assert b.lameduck == 90.0 and b.forward.policy == "sequential" and b.forward.max_concurrent is None
 
 
 def test_forward_to_addresses_and_ports_and_zones():
@@ -51,6 +57,10 @@ def test_comments_quotes_and_glued_braces():
     (".:99999 {\n errors\n}\n", "Corefile:1 - Error during parsing: invalid port '99999'"),
     (".:53 {\n loop now\n}\n", "plugin/loop: Corefile:2 - Error during parsing: Wrong argument count"),
     ("", "Corefile:1 - Error during parsing: no server blocks"),
+    (".:53 {\n health {\n  lameduck 5\n }\n}\n",
+     'plugin/health: Corefile:3 - Error during parsing: time: missing unit in duration "5"'),
+    (".:53 {\n forward . 10.0.0.1 {\n  policy fastest\n }\n}\n",
+     "plugin/forward: Corefile:3 - Error during parsing: unknown policy 'fastest'"),
 ])
 def test_errors_read_like_coredns(text, message):
     with pytest.raises(CorefileError) as e:

@@ -180,3 +180,11 @@ def test_forwarded_answers_are_cached_until_their_ttl():
         e.expires = 0.0  # as if 30 s (the Corefile's cap) had passed
     ask(r, "client.ext.testbed.", "A")
     assert len(calls) == 2
+
+
+def test_forwarder_at_max_concurrent_is_refused():
+    from testbed.dns.responder import Overloaded
+
+    async def busy(wire):
+        raise Overloaded(1000)
+    assert ask(responder(forward=busy), "client.ext.testbed.", "A").rcode() == dns.rcode.REFUSED
