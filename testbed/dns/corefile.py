@@ -315,6 +315,9 @@ def parse(text: str, filename: str = "Corefile", *, resolv_conf: str | None = No
         if len(ports) != 1:
             raise p.err(line, "a server block's keys must share one port")
         sb = ServerBlock(zones=tuple(z for z, _ in addrs), port=ports.pop())
+        for z in sb.zones:
+            if any(z in other.zones and other.port == sb.port for other in out):
+                raise CorefileError(f"cannot serve dns://{z}:{sb.port} - it is already defined")
         for d in directives:
             if d.name not in IMPLEMENTED:
                 raise _plugin_err(p, d, "not supported by the testbed's DNS server; supported: "

@@ -193,3 +193,30 @@ class Responder:
             tag = None if tag_free else records.cache_tag(q.qname.lower(), self.k8s)
             (self.tagged.setdefault(tag, []) if tag else self.untagged).append(key)
         return out
+
+
+class Router:
+    """The server blocks sharing one port: a query goes to the block whose zone is the longest
+    suffix of its name, as CoreDNS picks; with one block (kubeadm's) that is no work at all."""
+
+    def __init__(self, responders: list[Responder]):
+        self.responders = responders
+
+    def cached(self, data: bytes, proto: str, family: str, started: float) -> bytes | None:
+        for r in self.responders:
+            out = r.cached(data, proto, family, started)
+            if out is not None:
+                return out
+        return None
+
+    async def respond(self, data: bytes, proto: str, family: str, started: float) -> bytes | None:
+        chosen = self.responders[0]
+        if len(self.responders) > 1:
+            try:
+                name = wire.parse_query(data).qname.lower()
+            except wire.Malformed:
+                return wire.formerr(data)
+            zones = [(len(z), r) for r in self.responders for z in r.block.zones if in_zone(name, z)]
+            if zones:
+                chosen = max(zones, key=lambda zr: zr[0])[1]
+        return await chosen.respond(data, proto, family, started)

@@ -19,7 +19,7 @@ from testbed.apiserver.client import ApiClient, ListWatch
 
 from . import corefile, records
 from .metrics import Metrics
-from .responder import Overloaded, Responder
+from .responder import Overloaded, Responder, Router
 
 log = logging.getLogger("testbed.dns")
 WATCHED = ("Namespace", "Service", "EndpointSlice")
@@ -31,7 +31,7 @@ class _Udp:
 
     BATCH = 64
 
-    def __init__(self, responder: Responder, sock: socket.socket):
+    def __init__(self, responder: Router, sock: socket.socket):
         self.r = responder
         self.sock = sock
 
@@ -64,7 +64,7 @@ class _Udp:
                 pass
 
 
-async def _tcp_client(responder: Responder, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _tcp_client(responder: Router, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     family = "2" if ":" in (writer.get_extra_info("peername") or ("",))[0] else "1"
     try:
         while True:
@@ -188,6 +188,7 @@ class DnsServer:
         k8s = next((b.kubernetes for b in blocks if b.kubernetes), None)
         self.index = records.ClusterIndex(endpoint_pod_names=bool(k8s and k8s.endpoint_pod_names))
         self.responders: list[Responder] = []
+        self.metrics: list[Metrics] = []
         self.watches: list[ListWatch] = []
         self.stopping: asyncio.Event | None = None
         self.exit_code = 0
@@ -209,7 +210,7 @@ class DnsServer:
                 return 200, "OK"
             if path == "/ready":
                 return (200, "OK") if self.ready() else (503, "kubernetes")
-            return 200, "".join(r.metrics.render() for r in self.responders)
+            return 200, "".join(m.render() for m in self.metrics)
         return handle
 
     async def run(self) -> int:
@@ -220,22 +221,22 @@ class DnsServer:
             by_port.setdefault(b.port, []).append(b)
         http_paths: dict[str, set[str]] = {}
         for port, blocks in by_port.items():
-            # Several blocks on one port: a combined block answering each zone from its own plugins
-            # would need per-zone chains; the first block (kubeadm has exactly one) serves the port.
-            block = blocks[0]
             metrics = Metrics(f"dns://:{port}")
-            fwd = Forwarder(block.forward, metrics) if block.forward else None
-            r = Responder(block, self.index, metrics, fwd)
-            self.responders.append(r)
+            self.metrics.append(metrics)
+            router = Router([Responder(b, self.index, metrics, Forwarder(b.forward, metrics) if b.forward else None)
+                             for b in blocks])
+            self.responders += router.responders
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind(("0.0.0.0", port))
             sock.setblocking(False)
-            loop.add_reader(sock.fileno(), _Udp(r, sock).readable)
-            await asyncio.start_server(lambda rd, wr, r=r: _tcp_client(r, rd, wr), "0.0.0.0", port)
-            for addr, path in ((block.health, "/health"), (block.ready, "/ready"), (block.prometheus, "/metrics")):
-                if addr:
-                    http_paths.setdefault(addr, set()).add(path)
+            loop.add_reader(sock.fileno(), _Udp(router, sock).readable)
+            await asyncio.start_server(lambda rd, wr, r=router: _tcp_client(r, rd, wr), "0.0.0.0", port)
+            for block in blocks:
+                for addr, path in ((block.health, "/health"), (block.ready, "/ready"),
+                                   (block.prometheus, "/metrics")):
+                    if addr:
+                        http_paths.setdefault(addr, set()).add(path)
         for addr, paths in http_paths.items():
             host, port = _split(addr)
             handler = self._route(paths)

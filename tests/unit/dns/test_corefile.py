@@ -57,6 +57,7 @@ def test_comments_quotes_and_glued_braces():
     (".:99999 {\n errors\n}\n", "Corefile:1 - Error during parsing: invalid port '99999'"),
     (".:53 {\n loop now\n}\n", "plugin/loop: Corefile:2 - Error during parsing: Wrong argument count"),
     ("", "Corefile:1 - Error during parsing: no server blocks"),
+    (".:53 {\n errors\n}\n.:53 {\n errors\n}\n", "cannot serve dns://.:53 - it is already defined"),
     (".:53 {\n health {\n  lameduck 5\n }\n}\n",
      'plugin/health: Corefile:3 - Error during parsing: time: missing unit in duration "5"'),
     (".:53 {\n forward . 10.0.0.1 {\n  policy fastest\n }\n}\n",

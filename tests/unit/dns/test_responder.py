@@ -188,3 +188,19 @@ def test_forwarder_at_max_concurrent_is_refused():
     async def busy(wire):
         raise Overloaded(1000)
     assert ask(responder(forward=busy), "client.ext.testbed.", "A").rcode() == dns.rcode.REFUSED
+
+
+def test_router_sends_each_name_to_the_block_with_the_longest_zone():
+    from testbed.dns.corefile import parse as parse_corefile
+    from testbed.dns.responder import Router
+    blocks = parse_corefile(".:53 {\n forward . 10.100.0.1\n}\ncluster.local:53 {\n kubernetes\n}\n")
+    m = Metrics("dns://:53")
+    router = Router([Responder(b, cluster(), m, _upstream) for b in blocks])
+    for r in router.responders:
+        r.synced = True
+
+    def via(name):
+        q = dns.message.make_query(name, "A")
+        return dns.message.from_wire(asyncio.run(router.respond(q.to_wire(), "udp", "1", time.perf_counter())))
+    assert [rd.to_text() for rr in via("web.default.svc.cluster.local.").answer for rd in rr] == ["10.96.0.20"]
+    assert [rd.to_text() for rr in via("client.ext.testbed.").answer for rd in rr] == ["10.100.0.100"]
