@@ -199,7 +199,7 @@ class DnsServer:
             r.invalidate(affected)
 
     def ready(self) -> bool:
-        return all(w.synced.is_set() for w in self.watches)
+        return bool(self.responders) and all(r.synced for r in self.responders)
 
     def _route(self, paths: set[str]):
         """The handler of one listener: each plugin serves its own path on its own address."""
@@ -266,14 +266,22 @@ class DnsServer:
     def _start_watches(self, loop: asyncio.AbstractEventLoop) -> None:
         # Pods only for `pods verified`, as CoreDNS: watching every pod is the expensive part.
         verified = any(b.kubernetes and b.kubernetes.pods == "verified" for b in self.blocks)
-        for kind in WATCHED + (("Pod",) if verified else ()):
+        kinds = WATCHED + (("Pod",) if verified else ())
+        for kind in kinds:
             lw = ListWatch(ApiClient(self.api_socket, timeout=None), kind)
             self.watches.append(lw)
             lw.run(lambda ev, kind=kind: loop.call_soon_threadsafe(self._on_event, kind, ev), name=f"dns-watch:{kind}")
 
         async def mark_synced() -> None:
             await loop.run_in_executor(None, self._wait_synced)
+            # `synced` is set right after each list, before its objects reach this loop as
+            # events; apply every list now so no answer is given from a partial index (the
+            # queued events re-apply the same or newer objects, in order).
+            for kind, lw in zip(kinds, self.watches):
+                for obj in list(lw.cache.values()):
+                    self.index.apply(kind, "ADDED", obj)
             for r in self.responders:
+                r.invalidate(None)
                 r.synced = True
             log.info("plugin/ready: synced with the API")
         loop.create_task(mark_synced())
