@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from .corefile import Kubernetes, in_zone
 
 SCHEMA_VERSION = "1.1.0"
-NOERROR, SERVFAIL, NXDOMAIN, REFUSED = 0, 2, 3, 5
+NOERROR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 2, 3, 4, 5
 _WILD = ("*", "any")
 FALLTHROUGH = -1  # not a DNS rcode: hand the query to the next plugin (forward)
 

@@ -114,6 +114,8 @@ class Responder:
         except wire.Malformed:
             return wire.formerr(data)
         qtype, lname = q.type_name, q.qname.lower()
+        if q.flags & 0x7800:  # an opcode other than QUERY (NOTIFY, UPDATE, ...)
+            return self._finish(data, q, records.NOTIMP, proto, family, ".", started)
         if self.loop_probe is not None and lname.encode() == self.loop_probe:
             self.loop_hits += 1
         zone = next((z for z in sorted(self.block.zones, key=len, reverse=True) if in_zone(lname, z)), None)

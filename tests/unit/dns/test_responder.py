@@ -7,6 +7,7 @@ import time
 
 import dns.flags
 import dns.message
+import dns.opcode
 import dns.rcode
 import dns.rdatatype
 
@@ -204,3 +205,10 @@ def test_router_sends_each_name_to_the_block_with_the_longest_zone():
         return dns.message.from_wire(asyncio.run(router.respond(q.to_wire(), "udp", "1", time.perf_counter())))
     assert [rd.to_text() for rr in via("web.default.svc.cluster.local.").answer for rd in rr] == ["10.96.0.20"]
     assert [rd.to_text() for rr in via("client.ext.testbed.").answer for rd in rr] == ["10.100.0.100"]
+
+
+def test_other_opcodes_are_not_implemented():
+    q = dns.message.make_query("web.default.svc.cluster.local.", "A")
+    q.set_opcode(dns.opcode.UPDATE)
+    out = asyncio.run(responder().respond(q.to_wire(), "udp", "1", time.perf_counter()))
+    assert dns.message.from_wire(out).rcode() == dns.rcode.NOTIMP
