@@ -211,4 +211,4 @@ def test_other_opcodes_are_not_implemented():
     q = dns.message.make_query("web.default.svc.cluster.local.", "A")
     q.set_opcode(dns.opcode.UPDATE)
     out = asyncio.run(responder().respond(q.to_wire(), "udp", "1", time.perf_counter()))
-    assert dns.message.from_wire(out).rcode() == dns.rcode.NOTIMP
+    assert out[3] & 0xF == dns.rcode.NOTIMP and out[2] & 0x80
