@@ -138,6 +138,32 @@ def test_headless_service_gets_slices_with_headless_label():
     assert endpoints_mirror(s, [sl])["metadata"]["labels"] == {"service.kubernetes.io/headless": ""}
 
 
+def _named(name, hostname=None, subdomain=None, ns="default", ip="10.244.0.2"):
+    p = pod(name, ip=ip, ns=ns)
+    if hostname:
+        p["spec"]["hostname"] = hostname
+    if subdomain:
+        p["spec"]["subdomain"] = subdomain
+    return p
+
+
+def test_hostname_set_only_for_pods_whose_subdomain_is_the_service():
+    """``ShouldSetHostname``: spec.hostname set, spec.subdomain == Service name, same namespace."""
+    s = service({"clusterIP": "None", "selector": {"app": "web"}})
+    pods = [_named("web-0", "web-0", "web", ip="10.244.0.2"), _named("web-1", "web-1", "other", ip="10.244.0.3"),
+            _named("web-2", None, "web", ip="10.244.0.4"), _named("web-3", "web-3", None, ip="10.244.0.5")]
+    (sl,), _, _ = desired_slices(s, pods, [])
+    hosts = {e["addresses"][0]: e.get("hostname") for e in sl["endpoints"]}
+    assert hosts == {"10.244.0.2": "web-0", "10.244.0.3": None, "10.244.0.4": None, "10.244.0.5": None}
+
+
+def test_hostname_change_updates_the_slice():
+    s = service({"clusterIP": "None", "selector": {"app": "web"}})
+    (sl,), _, _ = desired_slices(s, [_named("web-0", "a", "web")], [])
+    create, (updated,), delete = desired_slices(s, [_named("web-0", "b", "web")], [sl])
+    assert create == [] and delete == [] and updated["endpoints"][0]["hostname"] == "b"
+
+
 def test_placeholder_slice_when_no_endpoints_and_reuse():
     s = service()
     (ph,), _, _ = desired_slices(s, [], [])
