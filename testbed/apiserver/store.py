@@ -347,7 +347,10 @@ class StoreCore(Store):
 
     def _update(self, obj: dict, status_only: bool) -> dict:
         info = self._info_of(obj)
-        meta = self._meta(obj)  # (a missing metadata is added to the caller's dict, as before)
+        meta = obj.get("metadata")
+        if meta is not None and not isinstance(meta, dict):
+            raise BadRequest("metadata must be a JSON object")
+        meta = meta or {}
         ns = self._ns(info, meta.get("namespace"))
         name = meta.get("name")
         if not name:
