@@ -1,0 +1,240 @@
+"""The API store on etcd: the semantics of :class:`~testbed.apiserver.store.StoreCore`, the
+objects in etcd under upstream's key layout, as JSON (like ``--storage-media-type=
+application/json``).
+
+As in the real API server, the stored value carries no resourceVersion: it is the key's
+``mod_revision``, put back into ``metadata.resourceVersion`` on every read; a list's
+resourceVersion is the response header's revision. A write is one transaction that compares
+the key's ``mod_revision`` with the one read (``create_revision == 0`` for a create), so a
+concurrent writer makes it :class:`~testbed.apiserver.store.Stale` and the operation is
+redone from a fresh read. Watches are etcd watches starting after the given revision, with
+``prev_kv`` for DELETED events' last state; a compacted revision answers 410 Gone (reason
+Expired). With ``history`` set the store compacts etcd itself so that about that many
+revisions stay watchable (the API server's periodic compaction, by count instead of time).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+from .. import errors
+from ..errors import ServiceUnavailable
+from ..kinds import KindInfo, kind_info
+from ..labels import combine, field_predicate, label_predicate
+from ..store import ADDED, DELETED, MODIFIED, Stale, StoreCore, Watch, clone, parse_watch_rv
+from ..watch import Event
+from .client import EtcdClient, EtcdError, WatchStream, b64, unb64
+from .keys import DEFAULT_PREFIX, collection_key, object_key
+
+log = logging.getLogger(__name__)
+
+
+def _encode(obj: dict) -> str:
+    meta = {k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}
+    return b64(json.dumps(dict(obj, metadata=meta), separators=(",", ":")))
+
+
+def _decode(kv: dict) -> dict:
+    obj = json.loads(unb64(kv["value"]))
+    obj["metadata"]["resourceVersion"] = kv["mod_revision"]
+    return obj
+
+
+class EtcdStore(StoreCore):
+    """A :class:`~testbed.apiserver.store.Store` kept in the etcd at *endpoint*
+    (``http://127.0.0.1:PORT``) under *prefix*."""
+
+    def __init__(self, endpoint: str, admission=None, *, prefix: str = DEFAULT_PREFIX,
+                 history: int | None = None, watch_queue_limit: int = 100000, timeout: float = 10.0):
+        super().__init__(admission, watch_queue_limit=watch_queue_limit)
+        self.prefix = prefix.rstrip("/")
+        self._client = EtcdClient(endpoint, timeout=timeout)
+        self._history = history
+        self._compacted = 0     # the revision this store last compacted etcd to
+        self._last_rev = 0      # etcd's revision after this store's last write
+        self._streams: dict[Watch, WatchStream] = {}
+        self._streams_lock = threading.Lock()
+        existing = self._call(self._client.range, self.prefix + "/", prefix=True).get("kvs") or []
+        if existing:  # objects written by an earlier run: let admission re-learn its allocations
+            problems = self._admission.rebuild([_decode(kv) for kv in existing])
+            for p in problems or ():
+                log.warning("admission rebuild: %s", p)
+
+    @property
+    def endpoint(self) -> str:
+        return self._client.endpoint
+
+    def _call(self, fn, *args, **kwargs) -> dict:
+        try:
+            return fn(*args, **kwargs)
+        except EtcdError as e:
+            raise ServiceUnavailable(f"etcd: {e}") from None
+
+    # -- backend ----------------------------------------------------------------------------
+    def _lookup(self, info: KindInfo, ns: str, name: str) -> dict | None:
+        kvs = self._call(self._client.range, object_key(self.prefix, info, ns, name)).get("kvs")
+        return _decode(kvs[0]) if kvs else None
+
+    def _write(self, typ: str, info: KindInfo, ns: str, name: str, obj: dict, old: dict | None) -> None:
+        key = b64(object_key(self.prefix, info, ns, name))
+        if old is None:
+            compare = {"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
+        else:
+            compare = {"key": key, "target": "MOD", "result": "EQUAL",
+                       "mod_revision": old["metadata"]["resourceVersion"]}
+        if typ == DELETED:
+            op = {"request_delete_range": {"key": key}}
+        else:
+            op = {"request_put": {"key": key, "value": _encode(obj)}}
+        resp = self._call(self._client.txn, [compare], [op])
+        if not resp.get("succeeded"):
+            raise Stale(key)
+        rev = int(resp["header"]["revision"])
+        self._last_rev = rev
+        obj["metadata"]["resourceVersion"] = str(rev)
+
+    def _after_write(self) -> None:
+        if not self._history:
+            return
+        target = self._last_rev - self._history + 1
+        if target > self._compacted + self._history // 100:
+            try:
+                self._client.compact(target)
+            except EtcdError as e:  # someone compacted further already: nothing to do
+                log.debug("etcd compaction to %d: %s", target, e)
+            self._compacted = target
+
+    @property
+    def resource_version(self) -> str:
+        hdr = self._call(self._client.range, self.prefix + "/", count_only=True)["header"]
+        return hdr["revision"]
+
+    # -- reads ------------------------------------------------------------------------------
+    def get(self, kind: str, namespace: str | None, name: str) -> dict:
+        info = kind_info(kind)
+        return self._require(info, self._ns(info, namespace), name)  # decoded afresh: private
+
+    def list(self, kind: str, namespace: str | None = None, label_selector=None,
+             field_selector=None) -> tuple[list[dict], str]:
+        info = kind_info(kind)
+        pred = combine(label_predicate(label_selector), field_predicate(field_selector))
+        resp = self._call(self._client.range, collection_key(self.prefix, info, namespace), prefix=True)
+        items = [_decode(kv) for kv in resp.get("kvs") or ()]
+        if pred is not None:
+            items = [o for o in items if pred(o)]
+        return items, resp["header"]["revision"]
+
+    # -- watch ------------------------------------------------------------------------------
+    def watch(self, kind: str, namespace: str | None = None, resource_version: str | None = None,
+              label_selector=None, field_selector=None, *, copy: bool = True) -> Watch:
+        info = kind_info(kind)
+        pred = combine(label_predicate(label_selector), field_predicate(field_selector))
+        if namespace is not None and not info.namespaced:
+            namespace = None
+        start = parse_watch_rv(resource_version)
+        self._check_open()
+        key = collection_key(self.prefix, info, namespace)
+        initial: list[Event] = []
+        if start is None:
+            items, rv = self.list(kind, namespace)
+            initial = [Event(ADDED, o, None, int(o["metadata"]["resourceVersion"]))
+                       for o in items if pred is None or pred(o)]
+            start = int(rv)
+        stream, created = self._call(self._client.watch, key, prefix=True, start_revision=start + 1)
+        try:
+            if start < int(created["header"]["revision"]):
+                self._check_not_compacted(key, start, stream)
+        except BaseException:
+            stream.close()
+            raise
+        w = Watch(self, info.kind, namespace, pred, initial, self._watch_queue_limit, copy)
+        with self._streams_lock:
+            self._streams[w] = stream
+        stream.set_timeout(None)
+        threading.Thread(target=self._follow, args=(w, stream, start), daemon=True,
+                         name=f"etcd-watch-{info.plural}").start()
+        return w
+
+    def _check_not_compacted(self, key: str, start: int, stream: WatchStream) -> None:
+        """Raise Gone now, rather than as the stream's first event, when the revisions after
+        *start* are compacted away. A range at ``start + 1`` fails exactly then; etcd names
+        the compaction revision only on the watch stream, which cancels itself shortly."""
+        try:
+            self._client.range(key, revision=start + 1, count_only=True)
+            return
+        except EtcdError as e:
+            if "compacted" not in str(e):
+                raise ServiceUnavailable(f"etcd: {e}") from None
+        while True:
+            msg = stream.next()
+            if msg is None:
+                raise errors.Gone(f"too old resource version: {start}")
+            if msg.get("compact_revision"):
+                raise errors.too_old(start, int(msg["compact_revision"]) - 1)
+
+    def _follow(self, w: Watch, stream: WatchStream, start: int) -> None:
+        """Feed *w* from its etcd stream until either ends (runs on its own thread)."""
+        ends_with_error = False
+        try:
+            while True:
+                msg = stream.next()
+                if msg is None or msg.get("canceled") and not msg.get("compact_revision"):
+                    break
+                if msg.get("compact_revision"):
+                    w.fail(errors.too_old(start, int(msg["compact_revision"]) - 1))
+                    ends_with_error = True
+                    break
+                for e in msg.get("events") or ():
+                    ev = self._event(e)
+                    if ev is not None and not w.deliver(ev):
+                        ends_with_error = True  # overflowed: the watch ends after its ERROR
+                        return
+        except EtcdError as e:
+            log.warning("etcd watch on %s: %s", w.kind, e)
+        finally:
+            if not ends_with_error:
+                # stopped by the watcher, or the stream ended under it (etcd stopped): the
+                # client watches again from its last resourceVersion
+                w.stop()
+
+    @staticmethod
+    def _event(e: dict) -> Event | None:
+        kv = e["kv"]
+        rev = int(kv["mod_revision"])
+        prev = _decode(e["prev_kv"]) if e.get("prev_kv") else None
+        if e.get("type") == "DELETE":
+            if prev is None:
+                log.warning("etcd DELETE event at %d without its previous value; dropped", rev)
+                return None
+            obj = dict(prev, metadata=dict(prev["metadata"], resourceVersion=str(rev)))
+            return Event(DELETED, obj, prev, rev)
+        obj = _decode(kv)
+        if kv.get("create_revision") == kv["mod_revision"]:
+            return Event(ADDED, obj, None, rev)
+        return Event(MODIFIED, obj, prev, rev)
+
+    def _unregister(self, w: Watch) -> None:
+        with self._streams_lock:
+            stream = self._streams.pop(w, None)
+        if stream is not None:
+            stream.close()
+
+    def close(self) -> None:
+        """Stop all watches; later writes raise ServiceUnavailable. etcd keeps the data."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        with self._streams_lock:
+            watches = list(self._streams)
+        for w in watches:
+            w.stop()
+        self._client.close()
+
+    def __enter__(self) -> "EtcdStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
