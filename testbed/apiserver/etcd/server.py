@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -34,10 +35,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+STATE_FILE = "etcd.json"  # in the state directory: how a later process finds the member
+
+
 @dataclass
 class EtcdServer:
     """A running etcd member: ``client_url`` for :class:`~testbed.apiserver.etcd.EtcdStore`
-    and etcdctl, ``pid`` for whoever stops it later (:func:`stop_pid`)."""
+    and etcdctl. :func:`load` finds it again from another process (``testbed down``)."""
     cluster: str
     state_dir: str
     client_url: str
@@ -46,10 +50,24 @@ class EtcdServer:
     proc: subprocess.Popen | None = None
 
     @property
+    def member_name(self) -> str:
+        return f"testbed-{self.cluster}"
+
+    @property
     def log_path(self) -> str:
         return os.path.join(self.state_dir, "etcd.log")
 
+    def running(self) -> bool:
+        """True while the process with our pid is this cluster's etcd (not a reused pid)."""
+        try:
+            with open(f"/proc/{self.pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            return False
+        return self.member_name.encode() in argv
+
     def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (etcd shuts down cleanly), SIGKILL after *timeout*; waits for the exit."""
         if self.proc is not None:
             if self.proc.poll() is None:
                 self.proc.terminate()
@@ -58,16 +76,29 @@ class EtcdServer:
                 except subprocess.TimeoutExpired:
                     self.proc.kill()
                     self.proc.wait()
-        else:
-            stop_pid(self.pid)
+        elif self.running():
+            pidfd = os.pidfd_open(self.pid)
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+                if not select.select([pidfd], [], [], timeout)[0]:
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                    select.select([pidfd], [], [], timeout)
+            finally:
+                os.close(pidfd)
+        try:
+            os.unlink(os.path.join(self.state_dir, STATE_FILE))
+        except FileNotFoundError:
+            pass
 
 
-def stop_pid(pid: int) -> None:
-    """Stop an etcd started by an earlier process (SIGTERM; etcd shuts down cleanly)."""
+def load(state_dir: str) -> EtcdServer | None:
+    """The member :func:`start` recorded in *state_dir*, or None if there is none."""
     try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
+        with open(os.path.join(state_dir, STATE_FILE)) as f:
+            rec = json.load(f)
+    except FileNotFoundError:
+        return None
+    return EtcdServer(rec["cluster"], state_dir, rec["client_url"], rec["peer_url"], rec["pid"])
 
 
 def etcd_argv(cluster: str, data_dir: str, client_url: str, peer_url: str) -> list[str]:
@@ -83,14 +114,17 @@ def etcd_argv(cluster: str, data_dir: str, client_url: str, peer_url: str) -> li
 
 def start(cluster: str, state_dir: str, timeout: float = 30.0) -> EtcdServer:
     """Start etcd for *cluster* with its data in ``<state_dir>/etcd``; returns once it
-    serves clients. Raises :class:`EtcdServerError` if it exits or is not ready in time."""
+    serves clients. Raises :class:`EtcdServerError` if it exits or is not ready in time.
+    A data directory from an earlier start is reused (the objects survive a restart)."""
     if shutil.which(ETCD) is None:
         raise EtcdServerError("etcd: command not found (install etcd-server: scripts/install)")
-    os.makedirs(state_dir, mode=0o700, exist_ok=True)
-    os.chmod(state_dir, 0o700)
     data_dir = os.path.join(state_dir, "etcd")
-    os.makedirs(data_dir, mode=0o700, exist_ok=True)
-    os.chmod(data_dir, 0o700)  # etcd refuses nothing looser, and other users must not read it
+    try:
+        for d in (state_dir, data_dir):  # other users must not read the objects
+            os.makedirs(d, mode=0o700, exist_ok=True)
+            os.chmod(d, 0o700)
+    except OSError as e:
+        raise EtcdServerError(f"etcd for {cluster}: cannot prepare {e.filename}: {e.strerror}") from None
     client_url = f"http://127.0.0.1:{_free_port()}"
     peer_url = f"http://127.0.0.1:{_free_port()}"
     notify_dir = tempfile.mkdtemp(prefix="tb-etcd-")  # short path: sun_path is 108 bytes
@@ -104,13 +138,18 @@ def start(cluster: str, state_dir: str, timeout: float = 30.0) -> EtcdServer:
                                     stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                                     env=env, start_new_session=True)
         server = EtcdServer(cluster, state_dir, client_url, peer_url, proc.pid, proc)
-        sock.settimeout(timeout)
+        # wait for READY=1 or for etcd to exit, whichever comes first
+        pidfd = os.pidfd_open(proc.pid)
         try:
-            msg = sock.recv(4096)
-        except socket.timeout:
+            readable, _, _ = select.select([sock, pidfd], [], [], timeout)
+        finally:
+            os.close(pidfd)
+        if sock not in readable:
+            exited = proc.poll() is not None
             server.stop()
-            raise EtcdServerError(f"etcd for {cluster} not ready after {timeout:.0f} s "
-                                  f"(see {server.log_path})") from None
+            why = f"exited with status {proc.returncode}" if exited else f"not ready after {timeout:.0f} s"
+            raise EtcdServerError(f"etcd for {cluster} {why} (see {server.log_path}: {_last_line(server.log_path)})")
+        msg = sock.recv(4096)
         if b"READY=1" not in msg:
             server.stop()
             raise EtcdServerError(f"etcd for {cluster}: unexpected notification {msg!r}")
@@ -120,7 +159,18 @@ def start(cluster: str, state_dir: str, timeout: float = 30.0) -> EtcdServer:
     if not healthy(client_url):
         server.stop()
         raise EtcdServerError(f"etcd for {cluster} reports unhealthy (see {server.log_path})")
+    with open(os.path.join(state_dir, STATE_FILE), "w") as f:
+        json.dump({"cluster": cluster, "pid": proc.pid, "client_url": client_url, "peer_url": peer_url}, f)
     return server
+
+
+def _last_line(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
 
 
 def healthy(client_url: str, timeout: float = 5.0) -> bool:
@@ -133,5 +183,7 @@ def healthy(client_url: str, timeout: float = 5.0) -> bool:
 
 def etcdctl_argv(endpoint: str, args: list[str]) -> tuple[list[str], dict[str, str]]:
     """The command line and environment for ``testbed etcdctl ARGS`` against *endpoint*."""
-    env = dict(os.environ, ETCDCTL_API="3", ETCDCTL_ENDPOINTS=endpoint)
+    # etcdctl refuses a flag that an ETCDCTL_* variable also sets
+    env = {k: v for k, v in os.environ.items() if k != "ETCDCTL_ENDPOINTS"}
+    env["ETCDCTL_API"] = "3"
     return [ETCDCTL, "--endpoints", endpoint, *args], env
