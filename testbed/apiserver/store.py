@@ -219,7 +219,12 @@ class StoreCore(Store):
     A backend implements :meth:`_lookup` (the stored object with its resourceVersion, or
     None) and :meth:`_write` (commit one change; sets the new resourceVersion on the object;
     raises :class:`Stale` when *old* is no longer what is stored), plus the reads, watch and
-    close. Writes run under ``self._lock``; :meth:`_after_write` runs after it is released."""
+    close. Writes run under ``self._lock``; :meth:`_after_write` runs after it is released.
+    A backend whose ADDED write itself raises AlreadyExists for an existing object sets
+    ``_write_refuses_existing`` and saves the read before every create (admission's
+    allocation is then released by ``admit_delete`` when the write refuses)."""
+
+    _write_refuses_existing = False
 
     def __init__(self, admission=None, *, watch_queue_limit: int = 100000):
         self._lock = threading.RLock()
@@ -325,7 +330,7 @@ class StoreCore(Store):
                 if self._lookup(info, ns, name) is None:
                     break
             meta["name"] = name
-        if self._lookup(info, ns, name) is not None:
+        if not self._write_refuses_existing and self._lookup(info, ns, name) is not None:
             raise errors.already_exists(info.plural, name, info.group)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()

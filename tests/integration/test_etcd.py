@@ -23,7 +23,8 @@ pytestmark = pytest.mark.skipif(shutil.which("etcd") is None,
 
 @pytest.fixture
 def state_dir():
-    d = tempfile.mkdtemp(prefix="tbetcd-")
+    # tmpfs if there is one: etcd fsyncs every commit, and a shared disk can stall for seconds
+    d = tempfile.mkdtemp(prefix="tbetcd-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     yield os.path.join(d, "state")
     shutil.rmtree(d, ignore_errors=True)
 

@@ -26,9 +26,12 @@ from ..labels import combine, field_predicate, label_predicate
 from ..store import ADDED, DELETED, MODIFIED, Stale, StoreCore, Watch, clone, parse_watch_rv
 from ..watch import Event
 from .client import EtcdClient, EtcdError, WatchStream, b64, unb64
+from .hub import KindHub
 from .keys import DEFAULT_PREFIX, collection_key, object_key
 
 log = logging.getLogger(__name__)
+
+DEFAULT_HUB_HISTORY = 10000  # events per kind a new watch can replay without its own etcd watch
 
 
 def _encode(obj: dict) -> str:
@@ -46,6 +49,8 @@ class EtcdStore(StoreCore):
     """A :class:`~testbed.apiserver.store.Store` kept in the etcd at *endpoint*
     (``http://127.0.0.1:PORT``) under *prefix*."""
 
+    _write_refuses_existing = True  # the create's txn compares create_revision == 0
+
     def __init__(self, endpoint: str, admission=None, *, prefix: str = DEFAULT_PREFIX,
                  history: int | None = None, watch_queue_limit: int = 100000, timeout: float = 10.0):
         super().__init__(admission, watch_queue_limit=watch_queue_limit)
@@ -54,7 +59,9 @@ class EtcdStore(StoreCore):
         self._history = history
         self._compacted = 0     # the revision this store last compacted etcd to
         self._last_rev = 0      # etcd's revision after this store's last write
-        self._streams: dict[Watch, WatchStream] = {}
+        self._streams: dict[Watch, WatchStream] = {}   # watches older than their kind's hub
+        self._hubs: dict[str, KindHub] = {}
+        self._hub_history = history or DEFAULT_HUB_HISTORY
         self._streams_lock = threading.Lock()
         existing = self._call(self._client.range, self.prefix + "/", prefix=True).get("kvs") or []
         if existing:  # objects written by an earlier run: let admission re-learn its allocations
@@ -90,6 +97,8 @@ class EtcdStore(StoreCore):
             op = {"request_put": {"key": key, "value": _encode(obj)}}
         resp = self._call(self._client.txn, [compare], [op])
         if not resp.get("succeeded"):
+            if old is None:
+                raise errors.already_exists(info.plural, name, info.group)
             raise Stale(key)
         rev = int(resp["header"]["revision"])
         self._last_rev = rev
@@ -105,6 +114,10 @@ class EtcdStore(StoreCore):
             except EtcdError as e:  # someone compacted further already: nothing to do
                 log.debug("etcd compaction to %d: %s", target, e)
             self._compacted = target
+            with self._streams_lock:
+                hubs = list(self._hubs.values())
+            for hub in hubs:
+                hub.forget_through(target - 1)
 
     @property
     def resource_version(self) -> str:
@@ -135,13 +148,18 @@ class EtcdStore(StoreCore):
             namespace = None
         start = parse_watch_rv(resource_version)
         self._check_open()
-        key = collection_key(self.prefix, info, namespace)
         initial: list[Event] = []
         if start is None:
             items, rv = self.list(kind, namespace)
             initial = [Event(ADDED, o, None, int(o["metadata"]["resourceVersion"]))
                        for o in items if pred is None or pred(o)]
             start = int(rv)
+        w = Watch(self, info.kind, namespace, pred, initial, self._watch_queue_limit, copy, after=start)
+        hub = self._hub(info, start)
+        if hub is not None and hub.add(w, start):
+            return w
+        # older than the shared watch's history: a watch of its own from that revision
+        key = collection_key(self.prefix, info, namespace)
         stream, created = self._call(self._client.watch, key, prefix=True, start_revision=start + 1)
         try:
             if start < int(created["header"]["revision"]):
@@ -149,13 +167,41 @@ class EtcdStore(StoreCore):
         except BaseException:
             stream.close()
             raise
-        w = Watch(self, info.kind, namespace, pred, initial, self._watch_queue_limit, copy)
         with self._streams_lock:
             self._streams[w] = stream
         stream.set_timeout(None)
         threading.Thread(target=self._follow, args=(w, stream, start), daemon=True,
                          name=f"etcd-watch-{info.plural}").start()
         return w
+
+    def _hub(self, info: KindInfo, start: int) -> KindHub | None:
+        """The shared watch of *info*'s kind, started now (from *start* or etcd's current
+        revision, whichever is older) if there is none; None when *start* is compacted."""
+        with self._streams_lock:
+            hub = self._hubs.get(info.kind)
+            if hub is not None and not hub.closed:
+                return hub
+            key = collection_key(self.prefix, info)
+            since = min(start, int(self.resource_version))
+            stream, created = self._call(self._client.watch, key, prefix=True, start_revision=since + 1)
+            try:
+                if since < int(created["header"]["revision"]):
+                    self._check_not_compacted(key, since, stream)
+            except errors.Gone:
+                stream.close()
+                return None
+            except BaseException:
+                stream.close()
+                raise
+            hub = self._hubs[info.kind] = KindHub(info.plural, stream, since, self._hub_history,
+                                                  self._event, self._hub_ended)
+            return hub
+
+    def _hub_ended(self, hub: KindHub) -> None:
+        with self._streams_lock:
+            for kind, h in list(self._hubs.items()):
+                if h is hub:
+                    del self._hubs[kind]
 
     def _check_not_compacted(self, key: str, start: int, stream: WatchStream) -> None:
         """Raise Gone now, rather than as the stream's first event, when the revisions after
@@ -218,8 +264,11 @@ class EtcdStore(StoreCore):
     def _unregister(self, w: Watch) -> None:
         with self._streams_lock:
             stream = self._streams.pop(w, None)
+            hub = self._hubs.get(w.kind)
         if stream is not None:
             stream.close()
+        elif hub is not None:
+            hub.remove(w)
 
     def close(self) -> None:
         """Stop all watches; later writes raise ServiceUnavailable. etcd keeps the data."""
@@ -229,8 +278,11 @@ class EtcdStore(StoreCore):
             self._closed = True
         with self._streams_lock:
             watches = list(self._streams)
+            hubs = list(self._hubs.values())
         for w in watches:
             w.stop()
+        for hub in hubs:  # its thread stops the hub's watchers
+            hub.close()
         self._client.close()
 
     def __enter__(self) -> "EtcdStore":

@@ -18,7 +18,8 @@ def etcd_endpoint():
     """The client URL of one real etcd-server for the whole session (loopback, temp dir)."""
     if shutil.which(etcd.server.ETCD) is None:
         pytest.skip("etcd-server is not installed (scripts/install installs it)")
-    d = tempfile.mkdtemp(prefix="tbetcd-")
+    # tmpfs if there is one: etcd fsyncs every commit, and a shared disk can stall for seconds
+    d = tempfile.mkdtemp(prefix="tbetcd-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     server = etcd.start(f"unit-{os.getpid()}", d)
     yield server.client_url
     server.stop()

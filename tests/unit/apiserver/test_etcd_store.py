@@ -83,30 +83,42 @@ def test_resource_version_is_the_mod_revision(estore, etcd_endpoint, prefix):
     assert int(list_rv2) == int(list_rv) + 1 and items[0]["metadata"]["resourceVersion"] == list_rv2
 
 
-def test_compacted_revision_answers_gone(estore, etcd_endpoint):
+def test_compacted_revision_answers_gone(estore, etcd_endpoint, prefix):
     first = estore.create(svc("a"))["metadata"]["resourceVersion"]
     w = estore.watch("Service", resource_version=first)  # still complete: follows from here
     for name in ("b", "c", "d"):
         last = estore.create(svc(name))["metadata"]["resourceVersion"]
     assert [e["object"]["metadata"]["name"] for e in (w.get(5), w.get(5), w.get(5))] == ["b", "c", "d"]
     etcdctl(etcd_endpoint, "compact", last)
+    # this store's shared watch still holds those events (like the API server's watch
+    # cache); another API server on the same etcd has only etcd to ask
+    again = estore.watch("Service", resource_version=first)
+    assert again.get(5)["object"]["metadata"]["name"] == "b"
+    other = EtcdStore(etcd_endpoint, prefix=prefix)
     with pytest.raises(errors.Gone) as ei:
-        estore.watch("Service", resource_version=first)
+        other.watch("Service", resource_version=first)
     assert ei.value.code == 410 and ei.value.reason == "Expired"
     assert str(ei.value) == f"too old resource version: {first} ({int(last) - 1})"
-    w2 = estore.watch("Service", resource_version=str(int(last) - 1))  # the oldest still there
+    w2 = other.watch("Service", resource_version=str(int(last) - 1))  # the oldest still there
     assert w2.get(5)["object"]["metadata"]["name"] == "d"
-    w.stop()
-    w2.stop()
+    for x in (w, again, w2):
+        x.stop()
+    other.close()
 
 
-def test_history_compacts_etcd(etcd_endpoint, prefix):
+def test_history_compacts_etcd_and_the_shared_watch(etcd_endpoint, prefix):
     s = EtcdStore(etcd_endpoint, prefix=prefix, history=5)
+    w = s.watch("Service")  # the shared watch of Services has seen every change from here
     first = s.create(svc("s0"))["metadata"]["resourceVersion"]
     for i in range(1, 10):
         last = int(s.create(svc(f"s{i}"))["metadata"]["resourceVersion"])
-    with pytest.raises(errors.Gone, match=rf"too old resource version: {first} \({last - 5}\)"):
+    with pytest.raises(errors.Gone, match=rf"^too old resource version: {first} \({last - 5}\)$"):
         s.watch("Service", resource_version=first)
+    recent = s.watch("Service", resource_version=str(last - 5))
+    assert [recent.get(5)["object"]["metadata"]["name"] for _ in range(5)] == [f"s{i}" for i in range(5, 10)]
+    assert len([w.get(5) for _ in range(10)]) == 10
+    w.stop()
+    recent.stop()
     s.close()
 
 
