@@ -33,8 +33,7 @@ def bench_store(kind: str, state_dir: str, admission) -> Iterator[Store]:
     member_dir = tempfile.mkdtemp(prefix="tb-bench-etcd-", dir=SHM if os.path.isdir(SHM) else state_dir)
     server = etcd.start(f"bench-{os.getpid()}", member_dir)
     try:
-        # compaction as the API server does it, so watch history stays bounded
-        store = etcd.EtcdStore(server.client_url, admission=admission, history=10000)
+        store = etcd.EtcdStore(server.client_url, admission=admission)
         try:
             yield store
         finally:

@@ -9,8 +9,9 @@ the key's ``mod_revision`` with the one read (``create_revision == 0`` for a cre
 concurrent writer makes it :class:`~testbed.apiserver.store.Stale` and the operation is
 redone from a fresh read. Watches are etcd watches starting after the given revision, with
 ``prev_kv`` for DELETED events' last state; a compacted revision answers 410 Gone (reason
-Expired). With ``history`` set the store compacts etcd itself so that about that many
-revisions stay watchable (the API server's periodic compaction, by count instead of time).
+Expired). The store compacts etcd itself so that about ``history`` revisions stay
+watchable (the API server's periodic compaction, by count instead of time). Every kind
+has one etcd watch shared by the store's watchers (see :mod:`.hub`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from .keys import DEFAULT_PREFIX, collection_key, object_key
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HUB_HISTORY = 10000  # events per kind a new watch can replay without its own etcd watch
+# revisions kept watchable (older ones are compacted away; None: never compact), and the
+# events per kind a new watch can replay from the shared watch without an etcd watch of its own
+DEFAULT_HISTORY = 10000
 
 
 def _encode(obj: dict) -> str:
@@ -52,7 +55,7 @@ class EtcdStore(StoreCore):
     _write_refuses_existing = True  # the create's txn compares create_revision == 0
 
     def __init__(self, endpoint: str, admission=None, *, prefix: str = DEFAULT_PREFIX,
-                 history: int | None = None, watch_queue_limit: int = 100000, timeout: float = 10.0):
+                 history: int | None = DEFAULT_HISTORY, watch_queue_limit: int = 100000, timeout: float = 10.0):
         super().__init__(admission, watch_queue_limit=watch_queue_limit)
         self.prefix = prefix.rstrip("/")
         self._client = EtcdClient(endpoint, timeout=timeout)
@@ -61,7 +64,7 @@ class EtcdStore(StoreCore):
         self._last_rev = 0      # etcd's revision after this store's last write
         self._streams: dict[Watch, WatchStream] = {}   # watches older than their kind's hub
         self._hubs: dict[str, KindHub] = {}
-        self._hub_history = history or DEFAULT_HUB_HISTORY
+        self._hub_history = history or DEFAULT_HISTORY
         self._streams_lock = threading.Lock()
         existing = self._call(self._client.range, self.prefix + "/", prefix=True).get("kvs") or []
         if existing:  # objects written by an earlier run: let admission re-learn its allocations
@@ -159,14 +162,7 @@ class EtcdStore(StoreCore):
         if hub is not None and hub.add(w, start):
             return w
         # older than the shared watch's history: a watch of its own from that revision
-        key = collection_key(self.prefix, info, namespace)
-        stream, created = self._call(self._client.watch, key, prefix=True, start_revision=start + 1)
-        try:
-            if start < int(created["header"]["revision"]):
-                self._check_not_compacted(key, start, stream)
-        except BaseException:
-            stream.close()
-            raise
+        stream = self._open_stream(collection_key(self.prefix, info, namespace), start)
         with self._streams_lock:
             self._streams[w] = stream
         stream.set_timeout(None)
@@ -181,18 +177,11 @@ class EtcdStore(StoreCore):
             hub = self._hubs.get(info.kind)
             if hub is not None and not hub.closed:
                 return hub
-            key = collection_key(self.prefix, info)
             since = min(start, int(self.resource_version))
-            stream, created = self._call(self._client.watch, key, prefix=True, start_revision=since + 1)
             try:
-                if since < int(created["header"]["revision"]):
-                    self._check_not_compacted(key, since, stream)
+                stream = self._open_stream(collection_key(self.prefix, info), since)
             except errors.Gone:
-                stream.close()
                 return None
-            except BaseException:
-                stream.close()
-                raise
             hub = self._hubs[info.kind] = KindHub(info.plural, stream, since, self._hub_history,
                                                   self._event, self._hub_ended)
             return hub
@@ -202,6 +191,17 @@ class EtcdStore(StoreCore):
             for kind, h in list(self._hubs.items()):
                 if h is hub:
                     del self._hubs[kind]
+
+    def _open_stream(self, key: str, start: int) -> WatchStream:
+        """An etcd watch of the keys under *key* for the changes after revision *start*."""
+        stream, created = self._call(self._client.watch, key, prefix=True, start_revision=start + 1)
+        try:
+            if start < int(created["header"]["revision"]):
+                self._check_not_compacted(key, start, stream)
+        except BaseException:
+            stream.close()
+            raise
+        return stream
 
     def _check_not_compacted(self, key: str, start: int, stream: WatchStream) -> None:
         """Raise Gone now, rather than as the stream's first event, when the revisions after
