@@ -29,9 +29,10 @@ Admission
 obj``, ``admit_delete(obj)`` and ``rebuild(objects)`` (see :class:`NoopAdmission`). If
 ``admit_update`` accepts a ``subresource`` keyword it gets ``subresource="status"`` for status
 writes. If committing an admitted create fails, ``admit_delete`` is called on it. The hooks
-are called with the store lock held, after the store's own checks (existence,
-resourceVersion preconditions) and before the change is committed, so an allocation made by
-admission is never followed by a failed commit. The objects they receive are private copies
+are called one at a time (under the store's admission lock), after the store's own checks
+(existence, resourceVersion preconditions) and before the change is committed; in the memory
+store an allocation made by admission is never followed by a failed commit, in etcd a commit
+can still lose a race against another writer (then a create's allocation is released). The objects they receive are private copies
 and may be modified and returned. ``rebuild`` is called once after loading persisted state.
 
 Semantics (a small subset of the Kubernetes API machinery)
@@ -219,7 +220,10 @@ class StoreCore(Store):
     A backend implements :meth:`_lookup` (the stored object with its resourceVersion, or
     None) and :meth:`_write` (commit one change; sets the new resourceVersion on the object;
     raises :class:`Stale` when *old* is no longer what is stored), plus the reads, watch and
-    close. Writes run under ``self._lock``; :meth:`_after_write` runs after it is released.
+    close. A write runs under the lock :meth:`_write_lock` names (the whole store's by
+    default; a backend whose writes are compare-and-swaps may lock per object, so writes of
+    different objects overlap), admission calls under ``_admission_lock``, and
+    :meth:`_after_write` after the write lock is released.
     A backend whose ADDED write itself raises AlreadyExists for an existing object sets
     ``_write_refuses_existing`` and saves the read before every create (admission's
     allocation is then released by ``admit_delete`` when the write refuses)."""
@@ -228,6 +232,7 @@ class StoreCore(Store):
 
     def __init__(self, admission=None, *, watch_queue_limit: int = 100000):
         self._lock = threading.RLock()
+        self._admission_lock = self._lock  # admission keeps allocations: one call at a time
         self._admission = admission if admission is not None else NoopAdmission()
         try:
             params = inspect.signature(self._admission.admit_update).parameters
@@ -280,10 +285,15 @@ class StoreCore(Store):
             raise BadRequest("Object 'Kind' is missing in the object")
         return kind_info(kind)
 
-    def _locked_write(self, fn, *args):
-        """Run ``fn(*args)`` under the write lock, redoing it when the backend reports
+    def _write_lock(self, info: KindInfo, ns: str, name: str):
+        """The lock a write of this object runs under: one for the whole store here (the
+        memory backend's reads and writes are not atomic otherwise)."""
+        return self._lock
+
+    def _locked_write(self, lock, fn, *args):
+        """Run ``fn(*args)`` under *lock*, redoing it when the backend reports
         :class:`Stale`; returns a private copy of its result."""
-        with self._lock:
+        with lock:
             self._check_open()
             for attempt in range(WRITE_ATTEMPTS):
                 try:
@@ -317,7 +327,7 @@ class StoreCore(Store):
                           details={"kind": info.kind, "name": ""})
         if name and not isinstance(name, str):
             raise BadRequest("metadata.name must be a string")
-        return self._locked_write(self._create_locked, info, ns, obj)
+        return self._locked_write(self._write_lock(info, ns, name or ""), self._create_locked, info, ns, obj)
 
     def _create_locked(self, info: KindInfo, ns: str, src: dict) -> dict:
         obj = clone(src)  # a Stale retry starts again from the caller's object
@@ -335,12 +345,14 @@ class StoreCore(Store):
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()
         meta["generation"] = 1
-        obj = self._admission.admit_create(obj) or obj
+        with self._admission_lock:
+            obj = self._admission.admit_create(obj) or obj
         self._meta(obj)
         try:
             self._write(ADDED, info, ns, name, obj, None)
         except BaseException:
-            self._admission.admit_delete(clone(obj))  # release what admission allocated
+            with self._admission_lock:
+                self._admission.admit_delete(clone(obj))  # release what admission allocated
             raise
         return obj
 
@@ -360,7 +372,8 @@ class StoreCore(Store):
         name = meta.get("name")
         if not name:
             raise Invalid(f'{info.kind} "" is invalid: metadata.name: Required value: name is required')
-        return self._locked_write(lambda: self._update_locked(info, ns, name, clone(obj), status_only))
+        return self._locked_write(self._write_lock(info, ns, name),
+                                  lambda: self._update_locked(info, ns, name, clone(obj), status_only))
 
     def _update_locked(self, info: KindInfo, ns: str, name: str, obj: dict, status_only: bool) -> dict:
         old = self._require(info, ns, name)
@@ -399,10 +412,11 @@ class StoreCore(Store):
                     meta.pop(k, None)
         new_meta = new["metadata"]
         new_meta["resourceVersion"] = old_meta.get("resourceVersion")
-        if status_only and self._admit_update_takes_subresource:
-            new = self._admission.admit_update(new, clone(old), subresource="status") or new
-        else:
-            new = self._admission.admit_update(new, clone(old)) or new
+        with self._admission_lock:
+            if status_only and self._admit_update_takes_subresource:
+                new = self._admission.admit_update(new, clone(old), subresource="status") or new
+            else:
+                new = self._admission.admit_update(new, clone(old)) or new
         new_meta = self._meta(new)
         new_meta["resourceVersion"] = old_meta.get("resourceVersion")
         if not status_only:  # after admission's defaulting: an apply of the same spec is a no-op
@@ -427,7 +441,8 @@ class StoreCore(Store):
             raise BadRequest("a merge patch must be a JSON object")
         if subresource not in (None, "", "status"):
             raise NotFound(f'the server could not find the requested resource (patch {info.plural} {name}/{subresource})')
-        return self._locked_write(self._patch_locked, info, ns, name, patch, subresource == "status")
+        return self._locked_write(self._write_lock(info, ns, name), self._patch_locked,
+                                  info, ns, name, patch, subresource == "status")
 
     def _patch_locked(self, info: KindInfo, ns: str, name: str, patch: dict, status_only: bool) -> dict:
         old = self._require(info, ns, name)
@@ -448,7 +463,8 @@ class StoreCore(Store):
                uid: str | None = None) -> dict:
         info = kind_info(kind)
         ns = self._ns(info, namespace)
-        return self._locked_write(self._delete_locked, info, ns, name, grace_seconds, resource_version, uid)
+        return self._locked_write(self._write_lock(info, ns, name), self._delete_locked,
+                                  info, ns, name, grace_seconds, resource_version, uid)
 
     def _delete_locked(self, info: KindInfo, ns: str, name: str, grace_seconds: int | None,
                        resource_version: str | None, uid: str | None) -> dict:
@@ -477,7 +493,8 @@ class StoreCore(Store):
 
     def _remove(self, info: KindInfo, ns: str, name: str, last: dict, old: dict) -> dict:
         """Delete *name* for good; *last* is its final state, *old* what is stored."""
-        self._admission.admit_delete(clone(last))
+        with self._admission_lock:
+            self._admission.admit_delete(clone(last))
         final = dict(last)
         final["metadata"] = dict(last["metadata"])
         self._write(DELETED, info, ns, name, final, old)

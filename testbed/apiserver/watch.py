@@ -23,7 +23,6 @@ def clone(o: Any) -> Any:
     return o
 
 
-
 class Event:
     """One change. ``obj`` is the stored object (never mutated); the JSON encoding of the
     object is computed once and shared by the WAL and every HTTP watcher."""
@@ -87,8 +86,8 @@ class Watch:
 
     def set_listener(self, fn) -> None:
         """Call ``fn(watch)`` whenever events become available or the watch stops (from the
-        writing thread, with the store lock held: it must be quick and must not call the
-        store). Used by the HTTP server to multiplex many watches onto one thread."""
+        thread delivering the events, with a store lock held: it must be quick and must not
+        call the store). Used by the HTTP server to multiplex many watches onto one thread."""
         with self._cond:
             self._listener = fn
             pending = bool(self._queue) or self._stopped

@@ -24,7 +24,7 @@ from .. import errors
 from ..errors import ServiceUnavailable
 from ..kinds import KindInfo, kind_info
 from ..labels import combine, field_predicate, label_predicate
-from ..store import ADDED, DELETED, MODIFIED, Stale, StoreCore, Watch, clone, parse_watch_rv
+from ..store import ADDED, DELETED, MODIFIED, Stale, StoreCore, Watch, parse_watch_rv
 from ..watch import Event
 from .client import EtcdClient, EtcdError, WatchStream, b64, unb64
 from .hub import KindHub
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 # revisions kept watchable (older ones are compacted away; None: never compact), and the
 # events per kind a new watch can replay from the shared watch without an etcd watch of its own
 DEFAULT_HISTORY = 10000
+KEY_LOCKS = 64
 
 
 def _encode(obj: dict) -> str:
@@ -57,6 +58,10 @@ class EtcdStore(StoreCore):
     def __init__(self, endpoint: str, admission=None, *, prefix: str = DEFAULT_PREFIX,
                  history: int | None = DEFAULT_HISTORY, watch_queue_limit: int = 100000, timeout: float = 10.0):
         super().__init__(admission, watch_queue_limit=watch_queue_limit)
+        self._admission_lock = threading.RLock()
+        # a write is one compare-and-swap txn, so writes of different objects may overlap;
+        # the same object's writes still queue here rather than retrying against each other
+        self._key_locks = [threading.RLock() for _ in range(KEY_LOCKS)]
         self.prefix = prefix.rstrip("/")
         self._client = EtcdClient(endpoint, timeout=timeout)
         self._history = history
@@ -83,6 +88,9 @@ class EtcdStore(StoreCore):
             raise ServiceUnavailable(f"etcd: {e}") from None
 
     # -- backend ----------------------------------------------------------------------------
+    def _write_lock(self, info: KindInfo, ns: str, name: str):
+        return self._key_locks[hash((info.kind, ns, name)) % KEY_LOCKS]
+
     def _lookup(self, info: KindInfo, ns: str, name: str) -> dict | None:
         kvs = self._call(self._client.range, object_key(self.prefix, info, ns, name)).get("kvs")
         return _decode(kvs[0]) if kvs else None
@@ -104,7 +112,7 @@ class EtcdStore(StoreCore):
                 raise errors.already_exists(info.plural, name, info.group)
             raise Stale(key)
         rev = int(resp["header"]["revision"])
-        self._last_rev = rev
+        self._last_rev = max(self._last_rev, rev)
         obj["metadata"]["resourceVersion"] = str(rev)
 
     def _after_write(self) -> None:
