@@ -120,7 +120,8 @@ class EtcdClient:
     def call(self, path: str, body: dict) -> dict:
         """POST *body* to ``/v3/<path>``; returns the answer or raises :class:`EtcdError`."""
         data = json.dumps(body).encode()
-        for attempt in (1, 2):  # a kept-alive connection may have been closed by etcd
+        while True:
+            reused = getattr(self._local, "conn", None) is not None
             try:
                 conn = self._thread_conn()
                 conn.request("POST", "/v3/" + path, data, {"Content-Type": "application/json"})
@@ -129,8 +130,12 @@ class EtcdClient:
                 break
             except (OSError, http.client.HTTPException) as e:
                 self._drop_thread_conn()
-                if attempt == 2:
-                    raise EtcdError(f"etcd at {self.endpoint} is unreachable: {e}") from None
+                # etcd closed an idle kept-alive connection: the request never reached it, so
+                # sending it again cannot apply a write twice; anything else is reported
+                if reused and isinstance(e, (http.client.RemoteDisconnected, BrokenPipeError,
+                                             ConnectionResetError)):
+                    continue
+                raise EtcdError(f"etcd at {self.endpoint} is unreachable: {e}") from None
         msg = json.loads(raw) if raw else {}
         if resp.status != 200 or "error" in msg:
             raise EtcdError(msg.get("message") or msg.get("error") or f"HTTP {resp.status}", msg.get("code"))
