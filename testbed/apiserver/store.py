@@ -1,5 +1,10 @@
 """The object store behind the API server: CRUD, resourceVersions, watch, persistence.
 
+The semantics below live in :class:`StoreCore`, once for every backend; a backend supplies
+storage (look up, write with a compare on the old resourceVersion, list, watch).
+:class:`MemoryStore` keeps objects in dicts with a write-ahead log (the embedded default);
+:class:`testbed.apiserver.etcd.EtcdStore` keeps them in etcd under upstream's key layout.
+
 Error contract
 --------------
 Every operation reports API errors by raising an exception that has
@@ -24,9 +29,10 @@ Admission
 obj``, ``admit_delete(obj)`` and ``rebuild(objects)`` (see :class:`NoopAdmission`). If
 ``admit_update`` accepts a ``subresource`` keyword it gets ``subresource="status"`` for status
 writes. If committing an admitted create fails, ``admit_delete`` is called on it. The hooks
-are called with the store lock held, after the store's own checks (existence,
-resourceVersion preconditions) and before the change is committed, so an allocation made by
-admission is never followed by a failed commit. The objects they receive are private copies
+are called one at a time (under the store's admission lock), after the store's own checks
+(existence, resourceVersion preconditions) and before the change is committed; in the memory
+store an allocation made by admission is never followed by a failed commit, in etcd a commit
+can still lose a race against another writer (then a create's allocation is released). The objects they receive are private copies
 and may be modified and returned. ``rebuild`` is called once after loading persisted state.
 
 Semantics (a small subset of the Kubernetes API machinery)
@@ -34,8 +40,8 @@ Semantics (a small subset of the Kubernetes API machinery)
 * Objects are keyed by (kind, namespace, name); Namespace and Node (see ``kinds.py``) are
   cluster-scoped and have no ``metadata.namespace``. A namespaced object without a namespace
   goes to ``default``. ``metadata.generateName`` is honoured.
-* One counter (like etcd's revision) provides every ``resourceVersion`` (a decimal string).
-  ``list`` returns the counter's value at the time of the list.
+* One counter (etcd's revision, or the memory store's own) provides every ``resourceVersion``
+  (a decimal string). ``list`` returns the counter's value at the time of the list.
 * ``create`` sets uid, creationTimestamp (RFC 3339, ``...Z``), generation 1 and
   resourceVersion; a resourceVersion in the input is ignored.
 * ``update`` is a full replacement with optimistic concurrency: a ``metadata.resourceVersion``
@@ -58,8 +64,8 @@ Semantics (a small subset of the Kubernetes API machinery)
 * ``watch`` streams ``{"type": ADDED|MODIFIED|DELETED|ERROR, "object": ...}``. Without a
   resourceVersion (or with "0") it starts with a synthetic ADDED per existing object, then
   follows changes. With resourceVersion N it replays every change after N from the bounded
-  in-memory event history (the history survives a restart as far as the write-ahead log
-  goes); if N is older than the history it raises Gone (410, reason Expired,
+  history (memory: in-memory events surviving a restart as far as the write-ahead log goes;
+  etcd: the revisions not yet compacted); if N is older than the history it raises Gone (410, reason Expired,
   ``too old resource version: N (M)``); a future N waits for changes after N. With label/field selectors an object that starts or
   stops matching is reported as ADDED/DELETED. A watcher that falls more than
   ``watch_queue_limit`` events behind gets an ERROR event (410) and is closed, like a real
@@ -71,7 +77,6 @@ from __future__ import annotations
 
 import abc
 import inspect
-import json
 import logging
 import random
 import string
@@ -86,20 +91,16 @@ from .errors import BadRequest, Invalid, NotFound, ServiceUnavailable
 from .kinds import KindInfo, kind_info
 from .labels import combine, field_predicate, label_predicate
 from .persistence import StateLog
+from .watch import ADDED, DELETED, ERROR, MODIFIED, Event, Watch, clone, filter_event
+
+__all__ = ["ADDED", "DELETED", "ERROR", "MODIFIED", "MemoryStore", "NoopAdmission", "Stale",
+           "Store", "StoreCore", "Watch", "clone", "default_grace_seconds", "merge_patch",
+           "now_rfc3339"]
 
 log = logging.getLogger(__name__)
 
-ADDED, MODIFIED, DELETED, ERROR = "ADDED", "MODIFIED", "DELETED", "ERROR"
-
-
-def clone(o: Any) -> Any:
-    """Deep copy of JSON-shaped data (faster than copy.deepcopy)."""
-    t = type(o)
-    if t is dict:
-        return {k: clone(v) for k, v in o.items()}
-    if t is list:
-        return [clone(v) for v in o]
-    return o
+# how often a write that lost a race against another writer of the same backend is retried
+WRITE_ATTEMPTS = 5
 
 
 def now_rfc3339(offset_seconds: float = 0) -> str:
@@ -149,176 +150,13 @@ class NoopAdmission:
         return None
 
 
-class _Event:
-    """One change. ``obj`` is the stored object (never mutated); the JSON encoding of the
-    object is computed once and shared by the WAL and every HTTP watcher."""
-
-    __slots__ = ("type", "obj", "old", "rv", "_json")
-
-    def __init__(self, type: str, obj: dict, old: dict | None, rv: int, obj_json: str | None = None):
-        self.type, self.obj, self.old, self.rv, self._json = type, obj, old, rv, obj_json
-
-    def object_json(self) -> str:
-        if self._json is None:
-            self._json = json.dumps(self.obj, separators=(",", ":"))
-        return self._json
-
-    def encoded(self) -> bytes:
-        """The watch-stream line: ``{"type":..., "object":...}\\n``."""
-        return ('{"type":"%s","object":%s}\n' % (self.type, self.object_json())).encode()
-
-    def as_dict(self, copy: bool = True) -> dict:
-        return {"type": self.type, "object": clone(self.obj) if copy else self.obj}
-
-    def retyped(self, type: str) -> "_Event":
-        return _Event(type, self.obj, self.old, self.rv, self._json)
-
-
-def _filter(ev: _Event, pred) -> _Event | None:
-    """The event as seen by a watcher with predicate *pred* (None = everything)."""
-    if pred is None:
-        return ev
-    if ev.type == MODIFIED:
-        new_ok = pred(ev.obj)
-        old_ok = ev.old is not None and pred(ev.old)
-        if new_ok and old_ok:
-            return ev
-        if new_ok:
-            return ev.retyped(ADDED)
-        if old_ok:
-            return ev.retyped(DELETED)
-        return None
-    return ev if pred(ev.obj) else None
-
-
-class Watch:
-    """A stream of events from a store. Iterate it (blocks; ends when stopped), or use
-    :meth:`get` with a timeout. :meth:`stop` may be called from any thread."""
-
-    def __init__(self, store: "MemoryStore", kind: str, namespace: str | None, pred,
-                 initial: list, limit: int, copy: bool = True, after: int = 0):
-        self._store = store
-        self._after = after  # only changes with a higher resourceVersion (for a future RV)
-        self.kind = kind
-        self.namespace = namespace
-        self._pred = pred
-        self._cond = threading.Condition(threading.Lock())
-        self._queue: deque = deque(initial)
-        self._limit = limit
-        self._copy = copy
-        self._stopped = False   # no more events will be delivered
-        self._ending = False    # an ERROR event is queued; close after it
-        self._listener = None   # called (without locks of the watch) when events arrive
-
-    def set_listener(self, fn) -> None:
-        """Call ``fn(watch)`` whenever events become available or the watch stops (from the
-        writing thread, with the store lock held: it must be quick and must not call the
-        store). Used by the HTTP server to multiplex many watches onto one thread."""
-        with self._cond:
-            self._listener = fn
-            pending = bool(self._queue) or self._stopped
-        if pending:
-            fn(self)
-
-    # called by the store with its lock held
-    def _push(self, ev: _Event) -> bool:
-        """Queue *ev* if it matches; returns False if the watch should be dropped."""
-        if ev.rv <= self._after:
-            return True
-        if self.namespace is not None and (ev.obj.get("metadata") or {}).get("namespace") != self.namespace:
-            return True
-        ev = _filter(ev, self._pred)
-        if ev is None:
-            return True
-        with self._cond:
-            if self._stopped or self._ending:
-                return False
-            if len(self._queue) >= self._limit:
-                self._queue.clear()
-                status = errors.status_from_exception(errors.Gone(
-                    "watch queue overflow: the watcher fell too far behind; relist"))
-                self._queue.append(_Event(ERROR, status, None, ev.rv))
-                self._ending = True
-                self._cond.notify_all()
-                listener = self._listener
-                ok = False
-            else:
-                self._queue.append(ev)
-                self._cond.notify()
-                listener = self._listener
-                ok = True
-        if listener is not None:
-            listener(self)
-        return ok
-
-    @property
-    def closed(self) -> bool:
-        return self._stopped
-
-    def get_raw_batch(self, timeout: float | None = None, max_items: int = 256) -> list[_Event]:
-        """Up to *max_items* queued events; waits up to *timeout* for the first one.
-        Returns [] on timeout or when the watch is closed (check :attr:`closed`)."""
-        with self._cond:
-            if not self._queue and not self._stopped:
-                if timeout is None:
-                    while not self._queue and not self._stopped:
-                        self._cond.wait()
-                else:
-                    deadline = time.monotonic() + timeout
-                    while not self._queue and not self._stopped:
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            break
-                        self._cond.wait(left)
-            if self._stopped:
-                return []
-            out = []
-            while self._queue and len(out) < max_items:
-                out.append(self._queue.popleft())
-            if self._ending and not self._queue:
-                self._stopped = True
-        if self._stopped:
-            self._store._unregister(self)
-        return out
-
-    def get(self, timeout: float | None = None) -> dict | None:
-        """The next event, or None on timeout or once the watch is closed. An ERROR event
-        (the watcher fell too far behind) is raised as the mapped exception (Gone)."""
-        batch = self.get_raw_batch(timeout, 1)
-        if not batch:
-            return None
-        if batch[0].type == ERROR:
-            raise errors.exception_from_status(batch[0].obj)
-        return batch[0].as_dict(self._copy)
-
-    def __iter__(self) -> Iterator[dict]:
-        return self
-
-    def __next__(self) -> dict:
-        ev = self.get()
-        if ev is None:
-            raise StopIteration
-        return ev
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._queue.clear()
-            self._cond.notify_all()
-            listener = self._listener
-        if listener is not None:
-            listener(self)
-        self._store._unregister(self)
-
-    def __enter__(self) -> "Watch":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+class Stale(Exception):
+    """A backend's write found the stored object changed since it was read (another writer
+    of the same etcd won the race); the operation is redone from a fresh read."""
 
 
 class Store(abc.ABC):
-    """The interface the API server needs (an etcd-backed store can implement it later).
+    """The interface the API server needs.
 
     ``namespace`` arguments are ignored for cluster-scoped kinds. All methods return private
     copies of objects. Errors follow the contract in this module's docstring."""
@@ -352,7 +190,7 @@ class Store(abc.ABC):
     def watch(self, kind: str, namespace: str | None = None, resource_version: str | None = None,
               label_selector=None, field_selector=None, *, copy: bool = True) -> Watch:
         """A :class:`Watch` (the HTTP server uses ``Watch.get_raw_batch`` and the events'
-        ``encoded()``, so another store should reuse the Watch class)."""
+        ``encoded()``, so every store returns that class)."""
 
     @property
     @abc.abstractmethod
@@ -362,13 +200,39 @@ class Store(abc.ABC):
         pass
 
 
-class MemoryStore(Store):
-    """Dict-backed store with watch; persistent when given a ``state_dir``."""
+def parse_watch_rv(resource_version: str | None) -> int | None:
+    """The revision a watch starts after, or None for "current state first"."""
+    if resource_version in (None, "", "0"):
+        return None
+    try:
+        start = int(resource_version)
+        if start < 0:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise BadRequest(f'invalid resourceVersion "{resource_version}"') from None
+    return start
 
-    def __init__(self, state_dir=None, admission=None, *, history: int = 10000,
-                 compact_bytes: int = 16 << 20, watch_queue_limit: int = 100000):
+
+class StoreCore(Store):
+    """The API semantics (server-set fields, preconditions, generation, status subresource,
+    merge patch, graceful deletion, finalizers, admission) over a storage backend.
+
+    A backend implements :meth:`_lookup` (the stored object with its resourceVersion, or
+    None) and :meth:`_write` (commit one change; sets the new resourceVersion on the object;
+    raises :class:`Stale` when *old* is no longer what is stored), plus the reads, watch and
+    close. A write runs under the lock :meth:`_write_lock` names (the whole store's by
+    default; a backend whose writes are compare-and-swaps may lock per object, so writes of
+    different objects overlap), admission calls under ``_admission_lock``, and
+    :meth:`_after_write` after the write lock is released.
+    A backend whose ADDED write itself raises AlreadyExists for an existing object sets
+    ``_write_refuses_existing`` and saves the read before every create (admission's
+    allocation is then released by ``admit_delete`` when the write refuses)."""
+
+    _write_refuses_existing = False
+
+    def __init__(self, admission=None, *, watch_queue_limit: int = 100000):
         self._lock = threading.RLock()
-        self._compact_lock = threading.Lock()
+        self._admission_lock = self._lock  # admission keeps allocations: one call at a time
         self._admission = admission if admission is not None else NoopAdmission()
         try:
             params = inspect.signature(self._admission.admit_update).parameters
@@ -376,52 +240,23 @@ class MemoryStore(Store):
                 p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         except (TypeError, ValueError):
             self._admit_update_takes_subresource = False
-        # kind -> namespace ("" when cluster-scoped) -> name -> object
-        self._objects: dict[str, dict[str, dict[str, dict]]] = {}
-        self._rv = 0
-        self._history: deque[_Event] = deque()
-        self._history_limit = max(1, history)
-        self._floor = 0  # every change with rv > _floor is in _history
-        self._watchers: dict[str, set[Watch]] = {}
         self._watch_queue_limit = watch_queue_limit
         self._closed = False
-        self._log: StateLog | None = None
-        if state_dir is not None:
-            self._log = StateLog(state_dir, compact_bytes=compact_bytes)
-            loaded = self._log.load()
-            for (kind, ns, name), obj in loaded.objects.items():
-                self._objects.setdefault(kind, {}).setdefault(ns, {})[name] = obj
-            self._rv = loaded.resource_version
-            self._floor = loaded.snapshot_rv
-            for rv, typ, obj, old in loaded.records:
-                self._remember(_Event(typ, obj, old, rv))
-            self._log.open()
-            problems = self._admission.rebuild([clone(o) for o in self._iter_all()])
-            for p in problems or ():
-                log.warning("admission rebuild: %s", p)
-            if loaded.needs_compaction:
-                self._maybe_compact(force=True)
+
+    # -- backend ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _lookup(self, info: KindInfo, ns: str, name: str) -> dict | None: ...
+
+    @abc.abstractmethod
+    def _write(self, typ: str, info: KindInfo, ns: str, name: str, obj: dict, old: dict | None) -> None: ...
+
+    def _after_write(self) -> None:
+        return None
 
     # -- helpers ----------------------------------------------------------------------------
-    def _iter_all(self) -> Iterator[dict]:
-        for by_ns in self._objects.values():
-            for by_name in by_ns.values():
-                yield from by_name.values()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return sum(len(m) for by_ns in self._objects.values() for m in by_ns.values())
-
-    @property
-    def resource_version(self) -> str:
-        return str(self._rv)
-
     @staticmethod
     def _ns(info: KindInfo, namespace: str | None) -> str:
         return (namespace or "default") if info.namespaced else ""
-
-    def _lookup(self, info: KindInfo, ns: str, name: str) -> dict | None:
-        return self._objects.get(info.kind, {}).get(ns, {}).get(name)
 
     def _require(self, info: KindInfo, ns: str, name: str) -> dict:
         obj = self._lookup(info, ns, name)
@@ -450,77 +285,25 @@ class MemoryStore(Store):
             raise BadRequest("Object 'Kind' is missing in the object")
         return kind_info(kind)
 
-    def _remember(self, ev: _Event) -> None:
-        self._history.append(ev)
-        while len(self._history) > self._history_limit:
-            self._floor = self._history.popleft().rv
+    def _write_lock(self, info: KindInfo, ns: str, name: str):
+        """The lock a write of this object runs under: one for the whole store here (the
+        memory backend's reads and writes are not atomic otherwise)."""
+        return self._lock
 
-    def _commit(self, typ: str, info: KindInfo, ns: str, name: str, obj: dict, old: dict | None) -> None:
-        """Write one change (lock held; obj.metadata.resourceVersion == str(self._rv + 1))."""
-        rv = self._rv + 1
-        ev = _Event(typ, obj, old, rv)
-        if self._log is not None:
-            self._log.append(('{"rv":%d,"type":"%s","object":%s}\n' % (rv, typ, ev.object_json())).encode())
-        self._rv = rv
-        by_name = self._objects.setdefault(info.kind, {}).setdefault(ns, {})
-        if typ == DELETED:
-            by_name.pop(name, None)
-        else:
-            by_name[name] = obj
-        self._remember(ev)
-        watchers = self._watchers.get(info.kind)
-        if watchers:
-            dead = [w for w in watchers if not w._push(ev)]
-            for w in dead:
-                watchers.discard(w)
-
-    def _unregister(self, w: Watch) -> None:
-        with self._lock:
-            ws = self._watchers.get(w.kind)
-            if ws is not None:
-                ws.discard(w)
-
-    def _maybe_compact(self, force: bool = False) -> None:
-        if self._log is None or not (force or self._log.should_compact()):
-            return
-        if not self._compact_lock.acquire(blocking=False):
-            return
-        try:
-            with self._lock:
-                if self._closed or not (force or self._log.should_compact()):
-                    return
-                objects = list(self._iter_all())  # stored objects are never mutated
-                rv = self._rv
-                self._log.rotate()
-            self._log.write_snapshot(rv, objects)
-        finally:
-            self._compact_lock.release()
-
-    def compact(self) -> None:
-        """Fold the write-ahead log into a new snapshot now."""
-        self._maybe_compact(force=True)
-
-    # -- reads ------------------------------------------------------------------------------
-    def get(self, kind: str, namespace: str | None, name: str) -> dict:
-        info = kind_info(kind)
-        with self._lock:
-            obj = self._require(info, self._ns(info, namespace), name)
-        return clone(obj)
-
-    def list(self, kind: str, namespace: str | None = None, label_selector=None,
-             field_selector=None) -> tuple[list[dict], str]:
-        info = kind_info(kind)
-        pred = combine(label_predicate(label_selector), field_predicate(field_selector))
-        with self._lock:
-            by_ns = self._objects.get(info.kind, {})
-            if info.namespaced and namespace:
-                refs = list(by_ns.get(namespace, {}).values())
-            else:
-                refs = [o for m in by_ns.values() for o in m.values()]
-            rv = str(self._rv)
-        if pred is not None:
-            refs = [o for o in refs if pred(o)]
-        return [clone(o) for o in refs], rv
+    def _locked_write(self, lock, fn, *args):
+        """Run ``fn(*args)`` under *lock*, redoing it when the backend reports
+        :class:`Stale`; returns a private copy of its result."""
+        with lock:
+            self._check_open()
+            for attempt in range(WRITE_ATTEMPTS):
+                try:
+                    result = fn(*args)
+                    break
+                except Stale:
+                    if attempt == WRITE_ATTEMPTS - 1:
+                        raise ServiceUnavailable("too many concurrent writers; try again") from None
+        self._after_write()
+        return clone(result)
 
     # -- writes -----------------------------------------------------------------------------
     def create(self, obj: dict) -> dict:
@@ -537,55 +320,60 @@ class MemoryStore(Store):
             ns = ""
         for k in ("uid", "resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
             meta.pop(k, None)
-        with self._lock:
-            self._check_open()
-            name = meta.get("name")
-            if not name:
-                prefix = meta.get("generateName")
-                if not prefix:
-                    raise Invalid(f'{info.kind} "" is invalid: metadata.name: Required value: '
-                                  "name or generateName is required",
-                                  details={"kind": info.kind, "name": ""})
-                while True:
-                    name = prefix + "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
-                    if self._lookup(info, ns, name) is None:
-                        break
-                meta["name"] = name
-            if not isinstance(name, str):
-                raise BadRequest("metadata.name must be a string")
-            if self._lookup(info, ns, name) is not None:
-                raise errors.already_exists(info.plural, name, info.group)
-            meta["uid"] = str(uuid.uuid4())
-            meta["creationTimestamp"] = now_rfc3339()
-            meta["generation"] = 1
+        name = meta.get("name")
+        if not name and not meta.get("generateName"):
+            raise Invalid(f'{info.kind} "" is invalid: metadata.name: Required value: '
+                          "name or generateName is required",
+                          details={"kind": info.kind, "name": ""})
+        if name and not isinstance(name, str):
+            raise BadRequest("metadata.name must be a string")
+        return self._locked_write(self._write_lock(info, ns, name or ""), self._create_locked, info, ns, obj)
+
+    def _create_locked(self, info: KindInfo, ns: str, src: dict) -> dict:
+        obj = clone(src)  # a Stale retry starts again from the caller's object
+        meta = obj["metadata"]
+        name = meta.get("name")
+        if not name:
+            prefix = meta["generateName"]
+            while True:
+                name = prefix + "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
+                if self._lookup(info, ns, name) is None:
+                    break
+            meta["name"] = name
+        if not self._write_refuses_existing and self._lookup(info, ns, name) is not None:
+            raise errors.already_exists(info.plural, name, info.group)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now_rfc3339()
+        meta["generation"] = 1
+        with self._admission_lock:
             obj = self._admission.admit_create(obj) or obj
-            self._meta(obj)["resourceVersion"] = str(self._rv + 1)
-            try:
-                self._commit(ADDED, info, ns, name, obj, None)
-            except BaseException:
+        self._meta(obj)
+        try:
+            self._write(ADDED, info, ns, name, obj, None)
+        except BaseException:
+            with self._admission_lock:
                 self._admission.admit_delete(clone(obj))  # release what admission allocated
-                raise
-        self._maybe_compact()
-        return clone(obj)
+            raise
+        return obj
 
     def update(self, obj: dict) -> dict:
-        return self._update(clone(obj), status_only=False)
+        return self._update(obj, status_only=False)
 
     def update_status(self, obj: dict) -> dict:
-        return self._update(clone(obj), status_only=True)
+        return self._update(obj, status_only=True)
 
     def _update(self, obj: dict, status_only: bool) -> dict:
         info = self._info_of(obj)
-        meta = self._meta(obj)
+        meta = obj.get("metadata")
+        if meta is not None and not isinstance(meta, dict):
+            raise BadRequest("metadata must be a JSON object")
+        meta = meta or {}
         ns = self._ns(info, meta.get("namespace"))
         name = meta.get("name")
         if not name:
             raise Invalid(f'{info.kind} "" is invalid: metadata.name: Required value: name is required')
-        with self._lock:
-            self._check_open()
-            result = self._update_locked(info, ns, name, obj, status_only)
-        self._maybe_compact()
-        return clone(result)
+        return self._locked_write(self._write_lock(info, ns, name),
+                                  lambda: self._update_locked(info, ns, name, clone(obj), status_only))
 
     def _update_locked(self, info: KindInfo, ns: str, name: str, obj: dict, status_only: bool) -> dict:
         old = self._require(info, ns, name)
@@ -624,10 +412,11 @@ class MemoryStore(Store):
                     meta.pop(k, None)
         new_meta = new["metadata"]
         new_meta["resourceVersion"] = old_meta.get("resourceVersion")
-        if status_only and self._admit_update_takes_subresource:
-            new = self._admission.admit_update(new, clone(old), subresource="status") or new
-        else:
-            new = self._admission.admit_update(new, clone(old)) or new
+        with self._admission_lock:
+            if status_only and self._admit_update_takes_subresource:
+                new = self._admission.admit_update(new, clone(old), subresource="status") or new
+            else:
+                new = self._admission.admit_update(new, clone(old)) or new
         new_meta = self._meta(new)
         new_meta["resourceVersion"] = old_meta.get("resourceVersion")
         if not status_only:  # after admission's defaulting: an apply of the same spec is a no-op
@@ -640,9 +429,8 @@ class MemoryStore(Store):
             return old  # no-op update: nothing written, no event
         if new_meta.get("deletionTimestamp") and not new_meta.get("finalizers") \
                 and not new_meta.get("deletionGracePeriodSeconds"):
-            return self._remove(info, ns, name, new)
-        new_meta["resourceVersion"] = str(self._rv + 1)
-        self._commit(MODIFIED, info, ns, name, new, old)
+            return self._remove(info, ns, name, new, old)
+        self._write(MODIFIED, info, ns, name, new, old)
         return new
 
     def patch(self, kind: str, namespace: str | None, name: str, patch: dict,
@@ -653,68 +441,189 @@ class MemoryStore(Store):
             raise BadRequest("a merge patch must be a JSON object")
         if subresource not in (None, "", "status"):
             raise NotFound(f'the server could not find the requested resource (patch {info.plural} {name}/{subresource})')
-        with self._lock:
-            self._check_open()
-            old = self._require(info, ns, name)
-            merged = merge_patch(clone(old), patch)
-            if not isinstance(merged.get("metadata"), dict):
-                merged["metadata"] = {}
-            pmeta = patch.get("metadata") if isinstance(patch.get("metadata"), dict) else {}
-            if not pmeta.get("resourceVersion"):
-                merged["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion")
-            merged["kind"] = info.kind
-            merged["metadata"]["name"] = name
-            if info.namespaced:
-                merged["metadata"]["namespace"] = ns
-            result = self._update_locked(info, ns, name, merged, status_only=subresource == "status")
-        self._maybe_compact()
-        return clone(result)
+        return self._locked_write(self._write_lock(info, ns, name), self._patch_locked,
+                                  info, ns, name, patch, subresource == "status")
+
+    def _patch_locked(self, info: KindInfo, ns: str, name: str, patch: dict, status_only: bool) -> dict:
+        old = self._require(info, ns, name)
+        merged = merge_patch(clone(old), patch)
+        if not isinstance(merged.get("metadata"), dict):
+            merged["metadata"] = {}
+        pmeta = patch.get("metadata") if isinstance(patch.get("metadata"), dict) else {}
+        if not pmeta.get("resourceVersion"):
+            merged["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion")
+        merged["kind"] = info.kind
+        merged["metadata"]["name"] = name
+        if info.namespaced:
+            merged["metadata"]["namespace"] = ns
+        return self._update_locked(info, ns, name, merged, status_only)
 
     def delete(self, kind: str, namespace: str | None, name: str, *,
                grace_seconds: int | None = None, resource_version: str | None = None,
                uid: str | None = None) -> dict:
         info = kind_info(kind)
         ns = self._ns(info, namespace)
-        with self._lock:
-            self._check_open()
-            old = self._require(info, ns, name)
-            meta = old["metadata"]
-            if resource_version and str(resource_version) != meta.get("resourceVersion"):
-                raise errors.precondition_failed(info.plural, name, "ResourceVersion", str(resource_version),
-                                                 meta.get("resourceVersion", ""), info.group)
-            if uid and uid != meta.get("uid"):
-                raise errors.precondition_failed(info.plural, name, "UID", uid, meta.get("uid", ""), info.group)
-            terminating = bool(meta.get("deletionTimestamp"))
-            if grace_seconds is None:
-                grace_seconds = default_grace_seconds(old)
-            if meta.get("finalizers") or (grace_seconds and grace_seconds > 0):
-                if terminating:
-                    result = old
-                else:
-                    new = clone(old)
-                    nm = new["metadata"]
-                    grace = grace_seconds if (grace_seconds and grace_seconds > 0) else 0
-                    if meta.get("finalizers"):
-                        grace = 0
-                    nm["deletionTimestamp"] = now_rfc3339(grace)
-                    nm["deletionGracePeriodSeconds"] = grace
-                    nm["resourceVersion"] = str(self._rv + 1)
-                    self._commit(MODIFIED, info, ns, name, new, old)
-                    result = new
-            else:
-                result = self._remove(info, ns, name, old)
-        self._maybe_compact()
-        return clone(result)
+        return self._locked_write(self._write_lock(info, ns, name), self._delete_locked,
+                                  info, ns, name, grace_seconds, resource_version, uid)
 
-    def _remove(self, info: KindInfo, ns: str, name: str, last: dict) -> dict:
-        old = self._objects[info.kind][ns][name]
-        self._admission.admit_delete(clone(last))
+    def _delete_locked(self, info: KindInfo, ns: str, name: str, grace_seconds: int | None,
+                       resource_version: str | None, uid: str | None) -> dict:
+        old = self._require(info, ns, name)
+        meta = old["metadata"]
+        if resource_version and str(resource_version) != meta.get("resourceVersion"):
+            raise errors.precondition_failed(info.plural, name, "ResourceVersion", str(resource_version),
+                                             meta.get("resourceVersion", ""), info.group)
+        if uid and uid != meta.get("uid"):
+            raise errors.precondition_failed(info.plural, name, "UID", uid, meta.get("uid", ""), info.group)
+        if grace_seconds is None:
+            grace_seconds = default_grace_seconds(old)
+        if not (meta.get("finalizers") or (grace_seconds and grace_seconds > 0)):
+            return self._remove(info, ns, name, old, old)
+        if meta.get("deletionTimestamp"):
+            return old  # already terminating
+        new = clone(old)
+        nm = new["metadata"]
+        grace = grace_seconds if (grace_seconds and grace_seconds > 0) else 0
+        if meta.get("finalizers"):
+            grace = 0
+        nm["deletionTimestamp"] = now_rfc3339(grace)
+        nm["deletionGracePeriodSeconds"] = grace
+        self._write(MODIFIED, info, ns, name, new, old)
+        return new
+
+    def _remove(self, info: KindInfo, ns: str, name: str, last: dict, old: dict) -> dict:
+        """Delete *name* for good; *last* is its final state, *old* what is stored."""
+        with self._admission_lock:
+            self._admission.admit_delete(clone(last))
         final = dict(last)
-        final["metadata"] = dict(last["metadata"], resourceVersion=str(self._rv + 1))
-        self._commit(DELETED, info, ns, name, final, old)
+        final["metadata"] = dict(last["metadata"])
+        self._write(DELETED, info, ns, name, final, old)
         return final
 
-    # -- watch ------------------------------------------------------------------------------
+    # -- reads ------------------------------------------------------------------------------
+    def get(self, kind: str, namespace: str | None, name: str) -> dict:
+        info = kind_info(kind)
+        with self._lock:
+            obj = self._require(info, self._ns(info, namespace), name)
+        return clone(obj)
+
+
+class MemoryStore(StoreCore):
+    """Dict-backed store with watch; persistent when given a ``state_dir``."""
+
+    def __init__(self, state_dir=None, admission=None, *, history: int = 10000,
+                 compact_bytes: int = 16 << 20, watch_queue_limit: int = 100000):
+        super().__init__(admission, watch_queue_limit=watch_queue_limit)
+        self._compact_lock = threading.Lock()
+        # kind -> namespace ("" when cluster-scoped) -> name -> object
+        self._objects: dict[str, dict[str, dict[str, dict]]] = {}
+        self._rv = 0
+        self._history: deque[Event] = deque()
+        self._history_limit = max(1, history)
+        self._floor = 0  # every change with rv > _floor is in _history
+        self._watchers: dict[str, set[Watch]] = {}
+        self._log: StateLog | None = None
+        if state_dir is not None:
+            self._log = StateLog(state_dir, compact_bytes=compact_bytes)
+            loaded = self._log.load()
+            for (kind, ns, name), obj in loaded.objects.items():
+                self._objects.setdefault(kind, {}).setdefault(ns, {})[name] = obj
+            self._rv = loaded.resource_version
+            self._floor = loaded.snapshot_rv
+            for rv, typ, obj, old in loaded.records:
+                self._remember(Event(typ, obj, old, rv))
+            self._log.open()
+            problems = self._admission.rebuild([clone(o) for o in self._iter_all()])
+            for p in problems or ():
+                log.warning("admission rebuild: %s", p)
+            if loaded.needs_compaction:
+                self._maybe_compact(force=True)
+
+    def _iter_all(self) -> Iterator[dict]:
+        for by_ns in self._objects.values():
+            for by_name in by_ns.values():
+                yield from by_name.values()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(m) for by_ns in self._objects.values() for m in by_ns.values())
+
+    @property
+    def resource_version(self) -> str:
+        return str(self._rv)
+
+    def _lookup(self, info: KindInfo, ns: str, name: str) -> dict | None:
+        return self._objects.get(info.kind, {}).get(ns, {}).get(name)
+
+    def _remember(self, ev: Event) -> None:
+        self._history.append(ev)
+        while len(self._history) > self._history_limit:
+            self._floor = self._history.popleft().rv
+
+    def _write(self, typ: str, info: KindInfo, ns: str, name: str, obj: dict, old: dict | None) -> None:
+        """Write one change (lock held); stored objects are never mutated afterwards."""
+        rv = self._rv + 1
+        obj["metadata"]["resourceVersion"] = str(rv)
+        ev = Event(typ, obj, old, rv)
+        if self._log is not None:
+            self._log.append(('{"rv":%d,"type":"%s","object":%s}\n' % (rv, typ, ev.object_json())).encode())
+        self._rv = rv
+        by_name = self._objects.setdefault(info.kind, {}).setdefault(ns, {})
+        if typ == DELETED:
+            by_name.pop(name, None)
+        else:
+            by_name[name] = obj
+        self._remember(ev)
+        watchers = self._watchers.get(info.kind)
+        if watchers:
+            dead = [w for w in watchers if not w.deliver(ev)]
+            for w in dead:
+                watchers.discard(w)
+
+    def _after_write(self) -> None:
+        self._maybe_compact()
+
+    def _unregister(self, w: Watch) -> None:
+        with self._lock:
+            ws = self._watchers.get(w.kind)
+            if ws is not None:
+                ws.discard(w)
+
+    def _maybe_compact(self, force: bool = False) -> None:
+        if self._log is None or not (force or self._log.should_compact()):
+            return
+        if not self._compact_lock.acquire(blocking=False):
+            return
+        try:
+            with self._lock:
+                if self._closed or not (force or self._log.should_compact()):
+                    return
+                objects = list(self._iter_all())  # stored objects are never mutated
+                rv = self._rv
+                self._log.rotate()
+            self._log.write_snapshot(rv, objects)
+        finally:
+            self._compact_lock.release()
+
+    def compact(self) -> None:
+        """Fold the write-ahead log into a new snapshot now."""
+        self._maybe_compact(force=True)
+
+    def list(self, kind: str, namespace: str | None = None, label_selector=None,
+             field_selector=None) -> tuple[list[dict], str]:
+        info = kind_info(kind)
+        pred = combine(label_predicate(label_selector), field_predicate(field_selector))
+        with self._lock:
+            by_ns = self._objects.get(info.kind, {})
+            if info.namespaced and namespace:
+                refs = list(by_ns.get(namespace, {}).values())
+            else:
+                refs = [o for m in by_ns.values() for o in m.values()]
+            rv = str(self._rv)
+        if pred is not None:
+            refs = [o for o in refs if pred(o)]
+        return [clone(o) for o in refs], rv
+
     def watch(self, kind: str, namespace: str | None = None, resource_version: str | None = None,
               label_selector=None, field_selector=None, *, copy: bool = True) -> Watch:
         """Events of *kind* (in *namespace*, or all) after *resource_version*; see the
@@ -724,17 +633,10 @@ class MemoryStore(Store):
         pred = combine(label_predicate(label_selector), field_predicate(field_selector))
         if namespace is not None and not info.namespaced:
             namespace = None
-        start: int | None = None
-        if resource_version not in (None, "", "0"):
-            try:
-                start = int(resource_version)
-                if start < 0:
-                    raise ValueError
-            except (TypeError, ValueError):
-                raise BadRequest(f'invalid resourceVersion "{resource_version}"') from None
+        start = parse_watch_rv(resource_version)
         with self._lock:
             self._check_open()
-            initial: list[_Event] = []
+            initial: list[Event] = []
             if start is None:
                 by_ns = self._objects.get(info.kind, {})
                 if namespace is not None:
@@ -743,7 +645,7 @@ class MemoryStore(Store):
                     refs = (o for m in by_ns.values() for o in m.values())
                 for o in refs:
                     if pred is None or pred(o):
-                        initial.append(_Event(ADDED, o, None, int(o["metadata"]["resourceVersion"])))
+                        initial.append(Event(ADDED, o, None, int(o["metadata"]["resourceVersion"])))
             else:
                 if start < self._floor:
                     raise errors.too_old(start, self._floor)
@@ -754,7 +656,7 @@ class MemoryStore(Store):
                         continue
                     if namespace is not None and (ev.obj.get("metadata") or {}).get("namespace") != namespace:
                         continue
-                    fev = _filter(ev, pred)
+                    fev = filter_event(ev, pred)
                     if fev is not None:
                         initial.append(fev)
                 initial.reverse()

@@ -12,29 +12,22 @@ CONFLICT_MSG = ('Operation cannot be fulfilled on services "web": the object has
                 "please apply your changes to the latest version and try again")
 
 
-@pytest.fixture
-def store():
-    s = MemoryStore()
-    yield s
-    s.close()
-
-
-def test_create_sets_server_fields(store):
+def test_create_sets_server_fields(store, rv):
     o = store.create(svc("web"))
     m = o["metadata"]
     assert m["namespace"] == "default" and m["name"] == "web"
     assert re.fullmatch(r"[0-9a-f-]{36}", m["uid"])
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", m["creationTimestamp"])
     assert m["generation"] == 1
-    assert m["resourceVersion"] == "1" and store.resource_version == "1"
+    assert m["resourceVersion"] == rv(1) and store.resource_version == rv(1)
     assert list(o)[:3] == ["apiVersion", "kind", "metadata"]
 
 
-def test_create_ignores_client_resource_version_and_copies(store):
+def test_create_ignores_client_resource_version_and_copies(store, rv):
     src = svc("web")
     src["metadata"]["resourceVersion"] = "999"
     o = store.create(src)
-    assert o["metadata"]["resourceVersion"] == "1"
+    assert o["metadata"]["resourceVersion"] == rv(1)
     assert "uid" not in src["metadata"]  # input not modified
     o["spec"]["ports"][0]["port"] = 1  # returned copies are private
     assert store.get("Service", "default", "web")["spec"]["ports"][0]["port"] == 80
@@ -71,11 +64,11 @@ def test_cluster_scoped_kinds_have_no_namespace(store):
     assert [i["metadata"]["name"] for i in items] == ["kube-system"]
 
 
-def test_update_and_conflict(store):
+def test_update_and_conflict(store, rv):
     o = store.create(svc("web"))
     o["spec"]["ports"] = [{"port": 81}]
     u = store.update(o)
-    assert u["metadata"]["resourceVersion"] == "2"
+    assert u["metadata"]["resourceVersion"] == rv(2)
     assert u["metadata"]["generation"] == 2
     assert u["metadata"]["uid"] == o["metadata"]["uid"]
     with pytest.raises(errors.Conflict) as ei:
@@ -85,7 +78,7 @@ def test_update_and_conflict(store):
     # no resourceVersion: unconditional
     o["metadata"].pop("resourceVersion")
     o["spec"]["ports"] = [{"port": 82}]
-    assert store.update(o)["metadata"]["resourceVersion"] == "3"
+    assert store.update(o)["metadata"]["resourceVersion"] == rv(3)
     with pytest.raises(errors.NotFound):
         store.update(svc("missing"))
 
@@ -104,11 +97,11 @@ def test_update_keeps_immutable_metadata(store):
         store.update(bad)
 
 
-def test_noop_update_writes_nothing(store):
+def test_noop_update_writes_nothing(store, rv):
     o = store.create(svc("web"))
     u = store.update(o)
-    assert u["metadata"]["resourceVersion"] == "1"
-    assert store.resource_version == "1"
+    assert u["metadata"]["resourceVersion"] == rv(1)
+    assert store.resource_version == rv(1)
 
 
 def test_status_subresource(store):
@@ -144,7 +137,7 @@ def test_merge_patch_rfc7386():
     assert merge_patch({}, {"a": {"bb": {"ccc": None}}}) == {"a": {"bb": {}}}
 
 
-def test_patch(store):
+def test_patch(store, rv):
     store.create(svc("web"))
     p = store.patch("Service", "default", "web", {"metadata": {"labels": {"app": "web"}},
                                                    "spec": {"type": "NodePort"}})
@@ -153,30 +146,30 @@ def test_patch(store):
     p = store.patch("Service", "default", "web", {"metadata": {"labels": {"app": None}}})
     assert p["metadata"]["labels"] == {}
     with pytest.raises(errors.Conflict):
-        store.patch("Service", "default", "web", {"metadata": {"resourceVersion": "1"}, "spec": {"x": 1}})
+        store.patch("Service", "default", "web", {"metadata": {"resourceVersion": rv(1)}, "spec": {"x": 1}})
     s = store.patch("Service", "default", "web", {"status": {"conditions": []}}, subresource="status")
     assert s["status"] == {"conditions": []}
     with pytest.raises(errors.NotFound):
         store.patch("Service", "default", "nope", {})
 
 
-def test_delete(store):
+def test_delete(store, rv):
     store.create(svc("web"))
     d = store.delete("Service", "default", "web")
-    assert d["metadata"]["resourceVersion"] == "2"
+    assert d["metadata"]["resourceVersion"] == rv(2)
     with pytest.raises(errors.NotFound):
         store.get("Service", "default", "web")
     with pytest.raises(errors.NotFound):
         store.delete("Service", "default", "web")
 
 
-def test_delete_preconditions(store):
+def test_delete_preconditions(store, rv):
     o = store.create(svc("web"))
     with pytest.raises(errors.Conflict, match="Precondition failed"):
-        store.delete("Service", "default", "web", resource_version="7")
+        store.delete("Service", "default", "web", resource_version=rv(7))
     with pytest.raises(errors.Conflict, match="Precondition failed: UID"):
         store.delete("Service", "default", "web", uid="x")
-    store.delete("Service", "default", "web", uid=o["metadata"]["uid"], resource_version="1")
+    store.delete("Service", "default", "web", uid=o["metadata"]["uid"], resource_version=rv(1))
 
 
 def test_graceful_delete(store):
@@ -202,14 +195,14 @@ def test_finalizers(store):
         store.get("Service", "default", "web")
 
 
-def test_list_namespaces_and_selectors(store):
+def test_list_namespaces_and_selectors(store, rv):
     for ns in ("a", "b"):
         for i in range(3):
             store.create({"kind": "Pod", "metadata": {"name": f"p{i}", "namespace": ns,
                                                       "labels": {"app": "web" if i else "db"}},
                           "spec": {"nodeName": f"n{i}"}})
-    items, rv = store.list("Pod")
-    assert len(items) == 6 and rv == "6"
+    items, list_rv = store.list("Pod")
+    assert len(items) == 6 and list_rv == rv(6)
     assert len(store.list("Pod", "a")[0]) == 3
     assert len(store.list("Pod", "a", "app=web")[0]) == 2
     assert len(store.list("Pod", None, "app in (db),app!=web")[0]) == 2
@@ -217,7 +210,7 @@ def test_list_namespaces_and_selectors(store):
     assert len(store.list("Pod", None, {"app": "web"})[0]) == 4
     assert len(store.list("Pod", None, field_selector="spec.nodeName=n1")[0]) == 2
     assert len(store.list("Pod", None, field_selector="metadata.namespace=b,spec.nodeName!=n1")[0]) == 2
-    assert store.list("Service") == ([], "6")
+    assert store.list("Service") == ([], rv(6))
 
 
 class RecordingAdmission:
@@ -252,9 +245,9 @@ class AdmissionInvalid(Exception):
     reason = "Invalid"
 
 
-def test_admission_hooks_and_error_contract():
+def test_admission_hooks_and_error_contract(make_store):
     adm = RecordingAdmission()
-    store = MemoryStore(admission=adm)
+    store = make_store(admission=adm)
     o = store.create(svc("web"))
     assert o["spec"]["clusterIP"] == "10.96.0.1"
     o["spec"]["clusterIP"] = "1.1.1.1"
@@ -278,7 +271,7 @@ def test_admission_hooks_and_error_contract():
     store.close()
 
 
-def test_concurrent_writers_get_unique_resource_versions(store):
+def test_concurrent_writers_get_unique_resource_versions(store, rv):
     def worker(j):
         for i in range(200):
             store.create({"kind": "Pod", "metadata": {"name": f"p{j}-{i}"}, "spec": {}})
@@ -287,13 +280,13 @@ def test_concurrent_writers_get_unique_resource_versions(store):
         t.start()
     for t in ts:
         t.join()
-    items, rv = store.list("Pod")
-    assert len(items) == 1600 and rv == "1600"
-    assert sorted(int(i["metadata"]["resourceVersion"]) for i in items) == list(range(1, 1601))
+    items, list_rv = store.list("Pod")
+    assert len(items) == 1600 and list_rv == rv(1600)
+    assert sorted(i["metadata"]["resourceVersion"] for i in items) == sorted(rv(n) for n in range(1, 1601))
 
 
-def test_closed_store_rejects_writes():
-    s = MemoryStore()
+def test_closed_store_rejects_writes(make_store):
+    s = make_store()
     s.close()
     with pytest.raises(errors.ServiceUnavailable):
         s.create(svc("web"))

@@ -4,7 +4,6 @@ import time
 import pytest
 
 from testbed.apiserver import errors
-from testbed.apiserver.store import MemoryStore
 
 from .conftest import svc
 
@@ -25,59 +24,57 @@ def kinds(evs):
 
 
 @pytest.fixture
-def store():
-    s = MemoryStore(history=20)
-    yield s
-    s.close()
+def store(make_store):
+    return make_store(history=20)
 
 
-def test_watch_from_rv_replays_and_follows(store):
+def test_watch_from_rv_replays_and_follows(store, rv):
     store.create(svc("a"))                       # rv 1
-    _, rv = store.list("Service")
+    _, list_rv = store.list("Service")
     b = store.create(svc("b"))                   # rv 2
     store.update(dict(b, spec={"ports": [{"port": 81}]}))   # rv 3
-    w = store.watch("Service", resource_version=rv)
+    w = store.watch("Service", resource_version=list_rv)
     store.delete("Service", "default", "a")      # rv 4
     evs = drain(w, 3)
-    assert kinds(evs) == [("ADDED", "b", "2"), ("MODIFIED", "b", "3"), ("DELETED", "a", "4")]
+    assert kinds(evs) == [("ADDED", "b", rv(2)), ("MODIFIED", "b", rv(3)), ("DELETED", "a", rv(4))]
     assert w.get(timeout=0.01) is None and not w.closed
     w.stop()
     assert w.closed and w.get(timeout=0.01) is None
 
 
-def test_watch_without_rv_starts_with_current_state(store):
+def test_watch_without_rv_starts_with_current_state(store, rv):
     store.create(svc("a"))
     store.create(svc("b", ns="other"))
     store.create({"kind": "Pod", "metadata": {"name": "p"}})
     w = store.watch("Service")
-    assert sorted(kinds(drain(w, 2))) == [("ADDED", "a", "1"), ("ADDED", "b", "2")]
+    assert sorted(kinds(drain(w, 2))) == [("ADDED", "a", rv(1)), ("ADDED", "b", rv(2))]
     w0 = store.watch("Service", namespace="other", resource_version="0")
-    assert kinds(drain(w0, 1)) == [("ADDED", "b", "2")]
+    assert kinds(drain(w0, 1)) == [("ADDED", "b", rv(2))]
     store.create(svc("c"))
-    assert kinds(drain(w, 1)) == [("ADDED", "c", "4")]
+    assert kinds(drain(w, 1)) == [("ADDED", "c", rv(4))]
     assert w0.get(timeout=0.02) is None  # other namespace only
 
 
-def test_watch_too_old_resource_version(store):
+def test_watch_too_old_resource_version(store, rv):
     for i in range(30):
         store.create(svc(f"s{i}"))
     with pytest.raises(errors.Gone) as ei:
-        store.watch("Service", resource_version="3")
+        store.watch("Service", resource_version=rv(3))
     assert ei.value.code == 410 and ei.value.reason == "Expired"
-    assert str(ei.value) == "too old resource version: 3 (10)"
-    w = store.watch("Service", resource_version="10")  # oldest still complete
+    assert str(ei.value) == f"too old resource version: {rv(3)} ({rv(10)})"
+    w = store.watch("Service", resource_version=rv(10))  # oldest still complete
     assert len(drain(w, 20)) == 20
     with pytest.raises(errors.BadRequest):
         store.watch("Service", resource_version="abc")
 
 
-def test_watch_future_rv_waits(store):
-    w = store.watch("Service", resource_version="5")
+def test_watch_future_rv_waits(store, rv):
+    w = store.watch("Service", resource_version=rv(5))
     store.create(svc("a"))
     assert w.get(timeout=0.02) is None
 
 
-def test_watch_label_selector_transitions(store):
+def test_watch_label_selector_transitions(store, rv):
     w = store.watch("Service", resource_version="0", label_selector="app=web")
     o = store.create(svc("a"))                                     # not matching
     o = store.patch("Service", "default", "a", {"metadata": {"labels": {"app": "web"}}})
@@ -87,15 +84,15 @@ def test_watch_label_selector_transitions(store):
     assert [e["type"] for e in drain(w, 3)] == ["ADDED", "MODIFIED", "DELETED"]
     assert w.get(timeout=0.02) is None
     # the same when replayed from history
-    w2 = store.watch("Service", resource_version="1", label_selector="app=web")
+    w2 = store.watch("Service", resource_version=rv(1), label_selector="app=web")
     assert [e["type"] for e in drain(w2, 3)] == ["ADDED", "MODIFIED", "DELETED"]
 
 
-def test_watch_field_selector(store):
+def test_watch_field_selector(store, rv):
     w = store.watch("Pod", resource_version="0", field_selector="spec.nodeName=n1")
     store.create({"kind": "Pod", "metadata": {"name": "a"}, "spec": {"nodeName": "n2"}})
     store.create({"kind": "Pod", "metadata": {"name": "b"}, "spec": {"nodeName": "n1"}})
-    assert kinds(drain(w, 1)) == [("ADDED", "b", "2")]
+    assert kinds(drain(w, 1)) == [("ADDED", "b", rv(2))]
 
 
 def test_stop_from_another_thread_ends_iteration(store):
@@ -127,8 +124,8 @@ def test_events_are_private_copies(store):
     assert store.get("Service", "default", "a")["spec"]["ports"] == [{"port": 80}]
 
 
-def test_slow_watcher_overflow_gets_gone():
-    s = MemoryStore(watch_queue_limit=5)
+def test_slow_watcher_overflow_gets_gone(make_store):
+    s = make_store(watch_queue_limit=5)
     w = s.watch("Service")
     for i in range(10):
         s.create(svc(f"s{i}"))
@@ -138,8 +135,8 @@ def test_slow_watcher_overflow_gets_gone():
     s.close()
 
 
-def test_many_watchers_all_get_every_event():
-    s = MemoryStore()
+def test_many_watchers_all_get_every_event(make_store):
+    s = make_store()
     ws = [s.watch("Service") for _ in range(50)]
     results = [[] for _ in ws]
 
@@ -159,8 +156,8 @@ def test_many_watchers_all_get_every_event():
     s.close()
 
 
-def test_close_stops_watchers():
-    s = MemoryStore()
+def test_close_stops_watchers(make_store):
+    s = make_store()
     w = s.watch("Service")
     t = threading.Thread(target=lambda: list(w))
     t.start()

@@ -1,0 +1,190 @@
+"""etcd's v3 API through its JSON gateway (``/v3/kv/range``, ``/v3/kv/txn``, ``/v3/watch``).
+
+etcd 3.4 serves the gateway on its client URL under ``/v3/``. Keys and values travel base64
+encoded, 64-bit numbers as decimal strings, and fields with their zero value (``false``, 0,
+the PUT event type) are left out of responses. One keep-alive connection per thread serves
+the unary calls; each watch has its own connection, streaming one JSON object per line.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import socket
+import threading
+import urllib.parse
+
+
+class EtcdError(Exception):
+    """An error answered by etcd (``code`` is the gRPC status code) or a failed connection
+    (``code`` None)."""
+
+    def __init__(self, message: str, code: int | None = None):
+        super().__init__(message)
+        self.code = code
+
+
+def b64(data: str | bytes) -> str:
+    if isinstance(data, str):
+        data = data.encode()
+    return base64.b64encode(data).decode()
+
+
+def unb64(data: str) -> bytes:
+    return base64.b64decode(data)
+
+
+def prefix_end(prefix: str) -> str:
+    """The ``range_end`` that makes a range cover every key starting with *prefix*."""
+    raw = bytearray(prefix.encode())
+    raw[-1] += 1  # keys here end in "/" (0x2f), so no carry
+    return b64(bytes(raw))
+
+
+class WatchStream:
+    """One ``/v3/watch`` response stream. :meth:`next` blocks for the next message;
+    :meth:`close` (any thread) ends it."""
+
+    def __init__(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse):
+        self._conn, self._resp = conn, resp
+        self._closed = False
+
+    def next(self) -> dict | None:
+        """The next ``result`` message, or None when the stream ended or was closed."""
+        try:
+            line = self._resp.readline()
+        except (OSError, ValueError, AttributeError, http.client.HTTPException):
+            # AttributeError: http.client's reader when close() ran on another thread
+            return None
+        if not line:
+            return None
+        msg = json.loads(line)
+        if "error" in msg:
+            err = msg["error"]
+            raise EtcdError(err.get("message", str(err)), err.get("grpc_code") or err.get("http_code"))
+        return msg.get("result") or {}
+
+    def set_timeout(self, seconds: float | None) -> None:
+        if self._conn.sock is not None:
+            self._conn.sock.settimeout(seconds)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        sock = self._conn.sock
+        if sock is not None:
+            try:  # wakes a reader blocked in next() on another thread
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._conn.close()
+
+
+class EtcdClient:
+    def __init__(self, endpoint: str, timeout: float = 10.0):
+        url = urllib.parse.urlsplit(endpoint)
+        if url.scheme != "http" or not url.hostname or not url.port:
+            raise ValueError(f"etcd endpoint {endpoint!r}: expected http://HOST:PORT")
+        self.endpoint = endpoint
+        self._host, self._port = url.hostname, url.port
+        self._timeout = timeout
+        self._local = threading.local()
+        self._conns: list[http.client.HTTPConnection] = []
+        self._conns_lock = threading.Lock()
+
+    def _connect(self, timeout: float | None) -> http.client.HTTPConnection:
+        conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+        conn.connect()
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn
+
+    def _thread_conn(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect(self._timeout)
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    def _drop_thread_conn(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._local.conn = None
+            conn.close()
+            with self._conns_lock:
+                if conn in self._conns:
+                    self._conns.remove(conn)
+
+    def call(self, path: str, body: dict) -> dict:
+        """POST *body* to ``/v3/<path>``; returns the answer or raises :class:`EtcdError`."""
+        data = json.dumps(body).encode()
+        while True:
+            reused = getattr(self._local, "conn", None) is not None
+            try:
+                conn = self._thread_conn()
+                conn.request("POST", "/v3/" + path, data, {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                raw = resp.read()
+                break
+            except (OSError, http.client.HTTPException) as e:
+                self._drop_thread_conn()
+                # etcd closed an idle kept-alive connection: the request never reached it, so
+                # sending it again cannot apply a write twice; anything else is reported
+                if reused and isinstance(e, (http.client.RemoteDisconnected, BrokenPipeError,
+                                             ConnectionResetError)):
+                    continue
+                raise EtcdError(f"etcd at {self.endpoint} is unreachable: {e}") from None
+        msg = json.loads(raw) if raw else {}
+        if resp.status != 200 or "error" in msg:
+            raise EtcdError(msg.get("message") or msg.get("error") or f"HTTP {resp.status}", msg.get("code"))
+        return msg
+
+    def range(self, key: str, *, prefix: bool = False, revision: int | None = None,
+              count_only: bool = False, limit: int = 0) -> dict:
+        body: dict = {"key": b64(key)}
+        if prefix:
+            body["range_end"] = prefix_end(key)
+        if revision:
+            body["revision"] = str(revision)
+        if count_only:
+            body["count_only"] = True
+        if limit:
+            body["limit"] = str(limit)
+        return self.call("kv/range", body)
+
+    def txn(self, compare: list, success: list, failure: list | None = None) -> dict:
+        return self.call("kv/txn", {"compare": compare, "success": success, "failure": failure or []})
+
+    def compact(self, revision: int) -> dict:
+        return self.call("kv/compaction", {"revision": str(revision)})
+
+    def watch(self, key: str, *, prefix: bool, start_revision: int) -> tuple[WatchStream, dict]:
+        """Open a watch with ``prev_kv`` (DELETED events need the last state); returns the
+        stream and its ``created`` message (whose header revision is etcd's current one)."""
+        req = {"key": b64(key), "start_revision": str(start_revision), "prev_kv": True}
+        if prefix:
+            req["range_end"] = prefix_end(key)
+        try:
+            conn = self._connect(self._timeout)
+            conn.request("POST", "/v3/watch", json.dumps({"create_request": req}).encode(),
+                         {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+        except (OSError, http.client.HTTPException) as e:
+            raise EtcdError(f"etcd at {self.endpoint} is unreachable: {e}") from None
+        if resp.status != 200:
+            conn.close()
+            raise EtcdError(f"etcd watch: HTTP {resp.status}")
+        stream = WatchStream(conn, resp)
+        created = stream.next()
+        if created is None or not created.get("created"):
+            stream.close()
+            raise EtcdError(f"etcd watch on {key}: not created ({created})")
+        return stream, created
+
+    def close(self) -> None:
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for c in conns:
+            c.close()

@@ -1,0 +1,232 @@
+"""What only the etcd store has: upstream's keys, revisions, compaction, transactions."""
+
+import itertools
+import json
+import subprocess
+
+import pytest
+
+from testbed.apiserver import errors
+from testbed.apiserver.etcd import EtcdStore, etcdctl_argv
+from testbed.apiserver.etcd.client import EtcdClient
+from testbed.apiserver.etcd.keys import collection_key, object_key
+from testbed.apiserver.kinds import kind_info
+from testbed.apiserver.store import NoopAdmission
+
+from .conftest import svc
+
+_prefixes = itertools.count(1)
+
+
+@pytest.fixture
+def prefix():
+    return f"/etcdonly{next(_prefixes)}/registry"
+
+
+@pytest.fixture
+def estore(etcd_endpoint, prefix):
+    s = EtcdStore(etcd_endpoint, prefix=prefix)
+    yield s
+    s.close()
+
+
+def etcdctl(endpoint, *args):
+    argv, env = etcdctl_argv(endpoint, list(args))
+    return subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stdout
+
+
+def test_upstream_key_layout():
+    assert object_key("/registry", kind_info("Service"), "default", "web") == "/registry/services/specs/default/web"
+    assert object_key("/registry", kind_info("Endpoints"), "default", "web") == "/registry/services/endpoints/default/web"
+    assert object_key("/registry", kind_info("Node"), "", "n1") == "/registry/minions/n1"
+    assert object_key("/registry", kind_info("Namespace"), "", "kube-system") == "/registry/namespaces/kube-system"
+    assert object_key("/registry", kind_info("Pod"), "ns", "p") == "/registry/pods/ns/p"
+    assert object_key("/registry", kind_info("EndpointSlice"), "default", "web-abc") \
+        == "/registry/endpointslices/default/web-abc"
+    assert object_key("/registry", kind_info("Deployment"), "default", "d") == "/registry/deployments/default/d"
+    assert collection_key("/registry", kind_info("Pod")) == "/registry/pods/"
+    assert collection_key("/registry", kind_info("Pod"), "ns") == "/registry/pods/ns/"
+    assert collection_key("/registry", kind_info("Node"), "ns") == "/registry/minions/"
+
+
+def test_etcdctl_argv():
+    argv, env = etcdctl_argv("http://127.0.0.1:2379", ["get", "/registry/services/specs/default/web"])
+    assert argv == ["etcdctl", "--endpoints", "http://127.0.0.1:2379", "get", "/registry/services/specs/default/web"]
+    assert env["ETCDCTL_API"] == "3"
+
+
+def test_objects_visible_with_etcdctl_under_upstream_keys(estore, etcd_endpoint, prefix):
+    estore.create(svc("web"))
+    estore.create({"kind": "Node", "metadata": {"name": "n1"}})
+    estore.create({"kind": "Pod", "metadata": {"name": "p", "namespace": "demo"}, "spec": {}})
+    keys = etcdctl(etcd_endpoint, "get", prefix + "/", "--prefix", "--keys-only").split()
+    assert keys == [f"{prefix}/minions/n1", f"{prefix}/pods/demo/p", f"{prefix}/services/specs/default/web"]
+    out = etcdctl(etcd_endpoint, "get", f"{prefix}/services/specs/default/web", "--print-value-only")
+    stored = json.loads(out)
+    # JSON as with --storage-media-type=application/json; the resourceVersion is not stored
+    assert stored["kind"] == "Service" and stored["spec"] == {"ports": [{"port": 80}]}
+    assert "resourceVersion" not in stored["metadata"]
+
+
+def test_resource_version_is_the_mod_revision(estore, etcd_endpoint, prefix):
+    o = estore.create(svc("web"))
+    u = estore.patch("Service", "default", "web", {"metadata": {"labels": {"a": "b"}}})
+    out = json.loads(etcdctl(etcd_endpoint, "get", f"{prefix}/services/specs/default/web", "-w", "json"))
+    kv = out["kvs"][0]
+    assert str(kv["mod_revision"]) == u["metadata"]["resourceVersion"]
+    assert str(kv["create_revision"]) == o["metadata"]["resourceVersion"]
+    items, list_rv = estore.list("Service")
+    assert list_rv == str(out["header"]["revision"]) and items[0]["metadata"]["resourceVersion"] == u["metadata"]["resourceVersion"]
+    # a write by someone else moves the revision; the list's resourceVersion follows it
+    etcdctl(etcd_endpoint, "put", f"{prefix}/configmaps/default/x", '{"kind":"ConfigMap","metadata":{"name":"x","namespace":"default"}}')
+    items, list_rv2 = estore.list("ConfigMap")
+    assert int(list_rv2) == int(list_rv) + 1 and items[0]["metadata"]["resourceVersion"] == list_rv2
+
+
+def test_compacted_revision_answers_gone(estore, etcd_endpoint, prefix):
+    first = estore.create(svc("a"))["metadata"]["resourceVersion"]
+    w = estore.watch("Service", resource_version=first)  # still complete: follows from here
+    for name in ("b", "c", "d"):
+        last = estore.create(svc(name))["metadata"]["resourceVersion"]
+    assert [e["object"]["metadata"]["name"] for e in (w.get(5), w.get(5), w.get(5))] == ["b", "c", "d"]
+    etcdctl(etcd_endpoint, "compact", last)
+    # this store's shared watch still holds those events (like the API server's watch
+    # cache); another API server on the same etcd has only etcd to ask
+    again = estore.watch("Service", resource_version=first)
+    assert again.get(5)["object"]["metadata"]["name"] == "b"
+    other = EtcdStore(etcd_endpoint, prefix=prefix)
+    with pytest.raises(errors.Gone) as ei:
+        other.watch("Service", resource_version=first)
+    assert ei.value.code == 410 and ei.value.reason == "Expired"
+    assert str(ei.value) == f"too old resource version: {first} ({int(last) - 1})"
+    w2 = other.watch("Service", resource_version=str(int(last) - 1))  # the oldest still there
+    assert w2.get(5)["object"]["metadata"]["name"] == "d"
+    for x in (w, again, w2):
+        x.stop()
+    other.close()
+
+
+def test_history_compacts_etcd_and_the_shared_watch(etcd_endpoint, prefix):
+    s = EtcdStore(etcd_endpoint, prefix=prefix, history=5)
+    w = s.watch("Service")  # the shared watch of Services has seen every change from here
+    first = s.create(svc("s0"))["metadata"]["resourceVersion"]
+    for i in range(1, 10):
+        last = int(s.create(svc(f"s{i}"))["metadata"]["resourceVersion"])
+    with pytest.raises(errors.Gone, match=rf"^too old resource version: {first} \({last - 5}\)$"):
+        s.watch("Service", resource_version=first)
+    recent = s.watch("Service", resource_version=str(last - 5))
+    assert [recent.get(5)["object"]["metadata"]["name"] for _ in range(5)] == [f"s{i}" for i in range(5, 10)]
+    assert len([w.get(5) for _ in range(10)]) == 10
+    w.stop()
+    recent.stop()
+    s.close()
+
+
+class Interloper:
+    """Admission that lets another API server (a second store on the same etcd) write the
+    object while this one is in the middle of updating it."""
+
+    def __init__(self, other):
+        self.other, self.armed = other, 0
+
+    def admit_create(self, obj):
+        return obj
+
+    def admit_update(self, new, old):
+        if self.armed:
+            self.armed -= 1
+            self.other.patch("Service", "default", "web", {"metadata": {"labels": {"by": "other"}}})
+        return new
+
+    def admit_delete(self, obj):
+        pass
+
+    def rebuild(self, objects):
+        pass
+
+
+def test_concurrent_update_conflicts_through_the_transaction(etcd_endpoint, prefix):
+    other = EtcdStore(etcd_endpoint, prefix=prefix)
+    adm = Interloper(other)
+    s = EtcdStore(etcd_endpoint, prefix=prefix, admission=adm)
+    o = s.create(svc("web"))
+    # with a resourceVersion: the txn's compare fails and the re-read shows a newer object
+    adm.armed = 1
+    with pytest.raises(errors.Conflict):
+        s.update(dict(o, spec={"ports": [{"port": 81}]}))
+    assert s.get("Service", "default", "web")["metadata"]["labels"] == {"by": "other"}
+    # without one: the update is redone on the new state and keeps the other writer's change
+    adm.armed = 1
+    fresh = s.get("Service", "default", "web")
+    del fresh["metadata"]["resourceVersion"]
+    fresh["metadata"]["labels"] = {"by": "other", "mine": "yes"}
+    u = s.update(fresh)
+    assert u["metadata"]["labels"] == {"by": "other", "mine": "yes"}
+    assert int(u["metadata"]["resourceVersion"]) == int(s.resource_version)
+    s.close()
+    other.close()
+
+
+def test_create_races_to_already_exists(etcd_endpoint, prefix):
+    other = EtcdStore(etcd_endpoint, prefix=prefix)
+    released = []
+
+    class CreateRace:
+        def admit_create(self, obj):
+            if obj["metadata"]["name"] == "web" and not released:
+                other.create(svc("web"))  # the other API server wins the race
+            return obj
+
+        def admit_update(self, new, old):
+            return new
+
+        def admit_delete(self, obj):
+            released.append(obj["metadata"]["name"])
+
+        def rebuild(self, objects):
+            pass
+
+    s = EtcdStore(etcd_endpoint, prefix=prefix, admission=CreateRace())
+    with pytest.raises(errors.AlreadyExists):
+        s.create(svc("web"))
+    assert released == ["web"]  # the allocation of the lost attempt was given back
+    s.close()
+    other.close()
+
+
+def test_failed_commit_releases_admission(estore, monkeypatch):
+    released = []
+    estore._admission.admit_delete = lambda obj: released.append(obj["metadata"]["name"])
+
+    def down(*a, **kw):
+        raise errors.ServiceUnavailable("etcd: unreachable")
+    monkeypatch.setattr(estore._client, "txn", down)
+    with pytest.raises(errors.ServiceUnavailable):
+        estore.create(svc("web"))
+    assert released == ["web"]
+
+
+def test_unreachable_etcd_is_service_unavailable():
+    client_url = "http://127.0.0.1:9"  # discard port: nothing listens on loopback
+    with pytest.raises(errors.ServiceUnavailable, match="etcd at http://127.0.0.1:9 is unreachable"):
+        EtcdStore(client_url)
+
+
+def test_rebuild_sees_existing_objects(etcd_endpoint, prefix):
+    first = EtcdStore(etcd_endpoint, prefix=prefix)
+    first.create(svc("web"))
+    first.close()
+    seen = []
+
+    class Recorder(NoopAdmission):
+        def rebuild(self, objects):
+            seen.extend((o["metadata"]["name"], o["metadata"]["resourceVersion"]) for o in objects)
+
+    again = EtcdStore(etcd_endpoint, prefix=prefix, admission=Recorder())
+    assert seen == [("web", again.get("Service", "default", "web")["metadata"]["resourceVersion"])]
+    again.close()
+
+
+def test_client_rejects_other_schemes():
+    with pytest.raises(ValueError, match="expected http://HOST:PORT"):
+        EtcdClient("unix:///tmp/x")
