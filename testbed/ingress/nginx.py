@@ -1,0 +1,116 @@
+"""Debian's nginx as a child process: write a configuration tree, check it with ``nginx -t``,
+start it, reload it gracefully (SIGHUP: old workers finish their in-flight requests), stop it.
+
+Everything lives under one directory (``-p DIR -c DIR/nginx.conf -e stderr``), so nginx never
+reads or writes /etc/nginx or /var/log/nginx.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .certs import FAKE_CERT_CN, self_signed
+from .render import DEFAULT_CERT
+
+NGINX = "/usr/sbin/nginx"
+TMP_DIRS = ("client-body", "proxy", "fastcgi", "uwsgi", "scgi")
+
+
+class NginxError(RuntimeError):
+    pass
+
+
+def _write(path: Path, content: str, mode: int) -> None:
+    """Atomically, so a reload never reads half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "w") as f:
+        f.write(content)
+    # nginx workers (user www-data) read htpasswd files at request time
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def prepare(directory: str | Path) -> Path:
+    """Create the tree nginx needs (temp dirs, the default certificate) once."""
+    d = Path(directory)
+    for sub in TMP_DIRS:
+        (d / "tmp" / sub).mkdir(parents=True, exist_ok=True)
+    cert = d / DEFAULT_CERT
+    if not cert.exists():
+        crt, key = self_signed(FAKE_CERT_CN, ["ingress.local"])
+        _write(cert, crt.decode() + key.decode(), 0o600)
+    return d
+
+
+def write_tree(directory: str | Path, name: str, conf: str, files: dict[str, str]) -> Path:
+    """Write *conf* as ``<directory>/<name>`` and the referenced files; returns the conf path.
+    Files no longer referenced are removed."""
+    d = prepare(directory)
+    for rel, content in files.items():
+        _write(d / rel, content, 0o600 if rel.startswith("ssl/") else 0o644)
+    for sub in ("ssl", "auth"):
+        for f in (d / sub).glob("*") if (d / sub).is_dir() else ():
+            rel = f"{sub}/{f.name}"
+            if rel not in files and rel != DEFAULT_CERT:
+                f.unlink()
+    conf_path = d / name
+    _write(conf_path, conf, 0o644)
+    return conf_path
+
+
+def _cmd(directory: Path, conf: Path, *extra: str) -> list[str]:
+    return [NGINX, "-p", f"{directory}/", "-c", str(conf), "-e", "stderr", *extra]
+
+
+def check(directory: str | Path, conf: str | Path) -> None:
+    """``nginx -t`` on *conf*; raises :class:`NginxError` with nginx's own message."""
+    d = Path(directory)
+    r = subprocess.run(_cmd(d, Path(conf), "-t", "-q"), capture_output=True, text=True)
+    if r.returncode != 0:
+        msg = " ".join(line.strip() for line in (r.stderr or r.stdout).splitlines() if "test failed" not in line)
+        raise NginxError(msg or f"nginx -t exited {r.returncode}")
+
+
+class Nginx:
+    """One nginx master; :meth:`start` in the caller's network namespace."""
+
+    def __init__(self, directory: str | Path, log_path: str | Path):
+        self.directory = Path(directory)
+        self.conf = self.directory / "nginx.conf"
+        self.log_path = Path(log_path)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(_cmd(self.directory, self.conf, "-g", "daemon off;"),
+                                         stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        finally:
+            log.close()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def reload(self) -> None:
+        if not self.running:
+            raise NginxError("nginx is not running")
+        self.proc.send_signal(signal.SIGHUP)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Graceful shutdown (SIGQUIT), SIGTERM/KILL if it does not finish in time."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
