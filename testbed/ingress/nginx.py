@@ -47,20 +47,26 @@ def prepare(directory: str | Path) -> Path:
     return d
 
 
-def write_tree(directory: str | Path, name: str, conf: str, files: dict[str, str]) -> Path:
-    """Write *conf* as ``<directory>/<name>`` and the referenced files; returns the conf path.
-    Files no longer referenced are removed."""
+def write_tree(directory: str | Path, name: str, conf: str, files: dict[str, str], remove_stale: bool = True) -> Path:
+    """Write *conf* as ``<directory>/<name>`` and the files it references; returns its path."""
     d = prepare(directory)
     for rel, content in files.items():
         _write(d / rel, content, 0o600 if rel.startswith("ssl/") else 0o644)
+    conf_path = d / name
+    _write(conf_path, conf, 0o644)
+    if remove_stale:
+        prune(d, files)
+    return conf_path
+
+
+def prune(directory: str | Path, files: dict[str, str]) -> None:
+    """Remove certificates and htpasswd files the configuration no longer references."""
+    d = Path(directory)
     for sub in ("ssl", "auth"):
         for f in (d / sub).glob("*") if (d / sub).is_dir() else ():
             rel = f"{sub}/{f.name}"
             if rel not in files and rel != DEFAULT_CERT:
                 f.unlink()
-    conf_path = d / name
-    _write(conf_path, conf, 0o644)
-    return conf_path
 
 
 def _cmd(directory: Path, conf: Path, *extra: str) -> list[str]:
