@@ -11,8 +11,10 @@ import os
 import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
+from ..inotify import DirWatch
 from .certs import FAKE_CERT_CN, self_signed
 from .render import DEFAULT_CERT
 
@@ -91,13 +93,26 @@ class Nginx:
         self.log_path = Path(log_path)
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> None:
-        log = open(self.log_path, "ab")
-        try:
-            self.proc = subprocess.Popen(_cmd(self.directory, self.conf, "-g", "daemon off;"),
-                                         stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        finally:
-            log.close()
+    def start(self, timeout: float = 10.0) -> None:
+        """Start nginx and return once it listens: nginx writes its pid file only after it
+        has bound every listening socket, so wait for that file (inotify, no polling)."""
+        pid_file = self.directory / "nginx.pid"
+        pid_file.unlink(missing_ok=True)
+        deadline = time.monotonic() + timeout
+        with DirWatch(str(self.directory)) as watch:
+            log = open(self.log_path, "ab")
+            try:
+                self.proc = subprocess.Popen(_cmd(self.directory, self.conf, "-g", "daemon off;"),
+                                             stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+            finally:
+                log.close()
+            while not (pid_file.exists() and pid_file.read_text().strip()):
+                if self.proc.poll() is not None:
+                    raise NginxError(f"nginx exited with status {self.proc.returncode}; see {self.log_path}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise NginxError(f"nginx did not start within {timeout:g}s; see {self.log_path}")
+                watch.wait(left)
 
     @property
     def running(self) -> bool:

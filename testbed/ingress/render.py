@@ -55,9 +55,10 @@ http {
 
 _DEFAULT_SERVER = """\
     # everything no Ingress claims: 404, as ingress-nginx's default backend answers
+    # no reuseport: with per-worker sockets a reload drops the connections queued on the old ones
     server {
-        listen 80 default_server reuseport backlog=4096;
-        listen 443 ssl default_server reuseport backlog=4096;
+        listen 80 default_server backlog=4096;
+        listen 443 ssl default_server backlog=4096;
         server_name _;
         ssl_certificate %(cert)s;
         ssl_certificate_key %(cert)s;
