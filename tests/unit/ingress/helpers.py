@@ -18,7 +18,7 @@ UPDATE = os.environ.get("TESTBED_UPDATE_GOLDEN") == "1"
 
 
 def load(name: str) -> list[dict]:
-    return [d for d in yaml.safe_load_all((GOLDEN / f"{name}.inputs.yaml").read_text()) if d]
+    return [d for d in yaml.safe_load_all((GOLDEN / f"{name}.objects.yaml").read_text()) if d]
 
 
 def key(o: dict) -> tuple[str, str]:

@@ -10,7 +10,7 @@ from testbed.ingress import nginx
 
 from .helpers import GOLDEN, NGINX, UPDATE, rendered
 
-CASES = sorted(p.name[: -len(".inputs.yaml")] for p in GOLDEN.glob("ingress-*.inputs.yaml"))
+CASES = sorted(p.name[: -len(".objects.yaml")] for p in GOLDEN.glob("ingress-*.objects.yaml"))
 
 
 def test_every_feature_has_a_case():
