@@ -82,6 +82,10 @@ class Controller:
             self.reported[key] = message
             self.events.warning(ing, reason, message)
 
+    def _forget(self, key: str, keep: str = "") -> None:
+        for k in [k for k in self.reported if k[0] == key and k[1] != keep]:
+            del self.reported[k]
+
     def owned_ingresses(self) -> list[dict]:
         cls = self._class()
         if cls is None:
@@ -105,6 +109,7 @@ class Controller:
                 if key in self.last_good:
                     resolved.append(self.last_good[key])
                 continue
+            self._forget(key, keep="AnnotationParsingFailed")  # a fixed problem is reported again if it returns
             for w in warnings:
                 self._report(ing, "AnnotationParsingFailed", w)
             self.last_good[key] = r
@@ -114,6 +119,9 @@ class Controller:
         config = model.build(resolved, self._cache("Service"), self._cache("EndpointSlice").values())
         text = render.render(config)
         changed = self.applied != (text, config.files)
+        if not changed and not self.nginx.running:
+            log.warning("nginx is not running; starting it again")
+            self.nginx.start()
         if changed and not self._install(text, config.files, owned):
             return False
         self._set_status(owned)
@@ -129,6 +137,8 @@ class Controller:
                 self._report(ing, "RELOAD", f"Error reloading NGINX: {e}")
             return False
         os.replace(candidate, self.dir / "nginx.conf")
+        for k in [k for k in self.reported if k[1] == "RELOAD"]:
+            del self.reported[k]
         nginx.prune(self.dir, files)
         if self.nginx.running:
             self.nginx.reload()
