@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -85,13 +86,21 @@ def check(directory: str | Path, conf: str | Path) -> None:
 
 
 class Nginx:
-    """One nginx master; :meth:`start` in the caller's network namespace."""
+    """One nginx master; :meth:`start` in the caller's network namespace.
+
+    nginx's stderr (its error log) is copied to *log_path* by a thread that also follows the
+    reloads: an old worker logs "gracefully shutting down" right before it closes the listening
+    sockets, so :meth:`reload` returns only once no worker with the old configuration accepts.
+    """
 
     def __init__(self, directory: str | Path, log_path: str | Path):
         self.directory = Path(directory)
         self.conf = self.directory / "nginx.conf"
         self.log_path = Path(log_path)
         self.proc: subprocess.Popen | None = None
+        self._cond = threading.Condition()
+        self._retired = 0          # old workers that stopped accepting
+        self._errors: list[str] = []
 
     def start(self, timeout: float = 10.0) -> None:
         """Start nginx and return once it listens: nginx writes its pid file only after it
@@ -100,12 +109,9 @@ class Nginx:
         pid_file.unlink(missing_ok=True)
         deadline = time.monotonic() + timeout
         with DirWatch(str(self.directory)) as watch:
-            log = open(self.log_path, "ab")
-            try:
-                self.proc = subprocess.Popen(_cmd(self.directory, self.conf, "-g", "daemon off;"),
-                                             stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-            finally:
-                log.close()
+            self.proc = subprocess.Popen(_cmd(self.directory, self.conf, "-g", "daemon off;"),
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+            threading.Thread(target=self._follow_log, args=(self.proc,), name="nginx-log", daemon=True).start()
             while not (pid_file.exists() and pid_file.read_text().strip()):
                 if self.proc.poll() is not None:
                     raise NginxError(f"nginx exited with status {self.proc.returncode}; see {self.log_path}")
@@ -114,17 +120,42 @@ class Nginx:
                     raise NginxError(f"nginx did not start within {timeout:g}s; see {self.log_path}")
                 watch.wait(left)
 
+    def _follow_log(self, proc: subprocess.Popen) -> None:
+        with open(self.log_path, "ab") as log:
+            for line in proc.stderr:
+                log.write(line)
+                log.flush()
+                if b"gracefully shutting down" in line or b"[emerg]" in line:
+                    with self._cond:
+                        if b"[emerg]" in line:
+                            self._errors.append(line.decode(errors="replace").strip())
+                        else:
+                            self._retired += 1
+                        self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def reload(self) -> None:
+    def reload(self, timeout: float = 10.0) -> None:
+        """SIGHUP, then wait until the old worker stopped accepting (it finishes its in-flight
+        requests in the background)."""
         if not self.running:
             raise NginxError("nginx is not running")
-        self.proc.send_signal(signal.SIGHUP)
+        with self._cond:
+            retired, errors = self._retired, len(self._errors)
+            self.proc.send_signal(signal.SIGHUP)
+            done = self._cond.wait_for(
+                lambda: self._retired > retired or len(self._errors) > errors or not self.running, timeout)
+            if len(self._errors) > errors:
+                raise NginxError(self._errors[-1])
+            if not done or not self.running:
+                raise NginxError(f"nginx did not finish the reload within {timeout:g}s; see {self.log_path}")
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Graceful shutdown (SIGQUIT), SIGTERM/KILL if it does not finish in time."""
+        """Graceful shutdown (SIGQUIT), SIGKILL if it does not finish in time."""
         if self.proc is None:
             return
         if self.proc.poll() is None:

@@ -158,6 +158,13 @@ def request(ns: str, ip: str, host: str, target: str = "/", *, tls: bool = False
     return netns.run_in(ns, go)
 
 
+def wait_for_status(api, name: str) -> None:
+    """The controller writes a new Ingress's status once the reload serving it has finished."""
+    wait_for(api, "Ingress", lambda items: any(i["metadata"]["name"] == name and
+                                               i["status"]["loadBalancer"].get("ingress") for i in items),
+             namespace="default", timeout=10)
+
+
 def client_ns(cluster: Cluster) -> str:
     return cluster.plan.node("node1").netns
 
@@ -186,12 +193,10 @@ def test_tls_with_sni_and_308_redirect(cluster, controller):
                     "type": "kubernetes.io/tls", "stringData": {"tls.crt": crt.decode(), "tls.key": key.decode()}})
         api.create(ingress("secure", [rule("secure.example.com", path("/", "a"))],
                            tls=[{"hosts": ["secure.example.com"], "secretName": "secure-tls"}]))
-        wait_for(api, "Ingress", lambda items: any(i["metadata"]["name"] == "secure" and
-                                                     i["status"]["loadBalancer"].get("ingress") for i in items),
-                 namespace="default", timeout=10)
+        wait_for_status(api, "secure")
     ns, ip = client_ns(cluster), controller.ip
-    r = wait_until(lambda: request(ns, ip, "secure.example.com", "/page?x=1", tls=True),
-                   lambda r: r.status == 200)
+    r = request(ns, ip, "secure.example.com", "/page?x=1", tls=True)
+    assert r.status == 200
     assert r.cert_cn == "secure.example.com" and r.json()["headers"]["x-forwarded-proto"] == "https"
     other = request(ns, ip, "foo.example.com", "/", tls=True)
     assert other.cert_cn == certs.FAKE_CERT_CN and other.status == 200  # TLS host without Secret
@@ -207,8 +212,10 @@ def test_basic_auth(cluster, controller):
             "nginx.ingress.kubernetes.io/auth-type": "basic",
             "nginx.ingress.kubernetes.io/auth-secret": "basic-auth",
             "nginx.ingress.kubernetes.io/auth-realm": "Authentication Required - foo"}))
+        wait_for_status(api, "private")
     ns, ip = client_ns(cluster), controller.ip
-    r = wait_until(lambda: request(ns, ip, "private.example.com"), lambda r: r.status == 401)
+    r = request(ns, ip, "private.example.com")
+    assert r.status == 401
     assert r.headers["www-authenticate"] == 'Basic realm="Authentication Required - foo"'
     assert request(ns, ip, "private.example.com", auth=("foo", "wrong")).status == 401
     ok = request(ns, ip, "private.example.com", auth=("foo", "bar"))
@@ -274,6 +281,13 @@ def test_changes_under_traffic_fail_no_request(cluster, controller, echo):
             wait_until(lambda: request(ns, ip, "foo.example.com", "/"),
                        lambda r: r.json()["hostname"] == "echo-b2", attempts=400)
             assert p["status"]["podIP"]
+            # and an endpoint going away while requests flow
+            api.delete("Pod", "default", "echo-b2")
+            wait_for(api, "Pod", lambda items: all(x["metadata"]["name"] != "echo-b2" for x in items),
+                     namespace="default", timeout=40)
+            echo.remove_pod("echo-b2")
+            wait_until(lambda: request(ns, ip, "foo.example.com", "/"),
+                       lambda r: r.json()["hostname"] == "echo-b", stable=10)
     finally:
         stop.set()
         t.join()
