@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -26,6 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     ns, sep, name = args.pod.partition("/")
     if not sep or not ns or not name:
         ap.error(f"--pod: {args.pod!r} is not NAMESPACE/NAME")
+    if not os.path.exists(args.api):
+        ap.error(f"--api: {args.api} does not exist (the API server's unix socket)")
+    try:
+        os.makedirs(args.dir, exist_ok=True)
+    except OSError as e:
+        ap.error(f"--dir: cannot create {args.dir}: {e.strerror}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctl = Controller(Options(args.api, ns, name, args.dir, args.ingress_class, args.controller_class,
                              args.publish_status_address))

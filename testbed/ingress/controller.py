@@ -124,7 +124,9 @@ class Controller:
             self.nginx.start()
         if changed and not self._install(text, config.files, owned):
             return False
-        self._set_status(owned)
+        # only what nginx now serves is "reachable there"; a never-good Ingress gets no address
+        served = {r.key for r in resolved}
+        self._set_status([i for i in owned if f"{i['metadata'].get('namespace')}/{i['metadata']['name']}" in served])
         return changed
 
     def _install(self, text: str, files: dict, owned: list[dict]) -> bool:

@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -222,6 +223,19 @@ def test_basic_auth(cluster, controller):
     assert ok.status == 200 and ok.json()["hostname"] == "echo-b"
 
 
+def test_whitelist_source_range(cluster, controller):
+    with cluster.api() as api:
+        api.create(ingress("allowlist", [rule("allow.example.com", path("/", "a"))], annotations={
+            "nginx.ingress.kubernetes.io/whitelist-source-range": "192.0.2.0/24"}))
+        api.create(ingress("allowall", [rule("all.example.com", path("/", "a"))], annotations={
+            "nginx.ingress.kubernetes.io/whitelist-source-range": "10.0.0.0/8,172.16.0.0/12"}))
+        wait_for_status(api, "allowlist")
+        wait_for_status(api, "allowall")
+    ns, ip = client_ns(cluster), controller.ip
+    assert request(ns, ip, "allow.example.com").status == 403
+    assert request(ns, ip, "all.example.com").status == 200
+
+
 def test_bad_ingress_gets_event_and_previous_config_keeps_serving(cluster, controller):
     ns, ip = client_ns(cluster), controller.ip
     with cluster.api() as api:
@@ -261,7 +275,7 @@ def test_changes_under_traffic_fail_no_request(cluster, controller, echo):
                 else:
                     results["failed"].append(r.status)
             except OSError as e:
-                results["failed"].append(repr(e))
+                results["failed"].append(f"{time.strftime('%H:%M:%S')} {e!r}")
 
     t = threading.Thread(target=traffic)
     t.start()
@@ -291,4 +305,5 @@ def test_changes_under_traffic_fail_no_request(cluster, controller, echo):
     finally:
         stop.set()
         t.join()
-    assert results["failed"] == [] and results["ok"] > 0
+    log = Path(state.directory(cluster.name)) / "ingress" / "nginx.log"
+    assert results["failed"] == [] and results["ok"] > 0, log.read_text()[-4000:]

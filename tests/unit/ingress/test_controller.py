@@ -101,6 +101,12 @@ def test_missing_secret_keeps_last_good_and_reports_once(ctl):
     assert sorted(ctl.client.patches) == [("Event", "plain", 2), ("Event", "secure", 2)]
 
 
+def test_ingress_never_served_gets_no_status(ctl):
+    del ctl.watches["Secret"].cache[("default", "foo-tls")]
+    ctl.sync()
+    assert ctl.client.statuses == []
+
+
 def test_invalid_certificate_never_served(ctl):
     crt, _ = certs.self_signed("new.example.com")
     _, key = certs.self_signed("new.example.com")
