@@ -43,6 +43,9 @@ KINDS: dict[str, KindInfo] = {k.kind: k for k in (
     KindInfo("EndpointSlice", "discovery.k8s.io", "v1", "endpointslices", True, False),
     KindInfo("Deployment", "apps", "v1", "deployments", True, True),
     KindInfo("ReplicaSet", "apps", "v1", "replicasets", True, True),
+    KindInfo("Ingress", "networking.k8s.io", "v1", "ingresses", True, True),
+    KindInfo("IngressClass", "networking.k8s.io", "v1", "ingressclasses", False, False),
+    KindInfo("Secret", "", "v1", "secrets", True, False),
 )}
 
 _BY_RESOURCE = {(k.group, k.version, k.plural): k for k in KINDS.values()}

@@ -26,7 +26,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from . import defaults, fields, kinds, schema, schemas, validation
+from . import defaults, fields, kinds, networking, schema, schemas, validation
 from .validation import service as service_validation
 from .allocators import (
     DEFAULT_NODEPORT_RANGE,
@@ -108,12 +108,12 @@ class Admission:
         info = self._kind(obj)
         self._check_shape(obj, info)
         self._prepare_meta_create(obj, info)
-        if info.kind in ("Pod", "Service", "Deployment", "ReplicaSet", "Namespace"):
+        if info.kind in ("Pod", "Service", "Deployment", "ReplicaSet", "Namespace", "Ingress"):
             obj.pop("status", None)  # PrepareForCreate: clients cannot set status
         defaults.apply_defaults(obj)
         if info.kind == "Service":
             return self._create_service(obj, info)
-        self._raise(info, obj, validation.validate(obj))
+        self._raise(info, obj, validation.validate(obj) + networking.validate(obj))
         return obj
 
     def admit_update(self, new: dict, old: dict, subresource: str | None = None) -> dict:
@@ -131,14 +131,14 @@ class Admission:
             return new
         if subresource is not None:
             raise BadRequest(f"unsupported subresource {subresource!r}")
-        if "status" in old and info.kind in ("Pod", "Service", "Deployment", "ReplicaSet", "Namespace"):
+        if "status" in old and info.kind in ("Pod", "Service", "Deployment", "ReplicaSet", "Namespace", "Ingress"):
             new["status"] = copy.deepcopy(old["status"])
         if info.kind in ("Deployment", "ReplicaSet"):
             gen = (old.get("metadata") or {}).get("generation", 1)
             new["metadata"]["generation"] = gen + 1 if new.get("spec") != old.get("spec") else gen
         if info.kind == "Service":
             return self._update_service(new, old, info)
-        self._raise(info, new, validation.validate_update(new, old))
+        self._raise(info, new, validation.validate_update(new, old) + networking.validate_update(new, old))
         return new
 
     def admit_delete(self, obj: dict) -> None:

@@ -6,6 +6,8 @@ Every function mutates the given dict in place and returns it.
 
 from __future__ import annotations
 
+from . import networking
+
 DEFAULT_CLIENT_IP_AFFINITY_SECONDS = 10800
 DEFAULT_TERMINATION_GRACE_PERIOD = 30
 DEFAULT_SCHEDULER_NAME = "default-scheduler"
@@ -252,6 +254,7 @@ DEFAULTERS = {
     "EndpointSlice": default_endpointslice,
     "Deployment": default_deployment,
     "ReplicaSet": default_replicaset,
+    **networking.DEFAULTERS,
 }
 
 

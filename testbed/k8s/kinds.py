@@ -30,6 +30,9 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("discovery.k8s.io/v1", "EndpointSlice", "endpointslices", True),
     KindInfo("apps/v1", "Deployment", "deployments", True),
     KindInfo("apps/v1", "ReplicaSet", "replicasets", True),
+    KindInfo("networking.k8s.io/v1", "Ingress", "ingresses", True),
+    KindInfo("networking.k8s.io/v1", "IngressClass", "ingressclasses", False),
+    KindInfo("v1", "Secret", "secrets", True),
     # written by the testbed's own components (nodes by the control plane, events by everyone);
     # admitted with metadata checks only
     KindInfo("v1", "Node", "nodes", False),

@@ -259,6 +259,33 @@ EVENT = _top(
 )
 
 CONFIG_MAP = _top(immutable=BOOLEAN, data=STRING_MAP, binaryData=STRING_MAP)
+SECRET = _top(immutable=BOOLEAN, data=STRING_MAP, stringData=STRING_MAP, type=STRING)
+
+# --- networking.k8s.io/v1 -----------------------------------------------------------
+
+_TYPED_LOCAL_REF = Obj({"apiGroup": STRING, "kind": STRING, "name": STRING})
+_INGRESS_BACKEND = Obj({
+    "service": Obj({"name": STRING, "port": Obj({"name": STRING, "number": INTEGER})}),
+    "resource": _TYPED_LOCAL_REF,
+})
+_LB_INGRESS = Arr(Obj({"ip": STRING, "hostname": STRING,
+                       "ports": Arr(Obj({"port": INTEGER, "protocol": STRING, "error": STRING}))}))
+INGRESS = _top(
+    spec=Obj({
+        "ingressClassName": STRING,
+        "defaultBackend": _INGRESS_BACKEND,
+        "tls": Arr(Obj({"hosts": STRINGS, "secretName": STRING})),
+        "rules": Arr(Obj({
+            "host": STRING,
+            "http": Obj({"paths": Arr(Obj({"path": STRING, "pathType": STRING, "backend": _INGRESS_BACKEND}))}),
+        })),
+    }),
+    status=Obj({"loadBalancer": Obj({"ingress": _LB_INGRESS})}),
+)
+INGRESS_CLASS = _top(spec=Obj({
+    "controller": STRING,
+    "parameters": Obj({"apiGroup": STRING, "kind": STRING, "name": STRING, "namespace": STRING, "scope": STRING}),
+}))
 
 BY_KIND: dict[str, Obj] = {
     "Namespace": NAMESPACE,
@@ -271,4 +298,7 @@ BY_KIND: dict[str, Obj] = {
     "Node": NODE,
     "Event": EVENT,
     "ConfigMap": CONFIG_MAP,
+    "Secret": SECRET,
+    "Ingress": INGRESS,
+    "IngressClass": INGRESS_CLASS,
 }

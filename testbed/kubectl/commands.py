@@ -115,7 +115,9 @@ def describe(api: Any, kind: str, name: str, namespace: str = "default") -> str:
         return desc.describe_service(obj, slices, evs)
     if info.kind == "Pod":
         return desc.describe_pod(obj, evs)
-    raise ValueError(f"describe supports services and pods, not {kind!r}")
+    if info.kind == "Ingress":
+        return desc.describe_ingress(obj, api.list("Service", namespace)[0], api.list("EndpointSlice", namespace)[0], evs)
+    raise ValueError(f"describe supports services, pods and ingresses, not {kind!r}")
 
 
 def events(api: Any, *, namespace: str | None = None, watch: bool = False) -> Iterator[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any, Iterable, Mapping, Sequence
 
-from .printers import NONE, _join_host_port, _now, format_labels, human_duration, parse_time
+from .printers import NONE, _join_host_port, _lb_status_string, _now, format_labels, human_duration, parse_time
 from .tabwriter import tabwrite
 
 MAX_ANNOTATION_LEN = 140
@@ -222,6 +222,66 @@ def describe_service(svc: Mapping, endpoints_or_slices: Any = None, events: Sequ
         w.write(f"HealthCheck NodePort:\t{spec['healthCheckNodePort']}\n")
     if spec.get("loadBalancerSourceRanges"):
         w.write(f"LoadBalancer Source Ranges:\t{','.join(spec['loadBalancerSourceRanges'])}\n")
+    describe_events(w, None if events is None else list(events), now)
+    return w.render()
+
+
+# --- Ingress ---------------------------------------------------------------------------
+
+
+def _ingress_backend(ns: str, backend: Mapping, services: Sequence[Mapping], slices: Sequence[Mapping]) -> str:
+    """``describeBackendV1``: ``svc:port (ready endpoints)``."""
+    svc_ref = backend.get("service")
+    if not svc_ref:
+        res = backend.get("resource") or {}
+        return f"APIGroup: {res.get('apiGroup', '')}, Kind: {res.get('kind', '')}, Name: {res.get('name', '')}"
+    port = svc_ref.get("port") or {}
+    shown = f"{svc_ref.get('name', '')}:{port.get('number') or port.get('name') or ''}"
+    svc = next((s for s in services if _meta(s).get("name") == svc_ref.get("name")), None)
+    if svc is None:
+        return f'{shown} (<error: services "{svc_ref.get("name", "")}" not found>)'
+    sp_name = ""
+    for sp in _spec(svc).get("ports") or []:
+        if (port.get("number") and port["number"] == sp.get("port")) or (port.get("name") and port["name"] == sp.get("name")):
+            sp_name = sp.get("name") or ""
+    own = [sl for sl in slices if (_meta(sl).get("labels") or {}).get("kubernetes.io/service-name") == svc_ref.get("name")]
+    return f"{shown} ({_format_slices(own, sp_name)})"
+
+
+def describe_ingress(ing: Mapping, services: Sequence[Mapping] = (), slices: Sequence[Mapping] = (),
+                     events: Sequence[Mapping] | None = (), *, now: _dt.datetime | None = None) -> str:
+    """``kubectl describe ingress`` (*services*/*slices*: those of the Ingress's namespace)."""
+    now = _now(now)
+    m, spec = _meta(ing), _spec(ing)
+    ns = m.get("namespace", "")
+    w = _W()
+    w.write(f"Name:\t{m.get('name', '')}\n")
+    _labels(w, "Labels", m.get("labels"))
+    w.write(f"Namespace:\t{ns}\n")
+    w.write(f"Address:\t{_lb_status_string(ing, True)}\n")
+    w.write(f"Ingress Class:\t{spec.get('ingressClassName') or NONE}\n")
+    default = "<default>"
+    if spec.get("defaultBackend"):
+        default = _ingress_backend(ns, spec["defaultBackend"], services, slices)
+    w.write(f"Default backend:\t{default}\n")
+    if spec.get("tls"):
+        w.write("TLS:\n")
+        for t in spec["tls"]:
+            hosts = ",".join(t.get("hosts") or [])
+            w.write(f"  {t['secretName']} terminates {hosts}\n" if t.get("secretName") else f"  SNI routes {hosts}\n")
+    w.write("Rules:\n  Host\tPath\tBackends\n")
+    w.write("  ----\t----\t--------\n")
+    count = 0
+    for rule in spec.get("rules") or []:
+        if not rule.get("http"):
+            continue
+        count += 1
+        w.write(f"  {rule.get('host') or '*'}\t\n")
+        for p in rule["http"].get("paths") or []:
+            w.write(f"    \t{p.get('path', '')} \t{_ingress_backend(ns, p.get('backend') or {}, services, slices)}\n")
+    if count == 0:
+        w.write(f"  *\t*\t{default}\n")
+    _annotations(w, "Annotations", m.get("annotations"))
     describe_events(w, None if events is None else list(events), now)
     return w.render()
 

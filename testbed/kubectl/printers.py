@@ -433,6 +433,48 @@ def namespace_cells(ns: Mapping, now: _dt.datetime, wide: bool) -> list[str]:
     return [_meta(ns).get("name", ""), _status(ns).get("phase") or "Active", age(_meta(ns).get("creationTimestamp"), now)]
 
 
+def ingress_hosts(ing: Mapping, max_: int = 3) -> str:
+    """``formatHosts``: up to three hosts, ``*`` when no rule names one."""
+    rules = _spec(ing).get("rules") or []
+    hosts, more = [], False
+    for r in rules:
+        if len(hosts) == max_:
+            more = True
+        if not more and r.get("host"):
+            hosts.append(r["host"])
+    if not hosts:
+        return "*"
+    return ",".join(hosts) + (f" + {len(rules) - max_} more..." if more else "")
+
+
+def ingress_cells(ing: Mapping, now: _dt.datetime, wide: bool) -> list[str]:
+    spec = _spec(ing)
+    return [_meta(ing).get("name", ""), spec.get("ingressClassName") or NONE, ingress_hosts(ing),
+            _lb_status_string(ing, wide), "80, 443" if spec.get("tls") else "80",
+            age(_meta(ing).get("creationTimestamp"), now)]
+
+
+def ingress_class_cells(ic: Mapping, now: _dt.datetime, wide: bool) -> list[str]:
+    params = _spec(ic).get("parameters")
+    shown = NONE
+    if params:
+        group = params.get("apiGroup") or ""
+        shown = f"{params.get('kind', '')}.{group}/{params.get('name', '')}" if group else \
+            f"{params.get('kind', '')}/{params.get('name', '')}"
+    return [_meta(ic).get("name", ""), _spec(ic).get("controller", ""), shown,
+            age(_meta(ic).get("creationTimestamp"), now)]
+
+
+def secret_cells(sec: Mapping, now: _dt.datetime, wide: bool) -> list[str]:
+    return [_meta(sec).get("name", ""), sec.get("type", ""), str(len(sec.get("data") or {})),
+            age(_meta(sec).get("creationTimestamp"), now)]
+
+
+def config_map_cells(cm: Mapping, now: _dt.datetime, wide: bool) -> list[str]:
+    return [_meta(cm).get("name", ""), str(len(cm.get("data") or {}) + len(cm.get("binaryData") or {})),
+            age(_meta(cm).get("creationTimestamp"), now)]
+
+
 # kind -> (columns, wide-only columns appended, cell function)
 COLUMNS: dict[str, tuple[list[str], list[str], Callable[[Mapping, _dt.datetime, bool], list[str]]]] = {
     "Pod": (["NAME", "READY", "STATUS", "RESTARTS", "AGE"], ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"], pod_cells),
@@ -445,9 +487,13 @@ COLUMNS: dict[str, tuple[list[str], list[str], Callable[[Mapping, _dt.datetime, 
              ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"], node_cells),
     "Event": (["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], [], event_cells),
     "Namespace": (["NAME", "STATUS", "AGE"], [], namespace_cells),
+    "Ingress": (["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"], [], ingress_cells),
+    "IngressClass": (["NAME", "CONTROLLER", "PARAMETERS", "AGE"], [], ingress_class_cells),
+    "Secret": (["NAME", "TYPE", "DATA", "AGE"], [], secret_cells),
+    "ConfigMap": (["NAME", "DATA", "AGE"], [], config_map_cells),
 }
 _EVENT_WIDE = ["LAST SEEN", "TYPE", "REASON", "OBJECT", "SUBOBJECT", "SOURCE", "MESSAGE", "FIRST SEEN", "COUNT", "NAME"]
-CLUSTER_SCOPED = {"Node", "Namespace"}
+CLUSTER_SCOPED = {"Node", "Namespace", "IngressClass"}
 
 
 def rows(kind: str, objects: Iterable[Mapping], *, wide: bool = False, all_namespaces: bool = False,

@@ -39,6 +39,10 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("Node", "nodes", "node", ("no",), "", "v1", False),
     ResourceInfo("Event", "events", "event", ("ev",), "", "v1", True),
     ResourceInfo("Namespace", "namespaces", "namespace", ("ns",), "", "v1", False),
+    ResourceInfo("Ingress", "ingresses", "ingress", ("ing",), "networking.k8s.io", "v1", True),
+    ResourceInfo("IngressClass", "ingressclasses", "ingressclass", (), "networking.k8s.io", "v1", False),
+    ResourceInfo("Secret", "secrets", "secret", (), "", "v1", True),
+    ResourceInfo("ConfigMap", "configmaps", "configmap", ("cm",), "", "v1", True),
 )
 
 _BY_NAME: dict[str, ResourceInfo] = {}

@@ -61,7 +61,7 @@ def dispatch(server: WorkloadServer, msg: dict):
         return {"pid": os.getpid(), "pods": len(server.pods())}
     if op == "add":
         kwargs = {}
-        for name in ("version", "ready", "host"):
+        for name in ("version", "ready", "host", "mode"):
             if name in msg:
                 kwargs[name] = msg[name]
         ports = [tuple(p) for p in msg.get("ports") or ()]

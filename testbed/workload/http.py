@@ -246,10 +246,45 @@ class PodContext:
     ready: bool
     client: str  # "IP:PORT" of the peer as the pod's socket saw it
     server: str  # "IP:PORT" the connection arrived on (after DNAT)
+    mode: str = "default"
+
+
+MODES = ("default", "echo")
+ECHO_IMAGE = "registry.k8s.io/echoserver"
+
+
+def workload_mode(image: str | None) -> str:
+    """The workload mode a container image asks for: ``echo`` for ingress tutorials'
+    ``registry.k8s.io/echoserver`` (any tag or digest), ``default`` for everything else."""
+    name = (image or "").split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name = name[: len(name) - len(last)] + last.split(":", 1)[0]
+    return "echo" if name == ECHO_IMAGE else "default"
+
+
+def echo(req: Request, ctx: PodContext) -> tuple[int, bytes, str]:
+    """What the echoserver image answers: the request itself, as seen by the pod."""
+    client_ip, _, client_port = ctx.client.rpartition(":")
+    doc = {
+        "hostname": ctx.hostname,
+        "path": req.path,
+        "query": req.query,
+        "method": req.method,
+        "httpVersion": req.version,
+        "headers": req.headers,
+        "clientip": client_ip,
+        "clientport": client_port,
+        "serverAddr": ctx.server,
+        "body": req.body.decode("utf-8", errors="replace"),
+    }
+    return 200, json.dumps(doc, separators=(",", ":"), sort_keys=True).encode() + b"\n", JSON
 
 
 def handle(req: Request, ctx: PodContext) -> tuple[int, bytes, str]:
-    """(status, body, content type) of the default workload for one request."""
+    """(status, body, content type) of the workload for one request."""
+    if ctx.mode == "echo":
+        return echo(req, ctx)
     path = req.path
     if path == "/hostname":
         return 200, ctx.hostname.encode(), TEXT

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 
 from .. import netns
-from .http import CONTINUE, HttpError, PodContext, RequestParser, error_response, serve_request, udp_reply
+from .http import CONTINUE, MODES, HttpError, PodContext, RequestParser, error_response, serve_request, udp_reply
 
 DEFAULT_PORT = 8080
 PROTOCOLS = ("TCP", "UDP", "SCTP")
@@ -43,15 +43,18 @@ class PodInfo:
     bound: tuple[int, ...]  # port numbers actually listening (TCP and UDP), in order
     version: str
     ready: bool
+    mode: str = "default"  # "echo": every path answers with the request as JSON
 
     def to_dict(self) -> dict:
         return {"key": self.key, "netns": self.netns, "pod": self.pod, "ports": [list(p) for p in self.ports],
-                "bound": list(self.bound), "version": self.version, "ready": self.ready}
+                "bound": list(self.bound), "version": self.version, "ready": self.ready,
+                "mode": self.mode}
 
     @classmethod
     def from_dict(cls, d: dict) -> PodInfo:
         return cls(d["key"], d.get("netns"), d["pod"], tuple((int(p), str(s)) for p, s in d["ports"]),
-                   tuple(int(p) for p in d["bound"]), d["version"], bool(d["ready"]))
+                   tuple(int(p) for p in d["bound"]), d["version"], bool(d["ready"]),
+                   d.get("mode", "default"))
 
 
 def normalize_ports(ports) -> tuple[tuple[int, str], ...]:
@@ -77,9 +80,9 @@ def _addr(a) -> str:
 
 
 class _Pod:
-    __slots__ = ("key", "netns", "name", "ports", "bound", "version", "ready", "socks", "conns", "closed")
+    __slots__ = ("key", "netns", "name", "ports", "bound", "version", "ready", "mode", "socks", "conns", "closed")
 
-    def __init__(self, key, netns_name, name, ports, version, ready):
+    def __init__(self, key, netns_name, name, ports, version, ready, mode="default"):
         self.key = key
         self.netns = netns_name
         self.name = name
@@ -87,12 +90,13 @@ class _Pod:
         self.bound: tuple[int, ...] = ()
         self.version = version
         self.ready = ready
+        self.mode = mode
         self.socks: list[tuple[socket.socket, bool]] = []  # (socket, is_tcp)
         self.conns: set[_Conn] = set()
         self.closed = False
 
     def info(self) -> PodInfo:
-        return PodInfo(self.key, self.netns, self.name, self.ports, self.bound, self.version, self.ready)
+        return PodInfo(self.key, self.netns, self.name, self.ports, self.bound, self.version, self.ready, self.mode)
 
 
 class _Conn:
@@ -144,7 +148,7 @@ class _Conn:
                 if parser.want_continue():
                     self.out += CONTINUE
                 break
-            ctx = PodContext(pod.name, pod.version, pod.ready, self.peer, self.local)
+            ctx = PodContext(pod.name, pod.version, pod.ready, self.peer, self.local, pod.mode)
             resp, keep = serve_request(req, ctx)
             self.out += resp
             if not keep:
@@ -272,7 +276,7 @@ class WorkloadServer:
 
     # --- pods ------------------------------------------------------------------------------
     def add_pod(self, key: str, netns_name: str | None, pod_name: str, ports=(), version: str = "v1", *,
-                ready: bool = True, host: str = "0.0.0.0") -> PodInfo:
+                ready: bool = True, host: str = "0.0.0.0", mode: str = "default") -> PodInfo:
         """Start serving pod ``key`` inside namespace ``netns_name``.
 
         ``ports`` are ``(port, "TCP"|"UDP"|"SCTP")`` pairs (8080/TCP when empty); every declared
@@ -286,11 +290,13 @@ class WorkloadServer:
             raise ValueError("pod name must be a non-empty string")
         if not isinstance(version, str):
             raise ValueError("version must be a string")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         norm = normalize_ports(ports)
         addr = ipaddress.IPv4Address(host)
         if netns_name is None and not addr.is_loopback:
             raise ValueError("without a namespace only loopback addresses may be served (nothing in the root netns)")
-        pod = _Pod(key, netns_name, pod_name, norm, version, bool(ready))
+        pod = _Pod(key, netns_name, pod_name, norm, version, bool(ready), mode)
         with self._lock:
             if not self._accepting:
                 raise RuntimeError("WorkloadServer is not running")

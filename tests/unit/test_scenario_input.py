@@ -77,11 +77,11 @@ def test_types_and_unknown_fields_with_the_api_servers_words():
 
 
 def test_unknown_kind():
-    cm = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}
+    cm = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "s"}}
     assert problems(lambda: parse(base([cm]))) == [
-        'manifests[0]: no matches for kind "Secret" in version "v1"; supported: v1 Namespace, v1 Pod, '
+        'manifests[0]: no matches for kind "StatefulSet" in version "apps/v1"; supported: v1 Namespace, v1 Pod, '
         "v1 Service, v1 Endpoints, discovery.k8s.io/v1 EndpointSlice, apps/v1 Deployment, apps/v1 ReplicaSet, "
-        "v1 Node, v1 Event, v1 ConfigMap"]
+        "networking.k8s.io/v1 Ingress, networking.k8s.io/v1 IngressClass, v1 Secret, v1 Node, v1 Event, v1 ConfigMap"]
 
 
 def test_check_manifests_reports_every_api_refusal_with_its_place():
@@ -133,5 +133,5 @@ def test_malformed_objects_are_problems_not_crashes():
         'manifests[1].spec: Invalid value: "string": spec in body must be of type object',
         "manifests[2]: no matches for kind \"Service\" in version \"['v1']\"; supported: v1 Namespace, v1 Pod, "
         "v1 Service, v1 Endpoints, discovery.k8s.io/v1 EndpointSlice, apps/v1 Deployment, apps/v1 ReplicaSet, "
-        "v1 Node, v1 Event, v1 ConfigMap",
+        "networking.k8s.io/v1 Ingress, networking.k8s.io/v1 IngressClass, v1 Secret, v1 Node, v1 Event, v1 ConfigMap",
     ]

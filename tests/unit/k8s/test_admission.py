@@ -132,8 +132,8 @@ def test_rebuild_after_restart():
 
 
 def test_unknown_kind_is_refused():
-    with pytest.raises(BadRequest, match='no matches for kind "Secret"'):
-        admission().admit_create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}})
+    with pytest.raises(BadRequest, match='no matches for kind "PersistentVolumeClaim"'):
+        admission().admit_create({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "x"}})
 
 
 def test_overlapping_networks_refused():

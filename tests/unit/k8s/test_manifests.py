@@ -49,9 +49,9 @@ def test_multi_document_lists_and_sources(tmp_path):
 
 def test_unknown_kind_lists_supported_ones():
     with pytest.raises(ManifestError) as e:
-        load_string("apiVersion: v1\nkind: Secret\nmetadata: {name: x}\n", "cm.yaml")
+        load_string("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: x}\n", "cm.yaml")
     msg = str(e.value)
-    assert msg.startswith('cm.yaml#0: no matches for kind "Secret" in version "v1"')
+    assert msg.startswith('cm.yaml#0: no matches for kind "PersistentVolumeClaim" in version "v1"')
     assert "apps/v1 Deployment" in msg and "discovery.k8s.io/v1 EndpointSlice" in msg
 
 

@@ -25,7 +25,8 @@ def test_unknown_lists_accepted_names():
     assert str(e.value) == (
         'the server doesn\'t have a resource type "pdos"; accepted: pods (pod, po), services (service, svc), '
         "endpoints (ep), endpointslices (endpointslice), deployments (deployment, deploy), "
-        "replicasets (replicaset, rs), nodes (node, no), events (event, ev), namespaces (namespace, ns)")
+        "replicasets (replicaset, rs), nodes (node, no), events (event, ev), namespaces (namespace, ns), "
+        "ingresses (ingress, ing), ingressclasses (ingressclass), secrets (secret), configmaps (configmap, cm)")
 
 
 def test_kind_name_syntax():

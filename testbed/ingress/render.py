@@ -1,0 +1,163 @@
+"""Render a :class:`~testbed.ingress.model.Config` as one ``nginx.conf`` (pure).
+
+The layout follows ingress-nginx's ``rootfs/etc/nginx/template/nginx.tmpl``: a default server
+(404, the fake certificate) and one server per host, HTTP and HTTPS on the same server, the
+same proxy headers, basic auth and allow/deny in the location. Static ``upstream`` blocks stand
+in for ingress-nginx's Lua balancer; a reload (SIGHUP) swaps them gracefully.
+
+Every path in the output is relative: nginx resolves them against the directory of the
+configuration (``-p DIR -c DIR/nginx.conf``), so the text is the same wherever it runs.
+"""
+
+from __future__ import annotations
+
+from .model import DEFAULT_SERVER, Config, Location, Server
+
+DEFAULT_CERT = "ssl/default-fake-certificate.pem"
+HEALTHZ_PORT = 10254
+
+_PROXY_PASS = {"HTTP": "proxy_pass http://", "HTTPS": "proxy_pass https://",
+               "GRPC": "grpc_pass grpc://", "GRPCS": "grpc_pass grpcs://"}
+
+_HEAD = """\
+# nginx.conf rendered by the testbed ingress controller from Ingress objects; do not edit.
+worker_processes 1;
+pid nginx.pid;
+error_log stderr notice;
+# a reload lets old workers finish in-flight requests, but not wait on idle clients forever
+worker_shutdown_timeout 240s;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    client_body_temp_path tmp/client-body;
+    proxy_temp_path tmp/proxy;
+    fastcgi_temp_path tmp/fastcgi;
+    uwsgi_temp_path tmp/uwsgi;
+    scgi_temp_path tmp/scgi;
+
+    default_type text/html;
+    server_tokens off;
+    keepalive_timeout 75s;
+    access_log off;
+
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:SSL:10m;
+
+    # keep the client's request id, as ingress-nginx does, or make one
+    map $http_x_request_id $req_id {
+        default $http_x_request_id;
+        "" $request_id;
+    }
+"""
+
+_DEFAULT_SERVER = """\
+    # everything no Ingress claims: 404, as ingress-nginx's default backend answers
+    # no reuseport: with per-worker sockets a reload drops the connections queued on the old ones
+    server {
+        listen 80 default_server backlog=4096;
+        listen 443 ssl default_server backlog=4096;
+        server_name _;
+        ssl_certificate %(cert)s;
+        ssl_certificate_key %(cert)s;
+"""
+
+_HEALTHZ = """\
+    # the controller's readiness endpoint, as on ingress-nginx's status port
+    server {
+        listen %(port)d;
+        location = /healthz {
+            access_log off;
+            return 200;
+        }
+        location / {
+            return 404;
+        }
+    }
+"""
+
+# Every backend is a pod on this host, answering a SYN in well under a millisecond; ingress-nginx's
+# 5s connect timeout would only stall requests sent to a pod that just went away before nginx
+# learnt it, so give up after 1s and try the next endpoint.
+_PROXY_HEADERS = """\
+            proxy_set_header Host $host;
+            proxy_set_header X-Request-ID $req_id;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header X-Forwarded-Port $server_port;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Scheme $scheme;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_connect_timeout 1s;
+            proxy_next_upstream error timeout;
+            proxy_next_upstream_tries 3;
+"""
+
+
+def _quote(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _location(loc: Location, https_host: bool) -> str:
+    a = loc.annotations
+    lines = [f"        # {loc.ingress} {loc.path_type} {loc.path}",
+             f"        location {loc.match} {{"]
+    if loc.ssl_redirect and https_host:
+        lines.append("            if ($scheme = http) {\n                return 308 https://$host$request_uri;\n            }")
+    for cidr in a.whitelist_source_range:
+        lines.append(f"            allow {cidr};")
+    if a.whitelist_source_range:
+        lines.append("            deny all;")
+    if loc.htpasswd_file:
+        lines.append(f"            auth_basic {_quote(a.auth_realm)};")
+        lines.append(f"            auth_basic_user_file {loc.htpasswd_file};")
+    lines.append(_PROXY_HEADERS.rstrip("\n"))
+    if loc.backend is None:
+        lines.append("            return 503;")
+    else:
+        if a.rewrite_target:
+            lines.append(f"            rewrite {_quote('(?i)' + loc.path)} {a.rewrite_target} break;")
+        lines.append(f"            {_PROXY_PASS[a.backend_protocol]}{loc.backend.upstream};")
+    lines.append("        }")
+    return "\n".join(lines) + "\n"
+
+
+def _server(s: Server, upstreams_with_endpoints: set[str]) -> str:
+    out = []
+    if s.name == DEFAULT_SERVER:
+        out.append(_DEFAULT_SERVER % {"cert": DEFAULT_CERT})
+    else:
+        cert = f"ssl/{s.pem}" if s.pem else DEFAULT_CERT
+        out.append(f"    server {{\n        listen 80;\n        listen 443 ssl;\n        server_name {s.name};\n"
+                   f"        ssl_certificate {cert};\n        ssl_certificate_key {cert};\n")
+    for loc in s.locations:
+        if loc.backend is not None and loc.backend.upstream not in upstreams_with_endpoints:
+            # upstream answers 503 for a backend without ready endpoints
+            loc = Location(loc.path, loc.path_type, loc.match, None, loc.ingress, loc.annotations,
+                           loc.htpasswd_file, loc.ssl_redirect)
+        out.append(_location(loc, s.pem is not None))
+    if not any(l.match in ("/", '~* "^/"') for l in s.locations):
+        out.append("        location / {\n            return 404;\n        }\n")
+    out.append("    }\n")
+    return "".join(out)
+
+
+def render(config: Config) -> str:
+    """The complete ``nginx.conf`` text for *config*."""
+    parts = [_HEAD]
+    with_eps = set()
+    for u in config.upstreams:
+        if not u.endpoints:
+            continue
+        with_eps.add(u.name)
+        servers = "".join(f"        server {ep} max_fails=0;\n" for ep in u.endpoints)
+        parts.append(f"\n    upstream {u.name} {{\n{servers}    }}\n")
+    parts.append("\n" + _HEALTHZ % {"port": HEALTHZ_PORT})
+    for s in config.servers:
+        parts.append("\n" + _server(s, with_eps))
+    parts.append("}\n")
+    return "".join(parts)
