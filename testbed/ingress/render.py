@@ -22,6 +22,9 @@ _PROXY_PASS = {"HTTP": "proxy_pass http://", "HTTPS": "proxy_pass https://",
 _HEAD = """\
 # nginx.conf rendered by the testbed ingress controller from Ingress objects; do not edit.
 worker_processes 1;
+# the controller's directory is inside the cluster's private (0700) state directory and workers
+# read htpasswd files per request, so they keep the master's user; the pod is the boundary
+user root;
 pid nginx.pid;
 error_log stderr notice;
 # a reload lets old workers finish in-flight requests, but not wait on idle clients forever

@@ -21,9 +21,11 @@ from testbed.controllers.base import wait_for
 from testbed.k8s import workloads as wl
 from testbed.scenario import parse
 
+from .netutil import uniq
+
 pytestmark = pytest.mark.root
 
-CLUSTER = "wl5it"
+CLUSTER = uniq("wl")
 BACKOFF = {"testbed.io/restart-backoff-seconds": "0.3"}
 
 
