@@ -123,6 +123,26 @@ async def serve(host: str, port: int, zone: UpstreamZone, stop: asyncio.Event) -
         server.close()
 
 
+def argv(plan) -> list[str]:
+    """The command line of a cluster's upstream: on the underlay gateway's port 53 (the
+    address pods with ``dnsPolicy: Default`` and CoreDNS's ``forward .`` are given), one
+    record per external client."""
+    return [sys.executable, "-m", "testbed.dns.upstream", f"--listen={plan.underlay.gateway}:53",
+            f"--cluster={plan.cluster}", *(f"--record={e.name}={e.ip}" for e in plan.externals)]
+
+
+def launch(plan, log_path: str):
+    """Start the upstream inside the underlay namespace, owned by the cluster (its netns and
+    ``TESTBED_CLUSTER``), so ``down`` stops it; returns the Popen."""
+    import os
+
+    from testbed import exec
+
+    env = {**os.environ, "TESTBED_CLUSTER": plan.cluster}
+    with open(log_path, "ab") as logf:
+        return exec.popen(argv(plan), netns=plan.underlay.netns, stdout=logf, stderr=exec.STDOUT, env=env)
+
+
 def _record(text: str) -> tuple[str, str]:
     name, sep, ip = text.partition("=")
     if not sep or not name:
