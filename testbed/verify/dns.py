@@ -122,6 +122,11 @@ class DnsCheck:
         rc, rdata, asked = netns.run_in(src.netns, lookup, q.server, resolv, q.name, q.type,
                                          q.protocol == "TCP", ANSWER_TIMEOUT)
         where = q.server or (parse_resolv_conf(resolv)[0] or ["?"])[0]
+        evidence = os.path.join(self.ev, "dns.txt")
+        with open(evidence, "w") as f:
+            f.write(f"query: {q}\nfrom: {src.spec} ({src.netns})\nresolv.conf:\n{resolv}\n"
+                    f"asked: {asked} at {where}\nrcode: {rc}\nanswers:\n" + "".join(f"  {a}\n" for a in rdata))
+        self.r.evidence.append(evidence)
         self.r.add("rcode", f"{self.check.rcode} for {q}", f"{rc} from {where} ({asked})", rc == self.check.rcode)
         if self.check.answers is not None:
             want = sorted(_norm(a) for a in self.expected_answers())
