@@ -122,12 +122,12 @@ class CorednsLauncher(ProcessLauncher):
     Default``: the underlay's resolver). The API socket is handed over explicitly, so the
     server does not depend on what the pod's filesystem view shows."""
 
-    def __init__(self, rt: PodRuntime):
-        super().__init__(rt)
-        self.volumes = volumes.ConfigMapVolumes(rt.store, rt.plan.cluster)
+    volumes: volumes.ConfigMapVolumes | None = None
 
     def start(self, run: PodRun, c: Ctr) -> str:
         cluster = self.rt.plan.cluster
+        if self.volumes is None:  # one ConfigMap watch, only in clusters that run CoreDNS
+            self.volumes = volumes.ConfigMapVolumes(self.rt.store, cluster)
         self.volumes.materialize(run.pod)
         conf = corefile_arg(list(c.program.argv))
         if not posixpath.isabs(conf):
