@@ -83,9 +83,10 @@ class Cluster:
                 failpoints.hit("control-plane")
                 if progress:
                     progress("control plane", 1, 1)
-                # add-on objects first, as kubeadm applies them before any workload; `up`
-                # waits only for the scenario's own Pods, never for the add-ons' rollout
-                _apply_manifests(scenario.name, addons.objects(scenario.addons, scenario) + scenario.manifests,
+                # add-on objects after the scenario's, so its pods keep the first addresses of
+                # their nodes (the documented .2 upward); `up` waits only for the scenario's
+                # own Pods, never for the add-ons' rollout (verify settles Deployments)
+                _apply_manifests(scenario.name, scenario.manifests + addons.objects(scenario.addons, scenario),
                                  progress, timeout)
             state.update_json(scenario.name, "state.json", up_seconds=round(time.monotonic() - started, 3))
         except BaseException:
