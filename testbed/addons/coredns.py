@@ -37,8 +37,13 @@ def deployment() -> dict:
         "livenessProbe": {"httpGet": {"path": "/health", "port": 8080, "scheme": "HTTP"},
                           "initialDelaySeconds": 60, "timeoutSeconds": 5, "successThreshold": 1,
                           "failureThreshold": 5},
+        # kubeadm leaves periodSeconds at 10 s; a replica here syncs in well under a second, so
+        # a first probe that comes too early would hold every DNS check back by 10 s
         "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181, "scheme": "HTTP"},
                            "periodSeconds": 1},
+        "resources": {"limits": {"memory": "170Mi"}, "requests": {"cpu": "100m", "memory": "70Mi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]}},
     }
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -50,6 +55,14 @@ def deployment() -> dict:
             "template": {
                 "metadata": {"labels": dict(LABELS)},
                 "spec": {"priorityClassName": "system-cluster-critical", "serviceAccountName": "coredns",
+                         "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"},
+                                         {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}],
+                         "nodeSelector": {"kubernetes.io/os": "linux"},
+                         "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                             {"weight": 100, "podAffinityTerm": {
+                                 "labelSelector": {"matchExpressions": [
+                                     {"key": "k8s-app", "operator": "In", "values": ["kube-dns"]}]},
+                                 "topologyKey": "kubernetes.io/hostname"}}]}},
                          "dnsPolicy": "Default", "containers": [container],
                          "volumes": [{"name": "config-volume",
                                       "configMap": {"name": "coredns",

@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
+import shutil
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from .. import state
@@ -85,23 +87,20 @@ class ConfigMapVolumes:
         self.store = store
         self.cluster = cluster
         self._lock = threading.Lock()
-        self._pods: dict[tuple[str, str], dict] = {}   # (ns, pod) -> pod object
+        self._pods: dict[tuple[str, str], tuple[dict, Callable[[], bool]]] = {}  # (ns, pod) -> (pod, alive)
         self._thread: threading.Thread | None = None
 
-    def materialize(self, pod: dict) -> None:
-        """Write every configMap volume of the pod now; keep it current from then on."""
+    def materialize(self, pod: dict, alive: Callable[[], bool] = lambda: True) -> None:
+        """Write every configMap volume of the pod now; keep it current while ``alive()``
+        (the pod's directory goes once the pod is gone)."""
         meta = pod["metadata"]
         key = (meta.get("namespace", "default"), meta["name"])
         with self._lock:
-            self._pods[key] = pod
+            self._pods[key] = (pod, alive)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._follow, name="kubelet-configmaps", daemon=True)
                 self._thread.start()
         self._sync_pod(pod, None)
-
-    def forget(self, namespace: str, name: str) -> None:
-        with self._lock:
-            self._pods.pop((namespace, name), None)
 
     def _sync_pod(self, pod: dict, changed: dict | None) -> None:
         meta = pod["metadata"]
@@ -127,7 +126,12 @@ class ConfigMapVolumes:
             if ev.get("type") not in ("ADDED", "MODIFIED"):
                 continue
             with self._lock:
-                pods = list(self._pods.values())
+                gone = [k for k, (_, alive) in self._pods.items() if not alive()]
+                for k in gone:
+                    del self._pods[k]
+                pods = [pod for pod, _ in self._pods.values()]
+            for ns, name in gone:
+                shutil.rmtree(pod_dir(self.cluster, ns, name), ignore_errors=True)
             for pod in pods:
                 try:
                     self._sync_pod(pod, ev["object"])

@@ -128,7 +128,7 @@ class CorednsLauncher(ProcessLauncher):
         cluster = self.rt.plan.cluster
         if self.volumes is None:  # one ConfigMap watch, only in clusters that run CoreDNS
             self.volumes = volumes.ConfigMapVolumes(self.rt.store, cluster)
-        self.volumes.materialize(run.pod)
+        self.volumes.materialize(run.pod, lambda: not run.done)
         conf = corefile_arg(list(c.program.argv))
         if not posixpath.isabs(conf):
             conf = posixpath.join(c.spec.get("workingDir") or "/", conf)

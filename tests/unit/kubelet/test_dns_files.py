@@ -68,8 +68,9 @@ def test_config_map_volume_files_and_mounts():
 
 
 class FakeStore:
-    def __init__(self, cm):
+    def __init__(self, cm, events=()):
         self.cm = cm
+        self.events = list(events)
 
     def get(self, kind, ns, name):
         assert (kind, ns, name) == ("ConfigMap", "kube-system", "coredns")
@@ -79,7 +80,7 @@ class FakeStore:
         return [], "1"
 
     def watch(self, kind, ns, rv):
-        return iter(())
+        return iter(self.events)
 
 
 def test_config_map_volumes_write_files(tmp_path, monkeypatch):
@@ -109,3 +110,21 @@ def test_etc_netns_files_written_and_removed(tmp_path):
     (tmp_path / "tb.other.pod.default.web").mkdir()
     assert etcfiles.remove_cluster("c1", root=str(tmp_path)) == 1
     assert os.listdir(tmp_path) == ["tb.other.pod.default.web"]
+
+
+def test_config_map_watch_rewrites_live_pods_and_drops_gone_ones(tmp_path, monkeypatch):
+    monkeypatch.setattr(volumes, "volume_dir", lambda c, ns, p, v: str(tmp_path / p / v))
+    monkeypatch.setattr(volumes, "pod_dir", lambda c, ns, p: str(tmp_path / p))
+    changed = {"type": "MODIFIED", "object": {"metadata": {"namespace": "kube-system", "name": "coredns"},
+                                               "data": {"Corefile": "B"}}}
+    store = FakeStore({"data": {"Corefile": "A"}})
+    vols = volumes.ConfigMapVolumes(store, "c1")
+    spec = {"volumes": [{"name": "cfg", "configMap": {"name": "coredns"}}]}
+    vols._thread = object()  # the watch is driven by hand below
+    vols.materialize({"metadata": {"name": "live", "namespace": "kube-system"}, "spec": spec})
+    vols.materialize({"metadata": {"name": "gone", "namespace": "kube-system"}, "spec": spec}, lambda: False)
+    assert (tmp_path / "gone" / "cfg" / "Corefile").read_text() == "A"
+    store.events = [changed]
+    vols._follow()
+    assert (tmp_path / "live" / "cfg" / "Corefile").read_text() == "B"
+    assert not (tmp_path / "gone").exists()
