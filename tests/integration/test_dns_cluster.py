@@ -11,6 +11,7 @@ import pytest
 
 from testbed import exec, netns
 from testbed.controllers.base import wait_for
+from testbed.inotify import IN_MODIFY, DirWatch
 from testbed.kubelet.etcfiles import ETC_NETNS
 from testbed.verify import model
 from testbed.verify.runner import Verifier
@@ -37,6 +38,12 @@ def _ttl(c) -> str:
     out = c.exec("pod/client", ["dig", "+tcp", "+noall", "+answer", "@10.96.0.10",
                                 "partner.default.svc.cluster.local", "CNAME"], timeout=10).stdout.split()
     return out[1] if len(out) > 1 else ""
+
+
+def _reloaded(log: str) -> bool:
+    text = open(log).read()
+    at = text.find("plugin/reload: Running configuration SHA512 changed")
+    return at >= 0 and "plugin/ready: synced" in text[at:]
 
 
 def test_dns_lifecycle():
@@ -82,19 +89,27 @@ def test_dns_lifecycle():
 
         # the kubelet rewrites the Corefile on a ConfigMap change; reload follows (ttl 30 -> 7)
         with c.api() as api:
-            cm = api.get("ConfigMap", "kube-system", "coredns")
-            cm["data"]["Corefile"] = cm["data"]["Corefile"].replace("ttl 30", "ttl 7")
-            api.update(cm)
-            wait_for(api, "Pod", lambda items: all(
-                "ttl 7" in open(os.path.join("/run/testbed", c.name, "pods", f"kube-system_{p['metadata']['name']}",
-                                             "volumes", "config-volume", "Corefile")).read()
-                for p in items if p["metadata"].get("labels", {}).get("k8s-app") == "kube-dns"),
-                namespace="kube-system", timeout=10)
-        for _ in range(50):  # each replica restarts on its own inotify event; ask until both did
-            ttls = {_ttl(c) for _ in range(4)}
-            if ttls == {"7"}:
-                break
-        assert ttls == {"7"}, ttls
+            names = [p["metadata"]["name"] for p in _coredns(api)]
+            dirs = [os.path.join("/run/testbed", c.name, "pods", f"kube-system_{n}", "volumes", "config-volume")
+                    for n in names]
+            watches = [DirWatch(d) for d in dirs]
+            try:
+                cm = api.get("ConfigMap", "kube-system", "coredns")
+                cm["data"]["Corefile"] = cm["data"]["Corefile"].replace("ttl 30", "ttl 7")
+                api.update(cm)
+                for d, w in zip(dirs, watches):
+                    while "ttl 7" not in open(os.path.join(d, "Corefile")).read():
+                        assert w.wait(10), f"{d}: Corefile not rewritten"
+            finally:
+                for w in watches:
+                    w.close()
+        # each replica restarts on its own inotify event: wait until both logged the reload and
+        # synced again (their log files are appended; inotify wakes us), then every answer has ttl 7
+        logs = os.path.join("/run/testbed", c.name, "logs")
+        with DirWatch(logs, mask=IN_MODIFY) as w:
+            while not all(_reloaded(os.path.join(logs, f"kube-system_{n}_coredns.log")) for n in names):
+                assert w.wait(15), "coredns did not reload"
+        assert {_ttl(c) for _ in range(6)} == {"7"}
 
         # a bad Corefile: running replicas keep the old config (reload refuses it); a new pod
         # exits 1 with CoreDNS's message and backs off
@@ -115,6 +130,7 @@ def test_dns_lifecycle():
         log = open(os.path.join("/run/testbed", c.name, "logs",
                                 f"kube-system_{bad['metadata']['name']}_coredns.log")).read()
         assert "nosuchplugin" in log and "[FATAL]" in log, log
+        assert _ttl(c) == "7"  # the surviving replica kept its configuration and still answers
         pod_ns = c.netns_of("pod/client")
     finally:
         c.down()
