@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import os
 import signal
 import struct
 import sys
@@ -25,6 +26,7 @@ import dns.rdatatype
 import dns.rrset
 import dns.reversename
 
+from testbed import exec
 from testbed.errors import TestbedError
 
 ZONE = "ext.testbed."
@@ -134,10 +136,6 @@ def argv(plan) -> list[str]:
 def launch(plan, log_path: str):
     """Start the upstream inside the underlay namespace, owned by the cluster (its netns and
     ``TESTBED_CLUSTER``), so ``down`` stops it; returns the Popen."""
-    import os
-
-    from testbed import exec
-
     env = {**os.environ, "TESTBED_CLUSTER": plan.cluster}
     with open(log_path, "ab") as logf:
         return exec.popen(argv(plan), netns=plan.underlay.netns, stdout=logf, stderr=exec.STDOUT, env=env)

@@ -4,8 +4,8 @@
 up by that name and never branches on the kind itself. A launcher starts the program in the
 pod's network namespace, stops it with a signal, and says whether SIGTERM should first wait
 for every kube-proxy to stop sending it traffic (``drains``). Adding a built-in workload
-(a DNS server for the coredns image, say) means one entry in ``plan.BUILTIN_IMAGES`` and one
-launcher here.
+means one entry in ``plan.BUILTIN_IMAGES`` and one launcher here (as the coredns image's DNS
+server).
 """
 
 from __future__ import annotations
@@ -46,14 +46,17 @@ class ProcessLauncher:
         self.rt = rt
 
     def start(self, run: PodRun, c: Ctr) -> str:
+        cwd = c.spec.get("workingDir")
+        self.spawn(run, c, container_env(run.pod, c.spec, run.plan.ip, run.node_ip),
+                   cwd if cwd and os.path.isdir(cwd) else None)
+        return " ".join(c.argv)
+
+    def spawn(self, run: PodRun, c: Ctr, env: dict[str, str], cwd: str | None = None) -> None:
+        """Fork ``c.argv`` in the pod's namespace, output to the container's log, exit watched."""
         with open(self.rt.log_file(run, c), "ab") as logf:
-            env = container_env(run.pod, c.spec, run.plan.ip, run.node_ip)
-            cwd = c.spec.get("workingDir")
-            cwd = cwd if cwd and os.path.isdir(cwd) else None
             c.proc = exec.popen(c.argv, netns=run.plan.netns, stdout=logf, stderr=exec.STDOUT, env=env, cwd=cwd)
         c.pidfd = os.pidfd_open(c.proc.pid)
         self.rt.watch_exit(run, c)
-        return " ".join(c.argv)
 
     def signal(self, run: PodRun, c: Ctr, sig: int) -> None:
         if c.pidfd is not None:
@@ -136,11 +139,7 @@ class CorednsLauncher(ProcessLauncher):
         c.argv = [sys.executable, "-m", "testbed.dns", "--corefile", conf,
                   "--api", os.path.join(state.directory(cluster), "api.sock"),
                   "--resolv-conf", os.path.join(etcfiles.ETC_NETNS, run.plan.netns, "resolv.conf")]
-        with open(self.rt.log_file(run, c), "ab") as logf:
-            env = {**container_env(run.pod, c.spec, run.plan.ip, run.node_ip), "TESTBED_CLUSTER": cluster}
-            c.proc = exec.popen(c.argv, netns=run.plan.netns, stdout=logf, stderr=exec.STDOUT, env=env)
-        c.pidfd = os.pidfd_open(c.proc.pid)
-        self.rt.watch_exit(run, c)
+        self.spawn(run, c, {**container_env(run.pod, c.spec, run.plan.ip, run.node_ip), "TESTBED_CLUSTER": cluster})
         return "the cluster DNS server (CoreDNS-1.11.3 equivalent)"
 
 
