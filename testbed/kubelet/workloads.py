@@ -125,13 +125,13 @@ class CorednsLauncher(ProcessLauncher):
     Default``: the underlay's resolver). The API socket is handed over explicitly, so the
     server does not depend on what the pod's filesystem view shows."""
 
-    volumes: volumes.ConfigMapVolumes | None = None
+    config_maps: volumes.ConfigMapVolumes | None = None
 
     def start(self, run: PodRun, c: Ctr) -> str:
         cluster = self.rt.plan.cluster
-        if self.volumes is None:  # one ConfigMap watch, only in clusters that run CoreDNS
-            self.volumes = volumes.ConfigMapVolumes(self.rt.store, cluster)
-        self.volumes.materialize(run.pod, lambda: not run.done)
+        if self.config_maps is None:  # one ConfigMap watch, only in clusters that run CoreDNS
+            self.config_maps = volumes.ConfigMapVolumes(self.rt.store, cluster)
+        self.config_maps.materialize(run.pod, lambda: not run.done)
         conf = corefile_arg(list(c.program.argv))
         if not posixpath.isabs(conf):
             conf = posixpath.join(c.spec.get("workingDir") or "/", conf)
