@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import controlplane, exec, failpoints, hostsettings, naming, netns, state, teardown, topology
+from . import addons, controlplane, exec, failpoints, hostsettings, naming, netns, state, teardown, topology
+from .dns import upstream
 from .kubelet.plan import pod_plan
 from .errors import NotRootError, TestbedError
 from .plan import Plan, build_plan
@@ -75,13 +76,18 @@ class Cluster:
             state.write_json(scenario.name, "plan.json", plan.to_dict())
             topology.apply_plan(plan, progress or topology._noop)
             if control_plane:
+                _start_upstream(plan)
                 if progress:
                     progress("control plane", 0, 1)
                 controlplane.start(scenario.name)
                 failpoints.hit("control-plane")
                 if progress:
                     progress("control plane", 1, 1)
-                _apply_manifests(scenario.name, scenario.manifests, progress, timeout)
+                # add-on objects after the scenario's, so its pods keep the first addresses of
+                # their nodes (the documented .2 upward); `up` waits only for the scenario's
+                # own Pods, never for the add-ons' rollout (verify settles Deployments)
+                _apply_manifests(scenario.name, scenario.manifests + addons.objects(scenario.addons, scenario),
+                                 progress, timeout)
             state.update_json(scenario.name, "state.json", up_seconds=round(time.monotonic() - started, 3))
         except BaseException:
             teardown.down(scenario.name)
@@ -214,6 +220,15 @@ def _preflight(plan: Plan) -> None:
         problem = modes.get(plan.proxy_mode).problem()
         if problem:
             raise TestbedError(problem)
+
+
+def _start_upstream(plan: Plan) -> None:
+    """The resolver outside the cluster domain (``ext.testbed.``), in the underlay namespace."""
+    logs = os.path.join(state.directory(plan.cluster), "logs")
+    os.makedirs(logs, exist_ok=True)
+    p = upstream.launch(plan, os.path.join(logs, "dns-upstream.log"))
+    pids = state.read_json(plan.cluster, "state.json", {}).get("pids", {})
+    state.update_json(plan.cluster, "state.json", pids={**pids, "dns-upstream": p.pid})
 
 
 def _apply_manifests(cluster: str, manifests: list[dict], progress: Progress | None, timeout: float) -> None:

@@ -13,6 +13,7 @@
       proxyMode: iptables
       proxy: {minSyncPeriod: 1s, syncPeriod: 30s}   # kube-proxy timing (Go durations)
       externals: 1                  # or [{name: client}, ...]
+      addons: [coredns]             # cluster add-ons applied at up (default [coredns]; [] for none)
     manifests:                      # Kubernetes objects, inline or {file: path}
       - {apiVersion: v1, kind: Pod, metadata: {name: web}, spec: {...}}
 """
@@ -29,6 +30,7 @@ import yaml
 
 from .errors import Problem, ValidationError
 from .k8s import admission as k8s_admission, errors as k8s_errors, kinds, schema, schemas
+from .addons import DEFAULT as ADDON_DEFAULT, NAMES as ADDON_NAMES
 from .proxy.modes import NAMES as _PROXY_MODE_NAMES
 
 API_VERSION = "testbed/v1"
@@ -51,7 +53,7 @@ DEFAULTS = {
     "nodes": 2,
     "externals": 1,
 }
-SPEC_FIELDS = set(DEFAULTS) | {"nodePortRange", "loadBalancerPool", "proxy"}
+SPEC_FIELDS = set(DEFAULTS) | {"nodePortRange", "loadBalancerPool", "proxy", "addons"}
 PROXY_FIELDS = {"minSyncPeriod", "syncPeriod"}
 PROXY_DEFAULTS = {"minSyncPeriod": 1.0, "syncPeriod": 30.0}   # upstream kube-proxy defaults, seconds
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -106,6 +108,7 @@ class Scenario:
     lb_pool: ipaddress.IPv4Network | None = None
     proxy_min_sync_period: float = 1.0
     proxy_sync_period: float = 30.0
+    addons: list[str] = field(default_factory=lambda: list(ADDON_DEFAULT))
     manifests: list[dict] = field(default_factory=list)
     checks: list[dict] = field(default_factory=list)
     source: str = "<scenario>"
@@ -222,6 +225,7 @@ class _Parser:
         np_range = self.port_range(spec.get("nodePortRange", "30000-32767"), "spec.nodePortRange")
         lb_pool = self.cidr(spec["loadBalancerPool"], "spec.loadBalancerPool") if "loadBalancerPool" in spec else None
         min_sync, sync = self.proxy_timing(spec.get("proxy"))
+        addons = self.addons(spec.get("addons", list(ADDON_DEFAULT)))
 
         names: dict[str, str] = {}
         for i, n in enumerate(nodes):
@@ -276,7 +280,7 @@ class _Parser:
             underlay_network=und_net or ipaddress.IPv4Network("172.20.10.0/24"), underlay_mtu=mtu or 1500,
             backend=backend or "vxlan", hairpin_mode=hairpin or "hairpin-veth", proxy_mode=proxy or "iptables",
             node_port_range=np_range or (30000, 32767), lb_pool=lb_pool, manifests=manifests, checks=checks,
-            proxy_min_sync_period=min_sync, proxy_sync_period=sync,
+            proxy_min_sync_period=min_sync, proxy_sync_period=sync, addons=addons,
             source=self.source, description=str(meta.get("description", "")),
             manifest_origins=self.origins,
         )
@@ -303,6 +307,21 @@ class _Parser:
         return out["minSyncPeriod"], out["syncPeriod"]
 
     # --- leaves -------------------------------------------------------------------------------
+    def addons(self, value: Any) -> list[str]:
+        """``spec.addons``: names from the add-on registry, each at most once."""
+        if not isinstance(value, list):
+            self.err("spec.addons", f"must be a list of add-on names; allowed: {', '.join(ADDON_NAMES)}")
+            return list(ADDON_DEFAULT)
+        out: list[str] = []
+        for i, name in enumerate(value):
+            if name not in ADDON_NAMES:
+                self.err(f"spec.addons[{i}]", f"unknown add-on {name!r}; allowed: {', '.join(ADDON_NAMES)}")
+            elif name in out:
+                self.err(f"spec.addons[{i}]", f"duplicate add-on {name!r}")
+            else:
+                out.append(name)
+        return out
+
     def cluster_name(self, name: Any, path: str) -> None:
         if not isinstance(name, str) or not DNS_LABEL.match(name) or len(name) > MAX_CLUSTER_NAME:
             self.err(path, f"{name!r} is not a valid cluster name: lower-case letters, digits and '-', "

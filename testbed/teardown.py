@@ -13,6 +13,7 @@ import shutil
 import signal
 
 from . import hostsettings, naming, netns, state
+from .kubelet import etcfiles
 
 
 def _netns_processes(inodes: set[int]) -> list[int]:
@@ -62,6 +63,7 @@ def down(cluster: str) -> dict:
             os.kill(pid, signal.SIGKILL)
     for name in names:
         netns.delete(name)
+    etcfiles.remove_cluster(cluster)
     hostsettings.restore(info.get("host_settings", {}))
     d = state.directory(cluster)
     existed = os.path.isdir(d)

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import os
 import signal
 import struct
 import sys
@@ -25,6 +26,7 @@ import dns.rdatatype
 import dns.rrset
 import dns.reversename
 
+from testbed import exec
 from testbed.errors import TestbedError
 
 ZONE = "ext.testbed."
@@ -121,6 +123,22 @@ async def serve(host: str, port: int, zone: UpstreamZone, stop: asyncio.Event) -
     finally:
         transport.close()
         server.close()
+
+
+def argv(plan) -> list[str]:
+    """The command line of a cluster's upstream: on the underlay gateway's port 53 (the
+    address pods with ``dnsPolicy: Default`` and CoreDNS's ``forward .`` are given), one
+    record per external client."""
+    return [sys.executable, "-m", "testbed.dns.upstream", f"--listen={plan.underlay.gateway}:53",
+            f"--cluster={plan.cluster}", *(f"--record={e.name}={e.ip}" for e in plan.externals)]
+
+
+def launch(plan, log_path: str):
+    """Start the upstream inside the underlay namespace, owned by the cluster (its netns and
+    ``TESTBED_CLUSTER``), so ``down`` stops it; returns the Popen."""
+    env = {**os.environ, "TESTBED_CLUSTER": plan.cluster}
+    with open(log_path, "ab") as logf:
+        return exec.popen(argv(plan), netns=plan.underlay.netns, stdout=logf, stderr=exec.STDOUT, env=env)
 
 
 def _record(text: str) -> tuple[str, str]:

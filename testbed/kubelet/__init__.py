@@ -21,7 +21,13 @@ then a built-in image's workload, then ``args:``), and started by that program's
   pod's namespace (a child inherits the calling thread's namespace), with the container's
   ``env``; stdout/stderr go to ``<state>/logs/<namespace>_<pod>_<container>.log``;
 * the **default workload** otherwise, served by the shared ``WorkloadServer`` on the
-  container's ports (8080 when the pod declares none); "killing" it removes its sockets.
+  container's ports (8080 when the pod declares none); "killing" it removes its sockets;
+* the **cluster DNS server** for ``registry.k8s.io/coredns/coredns`` (any tag): a process
+  running ``python -m testbed.dns`` with the Corefile from its configMap volume
+  (``volumes.py``: keys written to a per-pod directory, rewritten on ConfigMap changes).
+
+Every pod gets its ``resolv.conf`` (by ``dnsPolicy``), ``hosts`` and ``hostname`` in
+``/etc/netns/<netns>/`` (``etcfiles.py``), which ``ip netns exec`` bind-mounts over ``/etc``.
 
 Lifecycle as upstream: init containers one by one to completion, then the containers with
 their ``postStart`` hooks; readiness/liveness probes (``prober.py``); restarts by

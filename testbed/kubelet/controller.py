@@ -18,6 +18,7 @@ from .. import hostsettings, naming, netns, topology
 from ..controllers.base import Controller, key_of
 from ..ipam import HostLocal, RangeFull
 from ..plan import Plan, PodPlan
+from . import etcfiles
 from .plan import pod_plan
 from .runtime import POD, PodRuntime
 
@@ -105,6 +106,7 @@ class Kubelet(Controller):
                    if n not in known and n not in static]
         for name in orphans:
             netns.delete(name)
+            etcfiles.remove(name)
         if adopt or orphans:
             log.info("kubelet: adopted %d pods, removed %d orphaned namespaces", len(adopt), len(orphans))
 
@@ -148,6 +150,7 @@ class Kubelet(Controller):
             topology.remove_pods(self.plan, plans, self.runner)
         for p in plans:
             self.ipam[p.node].release(p.ip)
+            etcfiles.remove(p.netns)
         for (key, uid), p in zip(items, plans):
             pod = self.caches[POD].get(key)
             ref = pod or {"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": key[0], "name": key[1]}}
@@ -213,6 +216,7 @@ class Kubelet(Controller):
                 continue
             self.running[key_of(pod)] = p
             self.uids[key_of(pod)] = pod["metadata"].get("uid", "")
+            etcfiles.write(self.plan, pod, p)
             started.append((pod, p, False))
         if started:
             self.runtime.run_pods(started)

@@ -20,7 +20,12 @@ DEFAULT_WORKLOAD = "echo"
 # launcher is registered under the same name in ``workloads.launchers``. Any image not listed
 # that has neither ``command`` nor ``args`` runs the default echo workload (the testbed/echo
 # images among them), so the echo image needs no entry of its own.
-BUILTIN_IMAGES: dict[str, str] = {}
+COREDNS = "coredns"
+BUILTIN_IMAGES: dict[str, str] = {"registry.k8s.io/coredns/coredns": COREDNS}
+CLUSTER_DOMAIN = "cluster.local"
+# kubelet's limits (pkg/kubelet/network/dns): glibc reads at most 3 nameservers and 32 search paths
+MAX_NAMESERVERS = 3
+MAX_SEARCH = 32
 
 
 @dataclass(frozen=True)
@@ -107,3 +112,71 @@ def container_env(pod: dict, ctr: dict, ip: str | None, node_ip: str | None) -> 
             env[name] = fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
     return env
 
+
+
+def cluster_dns(plan: Plan) -> str:
+    """The kubelet's ``clusterDNS``: kube-dns at the service network's 10th address (kubeadm's)."""
+    return str(ipaddress.IPv4Network(plan.service_network)[10])
+
+
+def host_nameserver(plan: Plan) -> str:
+    """What a node's own /etc/resolv.conf names: the underlay's resolver (on its gateway)."""
+    return plan.underlay.gateway
+
+
+def resolv_conf(pod: dict, cluster_dns_ip: str, host_ns: str, domain: str = CLUSTER_DOMAIN) -> str:
+    """A pod's /etc/resolv.conf by ``dnsPolicy``, as the kubelet writes it
+    (``pkg/kubelet/network/dns/dns.go``: ClusterFirst, ClusterFirstWithHostNet, Default, None
+    plus ``dnsConfig`` merged: nameservers and searches appended, options overriding by name)."""
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    policy = spec.get("dnsPolicy") or "ClusterFirst"
+    host_net = bool(spec.get("hostNetwork"))
+    ns = meta.get("namespace", "default")
+    if policy == "ClusterFirstWithHostNet" or (policy == "ClusterFirst" and not host_net):
+        servers = [cluster_dns_ip]
+        search = [f"{ns}.svc.{domain}", f"svc.{domain}", domain]
+        options = {"ndots": "5"}
+    elif policy == "None":
+        servers, search, options = [], [], {}
+    else:  # Default, and ClusterFirst on the host network: the node's resolver
+        servers, search, options = [host_ns], [], {}
+    cfg = spec.get("dnsConfig") or {}
+    servers += [str(s) for s in cfg.get("nameservers") or []]
+    search += [str(s) for s in cfg.get("searches") or []]
+    for opt in cfg.get("options") or []:
+        if opt.get("name"):
+            options[str(opt["name"])] = None if opt.get("value") is None else str(opt["value"])
+    lines = [f"nameserver {s}" for s in dict.fromkeys(servers)][:MAX_NAMESERVERS]
+    if search:
+        lines.insert(0, "search " + " ".join(list(dict.fromkeys(search))[:MAX_SEARCH]))
+    if options:
+        lines.append("options " + " ".join(k if v is None else f"{k}:{v}" for k, v in options.items()))
+    return "\n".join(lines) + "\n"
+
+
+def pod_hostname(pod: dict, domain: str = CLUSTER_DOMAIN) -> tuple[str, str]:
+    """(hostname, FQDN): ``spec.hostname`` or the pod name; with ``spec.subdomain`` the FQDN is
+    ``<hostname>.<subdomain>.<ns>.svc.<domain>`` (the headless Service's per-pod name)."""
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    host = spec.get("hostname") or meta.get("name", "")
+    sub = spec.get("subdomain")
+    fqdn = f"{host}.{sub}.{meta.get('namespace', 'default')}.svc.{domain}" if sub else host
+    return host, fqdn
+
+
+def hosts_file(pod: dict, ip: str | None, domain: str = CLUSTER_DOMAIN) -> str:
+    """A pod's /etc/hosts as the kubelet manages it: localhost, the pod's IP with its names,
+    then ``hostAliases``."""
+    host, fqdn = pod_hostname(pod, domain)
+    lines = ["# Kubernetes-managed hosts file.", "127.0.0.1\tlocalhost",
+             "::1\tlocalhost ip6-localhost ip6-loopback", "fe00::0\tip6-localnet", "fe00::0\tip6-mcastprefix",
+             "fe00::1\tip6-allnodes", "fe00::2\tip6-allrouters"]
+    if ip:
+        lines.append(f"{ip}\t{fqdn}\t{host}" if fqdn != host else f"{ip}\t{host}")
+    aliases = (pod.get("spec") or {}).get("hostAliases") or []
+    if aliases:
+        lines.append("")
+        lines.append("# Entries added by HostAliases.")
+        for a in aliases:
+            lines.append(f"{a.get('ip')}\t" + "\t".join(a.get("hostnames") or []))
+    return "\n".join(lines) + "\n"

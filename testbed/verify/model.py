@@ -18,6 +18,14 @@
           status: 200                       # HTTP status of a health check port (to.via: healthCheck)
           steady: {...}                     # traffic across an action (rolling update, pod replacement)
 
+A DNS check has ``dns:`` instead of ``to:`` (module ``verify.dns``):
+      - name: web-resolves
+        from: pod/client
+        dns: {name: web, type: A, server: 10.96.0.10, protocol: UDP}   # no server: the pod's resolv.conf
+        expect:
+          rcode: NOERROR                    # NOERROR | NXDOMAIN | SERVFAIL | REFUSED | timeout
+          answers: [service/web]            # rdata as text, or service/[NS/]NAME (its ClusterIP), pod/[NS/]NAME (its IP)
+
 Destinations (``to``), exactly one of ``service``, ``pod`` or ``ip``:
   {service: NAME, namespace: default, port: 80|NAME, via: clusterIP|nodePort|externalIP|loadBalancer|healthCheck, node: NODE}
   {pod: NAME, namespace: default, port: 8080}
@@ -40,7 +48,11 @@ VIA = ("clusterIP", "nodePort", "externalIP", "loadBalancer", "healthCheck")
 SOURCE_WORDS = ("client", "masquerade", "gateway")
 RULES = ("present", "absent")
 SOCKET_MODES = ("shared", "per-request")
-CHECK_FIELDS = ("name", "description", "from", "to", "protocol", "retries", "expect")
+CHECK_FIELDS = ("name", "description", "from", "to", "dns", "protocol", "retries", "expect")
+DNS_FIELDS = ("name", "type", "server", "protocol")
+DNS_EXPECT = ("rcode", "answers")
+DNS_TYPES = ("A", "AAAA", "SRV", "PTR", "CNAME", "TXT", "SOA", "NS", "MX", "ANY")
+RCODES = ("NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", "NOTIMP", "FORMERR", "timeout")
 EXPECT_FIELDS = ("reach", "backends", "dnat", "source", "vxlan", "hairpin", "rules", "status", "steady")
 BACKENDS_FIELDS = ("requests", "pods", "distinct", "silent")
 VXLAN_FIELDS = ("ttl", "mtu")
@@ -110,6 +122,18 @@ class Steady:
 
 
 @dataclass(frozen=True)
+class DnsQuery:
+    name: str
+    type: str = "A"
+    server: str | None = None   # None: the source pod's own /etc/resolv.conf (search list, ndots)
+    protocol: str = "UDP"
+
+    def __str__(self) -> str:
+        via = f"@{self.server}" if self.server else "via resolv.conf"
+        return f"{self.type} {self.name} {via} ({self.protocol})"
+
+
+@dataclass(frozen=True)
 class Check:
     name: str
     source: Endpoint | None
@@ -126,6 +150,9 @@ class Check:
     rules: str | None = None
     steady: Steady | None = None
     status: int | None = None
+    dns: DnsQuery | None = None
+    rcode: str | None = None
+    answers: tuple[str, ...] | None = None
 
     @property
     def expected_reach(self) -> str | None:
@@ -327,6 +354,52 @@ class _V:
             return ()
         return tuple(value)
 
+    def dns_query(self, value: Any, path: str) -> DnsQuery | None:
+        d = self.mapping(value, path, DNS_FIELDS)
+        if d is None:
+            return None
+        name = d.get("name")
+        if not isinstance(name, str) or not name or len(name) > 253:
+            self.err(f"{path}.name", f"must be a domain name, got {name!r}")
+        qtype = self.enum(d.get("type", "A"), f"{path}.type", DNS_TYPES)
+        server = d.get("server")
+        if server is not None:
+            try:
+                ipaddress.IPv4Address(str(server))
+            except ValueError:
+                self.err(f"{path}.server", f"{server!r} is not an IPv4 address")
+        proto = self.enum(d.get("protocol", "UDP"), f"{path}.protocol", PROTOCOLS)
+        return DnsQuery(str(name), qtype or "A", str(server) if server is not None else None, proto or "UDP")
+
+    def dns_check(self, c: dict, path: str, name: str, retries: int) -> Check | None:
+        n0 = len(self.problems)
+        for k in ("to", "protocol"):
+            if k in c:
+                self.err(f"{path}.{k}", "not with dns (the query says where it goes: dns.server, dns.protocol)")
+        src = self.source(c["from"], f"{path}.from") if "from" in c else None
+        if "from" not in c:
+            self.err(f"{path}.from", "required: pod/NAME (the pod whose resolver asks)")
+        elif src is not None and src.kind != "pod":
+            self.err(f"{path}.from", f"a DNS query is sent from a pod (pod/NAME), got {src}")
+        q = self.dns_query(c["dns"], f"{path}.dns")
+        e = self.mapping(c.get("expect"), f"{path}.expect", DNS_EXPECT) if "expect" in c else None
+        if not e:
+            self.err(f"{path}.expect", f"required with dns: one or more of {', '.join(DNS_EXPECT)}")
+            e = {}
+        rcode = self.enum(e["rcode"], f"{path}.expect.rcode", RCODES) if "rcode" in e else None
+        answers = None
+        if "answers" in e:
+            if not isinstance(e["answers"], list) or not all(isinstance(a, str) for a in e["answers"]):
+                self.err(f"{path}.expect.answers", "must be a list of strings (rdata, service/NAME or pod/NAME)")
+            else:
+                answers = tuple(e["answers"])
+                if rcode not in (None, "NOERROR") and answers:
+                    self.err(f"{path}.expect.answers", f"an answer needs rcode NOERROR, not {rcode}")
+        if len(self.problems) > n0:
+            return None
+        return Check(name=name, source=src, to=None, retries=retries, description=str(c.get("description", "")),
+                     dns=q, rcode=rcode or ("NOERROR" if answers is not None else None), answers=answers)
+
     # --- one check -------------------------------------------------------------------------------
     def check(self, raw: Any, path: str, seen: dict[str, str]) -> Check | None:
         c = self.mapping(raw, path, CHECK_FIELDS)
@@ -340,8 +413,11 @@ class _V:
             self.err(f"{path}.name", f"duplicate check name {name!r} (also {seen[name]})")
         else:
             seen[name] = path
-        protocol = self.enum(c.get("protocol", "TCP"), f"{path}.protocol", PROTOCOLS) or "TCP"
         retries = self.integer(c.get("retries", 0), f"{path}.retries", 0, 10) or 0
+        if "dns" in c:
+            check = self.dns_check(c, path, name, retries)
+            return check if len(self.problems) == n0 else None
+        protocol = self.enum(c.get("protocol", "TCP"), f"{path}.protocol", PROTOCOLS) or "TCP"
         e = self.mapping(c.get("expect"), f"{path}.expect", EXPECT_FIELDS) if "expect" in c else None
         if "expect" not in c:
             self.err(f"{path}.expect", f"required: one or more of {', '.join(EXPECT_FIELDS)}")

@@ -7,7 +7,7 @@ check). Bulk request loops use plain sockets. Waiting is on state (API watches, 
 proxies' metrics files, captures and sockets), never fixed sleeps.
 
 Each check kind lives in its own module (``rules``, ``health``, ``request``, ``spread``,
-``steady``); a check run combines them with its capture points (``captures``).
+``steady``, ``dns``); a check run combines them with its capture points (``captures``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from .. import state
 from ..capture import Capture, Frame
 from ..errors import TestbedError
 from .captures import Captures
+from .dns import DnsCheck
 from .health import HealthCheck
 from .model import Check
 from .report import Result, evidence_dir
@@ -75,7 +76,7 @@ class Verifier(Settler, Resolver):
 
 
 
-class _Run(Captures, RulesCheck, HealthCheck, RequestCheck, SpreadCheck, SteadyCheck):
+class _Run(Captures, RulesCheck, HealthCheck, RequestCheck, SpreadCheck, SteadyCheck, DnsCheck):
     def __init__(self, v: Verifier, check: Check, result: Result, evidence: str):
         self.v, self.check, self.r, self.ev = v, check, result, evidence
         self.caps: dict[str, Capture] = {}
@@ -90,6 +91,9 @@ class _Run(Captures, RulesCheck, HealthCheck, RequestCheck, SpreadCheck, SteadyC
             src = self.v.source(c, pods) if c.source else None
             if src and src.node:
                 self.nodes_involved.add(src.node.name)
+            if c.dns:
+                self.dns(src)
+                return
             if c.rules:
                 self.rules(c)
                 if set(self._expectations()) == {"rules"}:
@@ -115,5 +119,5 @@ class _Run(Captures, RulesCheck, HealthCheck, RequestCheck, SpreadCheck, SteadyC
         c = self.check
         names = {"reach": c.reach, "backends": c.backends, "dnat": c.dnat, "source": c.expect_source,
                  "vxlan": c.vxlan, "hairpin": c.hairpin is not None, "rules": c.rules, "steady": c.steady,
-                 "status": c.status is not None}
+                 "status": c.status is not None, "rcode": c.rcode, "answers": c.answers is not None}
         return [k for k, v in names.items() if v]

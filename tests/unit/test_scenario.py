@@ -42,7 +42,7 @@ def test_node_list_with_labels_and_host_gw_mtu():
 def test_unknown_fields_listed_with_allowed_values():
     msgs = problems({**base(nodez=3), "extra": 1})
     assert any(m.startswith("extra: unknown field; allowed: apiVersion, checks, kind") for m in msgs)
-    assert any(m.startswith("spec.nodez: unknown field; allowed: backend, externals,") for m in msgs)
+    assert any(m.startswith("spec.nodez: unknown field; allowed: addons, backend, externals,") for m in msgs)
 
 
 def test_bad_enums_name_allowed_values():

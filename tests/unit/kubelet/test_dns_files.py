@@ -1,0 +1,130 @@
+"""A pod's resolv.conf, hosts and hostname (kubelet's rules), configMap volumes, the coredns
+launcher's -conf handling and the /etc/netns files."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from testbed.kubelet import etcfiles, plan as kplan, volumes
+from testbed.kubelet.workloads import corefile_arg
+
+
+def pod(**spec):
+    return {"metadata": {"name": "web-0", "namespace": "prod"}, "spec": spec}
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ({}, "search prod.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"),
+    ({"dnsPolicy": "ClusterFirstWithHostNet", "hostNetwork": True},
+     "search prod.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"),
+    ({"dnsPolicy": "ClusterFirst", "hostNetwork": True}, "nameserver 172.20.10.1\n"),
+    ({"dnsPolicy": "Default"}, "nameserver 172.20.10.1\n"),
+    ({"dnsPolicy": "None", "dnsConfig": {"nameservers": ["1.2.3.4"], "searches": ["a.b"],
+                                         "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}]}},
+     "search a.b\nnameserver 1.2.3.4\noptions ndots:2 edns0\n"),
+    ({"dnsConfig": {"nameservers": ["10.96.0.10", "9.9.9.9"], "searches": ["x.y"], "options": [{"name": "ndots", "value": "1"}]}},
+     "search prod.svc.cluster.local svc.cluster.local cluster.local x.y\nnameserver 10.96.0.10\nnameserver 9.9.9.9\n"
+     "options ndots:1\n"),
+])
+def test_resolv_conf_by_dns_policy(spec, expected):
+    assert kplan.resolv_conf(pod(**spec), "10.96.0.10", "172.20.10.1") == expected
+
+
+def test_hostname_and_hosts_with_subdomain_and_aliases():
+    p = pod(hostname="db-0", subdomain="db", hostAliases=[{"ip": "10.1.1.1", "hostnames": ["foo", "bar"]}])
+    assert kplan.pod_hostname(p) == ("db-0", "db-0.db.prod.svc.cluster.local")
+    hosts = kplan.hosts_file(p, "10.244.0.5")
+    assert "10.244.0.5\tdb-0.db.prod.svc.cluster.local\tdb-0\n" in hosts
+    assert hosts.endswith("# Entries added by HostAliases.\n10.1.1.1\tfoo\tbar\n")
+    assert "10.244.0.5\tweb-0\n" in kplan.hosts_file(pod(), "10.244.0.5")
+
+
+def test_coredns_image_any_tag_runs_the_builtin():
+    for image in ("registry.k8s.io/coredns/coredns:v1.11.3", "registry.k8s.io/coredns/coredns",
+                  "registry.k8s.io/coredns/coredns@sha256:abc"):
+        assert kplan.program_for({"image": image, "args": ["-conf", "/etc/coredns/Corefile"]}) == \
+            kplan.Program(kplan.COREDNS, ("-conf", "/etc/coredns/Corefile"))
+
+
+def test_corefile_arg():
+    assert corefile_arg(["-conf", "/etc/coredns/Corefile"]) == "/etc/coredns/Corefile"
+    assert corefile_arg(["-conf=/x/C"]) == "/x/C"
+    assert corefile_arg([]) == "Corefile"
+
+
+def test_config_map_volume_files_and_mounts():
+    vol = {"name": "config-volume", "configMap": {"name": "coredns", "items": [{"key": "Corefile", "path": "Corefile"}]}}
+    cm = {"data": {"Corefile": ".:53 {}\n", "other": "x"}}
+    assert volumes.volume_files(vol, cm) == {"Corefile": ".:53 {}\n"}
+    assert volumes.volume_files({"name": "v", "configMap": {"name": "c"}}, cm) == cm["data"]
+    assert volumes.volume_files(vol, None) == {}
+    p = {"metadata": {"name": "coredns-1", "namespace": "kube-system"}, "spec": {"volumes": [vol]}}
+    m = volumes.mounts("c1", p, {"volumeMounts": [{"name": "config-volume", "mountPath": "/etc/coredns/"}]})
+    assert list(m) == ["/etc/coredns"] and m["/etc/coredns"].endswith("/c1/pods/kube-system_coredns-1/volumes/config-volume")
+    assert volumes.host_path("/etc/coredns/Corefile", m) == os.path.join(m["/etc/coredns"], "Corefile")
+    assert volumes.host_path("/etc/corednsx/Corefile", m) is None
+
+
+class FakeStore:
+    def __init__(self, cm, events=()):
+        self.cm = cm
+        self.events = list(events)
+
+    def get(self, kind, ns, name):
+        assert (kind, ns, name) == ("ConfigMap", "kube-system", "coredns")
+        return self.cm
+
+    def list(self, kind):
+        return [], "1"
+
+    def watch(self, kind, ns, rv):
+        return iter(self.events)
+
+
+def test_config_map_volumes_write_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(volumes, "volume_dir", lambda c, ns, p, v: str(tmp_path / v))
+    vols = volumes.ConfigMapVolumes(FakeStore({"data": {"Corefile": "A"}}), "c1")
+    p = {"metadata": {"name": "p", "namespace": "kube-system"},
+         "spec": {"volumes": [{"name": "cfg", "configMap": {"name": "coredns"}}]}}
+    vols.materialize(p)
+    assert (tmp_path / "cfg" / "Corefile").read_text() == "A"
+    vols._sync_pod(p, {"metadata": {"namespace": "kube-system", "name": "coredns"}, "data": {"Corefile": "B"}})
+    assert (tmp_path / "cfg" / "Corefile").read_text() == "B"
+    vols._sync_pod(p, {"metadata": {"namespace": "kube-system", "name": "other"}, "data": {"Corefile": "C"}})
+    assert (tmp_path / "cfg" / "Corefile").read_text() == "B"
+
+
+def test_etc_netns_files_written_and_removed(tmp_path):
+    from testbed.plan import build_plan
+    from testbed.scenario import parse
+
+    plan = build_plan(parse({"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": "c1"}, "spec": {}}))
+    p = {"metadata": {"name": "web", "namespace": "default"}, "spec": {"nodeName": "node1"}}
+    pp = kplan.pod_plan(plan, p, "10.244.0.9")
+    etcfiles.write(plan, p, pp, root=str(tmp_path))
+    d = tmp_path / pp.netns
+    assert sorted(os.listdir(d)) == ["hostname", "hosts", "resolv.conf"]
+    assert "nameserver 10.96.0.10" in (d / "resolv.conf").read_text()
+    (tmp_path / "tb.other.pod.default.web").mkdir()
+    assert etcfiles.remove_cluster("c1", root=str(tmp_path)) == 1
+    assert os.listdir(tmp_path) == ["tb.other.pod.default.web"]
+
+
+def test_config_map_watch_rewrites_live_pods_and_drops_gone_ones(tmp_path, monkeypatch):
+    monkeypatch.setattr(volumes, "volume_dir", lambda c, ns, p, v: str(tmp_path / p / v))
+    monkeypatch.setattr(volumes, "pod_dir", lambda c, ns, p: str(tmp_path / p))
+    changed = {"type": "MODIFIED", "object": {"metadata": {"namespace": "kube-system", "name": "coredns"},
+                                               "data": {"Corefile": "B"}}}
+    store = FakeStore({"data": {"Corefile": "A"}})
+    vols = volumes.ConfigMapVolumes(store, "c1")
+    spec = {"volumes": [{"name": "cfg", "configMap": {"name": "coredns"}}]}
+    vols._thread = object()  # the watch is driven by hand below
+    vols.materialize({"metadata": {"name": "live", "namespace": "kube-system"}, "spec": spec})
+    vols.materialize({"metadata": {"name": "gone", "namespace": "kube-system"}, "spec": spec}, lambda: False)
+    assert (tmp_path / "gone" / "cfg" / "Corefile").read_text() == "A"
+    store.events = [changed]
+    vols._follow()
+    assert (tmp_path / "live" / "cfg" / "Corefile").read_text() == "B"
+    assert not (tmp_path / "gone").exists()
