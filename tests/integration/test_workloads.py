@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from testbed import cli_workloads as ops
+from testbed.kubectl import workloads as ops
 from testbed import netns, state
 from testbed.kubelet.plan import log_path
 from testbed.cluster import Cluster

@@ -9,6 +9,8 @@ import sys
 import pytest
 
 from testbed import cli
+from testbed.cli import cluster as cluster_verbs
+from testbed.kubectl.table import format_rows
 
 
 def run(*args: str, euid: int | None = None, state_root: str | None = None) -> subprocess.CompletedProcess:
@@ -46,14 +48,14 @@ def test_render_matches_golden():
 
 def test_unknown_output_format_is_an_error(monkeypatch):
     with pytest.raises(Exception, match="unknown output format 'xml'"):
-        monkeypatch.setattr(cli.Cluster, "status", lambda self: {})
-        monkeypatch.setattr(cli.state, "clusters", lambda: ["x"])
-        cli.status("x", output="xml")
+        monkeypatch.setattr(cluster_verbs.Cluster, "status", lambda self: {})
+        monkeypatch.setattr(cluster_verbs.state, "clusters", lambda: ["x"])
+        cluster_verbs.status("x", output="xml")
 
 
 def test_columns_like_kubectl():
-    assert cli.columns(["NAME", "IP"], [["a", "10.0.0.1"], ["long-name", "-"]]) == (
-        "NAME        IP\na           10.0.0.1\nlong-name   -")
+    assert format_rows(["NAME", "IP"], [["a", "10.0.0.1"], ["long-name", "-"]]) == (
+        "NAME        IP\na           10.0.0.1\nlong-name   -\n")
 
 
 NOSUCH = "nosuch-cluster-for-tests"
