@@ -14,7 +14,7 @@ from .. import state
 from ..cluster import require_root
 from ..errors import TestbedError
 from ..kubectl.table import format_rows
-from ..proxy import status
+from ..proxy import modes, status
 from .common import ClusterOpt
 
 
@@ -58,19 +58,15 @@ def metrics(target: Optional[str] = typer.Argument(None, help="node/NAME (defaul
 
 
 def render(file: str = typer.Option(..., "-f", "--filename", help="KubeProxyTestHarness inputs or steps file"),
-           proxy_mode: str = typer.Option("iptables", "--proxy-mode"),
+           proxy_mode: str = typer.Option("iptables", "--proxy-mode", help=", ".join(modes.RENDERERS)),
            sorted_: bool = typer.Option(False, "--sorted", help="upstream's test order"),
            steps: bool = typer.Option(False, "--steps", help="FILE is a steps file: print every sync")) -> None:
-    """Print the iptables-restore input kube-proxy would write (no root needed)."""
-    from ..proxy import harness
-
-    if proxy_mode != "iptables":
-        raise TestbedError(f"render supports --proxy-mode iptables only (got {proxy_mode!r})")
+    """Print the rules kube-proxy would write (iptables-restore input, nftables table; no root needed)."""
+    r = modes.renderer(proxy_mode)
     if steps or file.endswith(".steps.txt"):
-        for i, text in enumerate(harness.render_steps(file, sorted=sorted_ or steps), 1):
-            sys.stdout.write(f"### step {i}\n{text}")
+        sys.stdout.write(r.steps_text(file, sorted=sorted_ or steps))
     else:
-        sys.stdout.write(harness.render_file(file, sorted=sorted_))
+        sys.stdout.write(r.render_file(file, sorted=sorted_))
 
 
 def register(app: typer.Typer) -> None:
