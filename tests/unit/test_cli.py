@@ -154,3 +154,14 @@ def test_apply_of_an_empty_file_says_so(tmp_path):
     (tmp_path / "empty.yaml").write_text("---\n")
     res = run("apply", "-f", str(tmp_path / "empty.yaml"), "-c", NOSUCH, state_root=str(tmp_path))
     assert res.returncode == 1 and res.stderr == "error: no objects passed to apply\n"
+
+
+def test_malformed_checks_are_bad_input_exit_2(tmp_path):
+    bad = tmp_path / "bad-checks.yaml"
+    bad.write_text("apiVersion: testbed/v1\nkind: Scenario\nmetadata: {name: t}\nspec: {nodes: 2}\n"
+                   "checks:\n- name: c1\n  from: node/node1\n  to: {service: web, via: nodePort, node: [1]}\n"
+                   "  expect: {reach: answered}\n")
+    res = run("up", str(bad), euid=0)
+    assert res.returncode == 2, res.stderr
+    assert f"{bad}: " in res.stderr and "checks[0].to.node: " in res.stderr
+    assert "Traceback" not in res.stderr
