@@ -33,6 +33,11 @@ class Launcher(Protocol):
         """Deliver ``sig``; the runtime learns of the exit through ``PodRuntime._exited``."""
 
 
+# What container runtimes give a container's first process (runc's default, as containerd and
+# CRI-O pass it); the daemon's own umask (077) protects the cluster's state files, not the pods'.
+CONTAINER_UMASK = 0o022
+
+
 class ProcessLauncher:
     """``command``/``args``: a child forked in the pod's namespace, its exit watched by pidfd;
     stdout/stderr go to the container's log file."""
@@ -47,7 +52,8 @@ class ProcessLauncher:
             env = container_env(run.pod, c.spec, run.plan.ip, run.node_ip)
             cwd = c.spec.get("workingDir")
             cwd = cwd if cwd and os.path.isdir(cwd) else None
-            c.proc = exec.popen(c.argv, netns=run.plan.netns, stdout=logf, stderr=exec.STDOUT, env=env, cwd=cwd)
+            c.proc = exec.popen(c.argv, netns=run.plan.netns, stdout=logf, stderr=exec.STDOUT, env=env, cwd=cwd,
+                                umask=CONTAINER_UMASK)
         c.pidfd = os.pidfd_open(c.proc.pid)
         self.rt.watch_exit(run, c)
         return " ".join(c.argv)
