@@ -165,3 +165,17 @@ def test_malformed_checks_are_bad_input_exit_2(tmp_path):
     assert res.returncode == 2, res.stderr
     assert f"{bad}: " in res.stderr and "checks[0].to.node: " in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_every_area_registers_its_verbs():
+    import typer
+
+    names = {name for name, _ in _commands(typer.main.get_command(cli.app))}
+    assert names == {
+        "up", "down", "ls", "status", "restart", "run",                     # cluster
+        "apply", "get", "describe", "delete", "events",                     # objects
+        "rollout status", "rollout history", "rollout undo", "scale", "set image", "kill", "readiness",
+        "logs", "exec", "capture",                                          # debug
+        "rules", "metrics", "render",                                       # proxy
+        "verify",
+    }
