@@ -166,3 +166,18 @@ def write_pcap(path: str, frames: list[Frame], linktype: int = 1) -> None:
             usec = int((fr.ts - sec) * 1_000_000)
             f.write(struct.pack("=IIII", sec, usec, len(fr.data), len(fr.data)))
             f.write(fr.data)
+
+
+def capture_point(cluster, target: str, iface: str | None = None) -> tuple[str, str]:
+    """``(netns, interface)`` where ``testbed capture TARGET`` listens on a running *cluster*:
+    a pod is captured on its host-side veth (in the node's namespace) so that what the pod
+    sends and receives is seen before any rule of the node touches it."""
+    kind, _, rest = target.partition("/")
+    if kind in ("pod", "po", "pods") and iface is None:
+        ns, _, name = rest.rpartition("/")
+        p = cluster.pod(name, ns or None)
+        node = next(n for n in cluster.plan.nodes if n.name == p.node)
+        return node.netns, p.host_veth
+    if kind == "underlay":
+        return cluster.plan.underlay.netns, iface or "underlay"
+    return cluster.netns_of(target), iface or "eth0"

@@ -19,9 +19,9 @@ from typing import Any
 from . import addons, controlplane, exec, failpoints, hostsettings, naming, netns, state, teardown, topology
 from .dns import upstream
 from .kubelet.plan import pod_plan
-from .errors import NotRootError, TestbedError
+from .errors import NotRootError, Problem, TestbedError, ValidationError
 from .plan import Plan, build_plan
-from .scenario import Scenario, load
+from .scenario import Scenario, check_manifests, load
 
 Progress = Callable[[str, int, int], None]
 
@@ -59,6 +59,9 @@ class Cluster:
                 raise TestbedError(f"--proxy-mode: unsupported value {proxy_mode!r}; allowed: {', '.join(PROXY_MODES)}")
             scenario.proxy_mode = proxy_mode
         plan = build_plan(scenario, control_plane=control_plane)  # pure: validation before building
+        if control_plane:
+            # what the API would refuse is bad input (exit 2), found before anything is built
+            check_manifests(scenario)
         _preflight(plan)   # kernel features the proxy mode needs, before anything is built
         state.claim(scenario.name)
         started = time.monotonic()
@@ -86,8 +89,7 @@ class Cluster:
                 # add-on objects after the scenario's, so its pods keep the first addresses of
                 # their nodes (the documented .2 upward); `up` waits only for the scenario's
                 # own Pods, never for the add-ons' rollout (verify settles Deployments)
-                _apply_manifests(scenario.name, scenario.manifests + addons.objects(scenario.addons, scenario),
-                                 progress, timeout)
+                _apply_manifests(scenario, addons.objects(scenario.addons, scenario), progress, timeout)
             state.update_json(scenario.name, "state.json", up_seconds=round(time.monotonic() - started, 3))
         except BaseException:
             teardown.down(scenario.name)
@@ -231,20 +233,33 @@ def _start_upstream(plan: Plan) -> None:
     state.update_json(plan.cluster, "state.json", pids={**pids, "dns-upstream": p.pid})
 
 
-def _apply_manifests(cluster: str, manifests: list[dict], progress: Progress | None, timeout: float) -> None:
-    """Apply the scenario's objects in dependency order and wait for its pods to run."""
+def _apply_manifests(scenario: Scenario, extra: list[dict], progress: Progress | None, timeout: float) -> None:
+    """Apply the scenario's objects, then ``extra`` (the add-ons'), in dependency order and wait for
+    the scenario's pods to run. An
+    object the API refuses is bad input: a ``ValidationError`` naming the scenario file and
+    the object's place in it (``check_manifests`` finds most of these before ``up`` builds)."""
+    from .apiserver.errors import ApiError
+
     order = {"Namespace": 0, "Service": 1, "EndpointSlice": 2, "Endpoints": 2}
-    objs = sorted(manifests, key=lambda o: order.get(o.get("kind"), 3))
+    origins = scenario.manifest_origins or [f"manifests[{i}]" for i in range(len(scenario.manifests))]
+    origins += [f"spec.addons ({o.get('kind')} {(o.get('metadata') or {}).get('name')})" for o in extra]
+    # sorted() is stable: within a kind, the add-ons' objects stay after the scenario's, so its
+    # pods keep the first addresses of their nodes (the documented .2 upward)
+    objs = sorted(zip(scenario.manifests + extra, origins), key=lambda o: order.get(o[0].get("kind"), 3))
     pods = set()
-    with controlplane.client(cluster) as api:
-        for i, obj in enumerate(objs):
+    with controlplane.client(scenario.name) as api:
+        for i, (obj, where) in enumerate(objs):
+            meta = obj.get("metadata") or {}
             try:
                 api.apply(obj)
-            except Exception as exc:
-                meta = obj.get("metadata") or {}
-                raise TestbedError(f"manifest {obj.get('kind')} {meta.get('name')!r} was refused: {exc}") from None
+            except ApiError as exc:
+                if not 400 <= exc.code < 500:
+                    raise TestbedError(f"manifest {obj.get('kind')} {meta.get('name')!r} could not be applied: "
+                                       f"{exc}") from None
+                raise ValidationError(scenario.source, [Problem(where, f"{obj.get('kind')} {meta.get('name')!r} "
+                                                                       f"was refused: {exc}")]) from None
             if obj.get("kind") == "Pod":
-                pods.add(((obj.get("metadata") or {}).get("namespace", "default"), obj["metadata"]["name"]))
+                pods.add((meta.get("namespace", "default"), meta["name"]))
             if progress:
                 progress("manifests", i + 1, len(objs))
         controlplane.wait_pods_running(api, pods, timeout)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import yaml
 
 from .resources import resolve
-from .tabwriter import tabwrite
+from .table import format_rows
 
 NONE = "<none>"
 
@@ -531,8 +531,7 @@ def format_table(kind: str, objects: Iterable[Mapping], wide: bool = False, all_
     header, body = rows(kind, objects, wide=wide, all_namespaces=all_namespaces, now=now)
     if not body:
         return ""
-    lines = ([] if no_headers else [header]) + body
-    return tabwrite("".join("\t".join(r) + "\n" for r in lines), minwidth=6, padding=3)
+    return format_rows(header, body, no_headers=no_headers)
 
 
 # --- -o json / -o yaml -----------------------------------------------------------------

@@ -36,6 +36,11 @@ class Launcher(Protocol):
         """Deliver ``sig``; the runtime learns of the exit through ``PodRuntime._exited``."""
 
 
+# What container runtimes give a container's first process (runc's default, as containerd and
+# CRI-O pass it); the daemon's own umask (077) protects the cluster's state files, not the pods'.
+CONTAINER_UMASK = 0o022
+
+
 class ProcessLauncher:
     """``command``/``args``: a child forked in the pod's namespace, its exit watched by pidfd;
     stdout/stderr go to the container's log file."""
@@ -54,7 +59,8 @@ class ProcessLauncher:
     def spawn(self, run: PodRun, c: Ctr, env: dict[str, str], cwd: str | None = None) -> None:
         """Fork ``c.argv`` in the pod's namespace, output to the container's log, exit watched."""
         with open(self.rt.log_file(run, c), "ab") as logf:
-            c.proc = exec.popen(c.argv, netns=run.plan.netns, stdout=logf, stderr=exec.STDOUT, env=env, cwd=cwd)
+            c.proc = exec.popen(c.argv, netns=run.plan.netns, stdout=logf, stderr=exec.STDOUT, env=env, cwd=cwd,
+                                umask=CONTAINER_UMASK)
         c.pidfd = os.pidfd_open(c.proc.pid)
         self.rt.watch_exit(run, c)
 

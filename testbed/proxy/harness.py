@@ -326,3 +326,8 @@ def render_steps(path: str | Path, *, sorted: bool = True) -> list[str]:  # noqa
         text = renderer.sync(state, now=now).text
         out.append(sort_restore_text(text) if sorted else text)
     return out
+
+
+def steps_text(path: str | Path, *, sorted: bool = True) -> str:  # noqa: A002
+    """What ``testbed render --steps`` prints: every step's restore text under a ``### step N`` header."""
+    return "".join(f"### step {i}\n{text}" for i, text in enumerate(render_steps(path, sorted=sorted), 1))

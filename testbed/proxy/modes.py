@@ -82,3 +82,34 @@ def cleanup_conflicting(active: str) -> list[str]:
             other.cleanup()
             done.append(other.name)
     return done
+
+
+@dataclass(frozen=True)
+class Renderer:
+    """A mode's golden renderer for ``testbed render`` (pure, no root): a module with
+    ``render_file(path, *, sorted) -> str`` (the rules of the first sync of a harness inputs
+    file) and ``steps_text(path, *, sorted) -> str`` (every sync of a steps file). A mode's
+    renderer needs none of its kernel parts, so it is listed apart from ``MODES``."""
+    module: str
+
+    def render_file(self, path: str, *, sorted: bool = False) -> str:  # noqa: A002
+        return importlib.import_module(self.module).render_file(path, sorted=sorted)
+
+    def steps_text(self, path: str, *, sorted: bool = True) -> str:  # noqa: A002
+        return importlib.import_module(self.module).steps_text(path, sorted=sorted)
+
+
+RENDERERS: dict[str, Renderer] = {
+    "iptables": Renderer("testbed.proxy.harness"),
+    "nftables": Renderer("testbed.proxy.nftables.golden"),
+}
+
+
+def renderer(name: str) -> Renderer:
+    """The golden renderer of mode ``name``, or a one-line error listing the modes that have one."""
+    try:
+        return RENDERERS[name]
+    except KeyError:
+        known = "is not implemented" if name not in MODES else "has no renderer"
+        raise TestbedError(f"--proxy-mode: proxy mode {name!r} {known}; render supports: "
+                           f"{', '.join(RENDERERS)}") from None

@@ -245,6 +245,11 @@ class _V:
             self.err(path, f"needs exactly one of service, pod, ip (got {', '.join(which) or 'none'})")
             return None
         kind = which[0]
+        # names are looked up in the scenario's sets: a list or mapping there is a type error, not a name
+        for k in ("service", "pod", "node"):
+            if k in d and not (isinstance(d[k], str) and NAME.match(d[k])):
+                self.err(f"{path}.{k}", f"{d[k]!r} is not a {k} name: lower-case letters, digits and '-'")
+                return None
         ns = d.get("namespace", "default")
         if not isinstance(ns, str) or not NAME.match(ns):
             self.err(f"{path}.namespace", f"{ns!r} is not a namespace name")

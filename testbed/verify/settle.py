@@ -1,24 +1,14 @@
 """Wait until the cluster's state is what the checks will test: Deployments rolled out,
 LoadBalancers given an address, every node's kube-proxy caught up with the API. Waiting is on
-API watches and on inotify of the proxies' metrics files, never on fixed sleeps."""
+API watches and on inotify of the proxies' metrics files (``proxy.status.wait_programmed``),
+never on fixed sleeps."""
 
 from __future__ import annotations
 
-import json
-import os
 import time
 
-from .. import state
 from ..errors import TestbedError
-from ..inotify import DirWatch
-
-
-def _rv(obj: dict) -> int:
-    try:
-        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
-    except ValueError:
-        return 0
-
+from ..proxy.status import wait_programmed
 
 
 def deployment_done(d: dict) -> bool:
@@ -27,7 +17,6 @@ def deployment_done(d: dict) -> bool:
     return (st.get("observedGeneration", 0) >= (d.get("metadata") or {}).get("generation", 0)
             and st.get("updatedReplicas", 0) == want and st.get("readyReplicas", 0) == want
             and st.get("replicas", 0) == want)
-
 
 
 class Settler:
@@ -59,9 +48,15 @@ class Settler:
                     raise TestbedError("LoadBalancer Services got no address from the load-balancer controller") from None
             svcs, _ = api.list("Service")
             slices, _ = api.list("EndpointSlice")
-        want = {"Service": max((_rv(o) for o in svcs), default=0),
-                "EndpointSlice": max((_rv(o) for o in slices), default=0)}
-        self.wait_proxies(want, deadline)
+        if self.plan.proxy_mode == "none":
+            return
+        # the kind decides which of the proxy's applied resourceVersions an object is compared with
+        objects = [{**o, "kind": "Service"} for o in svcs] + [{**o, "kind": "EndpointSlice"} for o in slices]
+        try:
+            wait_programmed(self.c.name, objects, [n.name for n in self.plan.nodes],
+                            timeout=max(1.0, deadline - time.monotonic()))
+        except TimeoutError as exc:
+            raise TestbedError(f"kube-proxy has not programmed the current Services/EndpointSlices: {exc}") from None
 
     @staticmethod
     def _has_kind(api, kind: str) -> bool:
@@ -70,32 +65,3 @@ class Settler:
             return True
         except Exception:
             return False
-
-    def wait_proxies(self, want: dict[str, int], deadline: float) -> None:
-        if self.plan.proxy_mode == "none":
-            return
-        d = state.directory(self.c.name)
-        ino = DirWatch(d)
-        try:
-            while True:
-                behind = []
-                for n in self.plan.nodes:
-                    try:
-                        with open(os.path.join(d, f"proxy-{n.name}.json")) as f:
-                            m = json.load(f)
-                    except (OSError, ValueError):
-                        behind.append(f"{n.name} (no metrics yet)")
-                        continue
-                    applied = m.get("applied_resource_versions") or {}
-                    lag = [k for k, rv in want.items() if rv and int(applied.get(k) or 0) < rv]
-                    if lag or not (m.get("last_sync") or {}).get("ok"):
-                        behind.append(f"{n.name} ({', '.join(lag) or 'last sync failed'})")
-                if not behind:
-                    return
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TestbedError(f"kube-proxy has not programmed the current Services/EndpointSlices on: "
-                                       f"{', '.join(behind)}")
-                ino.wait(min(left, 1.0))
-        finally:
-            ino.close()

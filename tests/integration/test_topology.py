@@ -262,7 +262,7 @@ def test_atomic_failure_leaves_nothing(monkeypatch):
     assert ITATOM not in state.clusters()
 
 
-def test_bad_manifest_after_control_plane_start_leaves_nothing():
+def test_bad_manifest_is_refused_before_anything_is_built():
     from testbed.errors import TestbedError
 
     doc = scenario(ITATOM2, nodes=1, pods_per_node=1)
@@ -275,6 +275,25 @@ def test_bad_manifest_after_control_plane_start_leaves_nothing():
     assert not netns.list_names(f"tb.{ITATOM2}.")
     assert ITATOM2 not in state.clusters()
     assert not [p for p in os.listdir("/proc") if p.isdigit() and _env_has(p, f"TESTBED_CLUSTER={ITATOM2}".encode())]
+
+
+def test_manifest_refused_at_apply_names_the_scenario_and_place(monkeypatch):
+    from testbed import cluster as cluster_mod
+    from testbed.errors import ValidationError
+
+    # the pre-check finds this one before anything is built; without it the API server refuses it
+    # after the control plane started, which is the path under test
+    monkeypatch.setattr(cluster_mod, "check_manifests", lambda scenario: None)
+    doc = scenario(ITATOM2, nodes=1, pods_per_node=1)
+    doc["manifests"].append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                             "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 80}]}})
+    with pytest.raises(ValidationError) as e:
+        Cluster.up(parse(doc, source="bad-nodeport.yaml"))
+    assert e.value.exit_code == 2
+    assert str(e.value).startswith("bad-nodeport.yaml: 1 problem:\n  - manifests[1]: Service 'web' was refused: ")
+    assert "spec.ports[0].nodePort: Invalid value: 80" in str(e.value)
+    assert not netns.list_names(f"tb.{ITATOM2}.")
+    assert ITATOM2 not in state.clusters()
 
 
 def _env_has(pid: str, item: bytes) -> bool:

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from testbed import cli_workloads as ops
+from testbed.kubectl import workloads as ops
 from testbed import netns, state
 from testbed.kubelet.plan import log_path
 from testbed.cluster import Cluster
@@ -414,3 +414,15 @@ def test_poststart_and_prestop_hooks_run_in_order(wc, tmp_path):
     wait_for(api, "Pod", lambda ps: "hooked" not in {x["metadata"]["name"] for x in ps}, timeout=20)
     # preStop ran before the container was told to stop, and it stopped on SIGTERM (not SIGKILL)
     assert trace.read_text().splitlines() == ["postStart", "preStop", "TERM"]
+
+
+def test_container_processes_get_the_runtimes_umask(wc):
+    c, api = wc
+    api.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "umask"},
+                "spec": {"restartPolicy": "Never", "containers": [{
+                    "name": "main", "image": "busybox", "command": ["sh", "-c", "umask"]}]}})
+    wait_for(api, "Pod", lambda ps: [x for x in ps if x["metadata"]["name"] == "umask"
+                                     and x.get("status", {}).get("phase") == "Succeeded"], timeout=20)
+    with open(log_path(CLUSTER, "default", "umask", "main")) as f:
+        assert f.read().split() == ["0022"]  # not the control-plane daemon's 0077
+    api.delete("Pod", "default", "umask")

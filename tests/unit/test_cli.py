@@ -5,10 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from testbed import cli
+from testbed.cli import cluster as cluster_verbs
+from testbed.kubectl.table import format_rows
+from testbed.proxy.harness import render_steps as iptables_render_steps
+from testbed.proxy.modes import RENDERERS
+from testbed.proxy.nftables.golden import render_steps
+from testbed.proxy.nftables.table import sort_nft
 
 
 def run(*args: str, euid: int | None = None, state_root: str | None = None) -> subprocess.CompletedProcess:
@@ -44,16 +51,55 @@ def test_render_matches_golden():
     assert res.stdout == open("tests/golden/iptables-clusterip-basic.expected.txt").read()
 
 
+def test_render_iptables_steps_keeps_its_format():
+    steps = "tests/golden/iptables-sync-repeated.steps.txt"
+    res = run("render", "-f", steps, "--steps")
+    assert res.returncode == 0, res.stderr
+    texts = iptables_render_steps(steps, sorted=True)
+    assert res.stdout == "".join(f"### step {i}\n{t}" for i, t in enumerate(texts, 1))
+
+
+NFT_INPUTS = sorted(str(p) for p in Path("tests/golden").glob("nftables-*.inputs.yaml"))
+
+
+@pytest.mark.parametrize("inputs", NFT_INPUTS, ids=lambda p: Path(p).name)
+def test_render_nftables_matches_golden(inputs):
+    res = run("render", "-f", inputs, "--proxy-mode", "nftables", "--sorted")
+    assert res.returncode == 0, res.stderr
+    expected = Path(inputs.replace(".inputs.yaml", ".expected.nft")).read_text()
+    # upstream compares the table through its sort; --sorted prints exactly that form
+    assert res.stdout.splitlines() == sort_nft(expected)
+
+
+def test_render_nftables_steps_prints_every_sync():
+    steps = "tests/golden/nftables-sync-repeated.steps.txt"
+    res = run("render", "-f", steps, "--proxy-mode", "nftables", "--steps")
+    assert res.returncode == 0, res.stderr
+    headers = [ln for ln in res.stdout.splitlines() if ln.startswith("### step ")]
+    assert headers[0].startswith("### step 1 (full sync, ")
+    assert len(headers) == len(render_steps(steps)) > 1
+    assert all("partial sync" in h for h in headers[1:])
+
+
+@pytest.mark.parametrize("mode, words", [("ipvs", "has no renderer"), ("bogus", "is not implemented")])
+def test_render_mode_without_renderer_is_one_line(mode, words):
+    res = run("render", "-f", "tests/golden/iptables-clusterip-basic.inputs.yaml", "--proxy-mode", mode)
+    assert res.returncode == 1
+    assert res.stderr.splitlines() == [
+        f"error: --proxy-mode: proxy mode {mode!r} {words}; render supports: {', '.join(RENDERERS)}"]
+    assert "nftables" in RENDERERS and "iptables" in RENDERERS
+
+
 def test_unknown_output_format_is_an_error(monkeypatch):
     with pytest.raises(Exception, match="unknown output format 'xml'"):
-        monkeypatch.setattr(cli.Cluster, "status", lambda self: {})
-        monkeypatch.setattr(cli.state, "clusters", lambda: ["x"])
-        cli.status("x", output="xml")
+        monkeypatch.setattr(cluster_verbs.Cluster, "status", lambda self: {})
+        monkeypatch.setattr(cluster_verbs.state, "clusters", lambda: ["x"])
+        cluster_verbs.status("x", output="xml")
 
 
 def test_columns_like_kubectl():
-    assert cli.columns(["NAME", "IP"], [["a", "10.0.0.1"], ["long-name", "-"]]) == (
-        "NAME        IP\na           10.0.0.1\nlong-name   -")
+    assert format_rows(["NAME", "IP"], [["a", "10.0.0.1"], ["long-name", "-"]]) == (
+        "NAME        IP\na           10.0.0.1\nlong-name   -\n")
 
 
 NOSUCH = "nosuch-cluster-for-tests"
@@ -108,3 +154,28 @@ def test_apply_of_an_empty_file_says_so(tmp_path):
     (tmp_path / "empty.yaml").write_text("---\n")
     res = run("apply", "-f", str(tmp_path / "empty.yaml"), "-c", NOSUCH, state_root=str(tmp_path))
     assert res.returncode == 1 and res.stderr == "error: no objects passed to apply\n"
+
+
+def test_malformed_checks_are_bad_input_exit_2(tmp_path):
+    bad = tmp_path / "bad-checks.yaml"
+    bad.write_text("apiVersion: testbed/v1\nkind: Scenario\nmetadata: {name: t}\nspec: {nodes: 2}\n"
+                   "checks:\n- name: c1\n  from: node/node1\n  to: {service: web, via: nodePort, node: [1]}\n"
+                   "  expect: {reach: answered}\n")
+    res = run("up", str(bad), euid=0)
+    assert res.returncode == 2, res.stderr
+    assert f"{bad}: " in res.stderr and "checks[0].to.node: " in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_every_area_registers_its_verbs():
+    import typer
+
+    names = {name for name, _ in _commands(typer.main.get_command(cli.app))}
+    assert names == {
+        "up", "down", "ls", "status", "restart", "run",                     # cluster
+        "apply", "get", "describe", "delete", "events",                     # objects
+        "rollout status", "rollout history", "rollout undo", "scale", "set image", "kill", "readiness",
+        "logs", "exec", "capture",                                          # debug
+        "rules", "metrics", "render",                                       # proxy
+        "verify",
+    }

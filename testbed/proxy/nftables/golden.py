@@ -193,14 +193,15 @@ def render_steps(path: str | Path) -> list[StepResult]:
     return out
 
 
-def steps_text(path: str | Path) -> str:
+def steps_text(path: str | Path, *, sorted: bool = True) -> str:  # noqa: A002
     """What ``testbed render --proxy-mode nftables --steps`` prints: per step, a header with
-    the sync kind and its operation count, then the table after it in upstream's test order."""
+    the sync kind and its operation count, then the table after it in upstream's test order
+    (with ``sorted=False`` as the syncer dumped it)."""
     out = []
     for step in render_steps(path):
         kind = "full sync" if step.full else "partial sync"
         out.append(f"### step {step.number} ({kind}, {step.operations} operations): {step.title}\n")
-        out.append("\n".join(sort_nft(step.dump)) + "\n")
+        out.append("\n".join(sort_nft(step.dump)) + "\n" if sorted else step.dump)
     return "".join(out)
 
 

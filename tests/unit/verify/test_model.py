@@ -110,3 +110,33 @@ def test_shipped_scenarios_are_valid():
     for f in files:
         s = load(f)
         assert parse_checks(s), f"{f} has no checks"
+
+
+@pytest.mark.parametrize("to, field", [
+    ({"service": "web", "via": "nodePort", "node": [1]}, "checks[0].to.node"),
+    ({"service": ["web"], "port": 80}, "checks[0].to.service"),
+    ({"pod": {"a": 1}, "port": 8080}, "checks[0].to.pod"),
+    ({"service": "web", "via": ["nodePort"], "node": "node1"}, "checks[0].to.via"),
+    ({"ip": ["10.96.0.1"], "port": 443}, "checks[0].to.ip"),
+    ({"service": "web", "port": [80]}, "checks[0].to.port"),
+])
+def test_malformed_destination_names_the_field(to, field):
+    got = problems(ok(to=to))
+    assert any(p.startswith(f"{field}: ") for p in got), got
+
+
+@pytest.mark.parametrize("expect, field", [
+    ({"source": ["client"]}, "checks[0].expect.source"),
+    ({"reach": ["answered"]}, "checks[0].expect.reach"),
+    ({"rules": {"x": 1}}, "checks[0].expect.rules"),
+    ({"backends": {"pods": [["web-1"]]}}, "checks[0].expect.backends.pods"),
+])
+def test_malformed_expectation_names_the_field(expect, field):
+    got = problems(ok(expect=expect))
+    assert any(p.startswith(f"{field}: ") for p in got), got
+
+
+def test_malformed_source_and_protocol_name_the_field():
+    got = problems(ok(**{"from": ["pod/client"], "protocol": ["TCP"]}))
+    assert any(p.startswith("checks[0].from: ") for p in got), got
+    assert any(p.startswith("checks[0].protocol: ") for p in got), got

@@ -1,27 +1,20 @@
-"""Workload verbs: ``logs``, ``rollout status|history|undo``, ``scale``, ``set image``, ``kill``,
-``readiness``.  The library functions take an API client (``Cluster.api()``) and return text
-or objects; the CLI verbs (registered by ``register(app)``) are thin wrappers.
+"""Workload operations over an API client (``Cluster.api()``), as kubectl has them: ``logs``,
+``rollout status|history|undo``, ``scale``, ``set image``, plus the testbed's ``kill`` and
+``readiness``. Each returns text or yields lines; the CLI prints them.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import uuid
-from typing import Iterator, Optional
+from typing import Iterator
 
-import typer
-
-from .kubelet import plan as _kubelet
-from . import state
-from .controllers.base import wait_for
-from .errors import TestbedError
-from .k8s import workloads as wl
+from ..controllers.base import wait_for
+from ..errors import TestbedError
+from ..k8s import workloads as wl
+from ..kubelet import plan as _kubelet
 
 DEPLOY_KINDS = {"deploy", "deployment", "deployments", "deployment.apps", "deployments.apps"}
-
-
-# --- library ------------------------------------------------------------------------------
 
 
 def parse_ref(args: list[str], kinds: set[str], what: str) -> str:
@@ -182,7 +175,7 @@ def logs(cluster: str, api, target: str, namespace: str = "default", container: 
     path = _kubelet.log_path(cluster, m["namespace"], m["name"], container)
     if not os.path.exists(path) and not follow:
         return
-    from .inotify import IN_CREATE, IN_MODIFY, DirWatch
+    from ..inotify import IN_CREATE, IN_MODIFY, DirWatch
 
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with DirWatch(os.path.dirname(path), IN_CREATE | IN_MODIFY) as watch:  # tail -f without polling
@@ -205,96 +198,3 @@ def logs(cluster: str, api, target: str, namespace: str = "default", container: 
                         yield buf.decode(errors="replace")
                     return
                 watch.wait(1.0)  # woken when the log grows
-
-
-# --- CLI ----------------------------------------------------------------------------------
-
-
-def register(app: typer.Typer) -> None:
-    ClusterOpt = typer.Option(None, "-c", "--cluster", help="cluster name (default: the only one that is up)")
-    NsOpt = typer.Option("default", "-n", "--namespace")
-
-    def api(cluster: Optional[str]):
-        from . import controlplane
-        return controlplane.client(state.resolve(cluster))
-
-    @app.command("logs")
-    def logs_cmd(pod: str = typer.Argument(..., help="NAME or pod/NAME"),
-                 container: Optional[str] = typer.Option(None, "--container"),
-                 follow: bool = typer.Option(False, "-f", "--follow"), namespace: str = NsOpt,
-                 cluster: Optional[str] = ClusterOpt) -> None:
-        """Print a container's log (stdout and stderr of its process; the default workload's own lines)."""
-        name = state.resolve(cluster)
-        with api(name) as a:
-            for line in logs(name, a, pod, namespace, container, follow=follow):
-                print(line, flush=True)
-
-    rollout = typer.Typer(no_args_is_help=True, help="Manage the rollout of a Deployment.")
-    app.add_typer(rollout, name="rollout")
-
-    @rollout.command("status")
-    def rollout_status_cmd(ref: list[str] = typer.Argument(..., help="deploy/NAME or deploy NAME"),
-                           watch: bool = typer.Option(True, "-w/--no-watch", "--watch"),
-                           timeout: float = typer.Option(300.0, "--timeout"), namespace: str = NsOpt,
-                           cluster: Optional[str] = ClusterOpt) -> None:
-        """Wait for a rollout to finish, printing its progress like kubectl."""
-        name = parse_ref(ref, DEPLOY_KINDS, "deploy")
-        with api(cluster) as a:
-            for line in rollout_status(a, name, namespace, watch=watch, timeout=timeout):
-                print(line, flush=True)
-
-    @rollout.command("history")
-    def rollout_history_cmd(ref: list[str] = typer.Argument(...), namespace: str = NsOpt,
-                            cluster: Optional[str] = ClusterOpt) -> None:
-        """The revisions of a Deployment (its ReplicaSets)."""
-        with api(cluster) as a:
-            sys.stdout.write(rollout_history(a, parse_ref(ref, DEPLOY_KINDS, "deploy"), namespace))
-
-    @rollout.command("undo")
-    def rollout_undo_cmd(ref: list[str] = typer.Argument(...),
-                         to_revision: int = typer.Option(0, "--to-revision"), namespace: str = NsOpt,
-                         cluster: Optional[str] = ClusterOpt) -> None:
-        """Roll back to the previous (or a given) revision."""
-        with api(cluster) as a:
-            print(rollout_undo(a, parse_ref(ref, DEPLOY_KINDS, "deploy"), namespace, to_revision))
-
-    @app.command("scale")
-    def scale_cmd(ref: list[str] = typer.Argument(..., help="deploy/NAME or deploy NAME"),
-                  replicas: int = typer.Option(..., "--replicas"), namespace: str = NsOpt,
-                  cluster: Optional[str] = ClusterOpt) -> None:
-        """Set a Deployment's replicas."""
-        with api(cluster) as a:
-            print(scale(a, parse_ref(ref, DEPLOY_KINDS, "deploy"), replicas, namespace))
-
-    set_ = typer.Typer(no_args_is_help=True, help="Set fields of objects.")
-    app.add_typer(set_, name="set")
-
-    @set_.command("image")
-    def set_image_cmd(args: list[str] = typer.Argument(..., help="deploy/NAME CONTAINER=IMAGE..."),
-                      namespace: str = NsOpt, cluster: Optional[str] = ClusterOpt) -> None:
-        """Change container images (the tag selects the workload variant: testbed/echo:v2 reports v2)."""
-        refs = [a for a in args if "=" not in a]
-        pairs = [a for a in args if "=" in a]
-        if not pairs:
-            raise TestbedError("give at least one CONTAINER=IMAGE")
-        with api(cluster) as a:
-            print(set_image(a, parse_ref(refs, DEPLOY_KINDS, "deploy"), pairs, namespace))
-
-    @app.command("kill")
-    def kill_cmd(pod: str = typer.Argument(..., help="pod/NAME"),
-                 container: Optional[str] = typer.Option(None, "--container", help="only this container"),
-                 namespace: str = NsOpt, cluster: Optional[str] = ClusterOpt) -> None:
-        """Kill a pod's process(es) as SIGKILL would; the pod's restartPolicy decides what happens."""
-        with api(cluster) as a:
-            print(kill(a, pod, namespace, container))
-
-    @app.command("readiness")
-    def readiness_cmd(pod: str = typer.Argument(..., help="pod/NAME"),
-                      fail: bool = typer.Option(False, "--fail", help="make /readyz answer 503"),
-                      pass_: bool = typer.Option(False, "--pass", help="make /readyz answer 200 again"),
-                      namespace: str = NsOpt, cluster: Optional[str] = ClusterOpt) -> None:
-        """Make a pod's readiness fail or pass (the default workload's /readyz)."""
-        if fail == pass_:
-            raise TestbedError("give exactly one of --fail and --pass")
-        with api(cluster) as a:
-            print(set_readiness(a, pod, pass_, namespace))

@@ -1,0 +1,133 @@
+"""Cluster verbs: ``up``, ``down``, ``ls``, ``status``, ``restart`` and ``run`` (up, verify, down)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Optional
+
+import typer
+import yaml
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .. import state
+from ..cluster import Cluster, require_root
+from ..errors import TestbedError
+from ..kubectl.table import format_rows
+from ..scenario import PROXY_MODES, load as load_scenario
+from .common import err
+
+
+def up(scenario: str = typer.Argument(..., help="scenario file (see scenarios/)"),
+       name: Optional[str] = typer.Option(None, "--name", help="cluster name (default: metadata.name)"),
+       raise_neigh_limits: bool = typer.Option(False, "--raise-neigh-limits",
+                                               help="raise the host-wide ARP table limits if needed (restored by down)"),
+       proxy_mode: Optional[str] = typer.Option(None, "--proxy-mode",
+                                                  help=f"override spec.proxyMode ({', '.join(PROXY_MODES)})"),
+       no_control_plane: bool = typer.Option(False, "--no-control-plane",
+                                             help="topology only: static pod namespaces, no API, no workloads"),
+       quiet: bool = typer.Option(False, "-q", "--quiet")) -> None:
+    """Build a cluster from a scenario file and return when it is usable."""
+    require_root("testbed up")
+    started = time.monotonic()
+    loaded = load_scenario(scenario, name=name)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=err, transient=True, disable=quiet) as progress:
+        tasks: dict[str, int] = {}
+
+        def report(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = progress.add_task(step, total=total)
+            progress.update(tasks[step], completed=done, total=total)
+
+        c = Cluster.up(loaded, name=name, progress=report, raise_neigh_limits=raise_neigh_limits,
+                       control_plane=not no_control_plane, proxy_mode=proxy_mode,
+                       warn=lambda m: err.print(f"[yellow]warning:[/yellow] {m}", highlight=False))
+    if not quiet:
+        s = c.status()
+        print(f"cluster {c.name} is up in {time.monotonic() - started:.2f}s: {len(s['nodes'])} nodes, "
+              f"{len(s['pods'])} pods, {len(s['externals'])} external clients ({s['backend']}, "
+              f"hairpin {s['hairpinMode']}, proxy {s['proxyMode']})")
+        _print_status(s)
+        print(f"try: testbed exec -c {c.name} node/{s['nodes'][0]['name']} -- ip route")
+
+
+def down(name: Optional[str] = typer.Argument(None, help="cluster name (default: the only one that is up)"),
+         all_: bool = typer.Option(False, "--all", help="remove every cluster")) -> None:
+    """Remove exactly what a cluster owns (also after a crash); idempotent."""
+    require_root("testbed down")
+    names = state.clusters() if all_ else [name or state.resolve(None)]
+    for n in names:
+        removed = Cluster(n).down()
+        print(f"cluster {n} removed ({removed['netns']} namespaces, {removed['processes']} processes)")
+
+
+def ls() -> None:
+    """List clusters."""
+    rows = []
+    for n in state.clusters():
+        try:
+            s = Cluster(n).status()
+            rows.append([n, str(len(s["nodes"])), str(len(s["pods"])), s["backend"], s["proxyMode"], "up"])
+        except TestbedError as exc:
+            rows.append([n, "-", "-", "-", "-", f"broken ({exc}); remove it with: testbed down {n}"])
+    sys.stdout.write(format_rows(["NAME", "NODES", "PODS", "BACKEND", "PROXY", "STATE"], rows))
+
+
+def _print_status(s: dict) -> None:
+    rows = [["node", n["name"], "", n["ip"], n["podCIDR"], n["netns"]] for n in s["nodes"]]
+    rows += [["pod", f"{p['namespace']}/{p['name']}", p["node"], p["ip"], "", p["netns"]] for p in s["pods"]]
+    rows += [["external", e["name"], "", e["ip"], "", e["netns"]] for e in s["externals"]]
+    sys.stdout.write(format_rows(["KIND", "NAME", "NODE", "IP", "POD-CIDR", "NETNS"], rows))
+
+
+def status(name: Optional[str] = typer.Argument(None), output: str = typer.Option("table", "-o", "--output",
+                                                                                  help="table|json|yaml")) -> None:
+    """Show what a cluster is made of."""
+    s = Cluster(state.resolve(name)).status()
+    if output == "json":
+        print(json.dumps(s, indent=2))
+    elif output == "yaml":
+        print(yaml.safe_dump(s, sort_keys=False), end="")
+    elif output == "table":
+        _print_status(s)
+    else:
+        raise TestbedError(f"unknown output format {output!r}; allowed: table, json, yaml")
+
+
+def restart(name: Optional[str] = typer.Argument(None)) -> None:
+    """Restart the control-plane process of a cluster (the store and the pods survive)."""
+    require_root("testbed restart")
+    Cluster(state.resolve(name)).restart_control_plane()
+    print(f"control plane of {state.resolve(name)} restarted")
+
+
+def run(scenario: str = typer.Argument(..., help="scenario file"),
+        keep: bool = typer.Option(False, "--keep", help="leave the cluster up"),
+        name: Optional[str] = typer.Option(None, "--name", help="cluster name (default: metadata.name)"),
+        junit: Optional[str] = typer.Option(None, "--junit", help="write JUnit XML here"),
+        artifacts: Optional[str] = typer.Option(None, "--artifacts", help="keep pcaps and rules here "
+                                                "(default: artifacts/verify/<cluster>)")) -> None:
+    """Up, verify, down in one go (for CI and scripts); exit 0 only if every check passes."""
+    from ..cluster import run_scenario
+    from .verify import report
+
+    require_root("testbed run")
+    sc = load_scenario(scenario, name=name)
+    t0 = time.monotonic()
+    results = run_scenario(scenario, name=name, keep=keep,
+                           artifacts=artifacts or os.path.join("artifacts", "verify", sc.name),
+                           log=lambda m: err.print(m, highlight=False))
+    err.print(f"{sc.name}: up, verify{'' if keep else ', down'} in {time.monotonic() - t0:.1f}s", highlight=False)
+    sys.exit(report(results, sc.name, junit))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(up)
+    app.command()(down)
+    app.command("ls")(ls)
+    app.command()(status)
+    app.command()(restart)
+    app.command()(run)
