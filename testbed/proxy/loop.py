@@ -211,7 +211,10 @@ class ProxyLoop:
                 if pending_since is not None:
                     self._pending_since = pending_since if self._pending_since is None \
                         else min(pending_since, self._pending_since)
-                self.sched.retry_after(t2, self.cfg.sync_period)
+                if out.resync_now:
+                    self.sched.request()
+                else:
+                    self.sched.retry_after(t2, self.cfg.sync_period)
             rec = SyncRecord(full, False, t2 - t0, out.render, out.restore, 0.0, out.lines, out.written,
                              out.deleted, 0, None, error=out.error, error_line=out.error_line, save=out.save)
             self.counters["sync_failures_total"] += 1
