@@ -286,7 +286,7 @@ class ProxyLoop:
                     else round(r.programming_latency, 6),
                     "error": r.error, "error_line": r.error_line, "timestamp": self.wall()}
         c = self.counters
-        return {
+        out = {
             "cluster": self.cfg.cluster, "node": self.cfg.node_name, "pid": os.getpid(),
             "mode": self.syncer.mode, "started": self.started_wall, "updated": self.wall(),
             "healthy": self.healthy(), "stopped": self._stop.is_set(),
@@ -306,6 +306,9 @@ class ProxyLoop:
             "network_programming_latency_seconds": self.programming_latency.to_dict(),
             **self.syncer.metrics(),
         }
+        # counters a mode adds through ``SyncOutcome.counters`` (e.g. partial syncs written whole)
+        out.update((k, v) for k, v in c.items() if k not in out)
+        return out
 
     def write_metrics(self) -> None:
         if not self.cfg.metrics_file:

@@ -24,6 +24,9 @@ from testbed.proxy.model import ProxyState, StateChange
 
 NOFLUSH_SECONDS_PER_CHAIN2 = 2e-7
 FULL_SECONDS_PER_LINE = 6e-5
+# a full sync's iptables-save and the start of a restore, whatever the size: a small partial
+# sync stays partial even when the table is nearly empty
+FULL_FIXED_SECONDS = 0.05
 # per service port: its KUBE-SVC- chain and a few KUBE-SERVICES/KUBE-NODEPORTS lines; per
 # endpoint: its KUBE-SEP- chain (declaration, mark rule, DNAT rule) and a jump from KUBE-SVC-
 LINES_PER_PORT = 4
@@ -72,7 +75,7 @@ def table_lines(state: ProxyState) -> int:
 
 def restore_cost(chains: int, lines: int) -> RestoreCost:
     return RestoreCost(chains, lines, NOFLUSH_SECONDS_PER_CHAIN2 * chains * chains,
-                       FULL_SECONDS_PER_LINE * lines)
+                       FULL_FIXED_SECONDS + FULL_SECONDS_PER_LINE * lines)
 
 
 def estimate(state: ProxyState, changes: StateChange, skip_unchanged: bool = True) -> RestoreCost:
