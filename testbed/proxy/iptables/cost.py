@@ -84,4 +84,4 @@ def estimate(state: ProxyState, changes: StateChange, skip_unchanged: bool = Tru
 
 def break_even_chains(lines: int) -> int:
     """The chain count past which a whole-table restore of ``lines`` lines is cheaper."""
-    return math.isqrt(int(FULL_SECONDS_PER_LINE * lines / NOFLUSH_SECONDS_PER_CHAIN2))
+    return math.isqrt(int((FULL_FIXED_SECONDS + FULL_SECONDS_PER_LINE * lines) / NOFLUSH_SECONDS_PER_CHAIN2))
