@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -98,7 +99,15 @@ def counters(ms: dict) -> dict:
     return {node: {k: m.get(k, 0) for k in keys} for node, m in ms.items()}
 
 
-def run(nodes: int, replicas: int, services: int, timeout: float, log=print) -> dict:
+def keep_logs(cluster: str, dest: str) -> None:
+    os.makedirs(dest, exist_ok=True)
+    d = state.directory(cluster)
+    for f in os.listdir(d):
+        if f.endswith(".log"):
+            shutil.copy(os.path.join(d, f), dest)
+
+
+def run(nodes: int, replicas: int, services: int, timeout: float, log=print, logs: str | None = None) -> dict:
     name = f"conv{os.getpid()}"
     result: dict = {"nodes": nodes, "replicas": replicas, "services": services,
                     "endpoints_per_node": replicas * services}
@@ -141,6 +150,8 @@ def run(nodes: int, replicas: int, services: int, timeout: float, log=print) -> 
             result["syncs_total"] = counters(ms)
             result["rss_mib_after_delete"] = memory(name)
         finally:
+            if logs:
+                keep_logs(name, logs)
             cluster.down()
     return result
 
@@ -151,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replicas", type=int, default=200)
     p.add_argument("--services", type=int, default=500)
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for each stage")
+    p.add_argument("--logs", metavar="DIR", help="copy the cluster's logs (kube-proxy's syncs) here")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     args = p.parse_args(argv)
     for flag in ("nodes", "replicas", "services"):
@@ -158,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--{flag}: must be at least 1")
     try:
         res = run(args.nodes, args.replicas, args.services, args.timeout,
-                  log=(lambda m: print(m, file=sys.stderr)))
+                  log=(lambda m: print(m, file=sys.stderr)), logs=args.logs)
     except (TimeoutError, TestbedError) as exc:
         print(f"converge: {exc}", file=sys.stderr)
         return 1

@@ -27,6 +27,8 @@ Like upstream's ``BoundedFrequencyRunner`` and the mode-neutral half of each ``P
 from __future__ import annotations
 
 import collections
+import ctypes
+import ctypes.util
 import logging
 import os
 import threading
@@ -41,6 +43,11 @@ from testbed.proxy.model import IPV4, ProxyState
 from testbed.proxy.schedule import SyncScheduler
 from testbed.proxy.syncer import ProxyConfig, Syncer
 from testbed.proxy.sysctl import SYSCTLS, write_sysctl
+
+_libc_name = ctypes.util.find_library("c")
+_LIBC = ctypes.CDLL(_libc_name) if _libc_name else None
+if _LIBC is not None and not hasattr(_LIBC, "malloc_trim"):   # not glibc
+    _LIBC = None
 
 log = logging.getLogger("testbed.proxy")
 
@@ -102,6 +109,7 @@ class ProxyLoop:
         self.sched = SyncScheduler(cfg.min_sync_period, cfg.full_sync_period, cfg.burst_syncs, clock())
         self._stop = threading.Event()
         self._force_full = False
+        self._peak_endpoints = 0
         self._last_full: float | None = None
         self._pending_filters: list[apply.ConntrackFilter] = []
         self._threads: list[threading.Thread] = []
@@ -229,11 +237,25 @@ class ProxyLoop:
                          out.written, out.deleted, deleted, latency, save=out.save)
         self.counters["conntrack_entries_deleted_total"] += deleted
         line, event = self.syncer.report(self.state, out, full, rec.duration, t3 - t2, deleted)
-        log.log(logging.INFO if full or deleted else logging.DEBUG, "%s", line)
+        # a slow sync is worth a line whatever its kind: it is where convergence time goes
+        log.log(logging.INFO if full or deleted or rec.duration > 1.0 else logging.DEBUG, "%s", line)
         if full:
             self._post("Synced", event)
+        self._give_back_memory(out.lines)
         self._finish(rec)
         return rec
+
+    def _give_back_memory(self, lines: int) -> None:
+        """After a sync that built a large ruleset, or once the state shrank to well under its
+        peak, hand freed heap pages back to the kernel: glibc keeps them otherwise, and a proxy
+        emptied of 100k endpoints would hold its peak RSS for ever."""
+        eps = self.state.total_endpoints()
+        self._peak_endpoints = max(self._peak_endpoints, eps)
+        if lines < 10_000 and not eps < self._peak_endpoints // 2:
+            return
+        self._peak_endpoints = eps
+        if _LIBC is not None:
+            _LIBC.malloc_trim(0)
 
     def _after_apply(self, changes, newest: float | None, full: bool) -> tuple[int, float, float | None]:
         """What every mode does once its rules are in place: UDP conntrack cleanup (kept for the

@@ -3,16 +3,16 @@
 iptables-nft's ``--noflush`` restore is quadratic in the chains it writes (each declared chain
 is looked up in, and flushed from, a cache it walks linearly), independent of how many chains
 the table already holds; a table-replacing restore is linear in the lines of the whole table.
-Measured on the development host (Debian 12, iptables 1.8.9 nft, kernel 6.18), one restore
-each, chains of four rules:
+Measured on the development host (Debian 12, iptables 1.8.9 nft, kernel 6.18, 2 shared
+cores under load), one restore each, chains of two or four rules:
 
-    --noflush, chains written:   1,000 -> 0.25-0.42 s    3,000 -> 1.7-1.8 s
-    (the same with 5,000 or 25,000 chains already in the table)
-    whole table, lines:          25,000 -> 0.67-0.79 s   125,000 -> 4.7-8.5 s
+    --noflush, chains written:   3,000 -> 0.64-0.75 s   6,000 -> 1.5 s   12,000 -> 6.1 s
+    (new or existing chains alike; the same with 5,000 or 25,000 chains already in the table)
+    whole table, lines:          60,000 -> 1.85 s       123,000 -> 3.6 s (cold) .. 8.5 s (replacing)
 
-so ``NOFLUSH_SECONDS_PER_CHAIN2`` ~ 2e-7 s and ``FULL_SECONDS_PER_LINE`` ~ 3.8e-5..6.8e-5 s
-(the upper figure: replacing a table that is already full). At 100k endpoints (~400k lines) a
-partial sync pays off up to ~10k chains; past that the whole table is written.
+so a ``--noflush`` restore costs ~1e-4 s per chain plus ~3e-8 s per chain squared, and a
+whole-table one ~4e-5 s per line. At 100k endpoints (~400k lines) a partial sync pays off up
+to ~20k chains; past that the whole table is written.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 from testbed.proxy.model import ProxyState, StateChange
 
-NOFLUSH_SECONDS_PER_CHAIN2 = 2e-7
-FULL_SECONDS_PER_LINE = 6e-5
+NOFLUSH_SECONDS_PER_CHAIN = 1e-4
+NOFLUSH_SECONDS_PER_CHAIN2 = 3e-8
+FULL_SECONDS_PER_LINE = 4e-5
 # a full sync's iptables-save and the start of a restore, whatever the size: a small partial
 # sync stays partial even when the table is nearly empty
 FULL_FIXED_SECONDS = 0.05
@@ -74,7 +75,7 @@ def table_lines(state: ProxyState) -> int:
 
 
 def restore_cost(chains: int, lines: int) -> RestoreCost:
-    return RestoreCost(chains, lines, NOFLUSH_SECONDS_PER_CHAIN2 * chains * chains,
+    return RestoreCost(chains, lines, noflush_seconds(chains),
                        FULL_FIXED_SECONDS + FULL_SECONDS_PER_LINE * lines)
 
 
@@ -82,6 +83,12 @@ def estimate(state: ProxyState, changes: StateChange, skip_unchanged: bool = Tru
     return restore_cost(partial_chains(state, changes, skip_unchanged), table_lines(state))
 
 
+def noflush_seconds(chains: int) -> float:
+    return NOFLUSH_SECONDS_PER_CHAIN * chains + NOFLUSH_SECONDS_PER_CHAIN2 * chains * chains
+
+
 def break_even_chains(lines: int) -> int:
     """The chain count past which a whole-table restore of ``lines`` lines is cheaper."""
-    return math.isqrt(int((FULL_FIXED_SECONDS + FULL_SECONDS_PER_LINE * lines) / NOFLUSH_SECONDS_PER_CHAIN2))
+    full = FULL_FIXED_SECONDS + FULL_SECONDS_PER_LINE * lines
+    a, b = NOFLUSH_SECONDS_PER_CHAIN2, NOFLUSH_SECONDS_PER_CHAIN
+    return int((-b + math.sqrt(b * b + 4 * a * full)) / (2 * a))

@@ -326,11 +326,12 @@ class IptablesRenderer:
                 chunk = self._chunk_text[k] = self._build_chunk(state, names, large)
             filter_parts.append(chunk.filter_rules)
             if do_full:
-                nat_rule_parts.append(chunk.nat_all)
+                nat_all = "".join(frags[nn].nat_all for nn in names)
+                nat_rule_parts.append(nat_all)
                 nat_chain_parts.append(chunk.chain_lines)
                 written.extend(chunk.chains)
                 if on_chunk is not None:
-                    on_chunk(chunk.chain_lines + chunk.nat_all)
+                    on_chunk(chunk.chain_lines + nat_all)
             elif k not in dirty_chunks:
                 nat_rule_parts.append(chunk.nat_top)
             else:
@@ -455,9 +456,11 @@ class IptablesRenderer:
                 frag = frags[nn] = self._render_service(state, nn, large)
                 self._active.update(frag.chains)
             parts.append(frag)
+        # no joined nat_all: it is most of the text and would be held twice; full syncs join
+        # it from the fragments when they need it
         return _Fragment("".join(f.filter_rules for f in parts),
                          "".join(f.nat_top for f in parts),
-                         "".join(f.nat_all for f in parts),
+                         "",
                          "".join(f.chain_lines for f in parts),
                          tuple(c for f in parts for c in f.chains))
 
