@@ -27,8 +27,6 @@ Like upstream's ``BoundedFrequencyRunner`` and the mode-neutral half of each ``P
 from __future__ import annotations
 
 import collections
-import ctypes
-import ctypes.util
 import logging
 import os
 import threading
@@ -36,6 +34,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from testbed import heap
 from testbed.proxy import apply
 from testbed.proxy.events import EventPoster, make_event
 from testbed.proxy.metrics import Summary, write_json_atomic
@@ -44,10 +43,6 @@ from testbed.proxy.schedule import SyncScheduler
 from testbed.proxy.syncer import ProxyConfig, Syncer
 from testbed.proxy.sysctl import SYSCTLS, write_sysctl
 
-_libc_name = ctypes.util.find_library("c")
-_LIBC = ctypes.CDLL(_libc_name) if _libc_name else None
-if _LIBC is not None and not hasattr(_LIBC, "malloc_trim"):   # not glibc
-    _LIBC = None
 
 log = logging.getLogger("testbed.proxy")
 
@@ -254,8 +249,7 @@ class ProxyLoop:
         if lines < 10_000 and not eps < self._peak_endpoints // 2:
             return
         self._peak_endpoints = eps
-        if _LIBC is not None:
-            _LIBC.malloc_trim(0)
+        heap.give_back()
 
     def _after_apply(self, changes, newest: float | None, full: bool) -> tuple[int, float, float | None]:
         """What every mode does once its rules are in place: UDP conntrack cleanup (kept for the
