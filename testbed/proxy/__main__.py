@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cost-based-full-sync", action="store_true",
                    help="iptables: always restore a partial sync with --noflush, however many chains it writes")
     p.add_argument("--restore-deadline", type=float, default=60.0, metavar="SECONDS",
-                   help="iptables: kill a restore running longer and resync in full (0: no deadline)")
+                   help="iptables: kill a partial sync's restore running longer and resync in full (0: no deadline)")
     p.add_argument("--allow-any-netns", action="store_true", help="skip the network namespace check")
     p.add_argument("-v", "--verbose", action="store_true")
     return p

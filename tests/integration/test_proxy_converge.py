@@ -92,20 +92,17 @@ def test_burst_is_written_whole_small_change_stays_partial(node_ns):
 
 
 def _deadline_then_resync(services, endpoints):
-    r = _loop(restore_deadline=0.2, sync_period=30.0)
-    r.cfg.restore_deadline = None   # the first full sync may take its time
+    r = _loop(restore_deadline=0.2, sync_period=30.0)   # full syncs have no deadline
     for i in range(services):
         r.state.update_service(_svc(i))
         r.state.update_endpoint_slice(_slice(i, endpoints))
     assert r.sync().ok
     before = _sep_chains()
-    r.cfg.restore_deadline = 0.2
     for i in range(services):
         r.state.update_endpoint_slice(_slice(i, endpoints, gen=1))
     killed = r.sync()
     kept = _sep_chains()
     due = r.sched.next_run(r.clock()) - r.clock()
-    r.cfg.restore_deadline = 30.0
     resync = r.sync()
     return killed, kept, before, due, resync, _sep_chains(), r.syncer.renderer.active_chains, r.counters
 

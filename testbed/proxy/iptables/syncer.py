@@ -19,8 +19,8 @@
   in the table): a burst of 100k endpoint changes is one whole-table restore of a few seconds
   instead of a ``--noflush`` one of minutes. Stale chains are left out of (replace) or deleted
   in (``--noflush``) the same restore.
-- A restore running past ``restore_deadline`` is killed (nothing is committed) and a full sync
-  follows at once; a restore child dies with the proxy (``restore.RestoreStream``).
+- A ``--noflush`` restore running past ``restore_deadline`` is killed (nothing is committed)
+  and a full sync, restoring the whole table, follows at once; a restore child dies with the proxy (``restore.RestoreStream``).
 - On a failed restore the kernel keeps its previous rules (``--noflush``; tables that failed
   are not committed), the offending input line is logged and ``restore_failed()`` makes the
   next sync full.
@@ -147,7 +147,10 @@ class IptablesSyncer:
                 text, _ = apply.drop_unchanged_chains(ours, self._kernel_blocks, blocks)
         t1 = self.clock()
         if stream is None:
-            stream = self._open_restore(noflush=True)
+            # only partial syncs have a deadline: theirs is the cost that explodes (quadratic in
+            # the chains written) and a full sync is the way out; a full one is linear in the
+            # table (and fed while the renderer runs), and killing it would leave no way out
+            stream = self._open_restore(noflush=True, deadline=None if full else self.cfg.restore_deadline)
             stream.write(text)
         if blocks is None and self.cfg.skip_unchanged_chains:
             blocks = _digests(apply.chain_blocks(ours))   # while the child parses and commits
@@ -171,7 +174,7 @@ class IptablesSyncer:
         if getattr(stream, "timed_out", False):
             out.counters["restore_deadline_kills_total"] = 1
             # the kernel kept its previous rules; a whole-table restore is the cheap way out
-            out.resync_now = not full
+            out.resync_now = True
         if rc != 0:
             self.renderer.restore_failed()
             line = apply.restore_error_line(stderr)
@@ -201,11 +204,10 @@ class IptablesSyncer:
                  f"{out.lines} lines, {out.deleted} stale chains deleted in {duration * 1000:.1f} ms")
         return line, event
 
-    def _open_restore(self, noflush: bool):
+    def _open_restore(self, noflush: bool, deadline: float | None = None):
         opener = getattr(self.iptables, "open_restore", None)
         if opener is None:
             return BufferedRestore(self.iptables, noflush)
-        deadline = self.cfg.restore_deadline
         return opener(noflush) if deadline is None else opener(noflush, deadline)
 
     def _open_full_restore(self, saved: apply.SavedTables):
