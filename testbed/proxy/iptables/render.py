@@ -369,6 +369,11 @@ class IptablesRenderer:
         existing.difference_update(deleted)
         self._rollback = (added, deleted)
         self._need_full = False
+        if len(self._sep) > 2 * max(state.total_endpoints(), 1024):
+            # endpoint chain names of endpoints that are gone: without this the cache keeps
+            # every endpoint ever seen (25 MB per 100k)
+            active = self._active
+            self._sep = {k: v for k, v in self._sep.items() if v in active}
         if do_full:
             self._last_full = now
         return SyncResult(text=text, full=do_full, written_chains=written,
