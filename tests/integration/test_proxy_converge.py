@@ -120,13 +120,18 @@ def test_restore_past_deadline_is_killed_and_full_sync_follows(node_ns):
 
 
 HELPER = textwrap.dedent("""
-    import sys
+    import os, sys
     from testbed.proxy.iptables.restore import RestoreStream
     s = RestoreStream(noflush=True)
-    # 60,000 new chains: seconds of work for iptables-nft. The input is larger than the 1 MiB
-    # pipe, so the write returns once iptables-restore itself is reading (setpriv is gone),
-    # and it still has a pipe-full to parse and a commit to make when the proxy is killed.
-    s.write("*nat\\n" + "".join(f":KUBE-SEP-HALF{i:010d} - [0:0]\\n" for i in range(60_000)) + "COMMIT\\n")
+    # more than the 1 MiB pipe holds, so the write returns only once iptables-restore itself
+    # reads (setpriv is gone); no COMMIT: the child then waits for the rest, mid-restore
+    rule = "-A KUBE-SEP-HALFWRITTEN -m comment --comment " + "x" * 200 + " -j RETURN\\n"
+    s.write("*nat\\n:KUBE-SEP-HALFWRITTEN - [0:0]\\n" + rule * 6_000)
+    if os.fork() == 0:
+        # a process that keeps the restore's input open, as a proxy's other children may: the
+        # proxy's death then closes nothing the child would notice, only the signal stops it
+        sys.stdin.read()
+        os._exit(0)
     print(s.pid, flush=True)
     sys.stdin.read()
 """)
@@ -161,6 +166,7 @@ def test_restore_child_dies_with_its_proxy(node_ns):
     finally:
         proxy.kill()
         proxy.wait()
+        proxy.stdin.close()   # the input holder reads EOF and exits
         if child and not _gone(child, 0):
             os.kill(child, signal.SIGKILL)
             _gone(child, 10.0)
