@@ -83,13 +83,12 @@ import string
 import threading
 import time
 import uuid
-from collections import deque
 from typing import Any, Callable, Iterable, Iterator
 
-from .. import heap
 from . import errors
 from .errors import BadRequest, Invalid, NotFound, ServiceUnavailable
 from .kinds import KindInfo, kind_info
+from .history import HISTORY_SECONDS, WatchHistory
 from .labels import combine, field_predicate, label_predicate
 from .persistence import StateLog
 from .watch import ADDED, DELETED, ERROR, MODIFIED, Event, Watch, clone, filter_event
@@ -99,12 +98,6 @@ __all__ = ["ADDED", "DELETED", "ERROR", "MODIFIED", "MemoryStore", "NoopAdmissio
            "now_rfc3339"]
 
 log = logging.getLogger(__name__)
-
-# the watch history: upstream's watch cache keeps each event at least 75 s (eventFreshDuration)
-# and at least 100 of them (lowerBoundCapacity)
-HISTORY_SECONDS = 75.0
-MIN_HISTORY = 100
-TRIM_PERIOD = 15.0
 
 # how often a write that lost a race against another writer of the same backend is retried
 WRITE_ATTEMPTS = 5
@@ -526,13 +519,7 @@ class MemoryStore(StoreCore):
         # kind -> namespace ("" when cluster-scoped) -> name -> object
         self._objects: dict[str, dict[str, dict[str, dict]]] = {}
         self._rv = 0
-        self._history: deque[Event] = deque()
-        self._history_at: deque[float] = deque()   # when each event of _history was written
-        self._history_limit = max(1, history)
-        self._history_seconds = history_seconds
-        self._clock = clock
-        self._trimmer_stop = threading.Event()
-        self._floor = 0  # every change with rv > _floor is in _history
+        self._history = WatchHistory(history, history_seconds, clock)
         self._watchers: dict[str, set[Watch]] = {}
         self._log: StateLog | None = None
         if state_dir is not None:
@@ -541,7 +528,7 @@ class MemoryStore(StoreCore):
             for (kind, ns, name), obj in loaded.objects.items():
                 self._objects.setdefault(kind, {}).setdefault(ns, {})[name] = obj
             self._rv = loaded.resource_version
-            self._floor = loaded.snapshot_rv
+            self._history.floor = loaded.snapshot_rv
             for rv, typ, obj, old in loaded.records:
                 self._remember(Event(typ, obj, old, rv))
             self._log.open()
@@ -550,8 +537,7 @@ class MemoryStore(StoreCore):
                 log.warning("admission rebuild: %s", p)
             if loaded.needs_compaction:
                 self._maybe_compact(force=True)
-        if self._history_seconds is not None:
-            threading.Thread(target=self._trim_periodically, name="store-history-trim", daemon=True).start()
+        self._history.start_trimming(self._lock)
 
     def _iter_all(self) -> Iterator[dict]:
         for by_ns in self._objects.values():
@@ -571,32 +557,6 @@ class MemoryStore(StoreCore):
 
     def _remember(self, ev: Event) -> None:
         self._history.append(ev)
-        self._history_at.append(self._clock())
-        self._trim_history()
-
-    def _trim_history(self) -> int:
-        """Drop events past ``history`` and, beyond the newest ``MIN_HISTORY``, those older than
-        ``history_seconds`` (lock held). Upstream's watch cache likewise keeps at least 100
-        events and each for 75 s; a burst of large objects (100k endpoints in EndpointSlices)
-        is then let go shortly after it, deletions included, instead of holding the objects
-        until 10,000 newer events push them out. Returns how many were dropped."""
-        h, at = self._history, self._history_at
-        n = 0
-        old = None if self._history_seconds is None else self._clock() - self._history_seconds
-        while len(h) > self._history_limit or (old is not None and len(h) > MIN_HISTORY and at[0] < old):
-            self._floor = h.popleft().rv
-            at.popleft()
-            n += 1
-        return n
-
-    def _trim_periodically(self) -> None:
-        """Age out the history when no write comes to do it (an idle cluster after a deletion),
-        and hand the freed heap back to the kernel."""
-        while not self._trimmer_stop.wait(TRIM_PERIOD):
-            with self._lock:
-                dropped = self._trim_history()
-            if dropped:
-                heap.give_back()
 
     def _write(self, typ: str, info: KindInfo, ns: str, name: str, obj: dict, old: dict | None) -> None:
         """Write one change (lock held); stored objects are never mutated afterwards."""
@@ -685,8 +645,8 @@ class MemoryStore(StoreCore):
                     if pred is None or pred(o):
                         initial.append(Event(ADDED, o, None, int(o["metadata"]["resourceVersion"])))
             else:
-                if start < self._floor:
-                    raise errors.too_old(start, self._floor)
+                if start < self._history.floor:
+                    raise errors.too_old(start, self._history.floor)
                 for ev in reversed(self._history):
                     if ev.rv <= start:
                         break
@@ -709,7 +669,7 @@ class MemoryStore(StoreCore):
             if self._closed:
                 return
             self._closed = True
-            self._trimmer_stop.set()
+            self._history.stop()
             watchers = [w for ws in self._watchers.values() for w in ws]
         for w in watchers:
             w.stop()

@@ -339,7 +339,7 @@ def test_status_from_error_with_details_method_or_to_status():
 
 
 def test_history_ages_out_beyond_the_newest_hundred():
-    from testbed.apiserver import store as store_mod
+    from testbed.apiserver import history, store as store_mod
 
     now = [0.0]
     s = store_mod.MemoryStore(history=10_000, history_seconds=75.0, clock=lambda: now[0])
@@ -347,10 +347,10 @@ def test_history_ages_out_beyond_the_newest_hundred():
         s.create(svc(f"old{i}"))
     now[0] = 80.0
     s.create(svc("new"))                     # a write ages out what is older than 75 s ...
-    assert len(s._history) == store_mod.MIN_HISTORY   # ... keeping the newest hundred
+    assert len(s._history) == history.MIN_HISTORY     # ... keeping the newest hundred
     with pytest.raises(errors.Gone):
         s.watch("Service", resource_version="1")
     now[0] = 200.0
     with s._lock:                            # no write: the periodic trim does it
-        assert s._trim_history() == 0        # never below the newest hundred
+        assert s._history.trim() == 0        # never below the newest hundred
     s.close()
