@@ -83,12 +83,12 @@ import string
 import threading
 import time
 import uuid
-from collections import deque
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from . import errors
 from .errors import BadRequest, Invalid, NotFound, ServiceUnavailable
 from .kinds import KindInfo, kind_info
+from .history import HISTORY_SECONDS, WatchHistory
 from .labels import combine, field_predicate, label_predicate
 from .persistence import StateLog
 from .watch import ADDED, DELETED, ERROR, MODIFIED, Event, Watch, clone, filter_event
@@ -512,15 +512,14 @@ class MemoryStore(StoreCore):
     """Dict-backed store with watch; persistent when given a ``state_dir``."""
 
     def __init__(self, state_dir=None, admission=None, *, history: int = 10000,
-                 compact_bytes: int = 16 << 20, watch_queue_limit: int = 100000):
+                 history_seconds: float | None = HISTORY_SECONDS, compact_bytes: int = 16 << 20,
+                 watch_queue_limit: int = 100000, clock: Callable[[], float] = time.monotonic):
         super().__init__(admission, watch_queue_limit=watch_queue_limit)
         self._compact_lock = threading.Lock()
         # kind -> namespace ("" when cluster-scoped) -> name -> object
         self._objects: dict[str, dict[str, dict[str, dict]]] = {}
         self._rv = 0
-        self._history: deque[Event] = deque()
-        self._history_limit = max(1, history)
-        self._floor = 0  # every change with rv > _floor is in _history
+        self._history = WatchHistory(history, history_seconds, clock)
         self._watchers: dict[str, set[Watch]] = {}
         self._log: StateLog | None = None
         if state_dir is not None:
@@ -529,7 +528,7 @@ class MemoryStore(StoreCore):
             for (kind, ns, name), obj in loaded.objects.items():
                 self._objects.setdefault(kind, {}).setdefault(ns, {})[name] = obj
             self._rv = loaded.resource_version
-            self._floor = loaded.snapshot_rv
+            self._history.floor = loaded.snapshot_rv
             for rv, typ, obj, old in loaded.records:
                 self._remember(Event(typ, obj, old, rv))
             self._log.open()
@@ -538,6 +537,7 @@ class MemoryStore(StoreCore):
                 log.warning("admission rebuild: %s", p)
             if loaded.needs_compaction:
                 self._maybe_compact(force=True)
+        self._history.start_trimming(self._lock)
 
     def _iter_all(self) -> Iterator[dict]:
         for by_ns in self._objects.values():
@@ -557,8 +557,6 @@ class MemoryStore(StoreCore):
 
     def _remember(self, ev: Event) -> None:
         self._history.append(ev)
-        while len(self._history) > self._history_limit:
-            self._floor = self._history.popleft().rv
 
     def _write(self, typ: str, info: KindInfo, ns: str, name: str, obj: dict, old: dict | None) -> None:
         """Write one change (lock held); stored objects are never mutated afterwards."""
@@ -647,8 +645,8 @@ class MemoryStore(StoreCore):
                     if pred is None or pred(o):
                         initial.append(Event(ADDED, o, None, int(o["metadata"]["resourceVersion"])))
             else:
-                if start < self._floor:
-                    raise errors.too_old(start, self._floor)
+                if start < self._history.floor:
+                    raise errors.too_old(start, self._history.floor)
                 for ev in reversed(self._history):
                     if ev.rv <= start:
                         break
@@ -671,6 +669,7 @@ class MemoryStore(StoreCore):
             if self._closed:
                 return
             self._closed = True
+            self._history.stop()
             watchers = [w for ws in self._watchers.values() for w in ws]
         for w in watchers:
             w.stop()

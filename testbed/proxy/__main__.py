@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="restore full syncs with --noflush like upstream (slow with iptables-nft at scale)")
     p.add_argument("--rewrite-all-chains", action="store_true",
                    help="partial syncs rewrite every top-level chain like upstream, even if unchanged")
+    p.add_argument("--no-cost-based-full-sync", action="store_true",
+                   help="iptables: always restore a partial sync with --noflush, however many chains it writes")
+    p.add_argument("--restore-deadline", type=float, default=60.0, metavar="SECONDS",
+                   help="iptables: kill a partial sync's restore running longer and resync in full (0: no deadline)")
     p.add_argument("--allow-any-netns", action="store_true", help="skip the network namespace check")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -106,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
                       full_sync_period=args.full_sync_period, masquerade_all=args.masquerade_all,
                       localhost_nodeports=not args.no_localhost_nodeports,
                       replace_full_sync=not args.noflush_full_sync, skip_unchanged_chains=not args.rewrite_all_chains,
+                      cost_based_full_sync=not args.no_cost_based_full_sync,
+                      restore_deadline=args.restore_deadline or None,
                       ipvs_scheduler=args.ipvs_scheduler,
                       rules_file=os.path.join(args.state_dir, f"proxy-{args.node}.rules") if args.state_dir else None)
     client = ApiClient(args.api)

@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from testbed import heap
 from testbed.proxy import apply
 from testbed.proxy.events import EventPoster, make_event
 from testbed.proxy.metrics import Summary, write_json_atomic
@@ -41,6 +42,7 @@ from testbed.proxy.model import IPV4, ProxyState
 from testbed.proxy.schedule import SyncScheduler
 from testbed.proxy.syncer import ProxyConfig, Syncer
 from testbed.proxy.sysctl import SYSCTLS, write_sysctl
+
 
 log = logging.getLogger("testbed.proxy")
 
@@ -102,6 +104,7 @@ class ProxyLoop:
         self.sched = SyncScheduler(cfg.min_sync_period, cfg.full_sync_period, cfg.burst_syncs, clock())
         self._stop = threading.Event()
         self._force_full = False
+        self._peak_endpoints = 0
         self._last_full: float | None = None
         self._pending_filters: list[apply.ConntrackFilter] = []
         self._threads: list[threading.Thread] = []
@@ -211,7 +214,10 @@ class ProxyLoop:
                 if pending_since is not None:
                     self._pending_since = pending_since if self._pending_since is None \
                         else min(pending_since, self._pending_since)
-                self.sched.retry_after(t2, self.cfg.sync_period)
+                if out.resync_now:
+                    self.sched.request()
+                else:
+                    self.sched.retry_after(t2, self.cfg.sync_period)
             rec = SyncRecord(full, False, t2 - t0, out.render, out.restore, 0.0, out.lines, out.written,
                              out.deleted, 0, None, error=out.error, error_line=out.error_line, save=out.save)
             self.counters["sync_failures_total"] += 1
@@ -226,11 +232,24 @@ class ProxyLoop:
                          out.written, out.deleted, deleted, latency, save=out.save)
         self.counters["conntrack_entries_deleted_total"] += deleted
         line, event = self.syncer.report(self.state, out, full, rec.duration, t3 - t2, deleted)
-        log.log(logging.INFO if full or deleted else logging.DEBUG, "%s", line)
+        # a slow sync is worth a line whatever its kind: it is where convergence time goes
+        log.log(logging.INFO if full or deleted or rec.duration > 1.0 else logging.DEBUG, "%s", line)
         if full:
             self._post("Synced", event)
+        self._give_back_memory(out.lines)
         self._finish(rec)
         return rec
+
+    def _give_back_memory(self, lines: int) -> None:
+        """After a sync that built a large ruleset, or once the state shrank to well under its
+        peak, hand freed heap pages back to the kernel: glibc keeps them otherwise, and a proxy
+        emptied of 100k endpoints would hold its peak RSS for ever."""
+        eps = self.state.total_endpoints()
+        self._peak_endpoints = max(self._peak_endpoints, eps)
+        if lines < 10_000 and not eps < self._peak_endpoints // 2:
+            return
+        self._peak_endpoints = eps
+        heap.give_back()
 
     def _after_apply(self, changes, newest: float | None, full: bool) -> tuple[int, float, float | None]:
         """What every mode does once its rules are in place: UDP conntrack cleanup (kept for the
@@ -283,7 +302,7 @@ class ProxyLoop:
                     else round(r.programming_latency, 6),
                     "error": r.error, "error_line": r.error_line, "timestamp": self.wall()}
         c = self.counters
-        return {
+        out = {
             "cluster": self.cfg.cluster, "node": self.cfg.node_name, "pid": os.getpid(),
             "mode": self.syncer.mode, "started": self.started_wall, "updated": self.wall(),
             "healthy": self.healthy(), "stopped": self._stop.is_set(),
@@ -303,6 +322,9 @@ class ProxyLoop:
             "network_programming_latency_seconds": self.programming_latency.to_dict(),
             **self.syncer.metrics(),
         }
+        # counters a mode adds through ``SyncOutcome.counters`` (e.g. partial syncs written whole)
+        out.update((k, v) for k, v in c.items() if k not in out)
+        return out
 
     def write_metrics(self) -> None:
         if not self.cfg.metrics_file:

@@ -35,6 +35,8 @@ class ProxyConfig:
     rules_file: str | None = None      # journal of what was restored since the last full sync
     replace_full_sync: bool = False    # full syncs restore whole tables (see iptables.apply.replace_tables_text)
     skip_unchanged_chains: bool = False  # partial syncs leave out chains the kernel holds as is
+    cost_based_full_sync: bool = False   # a partial sync dearer than a full one is done as a full one
+    restore_deadline: float | None = None  # seconds an iptables-restore may run before it is killed
     # ipvs mode
     ipvs_scheduler: str = "rr"         # upstream --ipvs-scheduler default
 
@@ -56,6 +58,7 @@ class SyncOutcome:
     error_line: int | None = None  # the rejected input line, if the mode knows it
     failure_event: str = ""        # the SyncFailed Event's message
     counters: dict[str, int] = field(default_factory=dict)   # mode-specific counters to add
+    resync_now: bool = False       # failed in a way a full sync fixes at once: do not wait sync_period
 
 
 class Syncer(Protocol):

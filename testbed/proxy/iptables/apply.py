@@ -411,7 +411,8 @@ def drop_unchanged_chains(text: str, kernel: Mapping[tuple[str, str], str],
     already holds (``kernel``: blocks from ``chain_blocks`` of earlier successful restores):
     not declaring a chain leaves it untouched, so the result is the same ruleset, restored
     with far fewer rules (a partial sync after an endpoint change no longer rewrites the
-    10,000-rule ``KUBE-SERVICES``). ``blocks``: ``chain_blocks(text)`` if the caller has it.
+    10,000-rule ``KUBE-SERVICES``). ``blocks``: ``chain_blocks(text)`` if the caller has it;
+    ``kernel`` and ``blocks`` may both map to digests of the blocks instead.
     Returns (text, chains left out)."""
     if blocks is None:
         blocks = chain_blocks(text)

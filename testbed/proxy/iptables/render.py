@@ -326,11 +326,12 @@ class IptablesRenderer:
                 chunk = self._chunk_text[k] = self._build_chunk(state, names, large)
             filter_parts.append(chunk.filter_rules)
             if do_full:
-                nat_rule_parts.append(chunk.nat_all)
+                nat_all = "".join(frags[nn].nat_all for nn in names)
+                nat_rule_parts.append(nat_all)
                 nat_chain_parts.append(chunk.chain_lines)
                 written.extend(chunk.chains)
                 if on_chunk is not None:
-                    on_chunk(chunk.chain_lines + chunk.nat_all)
+                    on_chunk(chunk.chain_lines + nat_all)
             elif k not in dirty_chunks:
                 nat_rule_parts.append(chunk.nat_top)
             else:
@@ -368,6 +369,11 @@ class IptablesRenderer:
         existing.difference_update(deleted)
         self._rollback = (added, deleted)
         self._need_full = False
+        if len(self._sep) > 2 * max(state.total_endpoints(), 1024):
+            # endpoint chain names of endpoints that are gone: without this the cache keeps
+            # every endpoint ever seen (25 MB per 100k)
+            active = self._active
+            self._sep = {k: v for k, v in self._sep.items() if v in active}
         if do_full:
             self._last_full = now
         return SyncResult(text=text, full=do_full, written_chains=written,
@@ -455,9 +461,11 @@ class IptablesRenderer:
                 frag = frags[nn] = self._render_service(state, nn, large)
                 self._active.update(frag.chains)
             parts.append(frag)
+        # no joined nat_all: it is most of the text and would be held twice; full syncs join
+        # it from the fragments when they need it
         return _Fragment("".join(f.filter_rules for f in parts),
                          "".join(f.nat_top for f in parts),
-                         "".join(f.nat_all for f in parts),
+                         "",
                          "".join(f.chain_lines for f in parts),
                          tuple(c for f in parts for c in f.chains))
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import shutil
 import subprocess
 import tempfile
+import threading
 from typing import Protocol
 
 from testbed.proxy.iptables.apply import CANARY_CHAIN
@@ -32,16 +34,39 @@ RESTORE_ENV = {"GLIBC_TUNABLES": "glibc.malloc.tcache_count=65000:glibc.malloc.m
                                  "glibc.malloc.top_pad=268435456:glibc.malloc.trim_threshold=268435456"}
 
 
+def _die_with_parent() -> list[str]:
+    """A prefix that makes the child get SIGKILL when the thread that started it dies
+    (``PR_SET_PDEATHSIG``, set by util-linux ``setpriv`` and kept across its exec): a killed
+    proxy must not leave a restore running on, orphaned, for minutes of CPU. ``setpriv``
+    rather than a ``preexec_fn``, which is not safe in a process with threads (the proxy's
+    watches). The proxy starts restores from its long-lived sync thread."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+
+
 class RestoreStream:
     """One ``iptables-restore`` fed while its input is still being produced: ``write()`` pieces
     as they are rendered (the child parses them meanwhile, on the other core), ``close()`` for
-    (exit status, stderr). ``text`` is everything written (error lines refer to it)."""
+    (exit status, stderr). ``text`` is everything written (error lines refer to it).
 
-    def __init__(self, noflush: bool = True):
+    ``deadline`` (seconds from the start): past it the child is killed, before it committed
+    anything, and ``close()`` reports the failure (``timed_out``)."""
+
+    def __init__(self, noflush: bool = True, deadline: float | None = None):
         args = list(RESTORE_ARGS) if noflush else [a for a in RESTORE_ARGS if a != "--noflush"]
         self._err = tempfile.TemporaryFile()
-        self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                      stderr=self._err, env={**os.environ, **RESTORE_ENV})
+        self._proc = subprocess.Popen(_die_with_parent() + args, stdin=subprocess.PIPE,
+                                      stdout=subprocess.DEVNULL, stderr=self._err,
+                                      env={**os.environ, **RESTORE_ENV})
+        self.deadline = deadline
+        self.timed_out = False
+        self._timer = None
+        if deadline is not None:
+            # a timer, not a timeout on wait(): the writer itself blocks on a full pipe while a
+            # slow child parses, so the kill must come from elsewhere
+            self._timer = threading.Timer(deadline, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
         try:   # a 1 MiB pipe: the renderer runs ahead instead of waking the child every 64 KiB
             fcntl.fcntl(self._proc.stdin.fileno(), F_SETPIPE_SZ, 1 << 20)
         except OSError:
@@ -49,13 +74,22 @@ class RestoreStream:
         self._parts: list[str] = []
         self._broken = False
 
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def _expire(self) -> None:
+        if self._proc.poll() is None:
+            self.timed_out = True
+            self._proc.kill()
+
     def write(self, piece: str) -> None:
         self._parts.append(piece)
         if not self._broken:
             try:
                 self._proc.stdin.write(piece.encode())
-            except BrokenPipeError:   # the child gave up (a parse error): close() reports it
-                self._broken = True
+            except BrokenPipeError:   # the child gave up (a parse error) or was killed at its
+                self._broken = True   # deadline: close() reports it
 
     @property
     def text(self) -> str:
@@ -63,6 +97,8 @@ class RestoreStream:
 
     def abort(self) -> None:
         """Kill the child before it saw ``COMMIT``: nothing is committed."""
+        if self._timer is not None:
+            self._timer.cancel()
         self._proc.kill()
         try:
             self._proc.stdin.close()
@@ -74,12 +110,17 @@ class RestoreStream:
     def close(self) -> tuple[int, str]:
         try:
             self._proc.stdin.close()
-        except BrokenPipeError:
+        except BrokenPipeError:   # the child is gone: a parse error, or killed at its deadline
             pass
         rc = self._proc.wait()
+        if self._timer is not None:
+            self._timer.cancel()
         self._err.seek(0)
         err = self._err.read().decode(errors="replace")
         self._err.close()
+        if self.timed_out:
+            err = (f"iptables-restore exceeded its deadline of {self.deadline:g} s and was killed "
+                   f"(nothing committed)\n{err}")
         return rc, err
 
 
@@ -114,14 +155,14 @@ class HostIptables:
             raise OSError(f"iptables-save failed: {r.stderr.strip()}")
         return r.stdout
 
-    def restore(self, text: str, noflush: bool = True) -> tuple[int, str]:
-        stream = self.open_restore(noflush)
+    def restore(self, text: str, noflush: bool = True, deadline: float | None = None) -> tuple[int, str]:
+        stream = self.open_restore(noflush, deadline)
         stream.write(text)
         return stream.close()
 
     @staticmethod
-    def open_restore(noflush: bool = True) -> RestoreStream:
-        return RestoreStream(noflush)
+    def open_restore(noflush: bool = True, deadline: float | None = None) -> RestoreStream:
+        return RestoreStream(noflush, deadline)
 
     def has_canary(self) -> bool:
         r = subprocess.run(["iptables", "-w", "5", "-t", "mangle", "-S", CANARY_CHAIN],

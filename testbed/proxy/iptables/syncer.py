@@ -14,6 +14,13 @@
   ``existing_nat_chains`` (so a restarted proxy deletes chains its predecessor left stale,
   without flushing anything first) and its rules tell which of upstream's jump rules / canary
   chains are missing; those are folded into the same restore.
+- A partial sync is done as a full one when it would cost more (``cost_based_full_sync``,
+  ``cost.py``: ``--noflush`` is quadratic in the chains written, a whole-table restore linear
+  in the table): a burst of 100k endpoint changes is one whole-table restore of a few seconds
+  instead of a ``--noflush`` one of minutes. Stale chains are left out of (replace) or deleted
+  in (``--noflush``) the same restore.
+- A ``--noflush`` restore running past ``restore_deadline`` is killed (nothing is committed)
+  and a full sync, restoring the whole table, follows at once; a restore child dies with the proxy (``restore.RestoreStream``).
 - On a failed restore the kernel keeps its previous rules (``--noflush``; tables that failed
   are not committed), the offending input line is logged and ``restore_failed()`` makes the
   next sync full.
@@ -22,12 +29,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
 from typing import Callable
 
-from testbed.proxy.iptables import apply
+from testbed.proxy.iptables import apply, cost
 from testbed.proxy.iptables.names import is_service_chain_name
 from testbed.proxy.iptables.render import NAT_CHAINS, IptablesConfig, IptablesRenderer, LocalDetector
 from testbed.proxy.iptables.restore import BufferedRestore, HostIptables, Iptables
@@ -39,6 +47,12 @@ log = logging.getLogger("testbed.proxy")
 
 ROUTE_LOCALNET = "net.ipv4.conf.all.route_localnet"
 BE_LIBERAL = "net.netfilter.nf_conntrack_tcp_be_liberal"
+
+
+def _digests(blocks: dict[tuple[str, str], str]) -> dict[tuple[str, str], bytes]:
+    """Chain rules by digest: what the kernel holds is compared, never read back, and its text
+    would be a second copy of the whole ruleset (~30 MB at 100k endpoints)."""
+    return {key: hashlib.blake2b(text.encode(), digest_size=16).digest() for key, text in blocks.items()}
 
 
 def _ours_nat(chain: str) -> bool:
@@ -67,7 +81,9 @@ class IptablesSyncer:
             random_fully=random_fully, sync_period=cfg.sync_period, full_sync_period=cfg.full_sync_period)
         self.renderer = IptablesRenderer(self.config)
         self._journal_base = 0
-        self._kernel_blocks: dict[tuple[str, str], str] = {}
+        # (table, chain) -> digest of the rules the kernel holds in it, from our own restores
+        self._kernel_blocks: dict[tuple[str, str], bytes] = {}
+        self.last_full = False   # what the last sync was: the loop's choice, or promoted by cost
 
     @property
     def needs_full_sync(self) -> bool:
@@ -85,6 +101,15 @@ class IptablesSyncer:
 
     # ------------------------------------------------------------------ one sync
     def sync(self, state: ProxyState, changes: StateChange, full: bool, now: float) -> SyncOutcome:
+        promoted = False
+        if not full and self.cfg.cost_based_full_sync:
+            est = cost.estimate(state, changes, self.cfg.skip_unchanged_chains)
+            if est.full_is_cheaper:
+                log.info("partial sync would write %d chains (~%.1f s with --noflush): writing the "
+                         "whole table instead (%d lines, ~%.1f s)", est.chains, est.partial_seconds,
+                         est.table_lines, est.full_seconds)
+                full = promoted = True
+        self.last_full = full
         saved = None
         ts = self.clock()
         if full:
@@ -117,15 +142,18 @@ class IptablesSyncer:
             raise
         blocks = None
         if stream is None and not full and self.cfg.skip_unchanged_chains:
-            blocks = apply.chain_blocks(ours)
+            blocks = _digests(apply.chain_blocks(ours))
             if self._kernel_blocks:
                 text, _ = apply.drop_unchanged_chains(ours, self._kernel_blocks, blocks)
         t1 = self.clock()
         if stream is None:
-            stream = self._open_restore(noflush=True)
+            # only partial syncs have a deadline: theirs is the cost that explodes (quadratic in
+            # the chains written) and a full sync is the way out; a full one is linear in the
+            # table (and fed while the renderer runs), and killing it would leave no way out
+            stream = self._open_restore(noflush=True, deadline=None if full else self.cfg.restore_deadline)
             stream.write(text)
         if blocks is None and self.cfg.skip_unchanged_chains:
-            blocks = apply.chain_blocks(ours)   # while the child parses and commits
+            blocks = _digests(apply.chain_blocks(ours))   # while the child parses and commits
         rc, stderr = stream.close()
         text = stream.text
         t2 = self.clock()
@@ -141,6 +169,12 @@ class IptablesSyncer:
                 self._kernel_blocks.update(blocks)
         out = SyncOutcome(rc == 0, lines, len(result.written_chains), len(result.deleted_chains),
                           render=t1 - now, restore=t2 - t1, save=t_save)
+        if promoted:
+            out.counters["partial_syncs_written_whole_total"] = 1
+        if getattr(stream, "timed_out", False):
+            out.counters["restore_deadline_kills_total"] = 1
+            # the kernel kept its previous rules; a whole-table restore is the cheap way out
+            out.resync_now = True
         if rc != 0:
             self.renderer.restore_failed()
             line = apply.restore_error_line(stderr)
@@ -161,7 +195,7 @@ class IptablesSyncer:
 
     def report(self, state: ProxyState, out: SyncOutcome, full: bool, duration: float,
                conntrack: float, conntrack_deleted: int) -> tuple[str, str]:
-        kind = "full" if full else "partial"
+        kind = "full" if self.last_full else "partial"
         line = (f"{kind} sync: {state.service_count()} services, {state.total_endpoints()} endpoints, "
                 f"{out.lines} lines, {out.written} chains written, {out.deleted} deleted; "
                 f"{duration * 1e3:.1f} ms (save {out.save * 1e3:.1f}, render {(out.render - out.save) * 1e3:.1f}, "
@@ -170,9 +204,11 @@ class IptablesSyncer:
                  f"{out.lines} lines, {out.deleted} stale chains deleted in {duration * 1000:.1f} ms")
         return line, event
 
-    def _open_restore(self, noflush: bool):
+    def _open_restore(self, noflush: bool, deadline: float | None = None):
         opener = getattr(self.iptables, "open_restore", None)
-        return opener(noflush) if opener is not None else BufferedRestore(self.iptables, noflush)
+        if opener is None:
+            return BufferedRestore(self.iptables, noflush)
+        return opener(noflush) if deadline is None else opener(noflush, deadline)
 
     def _open_full_restore(self, saved: apply.SavedTables):
         """Start a full sync's table-replacing restore and write the head of its nat table: the

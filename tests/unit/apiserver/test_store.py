@@ -336,3 +336,21 @@ def test_status_from_error_with_details_method_or_to_status():
     st = errors.status_from_exception(RichError("bad"))
     assert st["details"] == {"name": "x", "causes": [{"field": "spec"}]} and st["message"] == "bad"
     assert errors.status_from_exception(OwnStatusError("x"))["message"] == "own"
+
+
+def test_history_ages_out_beyond_the_newest_hundred():
+    from testbed.apiserver import history, store as store_mod
+
+    now = [0.0]
+    s = store_mod.MemoryStore(history=10_000, history_seconds=75.0, clock=lambda: now[0])
+    for i in range(150):
+        s.create(svc(f"old{i}"))
+    now[0] = 80.0
+    s.create(svc("new"))                     # a write ages out what is older than 75 s ...
+    assert len(s._history) == history.MIN_HISTORY     # ... keeping the newest hundred
+    with pytest.raises(errors.Gone):
+        s.watch("Service", resource_version="1")
+    now[0] = 200.0
+    with s._lock:                            # no write: the periodic trim does it
+        assert s._history.trim() == 0        # never below the newest hundred
+    s.close()
