@@ -107,3 +107,138 @@ def container_env(pod: dict, ctr: dict, ip: str | None, node_ip: str | None) -> 
             env[name] = fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
     return env
 
+
+
+# -- the sandbox: pure renderings of what a container sees ------------------------------------
+
+CLUSTER_DOMAIN = "cluster.local"
+# Linux capability numbers (include/uapi/linux/capability.h), by the names Kubernetes uses
+CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+                "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+                "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+                "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
+                "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
+                "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE")
+# containerd's and CRI-O's default set for a container without securityContext.capabilities
+DEFAULT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
+                        "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE")
+HOSTS_HEADER = ("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                "fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n")
+
+
+def _cap_number(name: str, where: str) -> int:
+    n = str(name).upper().removeprefix("CAP_")
+    if n not in CAPABILITIES:
+        raise ValueError(f"{where}: unknown capability {name!r}; allowed: ALL or {', '.join(CAPABILITIES)}")
+    return CAPABILITIES.index(n)
+
+
+def security_context(pod: dict, ctr: dict) -> dict:
+    """The container's securityContext over the pod's (runAsUser/runAsGroup are inherited)."""
+    pod_sc = (pod.get("spec") or {}).get("securityContext") or {}
+    sc = dict(ctr.get("securityContext") or {})
+    for k in ("runAsUser", "runAsGroup"):
+        if sc.get(k) is None and pod_sc.get(k) is not None:
+            sc[k] = pod_sc[k]
+    if pod_sc.get("supplementalGroups") and "supplementalGroups" not in sc:
+        sc["supplementalGroups"] = pod_sc["supplementalGroups"]
+    return sc
+
+
+def capabilities(sc: dict, last_cap: int = len(CAPABILITIES) - 1) -> list[int]:
+    """The capability set of a container: every one when privileged, otherwise the runtime's
+    default set with ``capabilities.add`` then ``capabilities.drop`` applied (``ALL`` allowed)."""
+    every = set(range(last_cap + 1))
+    if sc.get("privileged"):
+        return sorted(every)
+    caps = {CAPABILITIES.index(c) for c in DEFAULT_CAPABILITIES}
+    spec = sc.get("capabilities") or {}
+    for name in spec.get("add") or []:
+        caps = every if str(name).upper() == "ALL" else caps | {_cap_number(name, "securityContext.capabilities.add")}
+    for name in spec.get("drop") or []:
+        caps = set() if str(name).upper() == "ALL" else caps - {_cap_number(name, "securityContext.capabilities.drop")}
+    return sorted(caps & every)
+
+
+def pod_hostname(pod: dict) -> str:
+    """``spec.hostname`` or the pod's name, cut to a DNS label as the kubelet does."""
+    spec = pod.get("spec") or {}
+    return (spec.get("hostname") or pod["metadata"]["name"])[:63].rstrip("-.")
+
+
+def etc_hosts(pod: dict, ip: str | None) -> str:
+    """The kubelet's managed /etc/hosts: localhost lines, the pod's own name (with its FQDN when
+    it has a subdomain) and the pod's hostAliases."""
+    spec, meta = pod.get("spec") or {}, pod.get("metadata") or {}
+    out = HOSTS_HEADER
+    if ip:
+        host = pod_hostname(pod)
+        sub = spec.get("subdomain")
+        names = [f"{host}.{sub}.{meta.get('namespace', 'default')}.svc.{CLUSTER_DOMAIN}", host] if sub else [host]
+        out += f"{ip}\t{chr(9).join(names)}\n"
+    aliases = [a for a in spec.get("hostAliases") or [] if a.get("ip") and a.get("hostnames")]
+    if aliases:
+        out += "\n# Entries added by HostAliases.\n"
+        out += "".join(f"{a['ip']}\t{chr(9).join(a['hostnames'])}\n" for a in aliases)
+    return out
+
+
+def cluster_dns_ip(service_network: str) -> str:
+    """The cluster DNS Service's address: the service network's 10th (10.96.0.10)."""
+    return str(ipaddress.ip_network(service_network)[10])
+
+
+def _parse_resolv(text: str) -> tuple[list[str], list[str], list[str]]:
+    ns, search, opts = [], [], []
+    for line in text.splitlines():
+        f = line.split("#", 1)[0].split()
+        if not f:
+            continue
+        if f[0] == "nameserver" and len(f) > 1:
+            ns.append(f[1])
+        elif f[0] in ("search", "domain"):
+            search = f[1:]
+        elif f[0] == "options":
+            opts.extend(f[1:])
+    return ns, search, opts
+
+
+def resolv_conf(pod: dict, service_network: str, node_resolv: str) -> str:
+    """/etc/resolv.conf by ``dnsPolicy`` (ClusterFirst when unset), with ``dnsConfig`` merged in:
+    ClusterFirst (and ClusterFirstWithHostNet) use the cluster DNS, Default the node's file,
+    None only ``dnsConfig``. A hostNetwork pod with ClusterFirst gets the node's, as upstream."""
+    spec, meta = pod.get("spec") or {}, pod.get("metadata") or {}
+    policy = spec.get("dnsPolicy") or "ClusterFirst"
+    if policy == "ClusterFirst" and spec.get("hostNetwork"):
+        policy = "Default"
+    if policy in ("ClusterFirst", "ClusterFirstWithHostNet"):
+        ns = meta.get("namespace", "default")
+        servers = [cluster_dns_ip(service_network)]
+        search = [f"{ns}.svc.{CLUSTER_DOMAIN}", f"svc.{CLUSTER_DOMAIN}", CLUSTER_DOMAIN]
+        opts = ["ndots:5"]
+    elif policy == "Default":
+        servers, search, opts = _parse_resolv(node_resolv)
+    else:
+        servers, search, opts = [], [], []
+    cfg = spec.get("dnsConfig") or {}
+    servers += [s for s in cfg.get("nameservers") or [] if s not in servers]
+    search += [s for s in cfg.get("searches") or [] if s not in search]
+    merged = {o.split(":", 1)[0]: o for o in opts}
+    for o in cfg.get("options") or []:
+        merged[o["name"]] = f"{o['name']}:{o['value']}" if o.get("value") not in (None, "") else o["name"]
+    lines = [f"search {' '.join(search)}"] if search else []
+    lines += [f"nameserver {s}" for s in servers[:3]]  # glibc reads three
+    lines += [f"options {' '.join(merged.values())}"] if merged else []
+    return "\n".join(lines) + "\n"
+
+
+def sandbox_spec(pod: dict, ctr: dict, *, cgroup: str, files: dict[str, str], hide: list[str],
+                 last_cap: int = len(CAPABILITIES) - 1) -> dict:
+    """What ``testbed.sandbox`` makes of a container: cgroup, hostname, the pod's own files
+    bind-mounted over the host's (``files``: target -> source), directories hidden, and the
+    credentials (capability set, user, group, umask 022 as container runtimes use)."""
+    sc = security_context(pod, ctr)
+    return {"cgroup": cgroup, "hostname": pod_hostname(pod), "files": dict(files), "hide": list(hide),
+            "capabilities": capabilities(sc, last_cap), "uid": sc.get("runAsUser"), "gid": sc.get("runAsGroup"),
+            "groups": [int(g) for g in sc.get("supplementalGroups") or []], "umask": 0o022,
+            "cwd": ctr.get("workingDir") or None}

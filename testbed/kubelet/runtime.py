@@ -18,10 +18,10 @@ import threading
 import time
 from typing import Any
 
-from .. import exec, netns, state
+from .. import cgroups, exec, netns, sandbox as sandbox_proc, state
 from ..controllers.base import key_of
 from ..plan import Plan, PodPlan
-from . import prober
+from . import prober, sandbox
 from .plan import ANN_KILL, ANN_READY, container_env
 from .status import Ctr, PodRun, fmt_seconds, now
 from .workloads import launchers
@@ -58,6 +58,8 @@ class PodRuntime:
         self.node_netns = {n.name: n.netns for n in plan.nodes}
         self.probes_run = 0
         self.launchers = launchers(self)
+        self.node_resolv = sandbox.node_resolv_conf()
+        self.last_cap = sandbox_proc.last_cap()
 
     # -- thread-safe entry points ----------------------------------------------------------
     def start(self) -> "PodRuntime":
@@ -108,12 +110,16 @@ class PodRuntime:
 
     # -- loop side: pods ---------------------------------------------------------------------
     def _run_pods(self, items) -> None:
+        cluster = self.plan.cluster
+        cgroups.create([cgroups.cluster_path(cluster)]
+                       + [sandbox.pod_cgroup(cluster, p.namespace, p.name) for _, p, _ in items])
         for pod, p, adopted in items:
             run = PodRun(pod, p, self.node_ips.get(p.node, ""))
             self.runs[run.key] = run
             if adopted:
                 self._adopt_status(run)
-                kill_netns_processes(p.netns)
+                # what a previous control plane left running is restarted, not adopted
+                cgroups.kill(sandbox.pod_cgroup(cluster, p.namespace, p.name))
             if pod["metadata"].get("deletionTimestamp"):
                 self._terminate(run)
                 continue
@@ -177,6 +183,14 @@ class PodRuntime:
         run.init_done = True
         for c in run.ctrs:
             self._start(run, c)
+
+    def sandbox_spec(self, run: PodRun, c: Ctr) -> str:
+        """Write the pod's files and the container's sandbox spec; the spec file's path."""
+        return sandbox.prepare(self.plan.cluster, self.plan.service_network, self.node_resolv, run.pod,
+                               run.plan.ip, c.spec, self.last_cap)
+
+    def container_cgroup(self, run: PodRun, c: Ctr) -> str:
+        return sandbox.container_cgroup(self.plan.cluster, run.key[0], run.key[1], c.name)
 
     def log_file(self, run: PodRun, c: Ctr) -> str:
         ns, name = run.key
@@ -449,6 +463,10 @@ class PodRuntime:
             self.backoff.forget((run.uid, c.name))
         if not deleted:
             self._write(run)  # the terminal phase
+        try:  # the container's main processes are gone; whatever they started goes with the pod
+            sandbox.remove(self.plan.cluster, *run.key)
+        except (OSError, TimeoutError) as exc:
+            log.warning("pod %s/%s: %s", *run.key, exc)
         self._dirty.pop(run.key, None)
         if self.runs.get(run.key) is run:
             del self.runs[run.key]
@@ -461,6 +479,10 @@ class PodRuntime:
         if isinstance(handler.get("exec"), dict):
             argv = [str(a) for a in handler["exec"].get("command") or []]
             env = container_env(run.pod, c.spec, p.ip, run.node_ip)
+            spec = sandbox.spec_path(self.plan.cluster, *run.key, c.name)
+            if argv:
+                spec = spec if os.path.exists(spec) else self.sandbox_spec(run, c)
+                argv = sandbox.exec_argv(spec, self.container_cgroup(run, c), argv)
             fut = self._exec.submit_in(p.netns, prober.run_exec, argv, timeout, env)
         elif isinstance(handler.get("httpGet"), dict):
             h = handler["httpGet"]
@@ -566,19 +588,3 @@ class PodRuntime:
             run.last_status = st
         except Exception as exc:  # noqa: BLE001 - gone, or replaced by a pod of the same name
             log.debug("status of %s/%s: %s", ns, name, exc)
-
-
-
-def kill_netns_processes(name: str) -> None:
-    """Processes left in a pod's namespace by a previous control plane (adoption restarts them)."""
-    ino = netns.inode(name)
-    if ino is None:
-        return
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            if os.stat(f"/proc/{entry}/ns/net").st_ino == ino:
-                os.kill(int(entry), signal.SIGKILL)
-        except OSError:
-            pass

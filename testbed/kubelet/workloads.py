@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 from typing import TYPE_CHECKING, Protocol
 
-from .. import exec
+from .. import cgroups, exec
+from . import sandbox
 from .plan import DEFAULT_WORKLOAD, PROCESS, container_env, image_version
 from .status import Ctr, PodRun, now
 
@@ -34,8 +36,8 @@ class Launcher(Protocol):
 
 
 class ProcessLauncher:
-    """``command``/``args``: a child forked in the pod's namespace, its exit watched by pidfd;
-    stdout/stderr go to the container's log file."""
+    """``command``/``args``: a sandboxed container (``testbed.sandbox``) forked in the pod's
+    network namespace, its exit watched by pidfd; stdout/stderr go to the container's log file."""
 
     drains = False
 
@@ -43,17 +45,24 @@ class ProcessLauncher:
         self.rt = rt
 
     def start(self, run: PodRun, c: Ctr) -> str:
+        env = container_env(run.pod, c.spec, run.plan.ip, run.node_ip)
+        # The program is looked up here, where a missing one is still a synchronous start error
+        # (the sandbox shares the host's root filesystem, so the answer is the same inside).
+        if shutil.which(c.argv[0], path=env.get("PATH")) is None:
+            raise FileNotFoundError(f'exec: "{c.argv[0]}": executable file not found in $PATH')
+        spec = self.rt.sandbox_spec(run, c)
         with open(self.rt.log_file(run, c), "ab") as logf:
-            env = container_env(run.pod, c.spec, run.plan.ip, run.node_ip)
-            cwd = c.spec.get("workingDir")
-            cwd = cwd if cwd and os.path.isdir(cwd) else None
-            c.proc = exec.popen(c.argv, netns=run.plan.netns, stdout=logf, stderr=exec.STDOUT, env=env, cwd=cwd)
+            c.proc = exec.popen(sandbox.run_argv(spec, list(c.argv)), netns=run.plan.netns, stdout=logf,
+                                stderr=exec.STDOUT, env=env)
         c.pidfd = os.pidfd_open(c.proc.pid)
         self.rt.watch_exit(run, c)
         return " ".join(c.argv)
 
     def signal(self, run: PodRun, c: Ctr, sig: int) -> None:
-        if c.pidfd is not None:
+        if sig == signal.SIGKILL:  # every process of the container, not only its first
+            with contextlib.suppress(OSError):
+                cgroups.kill_async(self.rt.container_cgroup(run, c))
+        elif c.pidfd is not None:
             with contextlib.suppress(OSError):
                 signal.pidfd_send_signal(c.pidfd, sig)
 

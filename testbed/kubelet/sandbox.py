@@ -1,0 +1,97 @@
+"""Where a pod's sandbox lives on the host, and writing it there (the kubelet's side of
+``testbed.sandbox``).
+
+    <state>/pods/<ns>_<name>/{hosts,resolv.conf,hostname}   the pod's own files (0644: the pod reads them)
+    <state>/pods/<ns>_<name>/<container>.json               the container's sandbox spec
+    <cgroup2>/testbed.<cluster>/pod.<ns>.<name>/<container>  its processes
+
+Everything rendered comes from the pure functions of ``kubelet.plan``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+
+from .. import cgroups, naming, netns, sandbox, state
+from .plan import etc_hosts, pod_hostname, resolv_conf, sandbox_spec
+
+# What a pod never sees: the testbed's state (API socket, store, logs), the names of every
+# namespace on the host, and the cgroup tree (writing cgroup.procs would let it leave its own).
+HIDDEN = (naming.STATE_ROOT, netns.RUN_DIR, "/sys/fs/cgroup")
+
+
+def pod_dir(cluster: str, namespace: str, name: str) -> str:
+    return os.path.join(state.directory(cluster), "pods", f"{namespace}_{name}")
+
+
+def pod_cgroup(cluster: str, namespace: str, name: str) -> str:
+    return cgroups.path(cluster, cgroups.pod_name(namespace, name))
+
+
+def container_cgroup(cluster: str, namespace: str, name: str, container: str) -> str:
+    return os.path.join(pod_cgroup(cluster, namespace, name), container)
+
+
+def spec_path(cluster: str, namespace: str, name: str, container: str) -> str:
+    return os.path.join(pod_dir(cluster, namespace, name), f"{container}.json")
+
+
+def node_resolv_conf() -> str:
+    try:
+        with open("/etc/resolv.conf") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _write(path: str, text: str, mode: int) -> None:
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def prepare(cluster: str, service_network: str, node_resolv: str, pod: dict, ip: str | None,
+            ctr: dict, last_cap: int) -> str:
+    """Write the pod's files and the container's spec; create its cgroup; return the spec's path."""
+    meta = pod["metadata"]
+    ns, name = meta.get("namespace", "default"), meta["name"]
+    d = pod_dir(cluster, ns, name)
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    files = {"/etc/hosts": os.path.join(d, "hosts"), "/etc/resolv.conf": os.path.join(d, "resolv.conf"),
+             "/etc/hostname": os.path.join(d, "hostname")}
+    _write(files["/etc/hosts"], etc_hosts(pod, ip), 0o644)
+    _write(files["/etc/resolv.conf"], resolv_conf(pod, service_network, node_resolv), 0o644)
+    _write(files["/etc/hostname"], pod_hostname(pod) + "\n", 0o644)
+    cg = container_cgroup(cluster, ns, name, ctr["name"])
+    cgroups.create([cgroups.cluster_path(cluster), pod_cgroup(cluster, ns, name), cg])
+    spec = sandbox_spec(pod, ctr, cgroup=cg, files=files, hide=list(HIDDEN), last_cap=last_cap)
+    path = spec_path(cluster, ns, name, ctr["name"])
+    _write(path, json.dumps(spec), 0o600)
+    return path
+
+
+def run_argv(spec_file: str, argv: list[str]) -> list[str]:
+    return [sys.executable, "-m", "testbed.sandbox", "run", spec_file, "--", *argv]
+
+
+def exec_argv(spec_file: str, cg: str, argv: list[str]) -> list[str]:
+    """Run ``argv`` in the container: entering it when its sandbox runs, else in a new one (a
+    container of the default workload has no process of its own to enter)."""
+    pid = sandbox.init_pid(cg)
+    if pid is None:
+        return run_argv(spec_file, argv)
+    return [sys.executable, "-m", "testbed.sandbox", "enter", spec_file, str(pid), "--", *argv]
+
+
+def remove(cluster: str, namespace: str, name: str) -> None:
+    """Kill every process of the pod and remove its cgroup and files."""
+    cgroups.kill_and_remove(pod_cgroup(cluster, namespace, name))
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(pod_dir(cluster, namespace, name))
