@@ -62,6 +62,7 @@ class Cluster:
         state.claim(scenario.name)
         started = time.monotonic()
         try:
+            failpoints.hit("claimed")
             settings: dict[str, Any] = {}
             # with a control plane, pods come later: size for the nodes' capacity (110 pods each)
             pods = len(plan.pods) if not control_plane else max(len(plan.pods), 110 * len(plan.nodes))
@@ -73,7 +74,9 @@ class Cluster:
             state.write_json(scenario.name, "state.json", {"host_settings": settings, "pids": {},
                                                            "source": os.path.abspath(scenario.source)})
             state.write_json(scenario.name, "plan.json", plan.to_dict())
+            failpoints.hit("state-written")
             topology.apply_plan(plan, progress or topology._noop)
+            failpoints.hit("topology")
             if control_plane:
                 if progress:
                     progress("control plane", 0, 1)
@@ -82,6 +85,7 @@ class Cluster:
                 if progress:
                     progress("control plane", 1, 1)
                 _apply_manifests(scenario.name, scenario.manifests, progress, timeout)
+                failpoints.hit("manifests")
             state.update_json(scenario.name, "state.json", up_seconds=round(time.monotonic() - started, 3))
         except BaseException:
             teardown.down(scenario.name)

@@ -1,6 +1,7 @@
 """A container's sandbox, made as runc/crun make one, from the kernel's interfaces via ctypes.
 
-    python -m testbed.sandbox run SPEC.json -- ARGV...     (started by the kubelet, per container)
+    python -m testbed.sandbox run SPEC.json [NETNS] -- ARGV...   (the kubelet, per container)
+    python -m testbed.sandbox enter SPEC.json PID -- ARGV...     (exec into a running one)
 
 ``run`` joins the container's cgroup before anything else (so whatever it forks is the pod's),
 then unshares mount, UTS, IPC and PID namespaces (the network namespace is the pod's, entered by
@@ -167,8 +168,16 @@ def _relay(code: int) -> None:
     os._exit(code)
 
 
-def run(spec: dict, argv: list[str]) -> None:
+def run(spec: dict, argv: list[str], netns: str | None = None) -> None:
+    """Start the container (never returns). ``netns``: a network namespace to join first, when
+    the caller is not already in the pod's."""
     _attach_cgroup(spec["cgroup"])
+    if netns:
+        fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _check(_libc.setns(fd, CLONE_NEWNET), f"setns {netns}")
+        finally:
+            os.close(fd)
     _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID), "unshare")
     init = os.fork()
     if init == 0:
@@ -221,12 +230,12 @@ def enter(spec: dict, pid: int, argv: list[str]) -> int:
 
 def main(args: list[str]) -> None:
     if len(args) < 4 or args[0] not in ("run", "enter") or "--" not in args:
-        sys.exit("usage: python -m testbed.sandbox run SPEC.json -- ARGV... | enter SPEC.json PID -- ARGV...")
+        sys.exit("usage: python -m testbed.sandbox run SPEC.json [NETNS] -- ARGV... | enter SPEC.json PID -- ARGV...")
     sep = args.index("--")
     with open(args[1]) as f:
         spec = json.load(f)
     if args[0] == "run":
-        run(spec, args[sep + 1:])
+        run(spec, args[sep + 1:], args[2] if sep > 2 else None)
     else:
         _relay(enter(spec, int(args[2]), args[sep + 1:]))
 

@@ -17,6 +17,7 @@ import shutil
 import sys
 
 from .. import cgroups, naming, netns, sandbox, state
+from ..errors import TestbedError
 from .plan import etc_hosts, pod_hostname, resolv_conf, sandbox_spec
 
 # What a pod never sees: the testbed's state (API socket, store, logs), the names of every
@@ -77,16 +78,18 @@ def prepare(cluster: str, service_network: str, node_resolv: str, pod: dict, ip:
     return path
 
 
-def run_argv(spec_file: str, argv: list[str]) -> list[str]:
-    return [sys.executable, "-m", "testbed.sandbox", "run", spec_file, "--", *argv]
+def run_argv(spec_file: str, argv: list[str], netns_path: str | None = None) -> list[str]:
+    return [sys.executable, "-m", "testbed.sandbox", "run", spec_file, *([netns_path] if netns_path else []),
+            "--", *argv]
 
 
-def exec_argv(spec_file: str, cg: str, argv: list[str]) -> list[str]:
+def exec_argv(spec_file: str, cg: str, argv: list[str], netns_path: str | None = None) -> list[str]:
     """Run ``argv`` in the container: entering it when its sandbox runs, else in a new one (a
-    container of the default workload has no process of its own to enter)."""
+    container of the default workload has no process of its own to enter) in ``netns_path``, or
+    in the caller's network namespace."""
     pid = sandbox.init_pid(cg)
     if pid is None:
-        return run_argv(spec_file, argv)
+        return run_argv(spec_file, argv, netns_path)
     return [sys.executable, "-m", "testbed.sandbox", "enter", spec_file, str(pid), "--", *argv]
 
 
@@ -95,3 +98,22 @@ def remove(cluster: str, namespace: str, name: str) -> None:
     cgroups.kill_and_remove(pod_cgroup(cluster, namespace, name))
     with contextlib.suppress(FileNotFoundError):
         shutil.rmtree(pod_dir(cluster, namespace, name))
+
+
+def pod_command(cluster: str, service_network: str, pod: dict, container: str | None, argv: list[str]) -> list[str]:
+    """The command line that runs ``argv`` in a pod's container (the first one unless named), for
+    ``testbed exec pod/...``; it joins the pod's namespaces itself."""
+    ctrs = (pod.get("spec") or {}).get("containers") or []
+    names = [c.get("name") for c in ctrs]
+    ctr = next((c for c in ctrs if c.get("name") == container), None) if container else (ctrs[0] if ctrs else None)
+    meta = pod["metadata"]
+    if ctr is None:
+        raise TestbedError(f"--container: pod {meta['name']!r} has no container {container!r}; "
+                           f"its containers: {', '.join(map(str, names)) or 'none'}")
+    ns, name = meta.get("namespace", "default"), meta["name"]
+    spec = spec_path(cluster, ns, name, ctr["name"])
+    if not os.path.exists(spec):
+        spec = prepare(cluster, service_network, node_resolv_conf(), pod, (pod.get("status") or {}).get("podIP"),
+                       ctr, sandbox.last_cap())
+    return exec_argv(spec, container_cgroup(cluster, ns, name, ctr["name"]), argv,
+                     netns.path(naming.pod_netns(cluster, ns, name)))
