@@ -1,7 +1,7 @@
 """A container's sandbox, made as runc/crun make one, from the kernel's interfaces via ctypes.
 
-    python -m testbed.sandbox run SPEC.json [NETNS] -- ARGV...   (the kubelet, per container)
-    python -m testbed.sandbox enter SPEC.json PID -- ARGV...     (exec into a running one)
+    python -m testbed.sandbox run SPEC.json [--netns PATH] [--sync-fd FD] -- ARGV...  (per container)
+    python -m testbed.sandbox enter SPEC.json PID -- ARGV...  (exec into a running one)
 
 ``run`` joins the container's cgroup before anything else (so whatever it forks is the pod's),
 then unshares mount, UTS, IPC and PID namespaces (the network namespace is the pod's, entered by
@@ -90,8 +90,11 @@ def _credentials(spec: dict) -> None:
     os.umask(spec.get("umask", 0o022))
 
 
-def _exec_program(argv: list[str], spec: dict) -> None:
-    """In the forked child: become the program (never returns)."""
+def _exec_program(argv: list[str], spec: dict, sync_fd: int | None = None) -> None:
+    """In the forked child: become the program (never returns). ``sync_fd`` closes on a
+    successful exec; a failure is written to it, so the kubelet learns either way."""
+    if sync_fd is not None:
+        os.set_inheritable(sync_fd, False)
     try:
         for sig in FORWARDED:
             signal.signal(sig, signal.SIG_DFL)
@@ -103,11 +106,19 @@ def _exec_program(argv: list[str], spec: dict) -> None:
             os.chdir(spec["cwd"])
         os.execvpe(argv[0], argv, os.environ)
     except OSError as exc:
-        os.write(2, f"testbed sandbox: cannot run {argv[0]!r}: {exc.strerror or exc}\n".encode())
-        os._exit(127 if exc.errno == errno.ENOENT else 126)
+        _fail(f"cannot run {argv[0]!r}: {exc.strerror or exc}", sync_fd, 127 if exc.errno == errno.ENOENT else 126)
     except BaseException as exc:  # noqa: BLE001 - a child must never return into the caller
-        os.write(2, f"testbed sandbox: {exc}\n".encode())
-        os._exit(126)
+        _fail(str(exc), sync_fd, 126)
+
+
+def _fail(message: str, sync_fd: int | None, code: int) -> None:
+    for fd in (2, sync_fd):
+        if fd is not None:
+            try:
+                os.write(fd, f"testbed sandbox: {message}\n".encode())
+            except OSError:
+                pass
+    os._exit(code)
 
 
 def _status(st: int) -> int:
@@ -137,7 +148,7 @@ def _forward(pid: int, sig: int) -> None:
         pass
 
 
-def _init(spec: dict, argv: list[str]) -> int:
+def _init(spec: dict, argv: list[str], sync_fd: int | None) -> int:
     """PID 1 of the container's PID namespace."""
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the outer process is the kubelet's handle
     _mount(None, "/", None, MS_REC | MS_SLAVE)
@@ -153,7 +164,9 @@ def _init(spec: dict, argv: list[str]) -> int:
         _check(_libc.sethostname(name, len(name)), "sethostname")
     child = os.fork()
     if child == 0:
-        _exec_program(argv, spec)
+        _exec_program(argv, spec, sync_fd)
+    if sync_fd is not None:
+        os.close(sync_fd)
     return _supervise(child, reap_all=True)
 
 
@@ -168,9 +181,9 @@ def _relay(code: int) -> None:
     os._exit(code)
 
 
-def run(spec: dict, argv: list[str], netns: str | None = None) -> None:
+def run(spec: dict, argv: list[str], netns: str | None = None, sync_fd: int | None = None) -> None:
     """Start the container (never returns). ``netns``: a network namespace to join first, when
-    the caller is not already in the pod's."""
+    the caller is not already in the pod's; ``sync_fd``: see ``_exec_program``."""
     _attach_cgroup(spec["cgroup"])
     if netns:
         fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
@@ -182,11 +195,12 @@ def run(spec: dict, argv: list[str], netns: str | None = None) -> None:
     init = os.fork()
     if init == 0:
         try:
-            code = _init(spec, argv)
+            code = _init(spec, argv, sync_fd)
         except BaseException as exc:  # noqa: BLE001
-            os.write(2, f"testbed sandbox: {exc}\n".encode())
-            code = 126
+            _fail(str(exc), sync_fd, 126)
         os._exit(code)
+    if sync_fd is not None:
+        os.close(sync_fd)
     _relay(_supervise(init, reap_all=False))
 
 
@@ -229,13 +243,19 @@ def enter(spec: dict, pid: int, argv: list[str]) -> int:
 
 
 def main(args: list[str]) -> None:
+    usage = ("usage: python -m testbed.sandbox run SPEC.json [--netns PATH] [--sync-fd FD] -- ARGV... | "
+             "enter SPEC.json PID -- ARGV...")
     if len(args) < 4 or args[0] not in ("run", "enter") or "--" not in args:
-        sys.exit("usage: python -m testbed.sandbox run SPEC.json [NETNS] -- ARGV... | enter SPEC.json PID -- ARGV...")
+        sys.exit(usage)
     sep = args.index("--")
     with open(args[1]) as f:
         spec = json.load(f)
     if args[0] == "run":
-        run(spec, args[sep + 1:], args[2] if sep > 2 else None)
+        opts = dict(zip(args[2:sep:2], args[3:sep:2]))
+        if set(opts) - {"--netns", "--sync-fd"} or (sep - 2) % 2:
+            sys.exit(usage)
+        sync = opts.get("--sync-fd")
+        run(spec, args[sep + 1:], opts.get("--netns"), int(sync) if sync is not None else None)
     else:
         _relay(enter(spec, int(args[2]), args[sep + 1:]))
 

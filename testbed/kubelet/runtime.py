@@ -223,6 +223,34 @@ class PodRuntime:
             self.recorder.event(run.ref, "Warning", "Failed", f"Error: failed to start container {c.name!r}: {exc}")
             self._after_exit(run, c)
             return
+        if c.sync_fd is not None:  # running once the program is exec'd in its sandbox
+            c.state, c.reason = "waiting", "ContainerCreating"
+            self.loop.add_reader(c.sync_fd, self._guard, self._created, run, c, c.gen, what)
+            self._mark(run)
+            return
+        self._running(run, c, what)
+
+    def _created(self, run: PodRun, c: Ctr, gen: int, what: str) -> None:
+        fd, c.sync_fd = c.sync_fd, None
+        if fd is None:
+            return
+        self.loop.remove_reader(fd)
+        try:
+            failure = os.read(fd, 4096).decode(errors="replace").strip()
+        finally:
+            os.close(fd)
+        if c.gen != gen or c.proc is None:
+            return  # it has exited already: the exit is reported
+        if failure:
+            c.message = failure  # the exit, through the pidfd, follows
+            return
+        if run.terminating or run.done:
+            with contextlib.suppress(OSError):
+                cgroups.kill_async(self.container_cgroup(run, c))
+            return
+        self._running(run, c, what)
+
+    def _running(self, run: PodRun, c: Ctr, what: str) -> None:
         c.state = "running"
         c.reason = ""
         self.recorder.event(run.ref, "Normal", "Started", f"Started container {c.name}: {what}"
@@ -282,6 +310,13 @@ class PodRuntime:
             c.pidfd = None
         if c.gen != gen or c.proc is None:
             return
+        if c.sync_fd is not None:  # exited before (or instead of) running its program
+            with contextlib.suppress(Exception):
+                self.loop.remove_reader(c.sync_fd)
+            with contextlib.suppress(OSError):
+                c.message = c.message or os.read(c.sync_fd, 4096).decode(errors="replace").strip()
+            os.close(c.sync_fd)
+            c.sync_fd = None
         rc = c.proc.wait()
         c.proc = None
         if rc < 0:

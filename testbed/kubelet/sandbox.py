@@ -78,9 +78,9 @@ def prepare(cluster: str, service_network: str, node_resolv: str, pod: dict, ip:
     return path
 
 
-def run_argv(spec_file: str, argv: list[str], netns_path: str | None = None) -> list[str]:
-    return [sys.executable, "-m", "testbed.sandbox", "run", spec_file, *([netns_path] if netns_path else []),
-            "--", *argv]
+def run_argv(spec_file: str, argv: list[str], netns_path: str | None = None, sync_fd: int | None = None) -> list[str]:
+    opts = (["--netns", netns_path] if netns_path else []) + (["--sync-fd", str(sync_fd)] if sync_fd is not None else [])
+    return [sys.executable, "-m", "testbed.sandbox", "run", spec_file, *opts, "--", *argv]
 
 
 def exec_argv(spec_file: str, cg: str, argv: list[str], netns_path: str | None = None) -> list[str]:

@@ -51,9 +51,18 @@ class ProcessLauncher:
         if shutil.which(c.argv[0], path=env.get("PATH")) is None:
             raise FileNotFoundError(f'exec: "{c.argv[0]}": executable file not found in $PATH')
         spec = self.rt.sandbox_spec(run, c)
-        with open(self.rt.log_file(run, c), "ab") as logf:
-            c.proc = exec.popen(sandbox.run_argv(spec, list(c.argv)), netns=run.plan.netns, stdout=logf,
-                                stderr=exec.STDOUT, env=env)
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            with open(self.rt.log_file(run, c), "ab") as logf:
+                c.proc = exec.popen(sandbox.run_argv(spec, list(c.argv), sync_fd=w), netns=run.plan.netns,
+                                    stdout=logf, stderr=exec.STDOUT, env=env, pass_fds=(w,),
+                                    cgroup=self.rt.container_cgroup(run, c))
+        except BaseException:
+            os.close(r)
+            raise
+        finally:
+            os.close(w)
+        c.sync_fd = r  # the runtime reports the container running once the program is exec'd
         c.pidfd = os.pidfd_open(c.proc.pid)
         self.rt.watch_exit(run, c)
         return " ".join(c.argv)
