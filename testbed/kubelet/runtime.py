@@ -327,8 +327,8 @@ class PodRuntime:
     def exited(self, run: PodRun, c: Ctr, code: int, sig: int | None) -> None:
         self._drop_probes(run, c)
         c.state = "terminated"
-        c.exit_code = code
-        c.signal = sig
+        c.exit_code = int(code)
+        c.signal = int(sig) if sig is not None else None  # a signal.Signals fails the API's type check
         c.started = False
         c.finished_at = now()
         c.finished_mono = time.monotonic()
