@@ -28,6 +28,7 @@ import json
 import os
 import signal
 import sys
+import warnings  # noqa: F401 - os.execvpe imports it lazily, after the switch to a user who may not read the stdlib
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = \
     0x00020000, 0x04000000, 0x08000000, 0x20000000, 0x40000000

@@ -78,9 +78,15 @@ def prepare(cluster: str, service_network: str, node_resolv: str, pod: dict, ip:
     return path
 
 
+# The helper needs only the standard library: run as a script, isolated (-I: no PYTHON*
+# variables of the container's environment apply to it) and without site (-S), it starts in
+# about two thirds of the time of ``-m testbed.sandbox``.
+HELPER = (sys.executable, "-I", "-S", sandbox.__file__)
+
+
 def run_argv(spec_file: str, argv: list[str], netns_path: str | None = None, sync_fd: int | None = None) -> list[str]:
     opts = (["--netns", netns_path] if netns_path else []) + (["--sync-fd", str(sync_fd)] if sync_fd is not None else [])
-    return [sys.executable, "-m", "testbed.sandbox", "run", spec_file, *opts, "--", *argv]
+    return [*HELPER, "run", spec_file, *opts, "--", *argv]
 
 
 def exec_argv(spec_file: str, cg: str, argv: list[str], netns_path: str | None = None) -> list[str]:
@@ -90,7 +96,7 @@ def exec_argv(spec_file: str, cg: str, argv: list[str], netns_path: str | None =
     pid = sandbox.init_pid(cg)
     if pid is None:
         return run_argv(spec_file, argv, netns_path)
-    return [sys.executable, "-m", "testbed.sandbox", "enter", spec_file, str(pid), "--", *argv]
+    return [*HELPER, "enter", spec_file, str(pid), "--", *argv]
 
 
 def remove(cluster: str, namespace: str, name: str) -> None:
