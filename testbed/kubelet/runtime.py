@@ -515,10 +515,11 @@ class PodRuntime:
             argv = [str(a) for a in handler["exec"].get("command") or []]
             env = container_env(run.pod, c.spec, p.ip, run.node_ip)
             spec = sandbox.spec_path(self.plan.cluster, *run.key, c.name)
+            wrapped = argv
             if argv:
                 spec = spec if os.path.exists(spec) else self.sandbox_spec(run, c)
-                argv = sandbox.exec_argv(spec, self.container_cgroup(run, c), argv)
-            fut = self._exec.submit_in(p.netns, prober.run_exec, argv, timeout, env)
+                wrapped = sandbox.exec_argv(spec, self.container_cgroup(run, c), argv)
+            fut = self._exec.submit_in(p.netns, prober.run_exec, wrapped, timeout, env, argv)
         elif isinstance(handler.get("httpGet"), dict):
             h = handler["httpGet"]
             port = prober.resolve_port(h.get("port"), c.spec)
