@@ -212,7 +212,16 @@ def run_scenario(path: str, *, name: str | None = None, keep: bool = False, arti
 
 
 def _preflight(plan: Plan) -> None:
-    """Fail at once, in one line, when this kernel cannot run the plan's proxy mode."""
+    """Fail at once, in one line, when this kernel cannot run the plan's proxy mode, or there is
+    no cgroup v2 hierarchy to hold the cluster's processes."""
+    if plan.control_plane:
+        from . import cgroups
+        try:
+            if not os.access(cgroups.root(), os.W_OK):
+                raise TestbedError(f"the cgroup v2 hierarchy {cgroups.root()} is not writable; "
+                                   "pods and the control plane need a cgroup of their own")
+        except OSError as exc:
+            raise TestbedError(f"{exc.strerror}: pods and the control plane need a cgroup v2 hierarchy") from None
     if plan.control_plane and plan.proxy_mode != "none":
         from .proxy import modes
         problem = modes.get(plan.proxy_mode).problem()

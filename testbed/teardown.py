@@ -52,10 +52,15 @@ def down(cluster: str) -> dict:
     """Remove the cluster; returns what was removed."""
     prefix = naming.cluster_prefix(cluster)
     info = state.read_json(cluster, "state.json", {})
-    cg = cgroups.cluster_path(cluster)
-    stopped = len(cgroups.procs(cg)) if os.path.isdir(cg) else 0
-    cgroups.kill(cg)
-    removed_cgroups = cgroups.remove(cg)
+    stopped = removed_cgroups = 0
+    try:
+        cg: str | None = cgroups.cluster_path(cluster)
+    except OSError:  # no cgroup v2 hierarchy: then nothing of ours is in one
+        cg = None
+    if cg is not None and os.path.isdir(cg):
+        stopped = len(cgroups.procs(cg))
+        cgroups.kill(cg)
+        removed_cgroups = cgroups.remove(cg)
     names = netns.list_names(prefix)
     inodes = {i for i in (netns.inode(n) for n in names) if i is not None}
     killed = _netns_processes(inodes) if inodes else []
