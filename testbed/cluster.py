@@ -66,6 +66,7 @@ class Cluster:
         state.claim(scenario.name)
         started = time.monotonic()
         try:
+            failpoints.hit("claimed")
             settings: dict[str, Any] = {}
             # with a control plane, pods come later: size for the nodes' capacity (110 pods each)
             pods = len(plan.pods) if not control_plane else max(len(plan.pods), 110 * len(plan.nodes))
@@ -77,7 +78,9 @@ class Cluster:
             state.write_json(scenario.name, "state.json", {"host_settings": settings, "pids": {},
                                                            "source": os.path.abspath(scenario.source)})
             state.write_json(scenario.name, "plan.json", plan.to_dict())
+            failpoints.hit("state-written")
             topology.apply_plan(plan, progress or topology._noop)
+            failpoints.hit("topology")
             if control_plane:
                 _start_upstream(plan)
                 if progress:
@@ -90,6 +93,7 @@ class Cluster:
                 # their nodes (the documented .2 upward); `up` waits only for the scenario's
                 # own Pods, never for the add-ons' rollout (verify settles Deployments)
                 _apply_manifests(scenario, addons.objects(scenario.addons, scenario), progress, timeout)
+                failpoints.hit("manifests")
             state.update_json(scenario.name, "state.json", up_seconds=round(time.monotonic() - started, 3))
         except BaseException:
             teardown.down(scenario.name)
@@ -216,7 +220,16 @@ def run_scenario(path: str, *, name: str | None = None, keep: bool = False, arti
 
 
 def _preflight(plan: Plan) -> None:
-    """Fail at once, in one line, when this kernel cannot run the plan's proxy mode."""
+    """Fail at once, in one line, when this kernel cannot run the plan's proxy mode, or there is
+    no cgroup v2 hierarchy to hold the cluster's processes."""
+    if plan.control_plane:
+        from . import cgroups
+        try:
+            if not os.access(cgroups.root(), os.W_OK):
+                raise TestbedError(f"the cgroup v2 hierarchy {cgroups.root()} is not writable; "
+                                   "pods and the control plane need a cgroup of their own")
+        except OSError as exc:
+            raise TestbedError(f"{exc.strerror}: pods and the control plane need a cgroup v2 hierarchy") from None
     if plan.control_plane and plan.proxy_mode != "none":
         from .proxy import modes
         problem = modes.get(plan.proxy_mode).problem()

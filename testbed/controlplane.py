@@ -6,7 +6,7 @@ import os
 import select
 import sys
 
-from . import exec, failpoints, state, teardown
+from . import cgroups, exec, failpoints, state, teardown
 from .apiserver.client import ApiClient
 from .controllers.base import wait_for
 from .errors import TestbedError
@@ -40,6 +40,8 @@ def start(cluster: str, timeout: float = 60.0) -> int:
         tail = _tail(os.path.join(d, "control-plane.log"))
         raise TestbedError(f"the control plane of {cluster} did not start"
                            f"{' in time' if not line else ''}; its log ends with:\n{tail}")
+    # a crash here leaves a running daemon whose pid nobody saved: ``down`` finds it by its cgroup
+    failpoints.hit("control-plane-ready")
     info = state.read_json(cluster, "state.json", {})
     state.update_json(cluster, "state.json", pids={**info.get("pids", {}), "control-plane": p.pid})
     return p.pid
@@ -52,10 +54,28 @@ def _child_env(cluster: str) -> dict[str, str]:
 
 
 def stop(cluster: str) -> None:
-    info = state.read_json(cluster, "state.json", {})
-    pid = info.get("pids", {}).get("control-plane")
-    if pid:
+    """Stop the daemon found in the control plane's cgroup (its saved pid may never have been
+    written: ``up`` can die between the daemon's "ready" and saving it)."""
+    for pid in daemon_pids(cluster):
         teardown.stop_pid(pid)
+
+
+def daemon_pids(cluster: str) -> list[int]:
+    cg = cgroups.path(cluster, cgroups.CONTROL_PLANE)
+    try:
+        with open(os.path.join(cg, "cgroup.procs")) as f:
+            pids = [int(x) for x in f.read().split()]
+    except FileNotFoundError:
+        return []
+    out = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"testbed.daemon" in f.read().split(b"\0"):
+                    out.append(pid)
+        except OSError:
+            continue
+    return out
 
 
 def client(cluster: str) -> ApiClient:

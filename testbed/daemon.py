@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 
-from . import exec, netns, state
+from . import cgroups, exec, netns, state
 from .apiserver.server import serve
 from .apiserver.store import MemoryStore
 from .controllers.events import EventRecorder
@@ -96,10 +96,16 @@ def start_proxy(plan: Plan, node, log_dir: str) -> subprocess.Popen:
             "--state-dir", log_dir]
     logf = open(os.path.join(log_dir, f"proxy-{node.name}.log"), "ab")
     try:
-        return exec.popen(args, netns=node.netns, stdout=logf, stderr=exec.STDOUT, new_session=False,
-                          env={**os.environ, "TESTBED_CLUSTER": plan.cluster})
+        p = exec.popen(args, netns=node.netns, stdout=logf, stderr=exec.STDOUT, new_session=False,
+                       env={**os.environ, "TESTBED_CLUSTER": plan.cluster})
     finally:
         logf.close()
+    # Born in the control plane's cgroup (so never outside the cluster's), moved to its own
+    # before it has started any iptables-restore: killing a proxy's cgroup takes its children.
+    cg = cgroups.path(plan.cluster, cgroups.proxy_name(node.name))
+    cgroups.create([cg])
+    cgroups.attach(cg, p.pid)
+    return p
 
 
 def _proxy_stopped_cleanly(log_dir: str, node: str, pid: int) -> bool:
@@ -141,7 +147,16 @@ def start_proxies(cluster: str, plan: Plan, d: str) -> ProxySupervisor:
     return sup.start()
 
 
+def join_cgroup(cluster: str) -> None:
+    """Put this process in the cluster's control-plane cgroup before it starts anything, so that
+    ``down`` finds it and all it starts even if nobody saved its pid."""
+    cg = cgroups.path(cluster, cgroups.CONTROL_PLANE)
+    cgroups.create([cgroups.cluster_path(cluster), cg])
+    cgroups.attach(cg)
+
+
 def run(cluster: str, ready_fd: int | None = None) -> None:
+    join_cgroup(cluster)
     d = state.directory(cluster)
     plan = Plan.from_dict(state.read_json(cluster, "plan.json"))
     admission = Admission({"service_network": plan.service_network, "nodeport_range": plan.node_port_range,

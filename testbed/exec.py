@@ -95,15 +95,25 @@ def _spawn(argv: list[str], netns: str | None, sysfs: bool, kwargs: dict[str, An
 def popen(argv: Sequence[str], *, netns: str | None = None, sysfs: bool = False,
           stdin: int | IO | None = DEVNULL, stdout: int | IO | None = None, stderr: int | IO | None = None,
           env: Mapping[str, str] | None = None, cwd: str | None = None, pass_fds: Sequence[int] = (),
-          new_session: bool = True, umask: int = -1) -> subprocess.Popen:
+          new_session: bool = True, umask: int = -1, cgroup: str | None = None) -> subprocess.Popen:
     """Start a long-running child (its own session by default, so its process group can be
-    signalled as one); a command that cannot start raises ``CommandError``."""
+    signalled as one); a command that cannot start raises ``CommandError``. ``cgroup``: the child
+    joins it between fork and exec, so it never runs a single instruction of its own elsewhere."""
     full = _wrap(argv, netns, sysfs)
+    extra: dict[str, Any] = {}
+    if cgroup is not None:
+        procs = os.path.join(cgroup, "cgroup.procs").encode()
+
+        def join() -> None:  # raw syscalls only: this runs in the forked child of a threaded process
+            fd = os.open(procs, os.O_WRONLY)
+            os.write(fd, b"0")
+            os.close(fd)
+        extra["preexec_fn"] = join
     try:
         return _spawn(full, netns, sysfs, dict(stdin=stdin, stdout=stdout, stderr=stderr,
                                                env=dict(env) if env is not None else None, cwd=cwd,
                                                pass_fds=tuple(pass_fds), start_new_session=new_session,
-                                               umask=umask))
+                                               umask=umask, **extra))
     except OSError as exc:
         raise CommandError(argv, netns=netns, cause=exc) from exc
 

@@ -10,7 +10,7 @@ import json
 import os
 import tempfile
 
-from . import naming, netns
+from . import cgroups, naming, netns
 from .errors import ClusterExistsError, ClusterNotFoundError
 
 
@@ -76,7 +76,7 @@ def update_json(cluster: str, name: str, **changes) -> dict:
 
 
 def clusters() -> list[str]:
-    """Clusters with a state directory or with namespaces left behind."""
+    """Clusters with a state directory, or with namespaces or a cgroup left behind."""
     names = set()
     if os.path.isdir(naming.STATE_ROOT):
         names.update(n for n in os.listdir(naming.STATE_ROOT) if os.path.isdir(os.path.join(naming.STATE_ROOT, n)))
@@ -84,6 +84,7 @@ def clusters() -> list[str]:
         parts = ns.split(".")
         if len(parts) >= 3:
             names.add(parts[1])
+    names.update(cgroups.clusters())  # a crash can leave only processes behind
     return sorted(names)
 
 

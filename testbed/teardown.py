@@ -1,7 +1,10 @@
 """``down``: remove exactly what a cluster owns, also after the process that built it was killed.
 
 Ownership is proven by name (``tb.<cluster>.*`` namespaces, the state directory) and by the
-kernel (processes whose network namespace is one of the cluster's).  Idempotent.
+kernel: every process the cluster started is in its cgroup (``cgroups.py``), whatever crashed
+and whichever pids were or were not saved, and the processes someone started by hand in one of
+its namespaces (``testbed exec node/...``) are found through their network namespace.
+Idempotent.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import select
 import shutil
 import signal
 
-from . import hostsettings, naming, netns, state
+from . import cgroups, hostsettings, naming, netns, state
 from .kubelet import etcfiles
 
 
@@ -50,11 +53,15 @@ def down(cluster: str) -> dict:
     """Remove the cluster; returns what was removed."""
     prefix = naming.cluster_prefix(cluster)
     info = state.read_json(cluster, "state.json", {})
-    stopped = 0
-    for pid in info.get("pids", {}).values():
-        if _is_ours(pid, cluster):
-            stop_pid(pid)
-            stopped += 1
+    stopped = removed_cgroups = 0
+    try:
+        cg: str | None = cgroups.cluster_path(cluster)
+    except OSError:  # no cgroup v2 hierarchy: then nothing of ours is in one
+        cg = None
+    if cg is not None and os.path.isdir(cg):
+        stopped = len(cgroups.procs(cg))
+        cgroups.kill(cg)
+        removed_cgroups = cgroups.remove(cg)
     names = netns.list_names(prefix)
     inodes = {i for i in (netns.inode(n) for n in names) if i is not None}
     killed = _netns_processes(inodes) if inodes else []
@@ -68,12 +75,5 @@ def down(cluster: str) -> dict:
     d = state.directory(cluster)
     existed = os.path.isdir(d)
     shutil.rmtree(d, ignore_errors=True)
-    return {"netns": len(names), "processes": stopped + len(killed), "state_dir": existed}
-
-
-def _is_ours(pid: int, cluster: str) -> bool:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            return f"TESTBED_CLUSTER={cluster}".encode() in f.read().split(b"\0")
-    except OSError:
-        return False
+    return {"netns": len(names), "processes": stopped + len(killed), "cgroups": removed_cgroups,
+            "state_dir": existed}

@@ -214,6 +214,7 @@ def apply_plan(plan: Plan, progress: Progress = _noop, workers: int = 1) -> None
     """Build everything in the plan.  On error the caller tears the cluster down (see cluster.py)."""
     with netns.Runner(workers) as runner:
         runner.run_new(plan.underlay.netns, _build_underlay, plan)
+        failpoints.hit("underlay")
         progress("underlay", 1, 1)
         ufd = netns.open_fd(plan.underlay.netns)
         try:
@@ -229,6 +230,7 @@ def apply_plan(plan: Plan, progress: Progress = _noop, workers: int = 1) -> None
                  for n in plan.nodes]
         for i, f in enumerate(rules):
             f.result()
+        failpoints.hit("nodes")
         progress("nodes", len(plan.nodes), len(plan.nodes))
         if plan.pods:
             add_pods(plan, plan.pods, runner, progress)

@@ -13,12 +13,15 @@ from ..controllers.base import wait_for
 from ..scenario import parse
 
 
-def deployment(replicas: int) -> dict:
+def deployment(replicas: int, command: list[str] | None = None) -> dict:
+    """Pods of the default workload, or ``command`` containers (each a sandbox of its own)."""
+    ctr = {"name": "echo", "image": "testbed/echo:v1", "ports": [{"containerPort": 8080}]}
+    if command:
+        ctr = {"name": "main", "image": "busybox", "command": command}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bench"},
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "bench"}},
                      "template": {"metadata": {"labels": {"app": "bench"}},
-                                  "spec": {"containers": [{"name": "echo", "image": "testbed/echo:v1",
-                                                           "ports": [{"containerPort": 8080}]}]}}}}
+                                  "spec": {"terminationGracePeriodSeconds": 1, "containers": [ctr]}}}}
 
 
 def rss_kb(pid: int) -> int:
@@ -45,7 +48,7 @@ def gone(pods: list[dict]) -> bool:
     return not [p for p in pods if (p["metadata"].get("labels") or {}).get("app") == "bench"]
 
 
-def run_once(name: str, nodes: int, replicas: int) -> dict:
+def run_once(name: str, nodes: int, replicas: int, command: list[str] | None = None) -> dict:
     doc = {"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": name},
            "spec": {"nodes": nodes, "proxyMode": "iptables"}}
     c = Cluster.up(parse(doc), raise_neigh_limits=True)
@@ -54,7 +57,7 @@ def run_once(name: str, nodes: int, replicas: int) -> dict:
         with c.api() as api:
             rss0 = rss_kb(pid)
             t0 = time.perf_counter()
-            api.create(deployment(replicas))
+            api.create(deployment(replicas, command))
             wait_for(api, "Deployment", available(replicas), timeout=120)
             ready = time.perf_counter() - t0
             rss1 = rss_kb(pid)
@@ -77,12 +80,16 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--nodes", type=int, default=10)
     ap.add_argument("--replicas", type=int, default=1000)
+    ap.add_argument("--command", action="store_true",
+                    help="pods run `sleep infinity` in their sandbox instead of the default workload")
     args = ap.parse_args()
-    results = [run_once(f"wl5bench{i}", args.nodes, args.replicas) for i in range(args.runs)]
+    command = ["sleep", "infinity"] if args.command else None
+    results = [run_once(f"wl5bench{i}", args.nodes, args.replicas, command) for i in range(args.runs)]
     med = {k: statistics.median(r[k] for r in results) for k in results[0]}
     print(f"| workloads ({args.runs} runs, medians) | measured |")
     print("|---|---|")
-    print(f"| Deployment of {args.replicas} replicas on {args.nodes} nodes: created -> all Ready/available "
+    what = "sandboxed `sleep` pods" if args.command else "replicas"
+    print(f"| Deployment of {args.replicas} {what} on {args.nodes} nodes: created -> all Ready/available "
           f"| {med['ready']:.2f} s |")
     print(f"| scale {args.replicas} -> 0 (graceful deletion, namespaces removed) | {med['scale_down']:.2f} s |")
     print(f"| control-plane RSS before / after | {med['rss_before_mb']:.0f} MB / {med['rss_after_mb']:.0f} MB |")

@@ -29,15 +29,29 @@ def logs(pod: str = typer.Argument(..., help="NAME or pod/NAME"),
 
 
 def exec_(ctx: typer.Context, target: str = typer.Argument(..., help="node/NAME, pod/[NS/]NAME, external/NAME, underlay"),
-          cluster: Optional[str] = ClusterOpt) -> None:
-    """Run a command in a namespace: testbed exec pod/web-1 -- ip addr. The exit code passes through."""
+          cluster: Optional[str] = ClusterOpt,
+          container: Optional[str] = typer.Option(None, "--container", help="the pod's container (default: its first)")) -> None:
+    """Run a command in a namespace: testbed exec pod/web-1 -- ip addr. Standard input and the exit
+    code pass through; a pod's command runs inside its sandbox (namespaces, cgroup, credentials)."""
     require_root("testbed exec")
     argv = list(ctx.args)
     if argv and argv[0] == "--":
         argv = argv[1:]
     if not argv:
         raise TestbedError("no command given: testbed exec TARGET -- CMD [ARGS...]")
-    ns = Cluster(state.resolve(cluster)).netns_of(target)
+    c = Cluster(state.resolve(cluster))
+    ns = c.netns_of(target)
+    kind, _, rest = target.partition("/")
+    if kind in ("pod", "pods", "po") and c.plan.control_plane:
+        from ..kubelet.sandbox import pod_command
+
+        pod_ns, _, name = rest.rpartition("/")
+        p = next(x for x in c.pods() if x.name == name and (not pod_ns or x.namespace == pod_ns))
+        with c.api() as api:
+            obj = api.get("Pod", p.namespace, p.name)
+        # not through `ip netns exec`: its fresh /sys would hide the cgroup the command joins
+        argv = pod_command(c.plan, obj, container, argv)
+        os.execvp(argv[0], argv)
     os.execvp("ip", ["ip", "netns", "exec", ns, *argv])
 
 

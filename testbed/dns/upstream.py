@@ -134,11 +134,16 @@ def argv(plan) -> list[str]:
 
 
 def launch(plan, log_path: str):
-    """Start the upstream inside the underlay namespace, owned by the cluster (its netns and
-    ``TESTBED_CLUSTER``), so ``down`` stops it; returns the Popen."""
+    """Start the upstream inside the underlay namespace and the cluster's cgroup (with
+    ``TESTBED_CLUSTER`` set), so ``down`` stops it; returns the Popen."""
+    from .. import cgroups
+
     env = {**os.environ, "TESTBED_CLUSTER": plan.cluster}
+    cg = cgroups.path(plan.cluster, "dns-upstream")
+    cgroups.create([cgroups.cluster_path(plan.cluster), cg])
     with open(log_path, "ab") as logf:
-        return exec.popen(argv(plan), netns=plan.underlay.netns, stdout=logf, stderr=exec.STDOUT, env=env)
+        return exec.popen(argv(plan), netns=plan.underlay.netns, stdout=logf, stderr=exec.STDOUT, env=env,
+                          cgroup=cg)
 
 
 def _record(text: str) -> tuple[str, str]:

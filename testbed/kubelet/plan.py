@@ -158,7 +158,7 @@ def pod_hostname(pod: dict, domain: str = CLUSTER_DOMAIN) -> tuple[str, str]:
     """(hostname, FQDN): ``spec.hostname`` or the pod name; with ``spec.subdomain`` the FQDN is
     ``<hostname>.<subdomain>.<ns>.svc.<domain>`` (the headless Service's per-pod name)."""
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
-    host = spec.get("hostname") or meta.get("name", "")
+    host = (spec.get("hostname") or meta.get("name", ""))[:63].rstrip("-.")  # a DNS label, as the kubelet cuts it
     sub = spec.get("subdomain")
     fqdn = f"{host}.{sub}.{meta.get('namespace', 'default')}.svc.{domain}" if sub else host
     return host, fqdn
@@ -180,3 +180,63 @@ def hosts_file(pod: dict, ip: str | None, domain: str = CLUSTER_DOMAIN) -> str:
         for a in aliases:
             lines.append(f"{a.get('ip')}\t" + "\t".join(a.get("hostnames") or []))
     return "\n".join(lines) + "\n"
+
+
+# -- the sandbox: pure renderings of what a container sees ------------------------------------
+
+# Linux capability numbers (include/uapi/linux/capability.h), by the names Kubernetes uses
+CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+                "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+                "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+                "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
+                "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
+                "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE")
+# containerd's and CRI-O's default set for a container without securityContext.capabilities
+DEFAULT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
+                        "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE")
+
+
+def _cap_number(name: str, where: str) -> int:
+    n = str(name).upper().removeprefix("CAP_")
+    if n not in CAPABILITIES:
+        raise ValueError(f"{where}: unknown capability {name!r}; allowed: ALL or {', '.join(CAPABILITIES)}")
+    return CAPABILITIES.index(n)
+
+
+def security_context(pod: dict, ctr: dict) -> dict:
+    """The container's securityContext over the pod's (runAsUser/runAsGroup are inherited)."""
+    pod_sc = (pod.get("spec") or {}).get("securityContext") or {}
+    sc = dict(ctr.get("securityContext") or {})
+    for k in ("runAsUser", "runAsGroup"):
+        if sc.get(k) is None and pod_sc.get(k) is not None:
+            sc[k] = pod_sc[k]
+    if pod_sc.get("supplementalGroups") and "supplementalGroups" not in sc:
+        sc["supplementalGroups"] = pod_sc["supplementalGroups"]
+    return sc
+
+
+def capabilities(sc: dict, last_cap: int = len(CAPABILITIES) - 1) -> list[int]:
+    """The capability set of a container: every one when privileged, otherwise the runtime's
+    default set with ``capabilities.add`` then ``capabilities.drop`` applied (``ALL`` allowed)."""
+    every = set(range(last_cap + 1))
+    if sc.get("privileged"):
+        return sorted(every)
+    caps = {CAPABILITIES.index(c) for c in DEFAULT_CAPABILITIES}
+    spec = sc.get("capabilities") or {}
+    for name in spec.get("add") or []:
+        caps = every if str(name).upper() == "ALL" else caps | {_cap_number(name, "securityContext.capabilities.add")}
+    for name in spec.get("drop") or []:
+        caps = set() if str(name).upper() == "ALL" else caps - {_cap_number(name, "securityContext.capabilities.drop")}
+    return sorted(caps & every)
+
+
+def sandbox_spec(pod: dict, ctr: dict, *, cgroup: str, files: dict[str, str], hide: list[str],
+                 last_cap: int = len(CAPABILITIES) - 1) -> dict:
+    """What ``testbed.sandbox`` makes of a container: cgroup, hostname, the pod's own files
+    bind-mounted over the host's (``files``: target -> source), directories hidden, and the
+    credentials (capability set, user, group, umask 022 as container runtimes use)."""
+    sc = security_context(pod, ctr)
+    return {"cgroup": cgroup, "hostname": pod_hostname(pod)[0], "files": dict(files), "hide": list(hide),
+            "capabilities": capabilities(sc, last_cap), "uid": sc.get("runAsUser"), "gid": sc.get("runAsGroup"),
+            "groups": [int(g) for g in sc.get("supplementalGroups") or []], "umask": 0o022,
+            "cwd": ctr.get("workingDir") or None}

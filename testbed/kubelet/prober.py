@@ -248,15 +248,18 @@ def tcp_connect(host: str, port: int, timeout: float = 1.0) -> tuple[bool, str]:
         return False, f"dial tcp {host}:{port}: {exc}"
 
 
-def run_exec(argv: list[str], timeout: float, env: dict | None = None) -> tuple[bool, str]:
-    """Run *argv* (in the calling thread's netns); success when it exits 0 within *timeout*."""
+def run_exec(argv: list[str], timeout: float, env: dict | None = None,
+             shown: list[str] | None = None) -> tuple[bool, str]:
+    """Run *argv* (in the calling thread's netns); success when it exits 0 within *timeout*.
+    ``shown``: the command as the probe names it, when *argv* wraps it (in a sandbox)."""
+    name = shown if shown is not None else argv
     try:
         p = exec.run(argv, timeout=timeout, env=env, check=False, merge_stderr=True)
     except exec.CommandError as exc:
         if exc.cause is not None:
-            return False, f"exec {argv[0] if argv else ''!r}: {exc.cause}"
-        return False, f"command {argv!r} timed out after {timeout:g}s"
+            return False, f"exec {name[0] if name else ''!r}: {exc.cause}"
+        return False, f"command {name!r} timed out after {timeout:g}s"
     text = p.stdout.strip()
     if p.returncode == 0:
         return True, text
-    return False, f"command {argv!r} exited with {p.returncode}: {text[-200:]}"
+    return False, f"command {name!r} exited with {p.returncode}: {text[-200:]}"

@@ -18,10 +18,10 @@ import threading
 import time
 from typing import Any
 
-from .. import exec, netns, state
+from .. import cgroups, exec, netns, sandbox as sandbox_proc, state
 from ..controllers.base import key_of
 from ..plan import Plan, PodPlan
-from . import prober
+from . import prober, sandbox
 from .plan import ANN_KILL, ANN_READY, container_env
 from .status import Ctr, PodRun, fmt_seconds, now
 from .workloads import launchers
@@ -58,6 +58,7 @@ class PodRuntime:
         self.node_netns = {n.name: n.netns for n in plan.nodes}
         self.probes_run = 0
         self.launchers = launchers(self)
+        self.last_cap = sandbox_proc.last_cap()
 
     # -- thread-safe entry points ----------------------------------------------------------
     def start(self) -> "PodRuntime":
@@ -108,12 +109,16 @@ class PodRuntime:
 
     # -- loop side: pods ---------------------------------------------------------------------
     def _run_pods(self, items) -> None:
+        cluster = self.plan.cluster
+        cgroups.create([cgroups.cluster_path(cluster)]
+                       + [sandbox.pod_cgroup(cluster, p.namespace, p.name) for _, p, _ in items])
         for pod, p, adopted in items:
             run = PodRun(pod, p, self.node_ips.get(p.node, ""))
             self.runs[run.key] = run
             if adopted:
                 self._adopt_status(run)
-                kill_netns_processes(p.netns)
+                # what a previous control plane left running is restarted, not adopted
+                cgroups.kill(sandbox.pod_cgroup(cluster, p.namespace, p.name))
             if pod["metadata"].get("deletionTimestamp"):
                 self._terminate(run)
                 continue
@@ -178,6 +183,13 @@ class PodRuntime:
         for c in run.ctrs:
             self._start(run, c)
 
+    def sandbox_spec(self, run: PodRun, c: Ctr) -> str:
+        """Write the pod's files and the container's sandbox spec; the spec file's path."""
+        return sandbox.prepare(self.plan, run.pod, run.plan.ip, c.spec, self.last_cap)
+
+    def container_cgroup(self, run: PodRun, c: Ctr) -> str:
+        return sandbox.container_cgroup(self.plan.cluster, run.key[0], run.key[1], c.name)
+
     def log_file(self, run: PodRun, c: Ctr) -> str:
         ns, name = run.key
         return os.path.join(self.log_dir, f"{ns}_{name}_{c.name}.log")
@@ -209,6 +221,34 @@ class PodRuntime:
             self.recorder.event(run.ref, "Warning", "Failed", f"Error: failed to start container {c.name!r}: {exc}")
             self._after_exit(run, c)
             return
+        if c.sync_fd is not None:  # running once the program is exec'd in its sandbox
+            c.state, c.reason = "waiting", "ContainerCreating"
+            self.loop.add_reader(c.sync_fd, self._guard, self._created, run, c, c.gen, what)
+            self._mark(run)
+            return
+        self._running(run, c, what)
+
+    def _created(self, run: PodRun, c: Ctr, gen: int, what: str) -> None:
+        fd, c.sync_fd = c.sync_fd, None
+        if fd is None:
+            return
+        self.loop.remove_reader(fd)
+        try:
+            failure = os.read(fd, 4096).decode(errors="replace").strip()
+        finally:
+            os.close(fd)
+        if c.gen != gen or c.proc is None:
+            return  # it has exited already: the exit is reported
+        if failure:
+            c.message = failure  # the exit, through the pidfd, follows
+            return
+        if run.terminating or run.done:
+            with contextlib.suppress(OSError):
+                cgroups.kill_async(self.container_cgroup(run, c))
+            return
+        self._running(run, c, what)
+
+    def _running(self, run: PodRun, c: Ctr, what: str) -> None:
         c.state = "running"
         c.reason = ""
         self.recorder.event(run.ref, "Normal", "Started", f"Started container {c.name}: {what}"
@@ -268,6 +308,13 @@ class PodRuntime:
             c.pidfd = None
         if c.gen != gen or c.proc is None:
             return
+        if c.sync_fd is not None:  # exited before (or instead of) running its program
+            with contextlib.suppress(Exception):
+                self.loop.remove_reader(c.sync_fd)
+            with contextlib.suppress(OSError):
+                c.message = c.message or os.read(c.sync_fd, 4096).decode(errors="replace").strip()
+            os.close(c.sync_fd)
+            c.sync_fd = None
         rc = c.proc.wait()
         c.proc = None
         if rc < 0:
@@ -278,8 +325,8 @@ class PodRuntime:
     def exited(self, run: PodRun, c: Ctr, code: int, sig: int | None) -> None:
         self._drop_probes(run, c)
         c.state = "terminated"
-        c.exit_code = code
-        c.signal = sig
+        c.exit_code = int(code)
+        c.signal = int(sig) if sig is not None else None  # a signal.Signals fails the API's type check
         c.started = False
         c.finished_at = now()
         c.finished_mono = time.monotonic()
@@ -449,6 +496,10 @@ class PodRuntime:
             self.backoff.forget((run.uid, c.name))
         if not deleted:
             self._write(run)  # the terminal phase
+        try:  # the container's main processes are gone; whatever they started goes with the pod
+            sandbox.remove(self.plan.cluster, *run.key)
+        except (OSError, TimeoutError) as exc:
+            log.warning("pod %s/%s: %s", *run.key, exc)
         self._dirty.pop(run.key, None)
         if self.runs.get(run.key) is run:
             del self.runs[run.key]
@@ -461,7 +512,12 @@ class PodRuntime:
         if isinstance(handler.get("exec"), dict):
             argv = [str(a) for a in handler["exec"].get("command") or []]
             env = container_env(run.pod, c.spec, p.ip, run.node_ip)
-            fut = self._exec.submit_in(p.netns, prober.run_exec, argv, timeout, env)
+            spec = sandbox.spec_path(self.plan.cluster, *run.key, c.name)
+            wrapped = argv
+            if argv:
+                spec = spec if os.path.exists(spec) else self.sandbox_spec(run, c)
+                wrapped = sandbox.exec_argv(spec, self.container_cgroup(run, c), argv)
+            fut = self._exec.submit_in(p.netns, prober.run_exec, wrapped, timeout, env, argv)
         elif isinstance(handler.get("httpGet"), dict):
             h = handler["httpGet"]
             port = prober.resolve_port(h.get("port"), c.spec)
@@ -566,19 +622,3 @@ class PodRuntime:
             run.last_status = st
         except Exception as exc:  # noqa: BLE001 - gone, or replaced by a pod of the same name
             log.debug("status of %s/%s: %s", ns, name, exc)
-
-
-
-def kill_netns_processes(name: str) -> None:
-    """Processes left in a pod's namespace by a previous control plane (adoption restarts them)."""
-    ino = netns.inode(name)
-    if ino is None:
-        return
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            if os.stat(f"/proc/{entry}/ns/net").st_ino == ino:
-                os.kill(int(entry), signal.SIGKILL)
-        except OSError:
-            pass

@@ -49,6 +49,7 @@ class Ctr:
         self.gen = 0
         self.proc: subprocess.Popen | None = None
         self.pidfd: int | None = None
+        self.sync_fd: int | None = None  # readable when the container's program has been exec'd
         self.wl_key: str | None = None
         self.killed = 0  # signal we sent (for the exit code of the default workload)
         self.probes: dict[str, prober.ProbeState] = {}

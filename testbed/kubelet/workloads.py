@@ -13,12 +13,13 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import shutil
 import signal
 import sys
 from typing import TYPE_CHECKING, Protocol
 
-from .. import exec, state
-from . import etcfiles, volumes
+from .. import cgroups, exec, state
+from . import etcfiles, sandbox, volumes
 from .plan import COREDNS, DEFAULT_WORKLOAD, PROCESS, container_env, image_version
 from .status import Ctr, PodRun, now
 
@@ -42,8 +43,8 @@ CONTAINER_UMASK = 0o022
 
 
 class ProcessLauncher:
-    """``command``/``args``: a child forked in the pod's namespace, its exit watched by pidfd;
-    stdout/stderr go to the container's log file."""
+    """``command``/``args``: a sandboxed container (``testbed.sandbox``) forked in the pod's
+    network namespace, its exit watched by pidfd; stdout/stderr go to the container's log file."""
 
     drains = False
 
@@ -51,21 +52,46 @@ class ProcessLauncher:
         self.rt = rt
 
     def start(self, run: PodRun, c: Ctr) -> str:
-        cwd = c.spec.get("workingDir")
-        self.spawn(run, c, container_env(run.pod, c.spec, run.plan.ip, run.node_ip),
-                   cwd if cwd and os.path.isdir(cwd) else None)
+        env = container_env(run.pod, c.spec, run.plan.ip, run.node_ip)
+        # The program is looked up here, where a missing one is still a synchronous start error
+        # (the sandbox shares the host's root filesystem, so the answer is the same inside).
+        if shutil.which(c.argv[0], path=env.get("PATH")) is None:
+            raise FileNotFoundError(f'exec: "{c.argv[0]}": executable file not found in $PATH')
+        spec = self.rt.sandbox_spec(run, c)
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            with open(self.rt.log_file(run, c), "ab") as logf:
+                c.proc = exec.popen(sandbox.run_argv(spec, list(c.argv), sync_fd=w), netns=run.plan.netns,
+                                    stdout=logf, stderr=exec.STDOUT, env=env, pass_fds=(w,),
+                                    cgroup=self.rt.container_cgroup(run, c))
+        except BaseException:
+            os.close(r)
+            raise
+        finally:
+            os.close(w)
+        c.sync_fd = r  # the runtime reports the container running once the program is exec'd
+        self._watch(run, c)
         return " ".join(c.argv)
 
-    def spawn(self, run: PodRun, c: Ctr, env: dict[str, str], cwd: str | None = None) -> None:
-        """Fork ``c.argv`` in the pod's namespace, output to the container's log, exit watched."""
+    def spawn(self, run: PodRun, c: Ctr, env: dict[str, str]) -> None:
+        """Fork a built-in program in the pod's network namespace and the container's cgroup,
+        outside the sandbox (a built-in that reads the API needs the socket the sandbox hides)."""
+        cg = self.rt.container_cgroup(run, c)
+        cgroups.create([cgroups.cluster_path(self.rt.plan.cluster), os.path.dirname(cg), cg])
         with open(self.rt.log_file(run, c), "ab") as logf:
-            c.proc = exec.popen(c.argv, netns=run.plan.netns, stdout=logf, stderr=exec.STDOUT, env=env, cwd=cwd,
-                                umask=CONTAINER_UMASK)
+            c.proc = exec.popen(c.argv, netns=run.plan.netns, stdout=logf, stderr=exec.STDOUT, env=env,
+                                umask=CONTAINER_UMASK, cgroup=cg)
+        self._watch(run, c)
+
+    def _watch(self, run: PodRun, c: Ctr) -> None:
         c.pidfd = os.pidfd_open(c.proc.pid)
         self.rt.watch_exit(run, c)
 
     def signal(self, run: PodRun, c: Ctr, sig: int) -> None:
-        if c.pidfd is not None:
+        if sig == signal.SIGKILL:  # every process of the container, not only its first
+            with contextlib.suppress(OSError):
+                cgroups.kill_async(self.rt.container_cgroup(run, c))
+        elif c.pidfd is not None:
             with contextlib.suppress(OSError):
                 signal.pidfd_send_signal(c.pidfd, sig)
 

@@ -202,7 +202,7 @@ def test_teardown_leaves_nothing_and_root_is_untouched():
     after = root_snapshot()
     assert during == before
     assert after == before
-    assert c.down() == {"netns": 0, "processes": 0, "state_dir": False}  # idempotent
+    assert c.down() == {"netns": 0, "processes": 0, "cgroups": 0, "state_dir": False}  # idempotent
 
 
 def test_sigkill_during_up_then_down_cleans_up(tmp_path):
