@@ -240,7 +240,7 @@ def _preflight(plan: Plan) -> None:
 def _start_upstream(plan: Plan) -> None:
     """The resolver outside the cluster domain (``ext.testbed.``), in the underlay namespace."""
     logs = os.path.join(state.directory(plan.cluster), "logs")
-    os.makedirs(logs, exist_ok=True)
+    os.makedirs(logs, mode=0o700, exist_ok=True)
     p = upstream.launch(plan, os.path.join(logs, "dns-upstream.log"))
     pids = state.read_json(plan.cluster, "state.json", {}).get("pids", {})
     state.update_json(plan.cluster, "state.json", pids={**pids, "dns-upstream": p.pid})

@@ -136,12 +136,12 @@ def argv(plan) -> list[str]:
 def launch(plan, log_path: str):
     """Start the upstream inside the underlay namespace and the cluster's cgroup (with
     ``TESTBED_CLUSTER`` set), so ``down`` stops it; returns the Popen."""
-    from .. import cgroups
+    from .. import cgroups, state
 
     env = {**os.environ, "TESTBED_CLUSTER": plan.cluster}
     cg = cgroups.path(plan.cluster, "dns-upstream")
     cgroups.create([cgroups.cluster_path(plan.cluster), cg])
-    with open(log_path, "ab") as logf:
+    with state.open_private(log_path, "ab") as logf:
         return exec.popen(argv(plan), netns=plan.underlay.netns, stdout=logf, stderr=exec.STDOUT, env=env,
                           cgroup=cg)
 

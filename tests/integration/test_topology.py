@@ -38,7 +38,8 @@ def scenario(name: str, nodes: int = 3, pods_per_node: int = 4, **spec) -> dict:
                          "metadata": {"name": f"p{n + 1}-{k + 1}"},
                          "spec": {"nodeName": f"node{n + 1}", "containers": [{"name": "c", "image": "x"}]}})
     return {"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": name},
-            "spec": {"nodes": nodes, "externals": 1, **spec}, "manifests": pods}
+            # no add-ons: these tests count and address exactly the pods they declare
+            "spec": {"nodes": nodes, "externals": 1, "addons": [], **spec}, "manifests": pods}
 
 
 @pytest.fixture(scope="module")
