@@ -1,0 +1,171 @@
+"""Run nftables transactions in the calling process's network namespace.
+
+Two ways, same input (``nft -f`` text) and same all-or-nothing semantics:
+
+- ``LibNft``: libnftables (the library the ``nft`` binary is a thin wrapper of, Debian's
+  ``libnftables1``) loaded in-process through ctypes, one context kept for the proxy's life;
+  each ``run`` is ``nft_run_cmd_from_buffer``: one netlink batch, i.e. one transaction. It
+  saves a process start and the parsing of nft's own startup per sync;
+- ``NftProcess``: ``nft -f -``, a child per call, where the library cannot be loaded.
+
+``make_runner`` picks the library when it loads. The context's netlink socket is opened in the
+netns of the thread that creates it: create the runner inside the node's netns.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import re
+import subprocess
+import threading
+
+from testbed.proxy.nftables import names
+from testbed.proxy.nftables.apply import Existing
+
+_ERROR = re.compile(r":(\d+):\d+(?:-\d+)?: Error: (.*)")
+
+
+class RunError(RuntimeError):
+    """nft rejected a transaction (nothing of it applied) or could not be run."""
+
+    def __init__(self, message: str, line: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+def parse_error(stderr: str) -> tuple[str, int | None]:
+    """nft's first complaint (one line) and the input line it names, if any."""
+    for ln in stderr.splitlines():
+        m = _ERROR.search(ln)
+        if m:
+            return m.group(2).strip(), int(m.group(1))
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    return (lines[0] if lines else "no error output"), None
+
+
+class NftRunner:
+    kind = "abstract"
+
+    def run(self, text: str) -> None:
+        """One transaction; raises ``RunError`` if the kernel (or nft) rejected it."""
+        raise NotImplementedError
+
+    def list(self, command: str, json_output: bool = False) -> str | None:
+        """Output of one ``nft`` listing command; None if the object does not exist."""
+        raise NotImplementedError
+
+    def existing(self, family: str = "ip") -> Existing:
+        """Names of our service chains and affinity sets (``list chains``/``list sets`` print
+        no rules and no elements, so this stays cheap at 10k Services)."""
+        chains, sets = set(), set()
+        for what in ("chains", "sets"):
+            out = self.list(f"list {what} {family}", json_output=True)
+            for obj in json.loads(out).get("nftables", []) if out else ():
+                body = obj.get("chain") or obj.get("set")
+                if not body or body.get("table") != names.TABLE:
+                    continue
+                if "chain" in obj and names.is_service_chain(body["name"]):
+                    chains.add(body["name"])
+                elif "set" in obj and names.is_affinity_set(body["name"]):
+                    sets.add(body["name"])
+        return Existing(frozenset(chains), frozenset(sets))
+
+    def table_exists(self, family: str = "ip") -> bool:
+        out = self.list(f"list tables {family}")
+        return out is not None and f"table {family} {names.TABLE}\n" in out + "\n"
+
+    def close(self) -> None:
+        return None
+
+
+class NftProcess(NftRunner):
+    kind = "nft"
+
+    def run(self, text: str) -> None:
+        if not text:
+            return
+        r = subprocess.run(["nft", "-f", "-"], input=text, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RunError(*parse_error(r.stderr))
+
+    def list(self, command: str, json_output: bool = False) -> str | None:
+        r = subprocess.run(["nft", *(["-j"] if json_output else []), *command.split()],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            if "No such file or directory" in r.stderr:
+                return None
+            raise RunError(f"nft {command}: {parse_error(r.stderr)[0]}")
+        return r.stdout
+
+
+class LibNft(NftRunner):
+    kind = "libnftables"
+
+    def __init__(self, lib: ctypes.CDLL):
+        self._lib = lib
+        self._lock = threading.Lock()     # the loop's sync thread and its monitor share it
+        self._ctx = lib.nft_ctx_new(0)
+        if not self._ctx:
+            raise OSError("nft_ctx_new failed")
+        lib.nft_ctx_buffer_output(self._ctx)
+        lib.nft_ctx_buffer_error(self._ctx)
+
+    @classmethod
+    def load(cls) -> "LibNft":
+        lib = ctypes.CDLL(ctypes.util.find_library("nftables") or "libnftables.so.1")
+        lib.nft_ctx_new.restype = ctypes.c_void_p
+        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
+        lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
+        for fn in ("nft_ctx_buffer_output", "nft_ctx_buffer_error"):
+            getattr(lib, fn).argtypes = [ctypes.c_void_p]
+        for fn in ("nft_ctx_get_output_buffer", "nft_ctx_get_error_buffer"):
+            getattr(lib, fn).argtypes = [ctypes.c_void_p]
+            getattr(lib, fn).restype = ctypes.c_char_p
+        lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+        lib.nft_ctx_output_get_flags.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_output_get_flags.restype = ctypes.c_uint
+        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        return cls(lib)
+
+    def _cmd(self, text: str, json_output: bool = False) -> tuple[int, str, str]:
+        lib, ctx = self._lib, self._ctx
+        with self._lock:
+            flags = lib.nft_ctx_output_get_flags(ctx)
+            json_flag = 1 << 4            # NFT_CTX_OUTPUT_JSON
+            lib.nft_ctx_output_set_flags(ctx, flags | json_flag if json_output else flags & ~json_flag)
+            rc = lib.nft_run_cmd_from_buffer(ctx, text.encode())
+            # reading a buffer also resets it for the next command
+            out = (lib.nft_ctx_get_output_buffer(ctx) or b"").decode()
+            err = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode()
+        return rc, out, err
+
+    def run(self, text: str) -> None:
+        if not text:
+            return
+        rc, _, err = self._cmd(text)
+        if rc != 0:
+            raise RunError(*parse_error(err))
+
+    def list(self, command: str, json_output: bool = False) -> str | None:
+        rc, out, err = self._cmd(command, json_output)
+        if rc != 0:
+            if "No such file or directory" in err:
+                return None
+            raise RunError(f"nft {command}: {parse_error(err)[0]}")
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            if self._ctx:
+                self._lib.nft_ctx_free(self._ctx)
+                self._ctx = None
+
+
+def make_runner() -> NftRunner:
+    try:
+        return LibNft.load()
+    except (OSError, AttributeError):
+        return NftProcess()
