@@ -36,13 +36,20 @@ class RunError(RuntimeError):
         self.line = line
 
 
-def parse_error(stderr: str) -> tuple[str, int | None]:
-    """nft's first complaint (one line) and the input line it names, if any."""
-    for ln in stderr.splitlines():
+def parse_error(stderr: str, text: str = "") -> tuple[str, int | None]:
+    """nft's first complaint (one line) and the input line it names, if any. nft names it by
+    position for file input; for a buffer it only echoes the line, which is looked up in
+    ``text``."""
+    lines = stderr.splitlines()
+    for i, ln in enumerate(lines):
         m = _ERROR.search(ln)
         if m:
             return m.group(2).strip(), int(m.group(1))
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+        if ln.startswith("Error: "):
+            echoed = lines[i + 1] if i + 1 < len(lines) else ""
+            where = text.split("\n").index(echoed) + 1 if echoed and echoed in text.split("\n") else None
+            return ln[len("Error: "):].strip(), where
+    lines = [ln.strip() for ln in lines if ln.strip()]
     return (lines[0] if lines else "no error output"), None
 
 
@@ -147,7 +154,7 @@ class LibNft(NftRunner):
             return
         rc, _, err = self._cmd(text)
         if rc != 0:
-            raise RunError(*parse_error(err))
+            raise RunError(*parse_error(err, text))
 
     def list(self, command: str, json_output: bool = False) -> str | None:
         rc, out, err = self._cmd(command, json_output)
