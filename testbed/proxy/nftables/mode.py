@@ -36,12 +36,10 @@ def problem() -> str | None:
 
 def dump_rules(ns: str) -> str:
     """``nft list table ip kube-proxy`` of a node ('' when the table does not exist)."""
-    def go() -> str:
-        try:
-            return NftProcess().list(f"list table {FAMILY} {names.TABLE}") or ""
-        except RunError as exc:
-            raise TestbedError(f"nft list table {FAMILY} {names.TABLE} in {ns}: {exc.message}") from None
-    return netns.run_in(ns, go)
+    try:
+        return apply.NftApplier(ns, FAMILY).list_text()
+    except apply.NftError as exc:
+        raise TestbedError(str(exc)) from None
 
 
 def rules_file(cluster: str, node: str) -> str:

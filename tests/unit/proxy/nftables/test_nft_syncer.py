@@ -7,7 +7,7 @@ from __future__ import annotations
 from testbed.proxy.loop import ProxyLoop
 from testbed.proxy.nftables import mode as nft_mode
 from testbed.proxy.nftables.apply import Existing
-from testbed.proxy.nftables.runner import RunError, parse_error
+from testbed.proxy.nftables.runner import NftRunner, RunError, parse_error
 from testbed.proxy.nftables.syncer import NftablesSyncer
 from testbed.proxy.syncer import ProxyConfig
 from tests.unit.proxy.conftest import ep, eps, svc
@@ -127,3 +127,25 @@ def test_nft_error_lines():
                        "add rule ip kube-proxy reject-chain reject\n      ^^^^\n", text) == \
         ("Could not process rule: No such file or directory", 2)
     assert parse_error("") == ("no error output", None)
+
+
+class Listing(NftRunner):
+    def __init__(self, outputs):
+        self.outputs = outputs
+
+    def list(self, command):
+        return self.outputs[command]
+
+
+def test_existing_objects_come_from_terse_listings_of_our_table_only():
+    chains = ("table ip nat {\n\tchain service-AAAAAAAA-x/y/tcp/p {\n\t}\n}\n"
+              "table ip kube-proxy {\n\tchain services {\n\t}\n"
+              "\tchain service-ULMVA6XW-ns1/svc1/tcp/p80 {\n\t\ttype filter hook input priority 0; policy accept;\n\t}\n"
+              "\tchain endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 {\n\t}\n}\n")
+    sets = ("table ip kube-proxy {\n\tset cluster-ips {\n\t\ttype ipv4_addr\n\t}\n"
+            "\tset affinity-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 {\n\t\ttype ipv4_addr\n\t}\n}\n")
+    r = Listing({"list chains ip": chains, "list sets ip": sets})
+    ex = r.existing()
+    assert ex.chains == {"service-ULMVA6XW-ns1/svc1/tcp/p80", "endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80"}
+    assert ex.sets == {"affinity-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80"}
+    assert r.table_exists() and not Listing({"list sets ip": ""}).table_exists()
