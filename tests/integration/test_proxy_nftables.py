@@ -157,9 +157,10 @@ def test_rejected_transaction_is_retried_as_a_full_sync(lab):
         c.name, lambda m: m["node2"] if m["node2"]["full_syncs_total"] > before["full_syncs_total"]
         and m["node2"]["last_sync"]["ok"] else None, timeout=15, what="the full resync on node2")
     assert after["last_sync"]["full"]
-    events, _ = api.list("Event", "default")
-    msgs = [e["message"] for e in events if e["reason"] == "SyncFailed" and e["source"]["host"] == "node2"]
-    assert any(m.startswith("nft transaction failed (partial sync)") for m in msgs), msgs
+    # Events are posted by the proxy's event thread: wait for it on the watch
+    wait_for(api, "Event", lambda es: [e for e in es if e["reason"] == "SyncFailed" and e["source"]["host"] == "node2"
+                                       and e["message"].startswith("nft transaction failed (partial sync)")] or None,
+             namespace="default", timeout=10)
     assert proxy_status.check_rules(c.name, "node/node2") == []
     text = c.exec("node/node2", ["nft", "list", "table", "ip", "kube-proxy"], check=True).stdout
     assert cip not in text

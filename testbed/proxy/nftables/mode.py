@@ -14,7 +14,7 @@ import os
 import shutil
 from dataclasses import dataclass
 
-from testbed import naming, netns, state
+from testbed import naming, state
 from testbed.errors import TestbedError
 from testbed.proxy.nftables import apply, names
 from testbed.proxy.nftables.runner import NftProcess, RunError
@@ -70,23 +70,12 @@ def check_rules(cluster: str, node: str, ns: str) -> tuple[list[NftDiff], str]:
     except FileNotFoundError:
         raise TestbedError(f"kube-proxy on {node} has not recorded a sync yet (no {path})") from None
     scratch = f"{naming.cluster_prefix(cluster)}rulecheck.{os.getpid()}"
-    kernel = apply.NftApplier(ns, FAMILY)
     try:
-        with netns.Runner(1) as runner:
-            runner.run_new(scratch, lambda: None)
-        intended = apply.NftApplier(scratch, FAMILY)
-        for n, seg in enumerate(segments(journal), 1):
-            try:
-                intended.run(seg)
-            except apply.NftError as exc:
-                raise TestbedError(f"{path}: transaction {n} does not apply: {exc}") from None
-        want, have = apply.canonical(intended.list_json()), apply.canonical(kernel.list_json())
-    finally:
-        netns.delete(scratch)
-    a, b = set(want), set(have)
-    diffs = [NftDiff("intended", x) for x in want if x not in b] + \
-            [NftDiff("kernel", x) for x in have if x not in a]
-    return diffs, f"table {FAMILY} {names.TABLE} ({len(want)} objects) as kube-proxy wrote it"
+        diffs, n = apply.check(apply.NftApplier(ns, FAMILY), segments(journal), scratch)
+    except apply.NftError as exc:
+        raise TestbedError(f"{path}: {exc}") from None
+    out = [NftDiff("intended" if d.startswith("- ") else "kernel", d[2:]) for d in diffs]
+    return out, f"table {FAMILY} {names.TABLE} ({n} objects) as kube-proxy wrote it"
 
 
 def cleanup() -> None:

@@ -19,9 +19,9 @@ import ctypes.util
 import re
 import subprocess
 import threading
+from dataclasses import dataclass
 
 from testbed.proxy.nftables import names
-from testbed.proxy.nftables.apply import Existing
 
 _OUTPUT_TERSE = 1 << 11          # NFT_CTX_OUTPUT_TERSE (libnftables(3)): no set elements
 _ERROR = re.compile(r":(\d+):\d+(?:-\d+)?: Error: (.*)")
@@ -66,6 +66,22 @@ def _objects(listing: str, family: str, kind: str) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class Existing:
+    """Service chains and affinity sets the kernel holds (a full sync flushes/deletes extras)."""
+
+    chains: frozenset[str]
+    sets: frozenset[str]
+
+
+def existing_in(chains_listing: str, sets_listing: str, family: str = "ip") -> Existing:
+    """Our service chains and affinity sets in ``nft list chains`` / ``nft -t list sets`` output."""
+    chains = _objects(chains_listing, family, "chain")
+    sets = _objects(sets_listing, family, "set")
+    return Existing(frozenset(c for c in chains if names.is_service_chain(c)),
+                    frozenset(x for x in sets if names.is_affinity_set(x)))
+
+
 class NftRunner:
     kind = "abstract"
 
@@ -83,10 +99,7 @@ class NftRunner:
         ``list sets``: anything that lists elements (``list table``, ``list tables``, a
         non-terse ``list sets``) makes nft fetch every anonymous map's elements, one request
         per map, each a linear search of the table's sets in the kernel (7 s at 5k Services)."""
-        chains = _objects(self.list(f"list chains {family}") or "", family, "chain")
-        sets = _objects(self.list(f"list sets {family}") or "", family, "set")
-        return Existing(frozenset(c for c in chains if names.is_service_chain(c)),
-                        frozenset(x for x in sets if names.is_affinity_set(x)))
+        return existing_in(self.list(f"list chains {family}") or "", self.list(f"list sets {family}") or "", family)
 
     def table_exists(self, family: str = "ip") -> bool:
         # the table always has sets (cluster-ips, ...): listing them is the cheap probe

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from testbed.proxy.loop import ProxyLoop
 from testbed.proxy.nftables import mode as nft_mode
-from testbed.proxy.nftables.apply import Existing
+from testbed.proxy.nftables.runner import Existing
 from testbed.proxy.nftables.runner import NftRunner, RunError, parse_error
 from testbed.proxy.nftables.syncer import NftablesSyncer
 from testbed.proxy.syncer import ProxyConfig
