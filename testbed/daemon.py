@@ -89,7 +89,7 @@ def bootstrap(store: MemoryStore, admission: Admission, plan: Plan) -> None:
 def start_proxy(plan: Plan, node, log_dir: str) -> subprocess.Popen:
     args = [sys.executable, "-m", "testbed.proxy", "--cluster", plan.cluster, "--node", node.name,
             "--api", api_socket(plan.cluster), "--mode", plan.proxy_mode, "--node-ip", node.ip,
-            "--cluster-cidr", plan.pod_network,
+            "--cluster-cidr", plan.pod_network, "--service-cidr", plan.service_network,
             "--min-sync-period", f"{plan.proxy_min_sync_period:g}",
             "--sync-period", f"{plan.proxy_sync_period:g}",
             "--metrics-file", os.path.join(log_dir, f"proxy-{node.name}.json"),

@@ -1,4 +1,8 @@
-"""Benchmark: kube-proxy (iptables mode) sync time at 1k, 5k and 10k Services (scripts/bench/proxy-sync).
+"""Benchmark: kube-proxy sync time at 1k, 5k and 10k Services (scripts/bench/proxy-sync).
+
+``--proxy-mode iptables`` (default) measures iptables mode; ``--proxy-mode nftables`` measures
+iptables and nftables mode side by side in the same run (``testbed.bench.proxy_sync_nftables``),
+each size in the same fresh cluster, one mode after the other.
 
 For each size a fresh one-node cluster is built with the topology engine (``control_plane=False``:
 just the namespaces), and the real proxy code runs in a thread inside the node's namespace:
@@ -16,6 +20,7 @@ Measured per size:
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -115,42 +120,84 @@ def _measure(services: int, changes: int, resyncs: int, upstream: bool = False) 
     med = statistics.median
     floor = restore_alone(runner.syncer.iptables.save())
     return {
-        "restore_alone": floor,
+        "mode": "iptables", "alone": floor,
         "services": services, "fill": fill, "lines_full": cold.lines, "lines_partial": parts[-1].lines,
-        "cold": cold.duration, "cold_restore": cold.restore,
+        "cold": cold.duration, "cold_apply": cold.restore,
         "resync": med(r.duration for r in fulls) if fulls else None,
-        "resync_restore": med(r.restore for r in fulls) if fulls else None,
+        "resync_apply": med(r.restore for r in fulls) if fulls else None,
         "change": med(r.duration for r in parts), "change_max": max(r.duration for r in parts),
-        "change_render": med(r.render for r in parts), "change_restore": med(r.restore for r in parts),
+        "change_render": med(r.render for r in parts), "change_apply": med(r.restore for r in parts),
     }
 
 
-def run(sizes: list[int], changes: int, resyncs: int, upstream: bool = False) -> list[dict]:
+def _clear_iptables() -> None:
+    """Empty the tables iptables mode filled, so nftables mode starts from the same node."""
+    empty = RestoreStream(noflush=False)
+    empty.write("".join(f"*{t}\nCOMMIT\n" for t in ("mangle", "filter", "nat")))
+    if empty.close()[0] != 0:
+        raise RuntimeError("could not empty the tables")
+
+
+def _both(services: int, changes: int, resyncs: int, upstream: bool) -> list[dict]:
+    from .proxy_sync_nftables import measure
+    rows = [_measure(services, changes, resyncs, upstream)]
+    _clear_iptables()
+    rows.append(measure(services, changes, resyncs))
+    return rows
+
+
+def run(sizes: list[int], changes: int, resyncs: int, upstream: bool = False,
+        modes: tuple[str, ...] = ("iptables",)) -> list[dict]:
     out = []
     for n in sizes:
-        doc = {"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": "kp4bench"},
+        # a name per process: another run of the benchmark may be up at the same time
+        doc = {"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": f"kp4bench-{os.getpid()}"},
                "spec": {"nodes": 1, "externals": 0}}
         c = Cluster.up(parse(doc), control_plane=False)
         try:
-            out.append(c.run_in("node/node1", _measure, n, changes, resyncs, upstream))
+            if "nftables" in modes:
+                out += c.run_in("node/node1", _both, n, changes, resyncs, upstream)
+            else:
+                out.append(c.run_in("node/node1", _measure, n, changes, resyncs, upstream))
         finally:
             c.down()
     return out
 
 
 def table(rows: list[dict]) -> str:
+    """One row per size and mode; "apply" is iptables-restore or the nft transaction, "alone"
+    the same cold-sync text applied by iptables-restore / ``nft -f`` with nothing else running."""
     ms = (lambda v: "-" if v is None else f"{v * 1000:.0f} ms" if v >= 0.1 else f"{v * 1000:.1f} ms")
-    lines = ["| services (2 endpoints each) | restore lines | full sync, cold (restore) "
-             "| iptables-restore alone, same rules | full resync (restore) "
-             "| one endpoint change: median / max (render + restore) |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| services (2 endpoints each) | mode | lines | full sync, cold (apply) "
+             "| iptables-restore / `nft -f` alone, same text | full resync (apply) "
+             "| one endpoint change: median / max (render + apply, lines) |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['services']:,} | {r['lines_full']:,} | {ms(r['cold'])} ({ms(r['cold_restore'])}) "
-                     f"| {ms(r['restore_alone'])} "
-                     f"| {ms(r['resync'])} ({ms(r['resync_restore'])}) "
+        lines.append(f"| {r['services']:,} | {r['mode']} | {r['lines_full']:,} | {ms(r['cold'])} ({ms(r['cold_apply'])}) "
+                     f"| {ms(r['alone'])} "
+                     f"| {ms(r['resync'])} ({ms(r['resync_apply'])}) "
                      f"| {ms(r['change'])} / {ms(r['change_max'])} ({ms(r['change_render'])} + "
-                     f"{ms(r['change_restore'])}, {r['lines_partial']:,} lines) |")
+                     f"{ms(r['change_apply'])}, {r['lines_partial']:,} lines) |")
     return "\n".join(lines)
+
+
+def targets(rows: list[dict]) -> list[str]:
+    by = {(r["mode"], r["services"]): r for r in rows}
+    out = []
+    ipt, nft, nft1k = by.get(("iptables", 10000)), by.get(("nftables", 10000)), by.get(("nftables", 1000))
+    if ipt and not nft:
+        out.append(f"targets at 10k: full sync {ipt['cold']:.3f}s (< 2 s: {'ok' if ipt['cold'] < 2 else 'MISSED'}; "
+                   f"iptables-restore alone takes {ipt['alone']:.3f}s for the same rules), "
+                   f"one change {ipt['change'] * 1000:.1f} ms (< 100 ms: {'ok' if ipt['change'] < 0.1 else 'MISSED'})")
+    if nft:
+        ok = nft["cold"] < 1.5 and (ipt is None or nft["cold"] < ipt["cold"])
+        out.append(f"nftables targets at 10k: full sync {nft['cold']:.3f}s (< 1.5 s and faster than iptables mode's "
+                   f"{ipt['cold'] if ipt else float('nan'):.3f}s: {'ok' if ok else 'MISSED'}; nft -f alone "
+                   f"{nft['alone']:.3f}s)")
+        ok = nft["change"] < 0.05 and (nft1k is None or nft["change"] <= 2 * nft1k["change"])
+        out.append(f"nftables one change at 10k: {nft['change'] * 1000:.1f} ms (< 50 ms and within 2x of the "
+                   f"{nft1k['change'] * 1000 if nft1k else float('nan'):.1f} ms at 1k: {'ok' if ok else 'MISSED'})")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,17 +205,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="1000,5000,10000", help="comma-separated Service counts")
     ap.add_argument("--changes", type=int, default=9, help="endpoint changes measured per size")
     ap.add_argument("--resyncs", type=int, default=3, help="forced full resyncs measured per size")
+    ap.add_argument("--proxy-mode", default="iptables", choices=["iptables", "nftables"],
+                    help="nftables: measure iptables and nftables mode side by side")
     ap.add_argument("--upstream-restore", action="store_true",
                     help="every sync one --noflush restore of the whole rendered text, as upstream "
                          "(no table replace for full syncs, no skipping of unchanged chains)")
     args = ap.parse_args(argv)
-    rows = run([int(x) for x in args.sizes.split(",")], args.changes, args.resyncs, args.upstream_restore)
+    modes = ("iptables", "nftables") if args.proxy_mode == "nftables" else ("iptables",)
+    rows = run([int(x) for x in args.sizes.split(",")], args.changes, args.resyncs, args.upstream_restore, modes)
     print(table(rows))
-    targets = [r for r in rows if r["services"] == 10000]
-    for r in targets:
-        print(f"\ntargets at 10k: full sync {r['cold']:.3f}s (< 2 s: {'ok' if r['cold'] < 2 else 'MISSED'}; "
-              f"iptables-restore alone takes {r['restore_alone']:.3f}s for the same rules), "
-              f"one change {r['change'] * 1000:.1f} ms (< 100 ms: {'ok' if r['change'] < 0.1 else 'MISSED'})")
+    for line in targets(rows):
+        print("\n" + line)
     return 0
 
 

@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ipvs-scheduler", default="rr", help="IPVS scheduler (mode ipvs; upstream default rr)")
     p.add_argument("--node-ip", required=True, help="the node's address (health checks, LB firewall)")
     p.add_argument("--cluster-cidr", default=None, help="pod network (detect-local-mode ClusterCIDR)")
+    p.add_argument("--service-cidr", action="append", default=[],
+                   help="the cluster's Service network (nftables mode drops traffic to unallocated ClusterIPs)")
     p.add_argument("--metrics-file", default=None, help="JSON metrics, replaced atomically after each sync")
     p.add_argument("--state-dir", default=None,
                    help="directory for proxy-NODE.rules, the restore inputs since the last full sync "
@@ -105,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     from testbed.proxy.healthcheck import ServiceHealthServer
 
     cfg = ProxyConfig(cluster=args.cluster, node_name=args.node, node_ip=args.node_ip,
-                      cluster_cidr=args.cluster_cidr, metrics_file=args.metrics_file,
+                      cluster_cidr=args.cluster_cidr, service_cidrs=tuple(args.service_cidr),
+                      metrics_file=args.metrics_file,
                       min_sync_period=args.min_sync_period, sync_period=args.sync_period,
                       full_sync_period=args.full_sync_period, masquerade_all=args.masquerade_all,
                       localhost_nodeports=not args.no_localhost_nodeports,

@@ -59,6 +59,7 @@ MODES: dict[str, ProxyMode] = {m.name: m for m in (
               frozenset({"ipvs"})),
     ProxyMode("ipvs", "testbed.proxy.ipvs", "IPVS virtual servers, ipsets and a few iptables rules",
               frozenset({"iptables"})),
+    ProxyMode("nftables", "testbed.proxy.nftables", "one nft transaction per sync into table ip kube-proxy"),
 )}
 
 NAMES: tuple[str, ...] = tuple(MODES)

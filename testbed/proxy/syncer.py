@@ -31,6 +31,7 @@ class ProxyConfig:
     masquerade_all: bool = False
     localhost_nodeports: bool = True
     burst_syncs: int = 2
+    service_cidrs: tuple[str, ...] = ()   # nftables mode drops traffic to unallocated ClusterIPs
     # iptables mode
     rules_file: str | None = None      # journal of what was restored since the last full sync
     replace_full_sync: bool = False    # full syncs restore whole tables (see iptables.apply.replace_tables_text)

@@ -1,30 +1,52 @@
-"""The ``rules`` check kind: kube-proxy's KUBE-SVC chains for a Service on every node."""
+"""The ``rules`` check kind: kube-proxy's Service chains for a Service on every node (KUBE-SVC
+chains in iptables mode, ``service-...`` chains of ``table ip kube-proxy`` in nftables mode)."""
 
 from __future__ import annotations
 
+import re
+
 from .. import exec
 from .model import Check
+
+# an nftables-mode service chain and its rules, as ``nft list table`` prints them
+_NFT_CHAIN = re.compile(r"^\s*chain service-[A-Z0-9]{8}-(\S+) \{\n(.*?)^\s*\}", re.M | re.S)
+
+
+def _iptables(netns: str, key: str) -> tuple[int, int]:
+    """(KUBE-SVC chains, their rules for Service ``key``)."""
+    p = exec.run(["iptables-save", "-t", "nat"], netns=netns, check=False)
+    chains = [ln for ln in p.stdout.splitlines() if ln.startswith(":KUBE-SVC-")]
+    mine = [ln for ln in p.stdout.splitlines()
+            if ln.startswith("-A KUBE-SVC-") and (f'"{key}:' in ln or f'"{key} ' in ln or f'"{key}"' in ln)]
+    return len(chains), len(mine)
+
+
+def _nftables(netns: str, key: str) -> tuple[int, int]:
+    """(service chains with rules, rules of ``key``'s service chains); flushed (stale) chains
+    wait empty for a later sync to delete them and do not count."""
+    p = exec.run(["nft", "list", "table", "ip", "kube-proxy"], netns=netns, check=False)
+    live = [(name, [ln for ln in body.splitlines() if ln.strip()]) for name, body in _NFT_CHAIN.findall(p.stdout)]
+    live = [(name, rules) for name, rules in live if rules]
+    return len(live), sum(len(rules) for name, rules in live if name.startswith(f"{key}/"))
 
 
 class RulesCheck:
     def rules(self, c: Check) -> None:
         key = f"{c.to.namespace}/{c.to.service}"
-        per_node, total_svc = [], 0
+        nft = self.v.plan.proxy_mode == "nftables"
+        what, rule = ("service chains", "service chain") if nft else ("KUBE-SVC chains", "KUBE-SVC")
+        per_node = []
         for n in self.v.plan.nodes:
             self.nodes_involved.add(n.name)
-            p = exec.run(["iptables-save", "-t", "nat"], netns=n.netns, check=False)
-            chains = [ln for ln in p.stdout.splitlines() if ln.startswith(":KUBE-SVC-")]
-            total_svc += len(chains)
-            mine = [ln for ln in p.stdout.splitlines()
-                    if ln.startswith("-A KUBE-SVC-") and (f'"{key}:' in ln or f'"{key} ' in ln or f'"{key}"' in ln)]
-            per_node.append((n.name, len(chains), len(mine)))
+            k, m = (_nftables if nft else _iptables)(n.netns, key)
+            per_node.append((n.name, k, m))
         # must-see-something: the proxy is programming other Services on every node
         alive = all(k > 0 for _, k, _ in per_node)
-        self.r.add("rules", "kube-proxy active: KUBE-SVC chains on every node",
-                   ", ".join(f"{n}: {k} KUBE-SVC chains" for n, k, _ in per_node), alive)
+        self.r.add("rules", f"kube-proxy active: {what} on every node",
+                   ", ".join(f"{n}: {k} {what}" for n, k, _ in per_node), alive)
         if c.rules == "absent":
-            self.r.add("rules", f"no KUBE-SVC rule for {key} on any node",
+            self.r.add("rules", f"no {rule} rule for {key} on any node",
                        ", ".join(f"{n}: {m}" for n, _, m in per_node), all(m == 0 for _, _, m in per_node))
         else:
-            self.r.add("rules", f"KUBE-SVC rules for {key} on every node",
+            self.r.add("rules", f"{rule} rules for {key} on every node",
                        ", ".join(f"{n}: {m}" for n, _, m in per_node), all(m > 0 for _, _, m in per_node))

@@ -1,6 +1,8 @@
-"""kube-proxy (iptables mode) through the real flow: ``Cluster.up`` starts the control plane, the
+"""kube-proxy (iptables and nftables mode) through the real flow: ``Cluster.up`` starts the control plane, the
 daemon starts one supervised kube-proxy per node, Services and Pods go through the API, and
-every behaviour of the iptables proxy is proven by traffic from pods and from external clients.
+every behaviour of the proxy is proven by traffic from pods and from external clients. The module
+runs once per mode (the ``lab`` fixture is parametrized); the few assertions on the rules
+themselves read each mode's own rule text (``Lab.rules``).
 
 Convergence is waited for on watches (``controllers.base.wait_for``) and on the proxies'
 metrics files (``testbed.proxy.status.wait_programmed``: inotify on the state directory, no polling);
@@ -80,8 +82,9 @@ MANIFESTS = [
 # ----------------------------------------------------------------------------- helpers
 
 class Lab:
-    def __init__(self, c: Cluster):
+    def __init__(self, c: Cluster, mode: str):
         self.c = c
+        self.mode = mode
         self.api = c.api()
         self._ns: dict[str, str] = {}
         self._probe_port = 20000
@@ -162,6 +165,22 @@ class Lab:
         return self.c.exec(f"node/{node}", ["iptables-save", "-t", table],
                            check=True).stdout
 
+    def rules(self, node: str) -> str:
+        """The node's kube-proxy rules as text: the nat and filter tables (iptables mode), or
+        ``table ip kube-proxy`` without its empty chains (nftables mode: stale chains are
+        flushed at once and deleted by a later sync)."""
+        if self.mode == "iptables":
+            return self.save(node) + self.save(node, "filter")
+        text = self.c.exec(f"node/{node}", ["nft", "list", "table", "ip", "kube-proxy"], check=True).stdout
+        return re.sub(r"\n\s*chain \S+ \{\n\s*\}", "", text)
+
+    def tag(self, service: str, port: str = "http", proto: str = "tcp") -> str:
+        """How the mode's rules name a Service port."""
+        return f"default/{service}:{port}" if self.mode == "iptables" else f"default/{service}/{proto}/{port}"
+
+    def dnat(self, ip: str) -> str:
+        return f"--to-destination {ip}:" if self.mode == "iptables" else f"dnat to {ip}:"
+
 
 def udp_ask(s: socket.socket, target: tuple[str, int], cmd: bytes = b"hostname") -> str:
     for _ in range(3):   # a lost datagram is resent (not a wait for state)
@@ -173,14 +192,15 @@ def udp_ask(s: socket.socket, target: tuple[str, int], cmd: bytes = b"hostname")
     raise AssertionError(f"no UDP answer from {target}")
 
 
-@pytest.fixture(scope="module")
-def lab():
+@pytest.fixture(scope="module", params=["iptables", "nftables"])
+def lab(request):
     doc = {"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": NAME},
-           "spec": {"nodes": 2, "externals": 2, "proxy": {"minSyncPeriod": "50ms", "syncPeriod": "10s"}},
+           "spec": {"nodes": 2, "externals": 2, "proxyMode": request.param,
+                    "proxy": {"minSyncPeriod": "50ms", "syncPeriod": "10s"}},
            "manifests": MANIFESTS}
     c = Cluster.up(parse(doc))
     try:
-        lab = Lab(c)
+        lab = Lab(c, request.param)
         lbs = {"web-lb", "lb-ranges", "local-lb"}
         svcs = wait_for(lab.api, "Service", lambda ss: ss if lbs <= {s["metadata"]["name"] for s in ss
                                                                       if lbnet.ingress_ips(s)} else None,
@@ -216,7 +236,12 @@ def test_clusterip_multi_port_and_udp(lab):
         s.close()
 
 
-def test_spread_uses_upstream_probability_cascade(lab):
+def test_spread_uses_upstream_endpoint_selection(lab):
+    if lab.mode == "nftables":
+        chain = re.search(r"chain service-\w+-default/web/tcp/http \{\n(.*?)\n\s*\}", lab.rules("node1"), re.S)
+        assert re.search(r"numgen random mod 2 vmap \{ 0 : goto endpoint-\w+-default/web/tcp/http__[\d.]+/8080, "
+                         r"1 : goto endpoint-", chain.group(1)), chain.group(1)
+        return
     nat = lab.save("node1")
     svc_chain = [ln for ln in nat.splitlines() if '"default/web:http -> ' in ln]
     assert len(svc_chain) == 2
@@ -250,7 +275,9 @@ def test_load_balancer_answers_from_the_underlay(lab):
         assert set(lab.http(client, ip, 80, n=20)) == {"web-1", "web-2"}
     # kube-proxy's own rules for the ingress IP, on every node
     for node in ("node1", "node2"):
-        assert f"-d {ip}/32 -p tcp -m comment --comment \"default/web-lb:http loadbalancer IP\"" in lab.save(node)
+        want = (f"-d {ip}/32 -p tcp -m comment --comment \"default/web-lb:http loadbalancer IP\"" if lab.mode == "iptables"
+                else f"{ip} . tcp . 80 : goto external-")
+        assert want in lab.rules(node)
     # and from inside the cluster (pods use the node's KUBE-SERVICES rules)
     assert lab.http("pod/cl-2", ip, 80) in ("web-1", "web-2")
 
@@ -271,6 +298,9 @@ def test_load_balancer_source_ranges(lab):
     assert set(lab.http("external/client1", ip, 80, n=10)) <= {"web-1", "web-2"}     # 172.20.10.100: allowed
     kind, _ = lab.fails("external/client2", ip, 80, timeout=1.0)                  # 172.20.10.101: dropped
     assert kind in (socket.timeout, TimeoutError)
+    if lab.mode == "nftables":
+        assert re.search(r"ip saddr != \{? ?172.20.10.100 ?\}? drop", lab.rules("node1"))
+        return
     nat = lab.save("node1")
     assert re.search(r"-A KUBE-FW-\w+ -s 172.20.10.100/32 .*-j KUBE-EXT-", nat)
     assert "-A KUBE-PROXY-FIREWALL" in lab.save("node1", "filter")
@@ -305,15 +335,23 @@ def test_itp_local(lab):
 def test_external_name_and_headless_have_no_rules(lab):
     assert lab.svc("headless")["spec"]["clusterIP"] == "None"
     for node in ("node1", "node2"):
-        text = lab.save(node) + lab.save(node, "filter")
+        text = lab.rules(node)
         assert "default/ext-name" not in text and "default/headless" not in text
-        assert "default/web:http" in text
+        assert lab.tag("web") in text
 
 
 def test_session_affinity_client_ip(lab):
     ip = lab.cip("affinity")
     for src in ("pod/cl-1", "pod/cl-2"):
         assert len(lab.http(src, ip, 80, n=20)) == 1, src
+    if lab.mode == "nftables":
+        text = lab.rules("node2")
+        sets = re.findall(r"set (affinity-\w+-default/affinity/tcp/http__[\d.]+/8080) \{(.*?)\}", text, re.S)
+        assert len(sets) == 2 and all("timeout 1m" in body for _, body in sets), sets
+        cl2 = lab.c.pod("cl-2").ip
+        # remembered for exactly one backend
+        assert sum(cl2 in body.split("elements", 1)[-1] for _, body in sets if "elements" in body) == 1
+        return
     nat = lab.save("node2")
     rules = [ln for ln in nat.splitlines() if "default/affinity:http" in ln and "--rcheck" in ln]
     assert len(rules) == 2 and all("--seconds 60 --reap" in r for r in rules), rules
@@ -382,7 +420,7 @@ def test_endpoints_added_and_removed_converge(lab):
     sl = lab.slice_ready("conv", {lab.c.pod("conv-2").ip})
     lab.programmed(sl)
     assert set(lab.http("pod/cl-1", ip, 80, n=20)) == {"conv-2"}
-    assert f"--to-destination {conv1}:" not in lab.save("node1")
+    assert lab.dnat(conv1) not in lab.rules("node1")
 
 
 def test_ports_added_and_removed_converge(lab):
@@ -399,7 +437,7 @@ def test_ports_added_and_removed_converge(lab):
     lab.programmed(s, lab.slice_ready("conv", pods, ports={"alt"}))
     assert f":{ALT}" in lab.http("pod/cl-2", ip, 81, "/")
     lab.fails("pod/cl-2", ip, 80, timeout=1.0)
-    assert "default/conv:http" not in lab.save("node2")
+    assert lab.tag("conv") not in lab.rules("node2")
 
 
 def test_service_recreated_converges(lab):
@@ -412,7 +450,8 @@ def test_service_recreated_converges(lab):
     lab.programmed(sl)
     assert set(lab.http("pod/cl-1", new["spec"]["clusterIP"], 80, n=10)) == {"conv-2"}
     if new["spec"]["clusterIP"] != old["spec"]["clusterIP"]:
-        assert f"-d {old['spec']['clusterIP']}/32" not in lab.save("node1")
+        assert (f"-d {old['spec']['clusterIP']}/32" if lab.mode == "iptables"
+                else f"{old['spec']['clusterIP']} . tcp") not in lab.rules("node1")
 
 
 def test_udp_backend_replaced_with_conntrack_cleanup(lab):
@@ -471,8 +510,11 @@ def test_restart_keeps_established_connections_and_takes_over(lab):
         assert ask(conn) == first
     finally:
         conn.close()
-    nat = lab.save("node1")
-    assert nat.count('-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES') == 1
+    if lab.mode == "iptables":
+        nat = lab.save("node1")
+        assert nat.count('-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES') == 1
+    else:
+        assert lab.rules("node1").count("jump services") == 2     # nat-output, nat-prerouting
     assert set(lab.http("pod/cl-1", ip, 80, n=20)) == {"web-1", "web-2"}
     assert proxy_status.check_rules(lab.c.name, "node/node1") == []
     events, _ = lab.api.list("Event", "default")
@@ -482,7 +524,8 @@ def test_restart_keeps_established_connections_and_takes_over(lab):
 
 def test_rules_and_metrics_commands(lab):
     r = CliRunner().invoke(app, ["rules", "node/node2", "-c", lab.c.name])
-    assert r.exit_code == 0 and "*nat" in r.output and "KUBE-SERVICES" in r.output
+    want = ("*nat", "KUBE-SERVICES") if lab.mode == "iptables" else ("table ip kube-proxy {", "chain services {")
+    assert r.exit_code == 0 and all(w in r.output for w in want), r.output[:500]
     r = CliRunner().invoke(app, ["rules", "node/node2", "--check", "-c", lab.c.name])
     assert r.exit_code == 0, r.output
     assert "holds exactly" in r.output
@@ -490,6 +533,16 @@ def test_rules_and_metrics_commands(lab):
     assert r.exit_code == 0 and "NPL P50 ms" in r.output and "node1" in r.output and "node2" in r.output
     r = CliRunner().invoke(app, ["metrics", "node/node1", "-o", "json", "-c", lab.c.name])
     assert r.exit_code == 0 and '"network_programming_latency_seconds"' in r.output
+    if lab.mode == "nftables":
+        tamper = ["nft", "add", "chain", "ip", "kube-proxy", "tamper"]
+        lab.c.exec("node/node2", tamper, check=True)
+        try:
+            r = CliRunner().invoke(app, ["rules", "node/node2", "--check", "-c", lab.c.name])
+            assert r.exit_code == 1 and "only in the kernel" in r.output and '"tamper"' in r.output, r.output
+        finally:
+            lab.c.exec("node/node2", ["nft", "delete", "chain", "ip", "kube-proxy", "tamper"], check=True)
+        assert proxy_status.check_rules(lab.c.name, "node/node2") == []
+        return
     # tamper with a chain of node2: the check reports it and exits 1
     nat = lab.save("node2")
     chain = re.search(r"-A (KUBE-SVC-\w+) .*default/web:http", nat).group(1)

@@ -1,11 +1,14 @@
 """A mode's cleanup against a real kernel: after a full sync, ``modes.get(mode).cleanup()``
 leaves none of the mode's kernel state (iptables: kube-proxy's chains and the jumps to them;
 ipvs: also the virtual servers, ``kube-ipvs0`` and the ipsets), keeps every foreign rule, and
-the next full sync installs everything again. The IPVS case needs ip_vs (the kernel lane)."""
+the next full sync installs everything again; a node switching between iptables and nftables
+mode loses the other mode's rules and keeps flannel's. The IPVS case needs ip_vs (the kernel
+lane)."""
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 
 import pytest
@@ -143,3 +146,47 @@ def test_ipvs_cleanup_removes_virtual_servers_dummy_sets_and_rules():
     assert services == 5 and dummy is not None and sets and "nat" in chains
     assert cleaned == (0, None, set(), {})
     assert reinstalled[0] == 5 and reinstalled[1] is not None and reinstalled[2:] == installed[2:]
+
+
+# ----------------------------------------------------------------------------- nftables
+
+def _nft_full_sync(n: int):
+    from testbed.proxy.nftables.syncer import NftablesSyncer
+    cfg = ProxyConfig(cluster="c", node_name="n1", node_ip="172.20.0.2", cluster_cidr="10.244.0.0/16",
+                      min_sync_period=0)
+    loop = ProxyLoop(cfg, NftablesSyncer(cfg))
+    for i in range(n):
+        loop.state.update_service(_svc(i))
+        loop.state.update_endpoint_slice(_slice(i))
+    rec = loop.sync()
+    loop.syncer.close()
+    return rec
+
+
+def _nft_table() -> str:
+    import subprocess
+    r = subprocess.run(["nft", "list", "table", "ip", "kube-proxy"], capture_output=True, text=True)
+    return r.stdout if r.returncode == 0 else ""
+
+
+def _switch_iptables_nftables_iptables():
+    assert HostIptables().restore(FOREIGN)[0] == 0
+    ipt = _full_sync(5)
+    to_nft = modes.cleanup_conflicting("nftables")
+    after_ipt_clean = apply.parse_save(HostIptables().save())
+    nft = _nft_full_sync(5)
+    table = _nft_table()
+    to_ipt = modes.cleanup_conflicting("iptables")
+    return ipt, to_nft, after_ipt_clean, nft, table, to_ipt, _nft_table(), apply.parse_save(HostIptables().save())
+
+
+def test_switching_to_nftables_and_back_cleans_the_other_modes_rules(node_ns):
+    ipt, to_nft, cleaned, nft, table, to_ipt, table_after, saved = node_ns(_switch_iptables_nftables_iptables)
+    assert ipt.ok and nft.ok and nft.full
+    assert "iptables" in to_nft and to_ipt == ["nftables"]
+    assert all(not chains for chains in _proxy_chains(cleaned).values()), _proxy_chains(cleaned)
+    assert "table ip kube-proxy {" in table and len(re.findall(r"chain service-[A-Z0-9]{8}-", table)) == 5
+    assert table_after == ""
+    for s in (cleaned, saved):          # flannel's rules stay through both switches
+        assert "-A POSTROUTING -j FLANNEL-POSTRTG" in s.rules["nat"]
+        assert "-A FLANNEL-POSTRTG -s 10.244.0.0/16 -j RETURN" in s.rules["nat"]

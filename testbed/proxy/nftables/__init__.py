@@ -4,6 +4,8 @@
 - ``table``: the table as data, ``dump`` (knftables Dump() line syntax), ``sort_nft``;
 - ``transaction``: ``full_sync``/``partial_sync``: desired table + kernel state -> transaction;
 - ``sync``: ``NftablesSyncer``, the per-node sync state machine over the proxy model;
-- ``apply``: ``NftApplier``: one ``nft -f -`` per sync inside a node's netns, read-back, cleanup;
+- ``runner``: libnftables in-process (or ``nft -f -``): the proxy's transactions and listings;
+- ``syncer``, ``mode``: the proxy loop's ``Syncer`` and the registry entry;
+- ``apply``: ``NftApplier``: ``nft`` in a given netns from outside the proxy, read-back, check;
 - ``golden``: harness inputs and steps files -> dumps (``testbed render --proxy-mode nftables``).
 """

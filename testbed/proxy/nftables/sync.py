@@ -2,8 +2,8 @@
 
 ``NftablesSyncer.plan(state)`` renders only the Services that changed since the last sync
 (all of them on a full sync), plans the transaction against what it last wrote, and returns
-it; ``committed()``/``failed()`` tell it whether the kernel took it. Pure: the caller runs
-the transaction (``apply.NftApplier``) and supplies the clock.
+it; ``committed()``/``failed()`` tell it whether the kernel took it. Pure: the caller
+(``syncer.NftablesSyncer``) runs the transaction and supplies the clock.
 """
 
 from __future__ import annotations

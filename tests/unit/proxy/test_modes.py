@@ -24,9 +24,16 @@ class FakeIptables:
         return True
 
 
+class FakeRunner:
+    kind = "fake"
+
+    def close(self):
+        pass
+
+
 def test_registry_names_the_modes_in_order():
-    assert modes.NAMES == ("iptables", "ipvs")
-    assert scenario.PROXY_MODES == ("iptables", "ipvs", "none")
+    assert modes.NAMES == ("iptables", "ipvs", "nftables")
+    assert scenario.PROXY_MODES == ("iptables", "ipvs", "nftables", "none")
 
 
 @pytest.mark.parametrize("name", modes.NAMES)
@@ -38,12 +45,13 @@ def test_every_mode_module_has_the_entry_points(name):
 
 
 @pytest.mark.parametrize("name,host", [
-    ("iptables", {"random_fully": True, "be_liberal": False}),
-    ("ipvs", {"random_fully": True, "kernel": object()}),
+    ("iptables", {"random_fully": True, "be_liberal": False, "iptables": FakeIptables()}),
+    ("ipvs", {"random_fully": True, "kernel": object(), "iptables": FakeIptables()}),
+    ("nftables", {"runner": FakeRunner()}),
 ])
 def test_every_mode_makes_a_syncer_the_loop_can_drive(name, host):
     cfg = ProxyConfig(cluster="c", node_name="n1", node_ip="192.168.0.2", cluster_cidr="10.0.0.0/8")
-    syncer = modes.get(name).make_syncer(cfg, iptables=FakeIptables(), **host)
+    syncer = modes.get(name).make_syncer(cfg, **host)
     assert syncer.mode == name and syncer.needs_full_sync
     for member in [m for m in dir(Syncer) if not m.startswith("_")]:
         assert hasattr(syncer, member), f"{name} syncer lacks {member}"
@@ -53,8 +61,8 @@ def test_every_mode_makes_a_syncer_the_loop_can_drive(name, host):
 
 def test_unknown_mode_is_a_one_line_error_listing_the_modes():
     with pytest.raises(TestbedError) as e:
-        modes.get("nftables")
-    assert str(e.value) == "proxy mode 'nftables' is not implemented; modes: iptables, ipvs"
+        modes.get("nosuchmode")
+    assert str(e.value) == "proxy mode 'nosuchmode' is not implemented; modes: iptables, ipvs, nftables"
 
 
 def test_scenario_rejects_an_unregistered_mode():
@@ -62,13 +70,13 @@ def test_scenario_rejects_an_unregistered_mode():
            "spec": {"nodes": 1, "proxyMode": "userspace"}}
     with pytest.raises(ValidationError) as e:
         scenario.parse(doc)
-    assert "spec.proxyMode" in str(e.value) and "iptables, ipvs, none" in str(e.value)
+    assert "spec.proxyMode" in str(e.value) and "iptables, ipvs, nftables, none" in str(e.value)
 
 
 def test_proxy_process_refuses_an_unregistered_mode(caplog):
     from testbed.proxy.__main__ import main
     assert main(["--cluster", "c", "--node", "n", "--api", "x", "--node-ip", "1.2.3.4", "--mode", "nope"]) == 2
-    assert "--mode nope is not implemented by this process (iptables, ipvs)" in caplog.text
+    assert "--mode nope is not implemented by this process (iptables, ipvs, nftables)" in caplog.text
 
 
 def test_cleanup_conflicting_cleans_only_modes_that_cannot_stay(monkeypatch):
@@ -84,6 +92,8 @@ def test_cleanup_conflicting_cleans_only_modes_that_cannot_stay(monkeypatch):
     assert modes.cleanup_conflicting("a") == ["c"] and cleaned == ["c"]
     cleaned.clear()
     assert modes.cleanup_conflicting("c") == ["a", "b"] and cleaned == ["a", "b"]
-    # today's modes share their chains: neither removes the other's
+    # iptables and ipvs mode share their chains: neither removes the other's; nftables mode
+    # removes both, and both remove its table
     monkeypatch.undo()
-    assert all(modes.MODES[n].coexists_with == frozenset(modes.NAMES) - {n} for n in modes.NAMES)
+    assert modes.MODES["iptables"].coexists_with == {"ipvs"} and modes.MODES["ipvs"].coexists_with == {"iptables"}
+    assert modes.MODES["nftables"].coexists_with == frozenset()
