@@ -1,0 +1,9 @@
+"""Troubleshooting a running cluster: ``trace`` follows one real connection attempt through the
+kernel of every namespace it crosses; ``doctor`` runs the seeds' checklist over Services,
+pods and nodes. Both return data (``TraceResult``, ``[Finding]``); the CLI only prints it."""
+
+from .doctor import Finding, doctor
+from .explain import TraceResult, TraceStep
+from .trace import trace
+
+__all__ = ["Finding", "TraceResult", "TraceStep", "doctor", "trace"]
