@@ -2,7 +2,8 @@
 kernel of every namespace it crosses; ``doctor`` runs the seeds' checklist over Services,
 pods and nodes. Both return data (``TraceResult``, ``[Finding]``); the CLI only prints it."""
 
-from .doctor import Finding, doctor
+from .checks import Finding
+from .checkup import doctor
 from .explain import TraceResult, TraceStep
 from .trace import trace
 
