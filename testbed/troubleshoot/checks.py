@@ -80,14 +80,15 @@ def _ready(p: dict) -> tuple[bool, str]:
     return r.get("status") == "True", r.get("message") or r.get("reason") or (p.get("status") or {}).get("phase", "")
 
 
-def pods_ready(svc: dict, chosen: list[dict], events: list[dict]) -> list[Finding]:
+def pods_ready(role: str, chosen: list[dict], events: list[dict]) -> list[Finding]:
+    """``role``: what the pods are, for the evidence (e.g. "backend of svc/default/web")."""
     out = []
     for p in chosen:
         name = p["metadata"]["name"]
         ok, why = _ready(p)
         subject = f"pod/{p['metadata'].get('namespace', 'default')}/{name}"
         if ok:
-            out.append(Finding("ok", "pod-ready", subject, f"Ready (backend of {_svc(svc)})"))
+            out.append(Finding("ok", "pod-ready", subject, f"Ready ({role})" if role else "Ready"))
             continue
         probe = [e for e in events if (e.get("involvedObject") or {}).get("name") == name
                  and e.get("reason") in ("Unhealthy", "BackOff", "Failed")]

@@ -76,8 +76,8 @@ def doctor(cluster, target: str | None = None) -> list[Finding]:
         if pod is None:
             return [Finding("fail", "pod", f"pod/{ns or 'default'}/{n}", "no such Pod", "kubectl get pods")]
         chosen_svcs = [s for s in services if pod in checks.selected_pods(s, pods)]
-        findings = checks.pods_ready({"metadata": {"name": "-", "namespace": pod["metadata"].get("namespace", "default")}},
-                                     [pod], events)
+        # a pod no Service selects is still checked; otherwise its Services' checks cover it
+        findings = [] if chosen_svcs else checks.pods_ready("selected by no Service", [pod], events)
     elif kind == "node":
         chosen_svcs = []
     else:
@@ -116,7 +116,7 @@ def _service(cluster, svc, pods, slices, events, plans, node_ns) -> list[Finding
     ns, name = svc["metadata"].get("namespace", "default"), svc["metadata"]["name"]
     out.append(checks.selector(svc, pods))
     chosen = checks.selected_pods(svc, pods)
-    out += checks.pods_ready(svc, chosen, events)
+    out += checks.pods_ready(f"backend of svc/{ns}/{name}", chosen, events)
     answers = {}
     for p in chosen:
         pp = plans.get((ns, p["metadata"]["name"]))
