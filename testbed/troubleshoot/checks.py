@@ -191,8 +191,9 @@ def hairpin(pod: str, veth: str, mode: str, value: str) -> Finding:
                        "" if ok else "ip link set cni0 promisc on")
     if value.strip() == "1":
         return Finding("ok", "hairpin", subject, f"{veth} hairpin_mode=1")
-    return Finding("warn", "hairpin", subject, f"{veth} hairpin_mode={value.strip() or '?'}: the pod cannot reach "
-                   "itself through its Service", "set hairpinMode hairpin-veth (or promiscuous-bridge)")
+    return Finding("warn", "hairpin", subject, f"{veth} hairpin_mode={value.strip() or '?'} (hairpinMode {mode}): "
+                   "the pod cannot reach itself through its Service",
+                   "set spec.hairpinMode hairpin-veth (or promiscuous-bridge), as kubelet's --hairpin-mode")
 
 
 def dns(svc: str, fqdn: str, cluster_ip: str, answer: str | None) -> Finding:

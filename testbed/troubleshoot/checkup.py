@@ -134,7 +134,7 @@ def _service(cluster, svc, pods, slices, events, plans, node_ns) -> list[Finding
     mode = cluster.plan.hairpin_mode
     for p in chosen:
         pp = plans.get((ns, p["metadata"]["name"]))
-        if pp is None or mode == "none":
+        if pp is None:
             continue
         if mode == "promiscuous-bridge":
             value = ex.run(["ip", "link", "show", "cni0"], netns=node_ns[pp.node], check=False).stdout
