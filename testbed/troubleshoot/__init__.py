@@ -5,6 +5,6 @@ pods and nodes. Both return data (``TraceResult``, ``[Finding]``); the CLI only 
 from .checks import Finding
 from .checkup import doctor
 from .explain import TraceResult, TraceStep
-from .trace import trace
+from .tracer import trace
 
 __all__ = ["Finding", "TraceResult", "TraceStep", "doctor", "trace"]

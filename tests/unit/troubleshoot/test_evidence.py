@@ -4,7 +4,7 @@ import pytest
 
 from testbed.errors import TestbedError
 from testbed.troubleshoot import evidence
-from testbed.troubleshoot.trace import parse_dest
+from testbed.troubleshoot.tracer import parse_dest
 
 CT = ("tcp      6 119 TIME_WAIT src=172.20.10.100 dst=172.20.10.2 sport=36134 dport=30080 src=10.244.1.2 "
       "dst=10.244.0.0 sport=8080 dport=47757 [ASSURED] mark=0 use=1\n"

@@ -1,7 +1,12 @@
 """``trace(cluster, FROM, TO, port, protocol)``: one real connection attempt, followed through
 the kernel of every namespace it crosses (see nftrace.py for how packets are marked), with
 the NAT conntrack recorded, the route and VXLAN encapsulation taken, the bridge port it left
-by and the pod that answered."""
+by and the pod that answered.
+
+The trace tables (``ip testbed-trace-<id>``) are deleted in a ``finally``; a trace killed before
+that leaves them in the cluster's own namespaces only, which ``testbed down`` removes whole,
+and their prefix makes them easy to spot in ``nft list tables``.
+"""
 
 from __future__ import annotations
 
@@ -62,8 +67,8 @@ def parse_dest(text: str) -> Dest:
                        f"pod/NAME:PORT or IP:PORT")
 
 
-def _resolve(cluster, source_netns: str, dest: Dest, protocol: str, pods: list):
-    """(ip, port, backend pods, namespaces to watch besides the source and the nodes)."""
+def _resolve(cluster, dest: Dest, protocol: str, pods: list):
+    """(ip, port, the pods that may answer: their namespaces are watched too)."""
     by_ip = {p.ip: p for p in pods}
     if dest.kind == "ip":
         p = by_ip.get(dest.ip)
@@ -114,18 +119,6 @@ def _resolve(cluster, source_netns: str, dest: Dest, protocol: str, pods: list):
     return ing[0]["ip"], int(sp["port"]), backends
 
 
-def cleanup_leftovers(netns_names: list[str]) -> list[str]:
-    """Delete every trace table a crashed trace left in these namespaces; returns where."""
-    found = []
-    for ns in netns_names:
-        res = ex.run(["nft", "list", "tables", "ip"], netns=ns, check=False)
-        names = [line.split()[-1] for line in res.stdout.splitlines() if nftrace.TABLE_PREFIX in line]
-        if names:
-            ex.run(["nft", "-f", "-"], netns=ns, input="".join(f"delete table ip {n}\n" for n in names), check=False)
-            found.append(ns)
-    return found
-
-
 def trace(cluster, source: str, to: str, port: int | None = None, protocol: str = "tcp") -> TraceResult:
     protocol = protocol.lower()
     if protocol not in ("tcp", "udp"):
@@ -138,7 +131,7 @@ def trace(cluster, source: str, to: str, port: int | None = None, protocol: str 
     if port is not None:
         dest.port = str(port)
     pods = cluster.pods()
-    ip, dport, backends = _resolve(cluster, src_ns, dest, protocol, pods)
+    ip, dport, backends = _resolve(cluster, dest, protocol, pods)
     watch = [src_ns] + [n.netns for n in cluster.plan.nodes] + [p.netns for p in backends]
     watch = list(dict.fromkeys(watch))
     trace_id = uuid.uuid4().hex[:8]
