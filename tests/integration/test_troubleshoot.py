@@ -38,6 +38,11 @@ MANIFESTS = [
                                                     "readinessProbe": {"tcpSocket": {"port": 9999}, "periodSeconds": 1}}]}},
     {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
      "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}},
+    {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "udp-1", "labels": {"app": "udp"}},
+     "spec": {"nodeName": "node2", "containers": [{"name": "c", "image": "testbed/echo",
+                                                    "ports": [{"containerPort": 5353, "protocol": "UDP"}]}]}},
+    {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "udp"},
+     "spec": {"selector": {"app": "udp"}, "ports": [{"port": 53, "targetPort": 5353, "protocol": "UDP"}]}},
     {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "local"},
      "spec": {"type": "NodePort", "externalTrafficPolicy": "Local", "selector": {"app": "web"},
               "ports": [{"port": 81, "targetPort": 8080}]}},
@@ -94,6 +99,16 @@ def test_trace_clusterip_across_nodes(c):
     first_n2 = next(i for i, s in enumerate(res.steps) if s.netns == n2)
     assert all(s.netns == n1 for s in res.steps[:first_n2])
     assert res.steps[-1].kind == "answer"
+    _no_trace_tables(c)
+
+
+def test_trace_udp_clusterip(c):
+    res = trace(c, "pod/client", "service/udp", protocol="udp")
+    assert res.result["outcome"] == "answered" and res.result["pod"] == "udp-1"
+    udp1 = c.pod("udp-1").ip
+    assert any(f"dnat to {udp1}:5353" in s.rule for s in res.steps if s.kind == "rule")
+    ct = next(s for s in res.steps if s.kind == "conntrack" and s.netns == _node(c, "node1"))
+    assert ct.rule.startswith("udp ") and f"reply {udp1}:5353" in ct.rule
     _no_trace_tables(c)
 
 
