@@ -88,3 +88,23 @@ def parse_fdb_dst(text: str, mac: str) -> str | None:
         if toks and toks[0] == mac and "dst" in toks:
             return toks[toks.index("dst") + 1]
     return None
+
+
+def _hexaddr(ip: str, port: int | str) -> tuple[str, str]:
+    return "".join(f"{int(o):02X}" for o in ip.split(".")), f"{int(port):04X}"
+
+
+def parse_ipvs_conn(text: str, client_ip: str, client_port: int | str) -> list[str]:
+    """``/proc/net/ip_vs_conn`` lines of one client socket, readable:
+    ``TCP 10.244.0.2:40000 -> 10.96.0.10:80 -> 10.244.1.2:8080 ESTABLISHED 899s``."""
+    want_ip, want_port = _hexaddr(client_ip, client_port)
+    out = []
+    for line in text.splitlines()[1:]:
+        f = line.split()
+        if len(f) < 9 or (f[1], f[2]) != (want_ip, want_port):
+            continue
+
+        def addr(h: str, p: str) -> str:
+            return ".".join(str(int(h[i:i + 2], 16)) for i in range(0, 8, 2)) + f":{int(p, 16)}"
+        out.append(f"{f[0]} {addr(f[1], f[2])} -> {addr(f[3], f[4])} -> {addr(f[5], f[6])} {f[7]} {f[8]}s")
+    return out

@@ -218,6 +218,12 @@ def _kernel_steps(cluster, hops, pods) -> list[TraceStep]:
             out.append(TraceStep(h.netns, h.interface, "conntrack", "-", "-", evidence.conntrack_text(entry),
                                  "; ".join(f"{k} {v}" for k, v in nat.items()) or "no NAT", kind="conntrack"))
             dst = entry["reply"].get("src", dst)
+        if cluster.plan.proxy_mode == "ipvs":
+            # IPVS balances in the kernel without a netfilter rule per backend: its connection
+            # table says which real server this client socket was given
+            table = ex.run(["cat", "/proc/net/ip_vs_conn"], netns=h.netns, check=False).stdout
+            for conn in evidence.parse_ipvs_conn(table, pkt["ip saddr"], pkt[f"{proto} sport"]):
+                out.append(TraceStep(h.netns, h.interface, "ipvs", "-", "-", conn, "ipvs", kind="ipvs"))
         route = evidence.parse_route(ex.run(["ip", "route", "get", dst], netns=h.netns, check=False).stdout)
         out.append(TraceStep(h.netns, route.get("dev", "-"), "routing", "-", "-", route["text"], "route", kind="route"))
         dev = route.get("dev", "")

@@ -52,3 +52,12 @@ def test_parse_dest_ip_and_errors():
         parse_dest("web")
     with pytest.raises(TestbedError, match="numeric port"):
         parse_dest("pod/web-1")
+
+
+def test_ipvs_connection_of_one_client_socket():
+    text = ("Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData\n"
+            "TCP 0AF40002 9C40 0A60000A 0050 0AF40102 1F90 ESTABLISHED   899\n"
+            "TCP 0AF40002 9C41 0A60000A 0050 0AF40103 1F90 TIME_WAIT     119\n")
+    assert evidence.parse_ipvs_conn(text, "10.244.0.2", 40000) == [
+        "TCP 10.244.0.2:40000 -> 10.96.0.10:80 -> 10.244.1.2:8080 ESTABLISHED 899s"]
+    assert evidence.parse_ipvs_conn(text, "10.244.0.9", 40000) == []
