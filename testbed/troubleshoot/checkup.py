@@ -142,7 +142,11 @@ def _service(cluster, svc, pods, slices, events, plans, node_ns) -> list[Finding
             value = ex.run(["cat", f"/sys/class/net/{pp.host_veth}/brport/hairpin_mode"], netns=node_ns[pp.node],
                            sysfs=True, check=False).stdout
         out.append(checks.hairpin(f"{ns}/{pp.name}", pp.host_veth, mode, value))
-    live = {a for s in mine for ep in s.get("endpoints") or [] for a in ep.get("addresses") or []}
+    # kube-proxy keeps sending to serving endpoints (terminating ones too, when nothing else is
+    # ready), so only an entry to an endpoint that no longer serves is stale
+    live = {a for s in mine for ep in s.get("endpoints") or []
+            if (ep.get("conditions") or {}).get("serving", (ep.get("conditions") or {}).get("ready")) is not False
+            for a in ep.get("addresses") or []}
     cip = spec.get("clusterIP")
     if cip and cip != "None" and any(p.get("protocol") == "UDP" for p in spec.get("ports") or []):
         for node, nns in node_ns.items():

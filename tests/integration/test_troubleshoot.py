@@ -197,3 +197,31 @@ def test_doctor_stopped_proxy(c):
     assert f.level == "fail" and "stopped" in f.evidence and f.advice == f"kill -CONT {pid}"
     [ok] = _by_check(doctor(c, "node/node2"), "kube-proxy")
     assert ok.level == "ok"
+
+
+def test_doctor_stale_udp_conntrack_while_the_proxy_is_stopped(c):
+    """Last in the module: it deletes udp-1. A UDP flow to it stays in node1's conntrack while
+    node1's kube-proxy is stopped (nothing clears it); once it runs again its sync clears it."""
+    from testbed.controllers.base import wait_for
+    from testbed.proxy import status
+
+    assert trace(c, "pod/client", "service/udp", protocol="udp").result["outcome"] == "answered"
+    udp1 = c.pod("udp-1").ip
+    pid = int(status.proxy_metrics(c.name)["node1"]["pid"])
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        with c.api() as api:
+            api.delete("Pod", "default", "udp-1", grace_seconds=0)
+
+            def gone(slices):
+                mine = [s for s in slices if s["metadata"]["labels"].get("kubernetes.io/service-name") == "udp"]
+                addrs = [a for s in mine for ep in s.get("endpoints") or [] for a in ep["addresses"]]
+                return mine if mine and udp1 not in addrs else None
+            slices = wait_for(api, "EndpointSlice", gone, namespace="default", timeout=10)
+        stale = [f for f in doctor(c, "svc/udp") if f.check == "conntrack" and f.subject == "node/node1"]
+        assert stale and stale[0].level == "warn" and udp1 in stale[0].evidence, stale
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    status.wait_programmed(c.name, slices, nodes=["node1"])
+    [after] = [f for f in doctor(c, "svc/udp") if f.check == "conntrack" and f.subject == "node/node1"]
+    assert after.level == "ok", after
