@@ -113,11 +113,27 @@ def verdict(outcome: str, answered_by: str | None, steps: list[TraceStep], detai
     if final is not None:
         return {"outcome": "rejected" if final.verdict == "reject" else "dropped", "netns": final.netns,
                 "chain": final.chain, "rule": final.rule, "detail": detail}
+    rst = next((s for s in steps if s.kind == "rule" and s.packet.get("reply")
+                and _is_rst((s.packet.get("before") or {}).get("tcp flags", ""))), None)
+    if outcome == "refused" and rst is not None:
+        peer = (rst.packet.get("before") or {}).get("ip saddr")
+        return {"outcome": "rejected", "netns": None, "rule": None,
+                "detail": f"TCP RST from {peer}: nothing listens on the port there. {detail}".strip()}
     last = next((s for s in reversed(steps) if s.kind == "rule"), None)
     where = f"after {last.netns} {last.hook} ({last.interface})" if last else "before any traced hook"
     out = "rejected" if outcome == "refused" else ("dropped" if outcome == "dropped" else outcome)
     return {"outcome": out, "netns": last.netns if last else None, "rule": None,
             "detail": f"no rule {out} it; last seen {where}. {detail}".strip()}
+
+
+def _is_rst(flags: str) -> bool:
+    """``rst``, ``rst | ack`` or the hex form nft prints for combinations (RST is 0x04)."""
+    if "rst" in flags:
+        return True
+    try:
+        return bool(int(flags, 16) & 0x04)
+    except ValueError:
+        return False
 
 
 def table(res: TraceResult) -> str:

@@ -86,7 +86,12 @@ class Hop:
 
     @property
     def is_reply(self) -> bool:
-        """The trace marks requests by DSCP; replies (found through the set) carry none."""
+        """Only a bare SYN is traced as a TCP request, so any other traced TCP segment is a reply
+        (a RST for a closed port even copies the SYN's DSCP); a UDP request carries the trace's
+        DSCP and a reply (found through the set) none."""
+        flags = self.packet.get("tcp flags")
+        if flags is not None:
+            return flags != "syn"
         return self.packet.get("ip dscp", "cs0") == "cs0"
 
 

@@ -117,3 +117,17 @@ def test_trace_table_renders_for_both_protocols():
 
 def test_non_trace_lines_are_ignored():
     assert nftrace.parse_monitor("x", "add table ip foo\n# new generation 3 by process 1 (nft)\n") == []
+
+
+def test_a_rst_for_a_closed_port_is_a_reply_and_names_the_peer():
+    text = (
+        'trace id 1 ip filter FORWARD packet: iif "cni0" oif "flannel.1" ip saddr 10.244.0.2 ip daddr 10.244.1.2 '
+        'ip dscp 0x2d ip ttl 63 tcp sport 4000 tcp dport 8081 tcp flags == syn\n'
+        'trace id 1 ip filter FORWARD policy accept\n'
+        'trace id 2 ip filter FORWARD packet: iif "flannel.1" oif "cni0" ip saddr 10.244.1.2 ip daddr 10.244.0.2 '
+        'ip dscp 0x2d ip ttl 63 tcp sport 8081 tcp dport 4000 tcp flags == 0x14\n'
+        'trace id 2 ip filter FORWARD policy accept\n')
+    hops = nftrace.parse_monitor("n1", text)
+    assert [h.is_reply for h in hops] == [False, True]
+    res = explain.verdict("refused", None, explain.rule_steps(hops))
+    assert res["outcome"] == "rejected" and res["detail"].startswith("TCP RST from 10.244.1.2")
