@@ -10,6 +10,7 @@ bridge port it came in on (hairpin).
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
 from .nftrace import Hop
@@ -75,23 +76,29 @@ def insert_after_requests(steps: list[TraceStep], extra: list[TraceStep]) -> lis
     return out
 
 
+# kube-proxy's chains for the same purposes: iptables mode, then nftables mode
+MARK_CHAINS = ("KUBE-MARK-MASQ", "mark-for-masquerade")
+MASQ_CHAINS = ("KUBE-POSTROUTING", "masquerading")
+NO_LOCAL_ENDPOINT_CHAINS = ("KUBE-EXTERNAL-SERVICES", "nodeport-endpoints-check")
+NO_ENDPOINT_CHAINS = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "reject-chain", "service-endpoints-check")
+_MASQ_BIT = re.compile(r"0x0*4000\b")
+
+
 def notes_for(steps: list[TraceStep]) -> list[str]:
     notes = []
     for s in steps:
         if s.kind != "rule":
             continue
-        if MASQ_MARK in s.rule and ("set" in s.rule or "MARK" in s.rule) and s.chain == "KUBE-MARK-MASQ":
-            caller = _caller(steps, s)
-            notes.append(f"{s.netns}: marked {MASQ_MARK} for masquerade by KUBE-MARK-MASQ (from {caller}); "
-                         f"KUBE-POSTROUTING will SNAT it to the node's address, so the backend answers the node")
-        if "masquerade" in s.rule and s.chain in ("KUBE-POSTROUTING", "masquerading"):
+        if s.chain in MARK_CHAINS and _MASQ_BIT.search(s.rule):
+            notes.append(f"{s.netns}: marked {MASQ_MARK} for masquerade by {s.chain} (from {_caller(steps, s)}); "
+                         f"{MASQ_CHAINS[0]} will SNAT it to the node's address, so the backend answers the node")
+        if "masquerade" in s.rule and s.chain in MASQ_CHAINS:
             notes.append(f"{s.netns}: masqueraded in {s.chain} because the packet carries mark {MASQ_MARK}")
         # nft's trace does not print iptables comments, so the chain and verdict name the case
-        if s.verdict == "drop" and s.chain in ("KUBE-EXTERNAL-SERVICES", "no-endpoint-nodeports"):
+        if s.verdict == "drop" and (s.chain in NO_LOCAL_ENDPOINT_CHAINS or "no-endpoint-nodeports" in s.rule):
             notes.append(f"{s.netns}: externalTrafficPolicy Local and no endpoint on this node: dropped by "
                          f"{s.chain} (forwarding it to another node would lose the client IP)")
-        elif s.verdict == "reject" and s.chain in ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES",
-                                                   "no-endpoint-services", "no-endpoint-nodeports"):
+        elif s.verdict == "reject" and (s.chain in NO_ENDPOINT_CHAINS or "no-endpoint" in s.rule):
             notes.append(f"{s.netns}: the Service has no ready endpoints: kube-proxy rejects at once "
                          f"({s.chain}) instead of letting the client time out")
     return notes
@@ -100,7 +107,7 @@ def notes_for(steps: list[TraceStep]) -> list[str]:
 def _caller(steps: list[TraceStep], step: TraceStep) -> str:
     i = steps.index(step)
     for prev in reversed(steps[:i]):
-        if prev.netns == step.netns and "KUBE-MARK-MASQ" in prev.rule:
+        if prev.netns == step.netns and step.chain in prev.rule:
             return f"{prev.chain}: {prev.rule}"
     return "?"
 

@@ -131,3 +131,17 @@ def test_a_rst_for_a_closed_port_is_a_reply_and_names_the_peer():
     assert [h.is_reply for h in hops] == [False, True]
     res = explain.verdict("refused", None, explain.rule_steps(hops))
     assert res["outcome"] == "rejected" and res["detail"].startswith("TCP RST from 10.244.1.2")
+
+
+def test_nftables_mode_chains_name_the_same_cases():
+    def step(chain, rule, verdict):
+        return explain.TraceStep("n1", "eth0", "prerouting", "ip kube-proxy", chain, rule, verdict,
+                                 {"before": {}, "after": {}, "reply": False})
+    notes = explain.notes_for([
+        step("external-X-default/web/tcp/", "jump mark-for-masquerade", "jump mark-for-masquerade"),
+        step("mark-for-masquerade", "meta mark set meta mark | 0x00004000", "continue"),
+        step("nodeport-endpoints-check", "ip daddr . meta l4proto . th dport vmap @no-endpoint-nodeports", "drop"),
+        step("reject-chain", "reject", "reject"),
+    ])
+    assert "marked 0x4000 for masquerade by mark-for-masquerade (from external-X-default/web/tcp/" in notes[0]
+    assert "externalTrafficPolicy Local" in notes[1] and "no ready endpoints" in notes[2]
