@@ -9,6 +9,8 @@ before it has been read (one netlink socket delivers events in order).
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 import time
 
@@ -19,12 +21,14 @@ from . import nftrace
 
 
 class Monitor:
-    def __init__(self, netns: str, trace_id: str):
+    def __init__(self, cluster: str, netns: str, trace_id: str):
         self.netns = netns
         self.trace_id = trace_id
-        self.lines: list[tuple[float, str]] = []
+        self.lines: list[str] = []
         self._cond = threading.Condition()
-        self._proc = ex.popen(["nft", "monitor"], netns=netns, stdout=ex.PIPE, stderr=ex.STDOUT)
+        # the cluster's name in its environment, as every process a cluster starts
+        self._proc = ex.popen(["nft", "monitor"], netns=netns, stdout=ex.PIPE, stderr=ex.STDOUT,
+                              env={**os.environ, "TESTBED_CLUSTER": cluster})
         self._reader = threading.Thread(target=self._read, name=f"nft-monitor {netns}", daemon=True)
         self._reader.start()
 
@@ -32,7 +36,7 @@ class Monitor:
         assert self._proc.stdout is not None
         for raw in self._proc.stdout:
             with self._cond:
-                self.lines.append((time.monotonic(), raw.decode(errors="replace").rstrip("\n")))
+                self.lines.append(raw.decode(errors="replace").rstrip("\n"))
                 self._cond.notify_all()
         with self._cond:
             self._cond.notify_all()
@@ -40,7 +44,7 @@ class Monitor:
     def _wait_line(self, needle: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:
-            while not any(needle in line for _, line in self.lines):
+            while not any(needle in line for line in self.lines):
                 left = deadline - time.monotonic()
                 if left <= 0 or self._proc.poll() is not None:
                     return False
@@ -65,18 +69,14 @@ class Monitor:
 
     def text(self) -> str:
         with self._cond:
-            return "\n".join(line for _, line in self.lines)
-
-    def stamped(self) -> list[tuple[float, str]]:
-        with self._cond:
-            return list(self.lines)
+            return "\n".join(self.lines)
 
     def stop(self) -> None:
         if self._proc.poll() is None:
             self._proc.terminate()
         try:
             self._proc.wait(timeout=5)
-        except Exception:
+        except subprocess.TimeoutExpired:
             ex.kill_group(self._proc)
             self._proc.wait()
         self._reader.join(timeout=5)

@@ -144,7 +144,7 @@ def trace(cluster, source: str, to: str, port: int | None = None, protocol: str 
             ex.run(["nft", "-f", "-"], netns=ns, input=table)
             installed.append(ns)
         for ns in watch:
-            monitors.append(Monitor(ns, trace_id))
+            monitors.append(Monitor(cluster.name, ns, trace_id))
         for m in monitors:
             m.handshake()
         answer = _send(src_ns, ip, dport, protocol, dscp, trace_id)
