@@ -186,6 +186,39 @@ def test_doctor_healthy_service_and_cli_exit_codes(c):
     assert bad.exit_code == 1 and '"level": "fail"' in bad.output
 
 
+def test_doctor_dns_resolves_the_service(c, tmp_path):
+    """A real cluster DNS: testbed's CoreDNS equivalent as a kube-system pod behind kube-dns."""
+    import sys
+
+    from testbed import state
+    from testbed.controllers.base import wait_for
+    from testbed.proxy import status
+
+    corefile = tmp_path / "Corefile"
+    corefile.write_text(".:53 {\n    kubernetes cluster.local in-addr.arpa ip6.arpa\n}\n")
+    api_sock = f"{state.directory(c.name)}/api.sock"
+    with c.api() as api:
+        api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}})
+        api.apply({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": "coredns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
+                   "spec": {"nodeName": "node2", "containers": [{
+                       "name": "coredns", "image": "testbed/coredns",
+                       "command": [sys.executable, "-m", "testbed.dns", "--corefile", str(corefile), "--api", api_sock],
+                       "ports": [{"containerPort": 53, "protocol": "UDP"}]}]}})
+        svc = api.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kube-dns", "namespace": "kube-system"},
+                         "spec": {"selector": {"k8s-app": "kube-dns"},
+                                  "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}})
+
+        def ready(slices):
+            return [s for s in slices if s["metadata"]["labels"].get("kubernetes.io/service-name") == "kube-dns"
+                    and any((ep.get("conditions") or {}).get("ready") for ep in s.get("endpoints") or [])]
+        slices = wait_for(api, "EndpointSlice", ready, namespace="kube-system", timeout=20)
+        web_ip = api.get("Service", "default", "web")["spec"]["clusterIP"]
+    status.wait_programmed(c.name, [svc, *slices])
+    [f] = _by_check(doctor(c, "svc/web"), "dns")
+    assert f.level == "ok" and f.evidence == f"web.default.svc.cluster.local -> {web_ip}", f
+
+
 def test_doctor_stopped_proxy(c):
     from testbed.proxy import status
     pid = int(status.proxy_metrics(c.name)["node2"]["pid"])
