@@ -195,7 +195,8 @@ def test_doctor_dns_resolves_the_service(c, tmp_path):
     from testbed.proxy import status
 
     corefile = tmp_path / "Corefile"
-    corefile.write_text(".:53 {\n    kubernetes cluster.local in-addr.arpa ip6.arpa\n}\n")
+    # ready: the endpoint is ready once the server answers from a full view of the API (as CoreDNS)
+    corefile.write_text(".:53 {\n    ready\n    kubernetes cluster.local in-addr.arpa ip6.arpa\n}\n")
     api_sock = f"{state.directory(c.name)}/api.sock"
     with c.api() as api:
         api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}})
@@ -204,7 +205,8 @@ def test_doctor_dns_resolves_the_service(c, tmp_path):
                    "spec": {"nodeName": "node2", "containers": [{
                        "name": "coredns", "image": "testbed/coredns",
                        "command": [sys.executable, "-m", "testbed.dns", "--corefile", str(corefile), "--api", api_sock],
-                       "ports": [{"containerPort": 53, "protocol": "UDP"}]}]}})
+                       "ports": [{"containerPort": 53, "protocol": "UDP"}],
+                       "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181}, "periodSeconds": 1}}]}})
         svc = api.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kube-dns", "namespace": "kube-system"},
                          "spec": {"selector": {"k8s-app": "kube-dns"},
                                   "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}})
