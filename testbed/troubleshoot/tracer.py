@@ -163,7 +163,8 @@ def trace(cluster, source: str, to: str, port: int | None = None, protocol: str 
     ordered = nftrace.path_order(hops, src_ns)
     steps = explain.rule_steps(ordered)
     steps = explain.insert_after_requests(steps, _kernel_steps(cluster, ordered, pods))
-    answered_by = answer.hostname
+    # the echo workload names itself; any other server is found by where the request was delivered
+    answered_by = answer.hostname or _delivered_to(ordered, pods)
     if answer.outcome == "answered":
         steps.append(TraceStep(_pod_ns(pods, answered_by) or "-", "eth0", "socket", "-", "-",
                                f"answered by {answered_by}; it saw the client as {answer.clientip}", "answer",
@@ -175,6 +176,14 @@ def trace(cluster, source: str, to: str, port: int | None = None, protocol: str 
     if src_pod is not None and answered_by == src_pod.name:
         notes.append(_hairpin_note(src_pod))
     return TraceResult(source, to, protocol, steps, res, notes, {m.netns: m.text() for m in monitors})
+
+
+def _delivered_to(hops, pods) -> str | None:
+    requests = [h for h in hops if not h.is_reply]
+    if not requests:
+        return None
+    last = requests[-1].packet_after or requests[-1].packet
+    return next((p.name for p in pods if p.ip == last.get("ip daddr")), None)
 
 
 def _pod_ns(pods, name) -> str | None:
