@@ -59,6 +59,12 @@ def rule_steps(hops: list[Hop]) -> list[TraceStep]:
     steps = []
     for hop in hops:
         after = _brief(hop.packet_after) if hop.packet_after else {}
+        if not hop.rules:
+            # a namespace without rules of its own (a pod, an external client): the packet
+            # passed this hook all the same, and where it was last seen matters
+            steps.append(TraceStep(hop.netns, hop.interface, hop.hook, "-", "-", "(no rules at this hook)",
+                                   hop.verdict or "accept", {"before": _brief(hop.packet), "after": after,
+                                                             "reply": hop.is_reply}))
         for r in hop.rules:
             steps.append(TraceStep(hop.netns, hop.interface, hop.hook, f"{hop.family} {r['table']}", r["chain"],
                                    r["rule"], r["verdict"], {"before": _brief(hop.packet), "after": after,
@@ -129,7 +135,7 @@ def verdict(outcome: str, answered_by: str | None, steps: list[TraceStep], detai
     last = next((s for s in reversed(steps) if s.kind == "rule"), None)
     where = f"after {last.netns} {last.hook} ({last.interface})" if last else "before any traced hook"
     out = "rejected" if outcome == "refused" else ("dropped" if outcome == "dropped" else outcome)
-    return {"outcome": out, "netns": last.netns if last else None, "rule": None,
+    return {"outcome": out, "netns": None, "rule": None,
             "detail": f"no rule {out} it; last seen {where}. {detail}".strip()}
 
 

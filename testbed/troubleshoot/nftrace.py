@@ -95,23 +95,32 @@ class Hop:
         return self.packet.get("ip dscp", "cs0") == "cs0"
 
 
-def path_order(hops: list[Hop], source_netns: str) -> list[Hop]:
+def path_order(hops: list[Hop]) -> list[Hop]:
     """Requests first, then replies, each in the order of the namespaces they crossed.
 
-    Monitors of different namespaces are read by different threads, so arrival times do not
-    order them; the IP TTL does: every routed hop decrements it, so a namespace reached later
-    sees a smaller TTL at its first hook (the source namespace, where it is sent, first on a tie).
-    Within one namespace the monitor's own order is kept.
+    Monitors of different namespaces are read by different threads, so arrival order says
+    nothing across namespaces; the IP TTL does: every routed hop decrements it, so a namespace
+    reached later sees a smaller TTL where the packet enters it (prerouting, or output where it
+    is sent: first on a tie, since a packet is sent before it is received). The TTL does not always drop (a hairpinned packet comes back to its
+    pod with the TTL it left with), so on a tie a node comes before a pod or an external: a
+    node's rules see a packet before the namespace it delivers to. A namespace crossed twice
+    (hairpin: out of a pod and back in) is two visits, each kept in the monitor's own order.
     """
-    segs: dict[tuple[bool, str], list[Hop]] = {}
+    visits: list[tuple[tuple, list[Hop]]] = []
+    current: dict[tuple[bool, str], list[Hop]] = {}
     for h in hops:
-        segs.setdefault((h.is_reply, h.netns), []).append(h)
+        k = (h.is_reply, h.netns)
+        if h.hook in ("prerouting", "output") or k not in current:
+            current[k] = [h]
+            ttl = int(h.packet.get("ip ttl", "0") or 0)
+            visits.append(((h.is_reply, -ttl, h.hook != "output", _rank(h.netns)), current[k]))
+        else:
+            current[k].append(h)
+    return [h for _, vs in sorted(visits, key=lambda v: v[0]) for h in vs]
 
-    def key(item):
-        (reply, ns), hs = item
-        ttl = int(hs[0].packet.get("ip ttl", "0") or 0)
-        return (reply, -ttl, ns != source_netns)
-    return [h for _, hs in sorted(segs.items(), key=key) for h in hs]
+
+def _rank(netns: str) -> int:
+    return 0 if ".node." in netns else 1
 
 
 _LINE = re.compile(r"^trace id (?P<id>[0-9a-f]+) (?P<family>\w+) (?P<table>\S+) (?P<chain>\S+) (?P<rest>.*)$")

@@ -160,7 +160,7 @@ def trace(cluster, source: str, to: str, port: int | None = None, protocol: str 
             m.stop()
     own = (nftrace.table_name(trace_id),)
     hops = [h for m in monitors for h in nftrace.parse_monitor(m.netns, m.text(), own)]
-    ordered = nftrace.path_order(hops, src_ns)
+    ordered = nftrace.path_order(hops)
     steps = explain.rule_steps(ordered)
     steps = explain.insert_after_requests(steps, _kernel_steps(cluster, ordered, pods))
     # the echo workload names itself; any other server is found by where the request was delivered

@@ -22,16 +22,25 @@ def _sections(case: str) -> dict[str, str]:
     return out
 
 
-def _hops(case: str, source: str) -> list[nftrace.Hop]:
+def _hops(case: str) -> list[nftrace.Hop]:
     hops = []
     for ns, text in _sections(case).items():
         own = tuple({line.split()[4] for line in text.splitlines() if nftrace.TABLE_PREFIX in line and "trace id" in line})
         hops += nftrace.parse_monitor(ns, text, own)
-    return nftrace.path_order(hops, source)
+    return nftrace.path_order(hops)
 
 
-def _steps(case: str, source: str) -> list[explain.TraceStep]:
-    return explain.rule_steps(_hops(case, source))
+def _steps(case: str) -> list[explain.TraceStep]:
+    """The steps at kube-proxy's and flannel's rules (hooks of namespaces without rules left out)."""
+    return [s for s in explain.rule_steps(_hops(case)) if s.table != "-"]
+
+
+def test_namespaces_without_rules_still_show_the_packet_passing():
+    steps = explain.rule_steps(_hops("clusterip"))
+    assert (steps[0].netns, steps[0].hook, steps[0].rule) == ("tb.golden.pod.default.client", "output",
+                                                               "(no rules at this hook)")
+    pod = [s for s in steps if s.netns == "tb.golden.pod.default.web-2"]
+    assert [s.hook for s in pod if not s.packet["reply"]] == ["prerouting", "input"]
 
 
 def test_parse_packet_fields():
@@ -42,7 +51,7 @@ def test_parse_packet_fields():
 
 
 def test_clusterip_across_nodes_dnat_in_order():
-    steps = _steps("clusterip", "tb.golden.pod.default.client")
+    steps = _steps("clusterip")
     chains = [(s.netns, s.chain) for s in steps if not s.packet["reply"]]
     assert chains[:4] == [(NODE1, "PREROUTING"), (NODE1, "KUBE-SERVICES"), (NODE1, "KUBE-SVC-CDGGSHYLG3RE2FKL"),
                           (NODE1, "KUBE-SEP-UIQK3OSOSTRHRPBX")]
@@ -60,7 +69,7 @@ def test_clusterip_across_nodes_dnat_in_order():
 
 
 def test_nodeport_from_outside_is_marked_and_masqueraded():
-    steps = _steps("nodeport", "tb.golden.ext.client")
+    steps = _steps("nodeport")
     mark = next(s for s in steps if s.chain == "KUBE-MARK-MASQ")
     assert "0x4000" in mark.rule
     masq = next(s for s in steps if s.chain == "KUBE-POSTROUTING" and "masquerade" in s.rule)
@@ -71,7 +80,7 @@ def test_nodeport_from_outside_is_marked_and_masqueraded():
 
 
 def test_etp_local_drop_on_a_node_without_endpoints():
-    steps = _steps("etp-local-drop", "tb.golden.ext.client")
+    steps = _steps("etp-local-drop")
     res = explain.verdict("dropped", None, steps)
     assert res["outcome"] == "dropped" and res["netns"] == NODE1 and res["chain"] == "KUBE-EXTERNAL-SERVICES"
     assert "dport 30081 drop" in res["rule"]
@@ -79,14 +88,14 @@ def test_etp_local_drop_on_a_node_without_endpoints():
 
 
 def test_no_endpoint_reject():
-    steps = _steps("reject", "tb.golden.pod.default.client")
+    steps = _steps("reject")
     res = explain.verdict("refused", None, steps)
     assert res["outcome"] == "rejected" and res["chain"] == "KUBE-SERVICES" and res["rule"].endswith("reject")
     assert any("no ready endpoints" in n for n in explain.notes_for(steps))
 
 
 def test_hairpin_leaves_through_the_bridge_it_came_from_and_is_masqueraded():
-    steps = _steps("hairpin", "tb.golden.pod.default.web-2")
+    steps = _steps("hairpin")
     fwd = next(s for s in steps if s.hook == "forward")
     assert fwd.interface == "cni0>cni0"
     masq = next(s for s in steps if s.chain == "KUBE-POSTROUTING" and "masquerade" in s.rule)
@@ -94,7 +103,7 @@ def test_hairpin_leaves_through_the_bridge_it_came_from_and_is_masqueraded():
 
 
 def test_answered_verdict_and_table():
-    steps = _steps("clusterip", "tb.golden.pod.default.client")
+    steps = _steps("clusterip")
     res = explain.TraceResult("pod/client", "service/web", "tcp", steps, explain.verdict("answered", "web-2", steps))
     text = explain.table(res)
     assert text.splitlines()[-1].startswith("result: answered by pod web-2")
@@ -145,3 +154,10 @@ def test_nftables_mode_chains_name_the_same_cases():
     ])
     assert "marked 0x4000 for masquerade by mark-for-masquerade (from external-X-default/web/tcp/" in notes[0]
     assert "externalTrafficPolicy Local" in notes[1] and "no ready endpoints" in notes[2]
+
+
+def test_hairpin_visits_the_pod_twice_around_its_node():
+    hops = _hops("hairpin")
+    requests = [(h.netns.split(".")[-1], h.hook) for h in hops if not h.is_reply]
+    assert requests == [("web-2", "output"), ("web-2", "postrouting"), ("node2", "prerouting"),
+                        ("node2", "forward"), ("node2", "postrouting"), ("web-2", "prerouting"), ("web-2", "input")]
