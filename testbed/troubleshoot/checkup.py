@@ -63,26 +63,9 @@ def doctor(cluster, target: str | None = None) -> list[Finding]:
     nodes = [n.name for n in plan.nodes]
     if kind == "node" and name not in nodes:
         raise TestbedError(f"doctor node/{name}: no such node; nodes: {', '.join(nodes)}")
-    chosen_svcs = services
-    if kind in ("svc", "service"):
-        ns, _, n = name.rpartition("/")
-        chosen_svcs = [s for s in services if s["metadata"]["name"] == n and s["metadata"].get("namespace", "default") == (ns or "default")]
-        if not chosen_svcs:
-            return [Finding("fail", "service", f"svc/{ns or 'default'}/{n}", "no such Service",
-                            f"kubectl get services -n {ns or 'default'}")]
-    elif kind == "pod":
-        ns, _, n = name.rpartition("/")
-        pod = next((p for p in pods if p["metadata"]["name"] == n and p["metadata"].get("namespace", "default") == (ns or "default")), None)
-        if pod is None:
-            return [Finding("fail", "pod", f"pod/{ns or 'default'}/{n}", "no such Pod", "kubectl get pods")]
-        chosen_svcs = [s for s in services if pod in checks.selected_pods(s, pods)]
-        # a pod no Service selects is still checked; otherwise its Services' checks cover it
-        findings = [] if chosen_svcs else checks.pods_ready("selected by no Service", [pod], events)
-    elif kind == "node":
-        chosen_svcs = []
-    else:
-        chosen_svcs = [s for s in services if s["metadata"]["name"] != "kubernetes"]
-    findings = findings if kind == "pod" else []
+    chosen_svcs, findings = _select(kind, name, services, pods, events)
+    if chosen_svcs is None:
+        return findings
     plans = {(p.namespace, p.name): p for p in cluster.pods()}
     node_ns = {n.name: n.netns for n in plan.nodes}
     for svc in chosen_svcs:
@@ -106,6 +89,32 @@ def doctor(cluster, target: str | None = None) -> list[Finding]:
     if kind != "pod":
         findings.append(_arp(cluster))
     return findings
+
+
+def _ns_name(name: str) -> tuple[str, str]:
+    ns, _, n = name.rpartition("/")
+    return ns or "default", n
+
+
+def _select(kind: str, name: str, services, pods, events) -> tuple[list | None, list[Finding]]:
+    """The Services to check for the target, and findings of its own (None: nothing to check)."""
+    if kind in ("svc", "service"):
+        ns, n = _ns_name(name)
+        svcs = [s for s in services if s["metadata"]["name"] == n and s["metadata"].get("namespace", "default") == ns]
+        if not svcs:
+            return None, [Finding("fail", "service", f"svc/{ns}/{n}", "no such Service", f"kubectl get services -n {ns}")]
+        return svcs, []
+    if kind == "pod":
+        ns, n = _ns_name(name)
+        pod = next((p for p in pods if p["metadata"]["name"] == n and p["metadata"].get("namespace", "default") == ns), None)
+        if pod is None:
+            return None, [Finding("fail", "pod", f"pod/{ns}/{n}", "no such Pod", f"kubectl get pods -n {ns}")]
+        svcs = [s for s in services if pod in checks.selected_pods(s, pods)]
+        # a pod no Service selects is still checked; otherwise its Services' checks cover it
+        return svcs, [] if svcs else checks.pods_ready("selected by no Service", [pod], events)
+    if kind == "node":
+        return [], []
+    return [s for s in services if s["metadata"]["name"] != "kubernetes"], []
 
 
 def _service(cluster, svc, pods, slices, events, plans, node_ns) -> list[Finding]:
