@@ -83,8 +83,7 @@ def insert_after_requests(steps: list[TraceStep], extra: list[TraceStep]) -> lis
 
 
 # kube-proxy's chains for the same purposes: iptables mode, then nftables mode
-MARK_CHAINS = ("KUBE-MARK-MASQ", "mark-for-masquerade")
-MASQ_CHAINS = ("KUBE-POSTROUTING", "masquerading")
+MASQ_CHAIN_OF_MARK = {"KUBE-MARK-MASQ": "KUBE-POSTROUTING", "mark-for-masquerade": "masquerading"}
 NO_LOCAL_ENDPOINT_CHAINS = ("KUBE-EXTERNAL-SERVICES", "nodeport-endpoints-check")
 NO_ENDPOINT_CHAINS = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "reject-chain", "service-endpoints-check")
 _MASQ_BIT = re.compile(r"0x0*4000\b")
@@ -95,10 +94,11 @@ def notes_for(steps: list[TraceStep]) -> list[str]:
     for s in steps:
         if s.kind != "rule":
             continue
-        if s.chain in MARK_CHAINS and _MASQ_BIT.search(s.rule):
+        if s.chain in MASQ_CHAIN_OF_MARK and _MASQ_BIT.search(s.rule):
             notes.append(f"{s.netns}: marked {MASQ_MARK} for masquerade by {s.chain} (from {_caller(steps, s)}); "
-                         f"{MASQ_CHAINS[0]} will SNAT it to the node's address, so the backend answers the node")
-        if "masquerade" in s.rule and s.chain in MASQ_CHAINS:
+                         f"{MASQ_CHAIN_OF_MARK[s.chain]} will SNAT it to the node's address, so the backend "
+                         f"answers the node")
+        if "masquerade" in s.rule and s.chain in MASQ_CHAIN_OF_MARK.values():
             notes.append(f"{s.netns}: masqueraded in {s.chain} because the packet carries mark {MASQ_MARK}")
         # nft's trace does not print iptables comments, so the chain and verdict name the case
         if s.verdict == "drop" and (s.chain in NO_LOCAL_ENDPOINT_CHAINS or "no-endpoint-nodeports" in s.rule):
