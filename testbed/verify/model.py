@@ -17,6 +17,8 @@
           rules: absent                     # present | absent (KUBE-SVC chains of to.service on every node)
           status: 200                       # HTTP status of a health check port (to.via: healthCheck)
           steady: {...}                     # traffic across an action (rolling update, pod replacement)
+          doctor: {selector: fail}          # what ``testbed doctor`` finds for to.service / to.pod:
+                                            # check name -> ok | warn | fail (no request is sent)
 
 A DNS check has ``dns:`` instead of ``to:`` (module ``verify.dns``):
       - name: web-resolves
@@ -53,7 +55,11 @@ DNS_FIELDS = ("name", "type", "server", "protocol")
 DNS_EXPECT = ("rcode", "answers")
 DNS_TYPES = ("A", "AAAA", "SRV", "PTR", "CNAME", "TXT", "SOA", "NS", "MX", "ANY")
 RCODES = ("NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", "NOTIMP", "FORMERR", "timeout")
-EXPECT_FIELDS = ("reach", "backends", "dnat", "source", "vxlan", "hairpin", "rules", "status", "steady")
+EXPECT_FIELDS = ("reach", "backends", "dnat", "source", "vxlan", "hairpin", "rules", "status", "steady", "doctor")
+# the doctor's checks (testbed/troubleshoot/checks.py) and their levels
+DOCTOR_CHECKS = ("service", "selector", "pod-ready", "target-port", "endpointslices", "kube-proxy", "rules",
+                 "hairpin", "dns", "conntrack", "arp")
+DOCTOR_LEVELS = ("ok", "warn", "fail")
 BACKENDS_FIELDS = ("requests", "pods", "distinct", "silent")
 VXLAN_FIELDS = ("ttl", "mtu")
 STEADY_FIELDS = ("action", "until", "maxFailures", "socket", "rate", "timeout")
@@ -153,6 +159,7 @@ class Check:
     dns: DnsQuery | None = None
     rcode: str | None = None
     answers: tuple[str, ...] | None = None
+    doctor: tuple[tuple[str, str], ...] = ()   # (doctor check, level)
 
     @property
     def expected_reach(self) -> str | None:
@@ -429,7 +436,7 @@ class _V:
         e = e or {}
         if "expect" in c and isinstance(c.get("expect"), dict) and not e:
             self.err(f"{path}.expect", f"empty; give one or more of {', '.join(EXPECT_FIELDS)}")
-        rules_only = set(e) == {"rules"}
+        rules_only = bool(e) and set(e) <= {"rules", "doctor"}
         src = None
         if "from" in c:
             src = self.source(c["from"], f"{path}.from")
@@ -471,6 +478,17 @@ class _V:
         rules = self.enum(e["rules"], f"{path}.expect.rules", RULES) if "rules" in e else None
         steady = self.steady(e["steady"], f"{path}.expect.steady") if "steady" in e else None
         status = self.integer(e["status"], f"{path}.expect.status", 100, 599) if "status" in e else None
+        doctor: tuple[tuple[str, str], ...] = ()
+        if "doctor" in e:
+            d = self.mapping(e["doctor"], f"{path}.expect.doctor", DOCTOR_CHECKS)
+            if d is not None and not d:
+                self.err(f"{path}.expect.doctor", f"empty; map one or more of {', '.join(DOCTOR_CHECKS)} to a level")
+            doctor = tuple((k, lvl) for k, v in (d or {}).items()
+                           if (lvl := self.enum(v, f"{path}.expect.doctor.{k}", DOCTOR_LEVELS)))
+            if set(e) != {"doctor"}:
+                self.err(f"{path}.expect.doctor", "cannot be combined with other expectations (it sends no request)")
+            if to is not None and not (to.service or to.pod):
+                self.err(f"{path}.expect.doctor", "needs a service or pod destination (to.service or to.pod)")
         if status is not None and (to is None or to.via != "healthCheck"):
             self.err(f"{path}.expect.status", "only with to.via healthCheck (the HTTP status of the health check port)")
 
@@ -501,7 +519,8 @@ class _V:
             return None
         return Check(name=name, source=src, to=to, protocol=protocol, retries=retries,
                      description=str(c.get("description", "")), reach=reach, backends=backends, dnat=dnat,
-                     expect_source=source, vxlan=vx, hairpin=hairpin, rules=rules, steady=steady, status=status)
+                     expect_source=source, vxlan=vx, hairpin=hairpin, rules=rules, steady=steady, status=status,
+                     doctor=doctor)
 
 
 def validate(raw: Any, ctx: Context | None = None, path: str = "checks") -> tuple[list[Check], list[Problem]]:

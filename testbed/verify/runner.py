@@ -7,7 +7,7 @@ check). Bulk request loops use plain sockets. Waiting is on state (API watches, 
 proxies' metrics files, captures and sockets), never fixed sleeps.
 
 Each check kind lives in its own module (``rules``, ``health``, ``request``, ``spread``,
-``steady``, ``dns``); a check run combines them with its capture points (``captures``).
+``steady``, ``dns``, ``doctor``); a check run combines them with its capture points (``captures``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from ..capture import Capture, Frame
 from ..errors import TestbedError
 from .captures import Captures
 from .dns import DnsCheck
+from .doctor import DoctorCheck
 from .health import HealthCheck
 from .model import Check
 from .report import Result, evidence_dir
@@ -76,7 +77,7 @@ class Verifier(Settler, Resolver):
 
 
 
-class _Run(Captures, RulesCheck, HealthCheck, RequestCheck, SpreadCheck, SteadyCheck, DnsCheck):
+class _Run(Captures, RulesCheck, HealthCheck, RequestCheck, SpreadCheck, SteadyCheck, DnsCheck, DoctorCheck):
     def __init__(self, v: Verifier, check: Check, result: Result, evidence: str):
         self.v, self.check, self.r, self.ev = v, check, result, evidence
         self.caps: dict[str, Capture] = {}
@@ -87,6 +88,9 @@ class _Run(Captures, RulesCheck, HealthCheck, RequestCheck, SpreadCheck, SteadyC
     def execute(self) -> None:
         c = self.check
         try:
+            if c.doctor:
+                self.doctor(c)
+                return
             pods = self.v.pod_plans()
             src = self.v.source(c, pods) if c.source else None
             if src and src.node:
@@ -119,5 +123,6 @@ class _Run(Captures, RulesCheck, HealthCheck, RequestCheck, SpreadCheck, SteadyC
         c = self.check
         names = {"reach": c.reach, "backends": c.backends, "dnat": c.dnat, "source": c.expect_source,
                  "vxlan": c.vxlan, "hairpin": c.hairpin is not None, "rules": c.rules, "steady": c.steady,
-                 "status": c.status is not None, "rcode": c.rcode, "answers": c.answers is not None}
+                 "status": c.status is not None, "rcode": c.rcode, "answers": c.answers is not None,
+                 "doctor": c.doctor}
         return [k for k, v in names.items() if v]

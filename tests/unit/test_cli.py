@@ -178,4 +178,13 @@ def test_every_area_registers_its_verbs():
         "logs", "exec", "capture",                                          # debug
         "rules", "metrics", "render",                                       # proxy
         "verify",
+        "trace", "doctor",                                                  # troubleshoot
     }
+
+
+def test_troubleshoot_verbs_refuse_a_bad_output_format():
+    from typer.testing import CliRunner
+
+    for argv in (["trace", "pod/a", "service/b", "-o", "yaml"], ["doctor", "-o", "yaml"]):
+        res = CliRunner().invoke(cli.app, argv)
+        assert res.exit_code != 0 and "allowed: table, json" in str(res.exception or res.output)

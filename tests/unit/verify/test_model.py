@@ -74,7 +74,7 @@ def test_every_problem_at_once_with_paths_and_allowed_values():
     (ok(expect={"status": 200}), "checks[0].expect.status: only with to.via healthCheck (the HTTP status of the health check port)"),
     (ok(expect={"vxlan": {"mtu": True}}), "checks[0].expect.vxlan.mtu: the MTU probe is a full-size UDP datagram; use protocol: UDP"),
     (ok(expect={"vxlan": False}), "checks[0].expect.vxlan: false is not an expectation; leave vxlan out"),
-    (ok(expect={}), "checks[0].expect: empty; give one or more of reach, backends, dnat, source, vxlan, hairpin, rules, status, steady"),
+    (ok(expect={}), "checks[0].expect: empty; give one or more of reach, backends, dnat, source, vxlan, hairpin, rules, status, steady, doctor"),
     (ok(retries=11), "checks[0].retries: must be an integer from 0 to 10, got 11"),
     ({"name": "x", "to": {"service": "web"}, "expect": {"reach": "answered"}}, "checks[0].from: required: pod/NAME, node/NAME or external/NAME"),
     (ok(expect={"steady": {"action": {}, "until": {"version": "v2"}}}), "checks[0].expect.steady.action: needs apply or delete (what happens while traffic runs)"),
@@ -140,3 +140,15 @@ def test_malformed_source_and_protocol_name_the_field():
     got = problems(ok(**{"from": ["pod/client"], "protocol": ["TCP"]}))
     assert any(p.startswith("checks[0].from: ") for p in got), got
     assert any(p.startswith("checks[0].protocol: ") for p in got), got
+
+
+def test_doctor_expectations():
+    checks, problems = validate([{"name": "typo", "to": {"service": "web"},
+                                  "expect": {"doctor": {"selector": "fail", "target-port": "ok"}}}])
+    assert not problems and checks[0].doctor == (("selector", "fail"), ("target-port", "ok"))
+    assert checks[0].source is None
+    _, problems = validate([{"name": "bad", "to": {"ip": "10.0.0.1", "port": 80},
+                             "expect": {"doctor": {"selectr": "fail", "selector": "broken"}, "reach": "answered"}}])
+    text = "\n".join(str(p) for p in problems)
+    assert "selectr" in text and "selector" in text and "ok, warn, fail" in text
+    assert "cannot be combined" in text and "needs a service or pod destination" in text

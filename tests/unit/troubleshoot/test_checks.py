@@ -1,0 +1,79 @@
+"""The doctor's judgements on objects as the API returns them (no cluster)."""
+
+from testbed.troubleshoot import checks
+
+
+def _pod(name, labels, ready=True, ports=((8080, "TCP", None),), ip="10.244.1.2", message=None):
+    cond = {"type": "Ready", "status": "True" if ready else "False"}
+    if message:
+        cond["message"] = message
+    return {"metadata": {"name": name, "namespace": "default", "labels": labels},
+            "spec": {"containers": [{"name": "c", "ports": [
+                {"containerPort": p, "protocol": proto, **({"name": n} if n else {})} for p, proto, n in ports]}]},
+            "status": {"podIP": ip, "conditions": [cond]}}
+
+
+def _svc(selector, target=8080, typ="ClusterIP"):
+    return {"metadata": {"name": "web", "namespace": "default"},
+            "spec": {"type": typ, "clusterIP": "10.96.0.9", "selector": selector,
+                     "ports": [{"name": "http", "port": 80, "targetPort": target, "protocol": "TCP"}]}}
+
+
+def test_selector_typo_names_the_closest_labels():
+    pods = [_pod("web-1", {"app": "web", "tier": "fe"}), _pod("db", {"app": "db"})]
+    f = checks.selector(_svc({"app": "wbe", "tier": "fe"}), pods)
+    assert f.level == "fail" and "matches no pod" in f.evidence
+    assert "closest: pod web-1 with labels app=web,tier=fe" in f.evidence
+    assert checks.selector(_svc({"app": "web"}), pods).level == "ok"
+
+
+def test_wrong_target_port():
+    svc = _svc({"app": "web"}, target=9090)
+    [f] = checks.target_ports(svc, [_pod("web-1", {"app": "web"})], {})
+    assert f.level == "fail" and "targetPort 9090/TCP is not a containerPort of pod web-1" in f.evidence
+
+
+def test_named_target_port_and_nothing_listening():
+    pod = _pod("web-1", {"app": "web"}, ports=((8080, "TCP", "http"),))
+    [ok] = checks.target_ports(_svc({"app": "web"}, target="http"), [pod], {("web-1", 8080): "open"})
+    assert ok.level == "ok" and ok.evidence.endswith("answers")
+    [bad] = checks.target_ports(_svc({"app": "web"}), [pod], {("web-1", 8080): "refused"})
+    assert bad.level == "fail" and "was refused" in bad.evidence
+
+
+def test_not_ready_pod_shows_the_probe_message():
+    pod = _pod("web-1", {"app": "web"}, ready=False, message="containers with unready status: [c]")
+    events = [{"involvedObject": {"name": "web-1"}, "reason": "Unhealthy",
+               "message": "Readiness probe failed: HTTP probe failed with statuscode: 503"}]
+    [f] = checks.pods_ready("backend of svc/default/web", [pod], events)
+    assert f.level == "fail" and "unready status" in f.evidence and "statuscode: 503" in f.evidence
+
+
+def test_endpoint_slices_agree_or_not():
+    pod = _pod("web-1", {"app": "web"})
+    sl = {"endpoints": [{"addresses": ["10.244.1.2"], "conditions": {"ready": True}}]}
+    assert checks.endpoint_slices(_svc({"app": "web"}), [pod], [sl]).level == "ok"
+    assert checks.endpoint_slices(_svc({"app": "web"}), [pod], []).level == "fail"
+    assert checks.endpoint_slices(_svc({"app": "x"}), [], []).advice.startswith("no ready backends")
+
+
+def test_proxy_states():
+    m = {"pid": 7, "healthy": True, "mode": "iptables", "applied_resource_versions": {"Service": "5"}}
+    assert checks.proxy("node1", m, "S", {"Service": 5}).level == "ok"
+    assert checks.proxy("node1", m, "T", {"Service": 5}).evidence.endswith("is stopped (SIGSTOP)")
+    assert checks.proxy("node1", m, None, {"Service": 5}).level == "fail"
+    assert checks.proxy("node1", m, "S", {"Service": 9}).level == "warn"
+    assert checks.proxy("node1", None, None, {}).level == "fail"
+
+
+def test_rules_hairpin_dns_conntrack_arp():
+    assert checks.rules("node1", ["chain X differs"], "", [], []).level == "fail"
+    assert checks.rules("node1", [], "ok", ["svc/default/web"], ["svc/default/web"]).level == "fail"
+    assert checks.hairpin("default/web-1", "veth1", "hairpin-veth", "0\n").level == "warn"
+    assert checks.hairpin("default/web-1", "veth1", "hairpin-veth", "1\n").level == "ok"
+    assert checks.hairpin("default/web-1", "veth1", "promiscuous-bridge", "<BROADCAST,PROMISC,UP>").level == "ok"
+    assert checks.dns("svc/default/web", "web.default.svc.cluster.local", "10.96.0.9", "10.96.0.9").level == "ok"
+    assert checks.dns("svc/default/web", "web.default.svc.cluster.local", "10.96.0.9", None).level == "fail"
+    assert checks.stale_udp("node1", "svc/default/dns", ["10.244.1.9"]).level == "warn"
+    assert checks.arp(10, {"gc_thresh2": 512, "gc_thresh3": 1024}).level == "ok"
+    assert checks.arp(1024, {"gc_thresh2": 512, "gc_thresh3": 1024}).level == "fail"
