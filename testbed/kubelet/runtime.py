@@ -222,9 +222,10 @@ class PodRuntime:
             self._after_exit(run, c)
             return
         if c.sync_fd is not None:  # running once the program is exec'd in its sandbox
-            c.state, c.reason = "waiting", "ContainerCreating"
             self.loop.add_reader(c.sync_fd, self._guard, self._created, run, c, c.gen, what)
-            self._mark(run)
+            if c.restart_count == 0:  # a restart keeps showing its back-off until it runs, as upstream
+                c.state, c.reason = "waiting", "ContainerCreating"
+                self._mark(run)
             return
         self._running(run, c, what)
 
