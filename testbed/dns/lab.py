@@ -74,6 +74,11 @@ class DnsLab:
             records = [f"--record={n}={ip}" for n, ip in (externals or {}).items()]
             self.upstream = self._spawn(["-m", "testbed.dns.upstream", f"--listen={UPSTREAM[0]}:{UPSTREAM[1]}",
                                          f"--cluster={cluster}", *records])
+            # the server forwards to it from its first query: it must be listening by then
+            with self._logged:
+                if not self._logged.wait_for(lambda: any("listening on" in line for line in self.log)
+                                             or self.upstream.pid in self._finished, 30):
+                    raise TestbedError("the DNS lab's upstream did not start listening within 30s")
             self.server = self._spawn(["-m", "testbed.dns", "--corefile", self.corefile, "--api",
                                        self.handle.socket_path])
             if wait_ready:

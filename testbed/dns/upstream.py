@@ -118,6 +118,7 @@ async def serve(host: str, port: int, zone: UpstreamZone, stop: asyncio.Event) -
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(zone), local_addr=(host, port))
     server = await asyncio.start_server(lambda r, w: _tcp(zone, r, w), host, port)
+    log.info("listening on %s:%d (udp, tcp)", host, port)  # who starts it waits for this line
     try:
         await stop.wait()
     finally:
