@@ -59,6 +59,8 @@ MODES: dict[str, ProxyMode] = {m.name: m for m in (
               frozenset({"ipvs"})),
     ProxyMode("ipvs", "testbed.proxy.ipvs", "IPVS virtual servers, ipsets and a few iptables rules",
               frozenset({"iptables"})),
+    ProxyMode("userspace", "testbed.proxy.userspace",
+              "the proxy process carries each connection; iptables REDIRECTs Service traffic to it"),
 )}
 
 NAMES: tuple[str, ...] = tuple(MODES)

@@ -25,8 +25,8 @@ class FakeIptables:
 
 
 def test_registry_names_the_modes_in_order():
-    assert modes.NAMES == ("iptables", "ipvs")
-    assert scenario.PROXY_MODES == ("iptables", "ipvs", "none")
+    assert modes.NAMES == ("iptables", "ipvs", "userspace")
+    assert scenario.PROXY_MODES == ("iptables", "ipvs", "userspace", "none")
 
 
 @pytest.mark.parametrize("name", modes.NAMES)
@@ -40,6 +40,7 @@ def test_every_mode_module_has_the_entry_points(name):
 @pytest.mark.parametrize("name,host", [
     ("iptables", {"random_fully": True, "be_liberal": False}),
     ("ipvs", {"random_fully": True, "kernel": object()}),
+    ("userspace", {}),
 ])
 def test_every_mode_makes_a_syncer_the_loop_can_drive(name, host):
     cfg = ProxyConfig(cluster="c", node_name="n1", node_ip="192.168.0.2", cluster_cidr="10.0.0.0/8")
@@ -54,21 +55,21 @@ def test_every_mode_makes_a_syncer_the_loop_can_drive(name, host):
 def test_unknown_mode_is_a_one_line_error_listing_the_modes():
     with pytest.raises(TestbedError) as e:
         modes.get("nftables")
-    assert str(e.value) == "proxy mode 'nftables' is not implemented; modes: iptables, ipvs"
+    assert str(e.value) == "proxy mode 'nftables' is not implemented; modes: iptables, ipvs, userspace"
 
 
 def test_scenario_rejects_an_unregistered_mode():
     doc = {"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": "m"},
-           "spec": {"nodes": 1, "proxyMode": "userspace"}}
+           "spec": {"nodes": 1, "proxyMode": "kernelspace"}}
     with pytest.raises(ValidationError) as e:
         scenario.parse(doc)
-    assert "spec.proxyMode" in str(e.value) and "iptables, ipvs, none" in str(e.value)
+    assert "spec.proxyMode" in str(e.value) and "iptables, ipvs, userspace, none" in str(e.value)
 
 
 def test_proxy_process_refuses_an_unregistered_mode(caplog):
     from testbed.proxy.__main__ import main
     assert main(["--cluster", "c", "--node", "n", "--api", "x", "--node-ip", "1.2.3.4", "--mode", "nope"]) == 2
-    assert "--mode nope is not implemented by this process (iptables, ipvs)" in caplog.text
+    assert "--mode nope is not implemented by this process (iptables, ipvs, userspace)" in caplog.text
 
 
 def test_cleanup_conflicting_cleans_only_modes_that_cannot_stay(monkeypatch):
@@ -84,6 +85,9 @@ def test_cleanup_conflicting_cleans_only_modes_that_cannot_stay(monkeypatch):
     assert modes.cleanup_conflicting("a") == ["c"] and cleaned == ["c"]
     cleaned.clear()
     assert modes.cleanup_conflicting("c") == ["a", "b"] and cleaned == ["a", "b"]
-    # today's modes share their chains: neither removes the other's
+    # iptables and ipvs share their chains: neither removes the other's; userspace's chains
+    # and jumps go when another mode starts, and theirs when it starts (upstream)
     monkeypatch.undo()
-    assert all(modes.MODES[n].coexists_with == frozenset(modes.NAMES) - {n} for n in modes.NAMES)
+    assert modes.MODES["iptables"].coexists_with == {"ipvs"}
+    assert modes.MODES["ipvs"].coexists_with == {"iptables"}
+    assert modes.MODES["userspace"].coexists_with == frozenset()
