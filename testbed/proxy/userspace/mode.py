@@ -22,8 +22,10 @@ from testbed.proxy.userspace import rules
 from testbed.proxy.userspace.syncer import UserspaceSyncer
 
 _OURS = rules.NAT_CHAINS + rules.FILTER_CHAINS
-_TARGET = re.compile(r"-m comment --comment (\S+) -p (tcp|udp) .*"
-                     r"(?:--to-ports (\d+)|--to-destination [^ ]*:(\d+))$")
+# iptables-save prints the matches in its own order (-d, -p, then the modules)
+_COMMENT = re.compile(r'--comment ("[^"]*"|\S+)')
+_PROTO = re.compile(r" -p (tcp|udp) ")
+_PROXY_PORT = re.compile(r"(?:--to-ports |--to-destination \S*:)(\d+)$")
 
 
 def make_syncer(cfg: ProxyConfig, **host) -> UserspaceSyncer:
@@ -53,16 +55,16 @@ def port_map(saved: apply.SavedTables) -> dict[str, tuple[str, int]]:
     for line in saved.rules.get("nat", []):
         if not line.startswith(f"-A {rules.CONTAINER_PORTALS} "):
             continue
-        m = _TARGET.search(line)
-        if m:
-            out[m.group(1).strip('"')] = (m.group(2).upper(), int(m.group(3) or m.group(4)))
+        c, p, t = _COMMENT.search(line), _PROTO.search(line), _PROXY_PORT.search(line)
+        if c and p and t:
+            out[c.group(1).strip('"')] = (p.group(1).upper(), int(t.group(1)))
     return out
 
 
 def _listening() -> set[tuple[str, int]]:
     """(protocol, port) of the sockets bound in the calling thread's namespace."""
     out = set()
-    for proto, path, state in (("TCP", "/proc/self/net/tcp", "0A"), ("UDP", "/proc/self/net/udp", "07")):
+    for proto, path, state in (("TCP", "/proc/thread-self/net/tcp", "0A"), ("UDP", "/proc/thread-self/net/udp", "07")):
         with open(path) as f:
             next(f)
             for line in f:
@@ -85,42 +87,27 @@ def dump_rules(ns: str) -> str:
     if not pm:
         lines.append("  (none)")
     for spn, (proto, port) in sorted(pm.items()):
-        state = "listening" if (proto, port) in listening else "NOT LISTENING"
+        state = "listening" if (proto, port) in listening else "NO-LISTENER"
         lines.append(f"  {spn:<40} {proto:<4} {port:<6} {state}")
     return "\n".join(lines) + "\n"
 
 
 def check_rules(cluster: str, node: str, ns: str) -> tuple[list[apply.RuleDiff], str]:
-    """The five chains the node's proxy last restored (``<state>/proxy-NODE.rules``) against
-    the kernel's, and the jumps to them."""
+    """The five chains the node's proxy last restored (``<state>/proxy-NODE.rules``), put in
+    ``iptables-save`` form by a round trip through a scratch namespace, against the kernel's;
+    and the jumps to them."""
     path = iptables_mode.rules_file(cluster, node)
     try:
         with open(path) as f:
             intended = f.read()
     except FileNotFoundError:
         raise TestbedError(f"kube-proxy on {node} has not recorded a sync yet (no {path})") from None
-    want: dict[tuple[str, str], list[str]] = {}
-    table = ""
-    for line in intended.splitlines():
-        if line.startswith("*"):
-            table = line[1:]
-        elif line.startswith(":"):
-            want[(table, line[1:].split(" ", 1)[0])] = []
-        elif line.startswith("-A ") and line[3:].split(" ", 1)[0] in _OURS:
-            want[(table, line[3:].split(" ", 1)[0])].append(line)
-    saved = apply.parse_save(iptables_mode.save_in(ns, "filter", "nat"))
-    have = own_rules(saved)
-    diffs = []
-    for (t, chain), w in sorted(want.items()):
-        if not saved.has_chain(t, chain):
-            diffs.append(apply.RuleDiff(t, chain, "missing chain", w, []))
-        elif have.get((t, chain), []) != w:
-            h = have.get((t, chain), [])
-            diffs.append(apply.RuleDiff(t, chain, "rules differ", [r for r in w if r not in h],
-                                        [r for r in h if r not in w]))
-    for j in rules.missing_jumps(saved):
-        diffs.append(apply.RuleDiff(j.table, j.chain, "missing jump", [j.saved_form()], []))
-    return diffs, f"the {len(want)} userspace proxy chains and their jumps"
+    want = iptables_mode.normalise(apply.replay_restore([intended]), cluster)
+    kernel = apply.parse_save(iptables_mode.save_in(ns, "filter", "nat"))
+    diffs = apply.compare_rules(want, kernel)
+    diffs += [apply.RuleDiff(j.table, j.chain, "missing jump", [j.saved_form()], [])
+              for j in rules.missing_jumps(kernel)]
+    return diffs, "the userspace proxy's chains and the jumps to them"
 
 
 def cleanup() -> None:
