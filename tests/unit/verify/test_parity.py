@@ -104,3 +104,10 @@ def test_unreadable_junit_is_a_one_line_error(tmp_path):
     p.write_text("<testsuite")
     with pytest.raises(TestbedError, match="not a readable JUnit XML file"):
         parity_table.read_cells([str(p)])
+
+
+def test_the_most_specific_difference_wins():
+    udp = ("reach", "refused (clusterIP 10.0.0.1:53)", "dropped in 1.00s (timed out)", False)
+    verdict, why = parity.judge("userspace", "no-endpoints", result(udp, check="udp-refused"))
+    assert verdict == parity.EXPECTED and "[userspace-udp-no-endpoints]" in why
+    assert parity.judge("userspace", "no-endpoints", result(udp, check="tcp-refused"))[0] == parity.FAIL
