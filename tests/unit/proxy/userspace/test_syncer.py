@@ -131,3 +131,13 @@ def test_rules_lost_names_the_missing_chain(tmp_path):
         assert rules.HOST_NODEPORTS in syncer.rules_lost()
     finally:
         loop.stop()
+
+
+def test_port_map_reads_iptables_save_order():
+    saved = parse_save(
+        "*nat\n:KUBE-PORTALS-CONTAINER - [0:0]\n"
+        '-A KUBE-PORTALS-CONTAINER -d 172.30.0.42/32 -p tcp -m comment --comment "ns1/np:p80" '
+        "-m tcp --dport 80 -j REDIRECT --to-ports 40021\n"
+        '-A KUBE-PORTALS-CONTAINER -d 172.30.0.43/32 -p udp -m comment --comment "ns1/dns:p53" '
+        "-m udp --dport 53 -j DNAT --to-destination 10.0.0.2:40022\nCOMMIT\n")
+    assert port_map(saved) == {"ns1/np:p80": ("TCP", 40021), "ns1/dns:p53": ("UDP", 40022)}
