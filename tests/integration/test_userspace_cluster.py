@@ -26,11 +26,12 @@ from testbed.proxy import status as proxy_status
 from testbed.proxy.userspace.syncer import NOTICE_REASON
 from testbed.scenario import parse
 
+from .netutil import uniq
 from .test_kube_proxy import P80, Lab, pod, svc, udp_ask
 
 pytestmark = pytest.mark.root
 
-NAME = "usp4proxy"
+NAME = uniq("usp4proxy")
 EIP = "172.20.10.3"
 MANIFESTS = [
     pod("web-1", "node1", app="web"), pod("web-2", "node2", app="web"),
@@ -207,3 +208,57 @@ def test_restart_reopens_listeners_and_takes_the_rules_over(lab):
     np = lab.svc("web-np")["spec"]["ports"][0]["nodePort"]
     assert set(lab.http("external/client1", lab.node_ip("node1"), np, n=10)) == {"web-1", "web-2"}
     assert proxy_status.check_rules(lab.c.name, "node/node1") == []
+
+
+# ----------------------------------------------------------------------------- cleanup
+
+FOREIGN = ("*nat\n:FLANNEL-POSTRTG - [0:0]\n-A POSTROUTING -j FLANNEL-POSTRTG\n"
+           "-A FLANNEL-POSTRTG -s 10.244.0.0/16 -j RETURN\nCOMMIT\n")
+
+
+def _sync_clean_sync():
+    from testbed.proxy import modes
+    from testbed.proxy.iptables import apply
+    from testbed.proxy.iptables.restore import HostIptables
+    from testbed.proxy.loop import ProxyLoop
+    from testbed.proxy.syncer import ProxyConfig
+    from testbed.proxy.userspace import rules
+
+    def ours(saved):
+        chains = {c for t in ("nat", "filter") for c in saved.chains.get(t, {})
+                  if c in rules.NAT_CHAINS + rules.FILTER_CHAINS}
+        return chains, len(rules.JUMPS) - len(rules.missing_jumps(saved))
+
+    ipt = HostIptables()
+    assert ipt.restore(FOREIGN)[0] == 0
+    cfg = ProxyConfig(cluster="c", node_name="n1", node_ip="172.20.0.2", min_sync_period=0)
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": "ns", "name": "s"},
+           "spec": {"type": "NodePort", "clusterIP": "10.96.0.10",
+                    "ports": [{"name": "p", "port": 80, "protocol": "TCP", "nodePort": 30080}]}}
+    runs = []
+    for _ in range(2):
+        loop = ProxyLoop(cfg, modes.get("userspace").make_syncer(cfg))
+        loop.state.update_service(svc)
+        try:
+            assert loop.sync().ok
+        finally:
+            loop.stop()
+        runs.append(ours(apply.parse_save(ipt.save())))
+        modes.get("userspace").cleanup()
+        after = apply.parse_save(ipt.save())
+        runs.append(ours(after))
+        runs.append("-A FLANNEL-POSTRTG -s 10.244.0.0/16 -j RETURN" in after.rules["nat"])
+    return runs
+
+
+def test_cleanup_removes_the_chains_and_jumps_only():
+    name = f"tb.{uniq('uspclean')}.node.n1"
+    with netns.Runner() as runner:
+        runner.run_new(name, lambda: None)
+        try:
+            runs = runner.run_in(name, _sync_clean_sync)
+        finally:
+            netns.delete(name)
+    full = ({"KUBE-PORTALS-CONTAINER", "KUBE-PORTALS-HOST", "KUBE-NODEPORT-CONTAINER",
+             "KUBE-NODEPORT-HOST", "KUBE-NODEPORT-NON-LOCAL"}, 5)
+    assert runs == [full, (set(), 0), True] * 2
