@@ -100,6 +100,16 @@ DIFFERENCES: tuple[Difference, ...] = (
         "forwards to every endpoint (reported as an Event on the Service)",
         scenario="nodeport-local", check="node-without-endpoint"),
     Difference(
+        "ipvs-etp-local", "ipvs", "reach", r"dropped .*", r"answered by .*",
+        "IPVS mode with externalTrafficPolicy: Local on a node without a local endpoint falls back "
+        "to the cluster's endpoints (upstream PR #97081) instead of dropping",
+        scenario="nodeport-local", check="node-without-endpoint"),
+    Difference(
+        "ipvs-etp-local", "ipvs", "drop", r".*no answer is seen", r".*answers seen: [1-9]\d*",
+        "IPVS mode with externalTrafficPolicy: Local on a node without a local endpoint falls back "
+        "to the cluster's endpoints (upstream PR #97081) instead of dropping",
+        scenario="nodeport-local", check="node-without-endpoint"),
+    Difference(
         "userspace-no-svc-chains", "userspace", "rules", r"kube-proxy active: KUBE-SVC chains on every node|"
         r"KUBE-SVC rules for .* on every node", r"(node\d+: 0( KUBE-SVC chains)?(, )?)+",
         "the userspace proxy has no per-Service chains: one portal rule per Service address in "
