@@ -93,6 +93,8 @@ def render(cells: dict[tuple[str, str], Cell], modes: list[str], scenarios: list
     if keys:
         lines.append("")
         lines += [f"[{i + 1}] `{k}`: {reasons[k]}  " for i, k in enumerate(keys)]
+    if any((m, s) not in cells for s in scenarios for m in modes):
+        lines += ["", "not run: none of the JUnit files read has this test."]
     return "\n".join(lines) + "\n"
 
 

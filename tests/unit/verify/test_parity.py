@@ -90,6 +90,7 @@ def test_table_from_junit(tmp_path):
         "| no-endpoints | not run | **FAIL** (a) |",
     ]
     assert "[1] `userspace-hop`: no forward  " in table and "[2] `userspace-source`: from the node  " in table
+    assert table.rstrip().endswith("not run: none of the JUnit files read has this test.")
 
 
 def test_readme_section_is_replaced_between_markers():
