@@ -98,7 +98,6 @@ class UserspaceSyncer:
         self._need_full = True
         self._posted: set[str] = set()      # notices already reported as Events
         self.port_map = PortMap()
-        self.last_text = ""
 
     @property
     def needs_full_sync(self) -> bool:
@@ -137,7 +136,7 @@ class UserspaceSyncer:
             pm, text = self._runner.call(update())
             t_render = self.clock() - now
             rc, err = self.iptables.restore(text)
-        except (OSError, RuntimeError, concurrent.futures.TimeoutError, rules.IptablesError) as exc:
+        except (OSError, RuntimeError, concurrent.futures.TimeoutError) as exc:
             self._need_full = True
             log.error("userspace sync failed: %s", exc)
             return SyncOutcome(False, error=str(exc), failure_event=f"userspace sync failed: {exc}")
@@ -150,7 +149,6 @@ class UserspaceSyncer:
             return SyncOutcome(False, text.count("\n"), render=t_render, restore=took, save=t_save,
                                error=error, failure_event=f"userspace sync failed: {error}")
         self._need_full = False
-        self.last_text = text
         self._write_rules_file(text)
         return SyncOutcome(True, text.count("\n"), len(rules.NAT_CHAINS + rules.FILTER_CHAINS),
                            render=t_render, restore=took, save=t_save, events=self._new_events(pm))
