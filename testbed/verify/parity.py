@@ -58,9 +58,9 @@ DIFFERENCES: tuple[Difference, ...] = (
         "the proxy's own connection leaves the node: the inner packet is not forwarded (TTL 64, "
         "not 63) and comes from the node, not the client"),
     Difference(
-        "userspace-no-endpoints", "userspace", "reach", r"refused .*", r"error in .*Connection reset by peer.*",
+        "userspace-no-endpoints", "userspace", "reach", r"refused .*", r"error in .*(Connection reset by peer|not HTTP: b'').*",
         "with no endpoint the userspace proxy has already accepted the connection and closes it "
-        "(the client sees a reset), where iptables mode REJECTs the SYN", scenario="no-endpoints"),
+        "(the client sees a reset or an empty answer), where iptables mode REJECTs the SYN", scenario="no-endpoints"),
     Difference(
         "userspace-udp-no-endpoints", "userspace", "reach", r"refused .*", r"dropped in .*\(timed out\)",
         "the userspace proxy drops a datagram it has no endpoint for (no ICMP unreachable)",

@@ -112,3 +112,11 @@ def test_the_most_specific_difference_wins():
     verdict, why = parity.judge("userspace", "no-endpoints", result(udp, check="udp-refused"))
     assert verdict == parity.EXPECTED and "[userspace-udp-no-endpoints]" in why
     assert parity.judge("userspace", "no-endpoints", result(udp, check="tcp-refused"))[0] == parity.FAIL
+
+
+def test_accept_then_close_is_a_reset_or_an_empty_answer():
+    for observed in ("error in 0.01s ([Errno 104] Connection reset by peer)", "error in 0.00s (not HTTP: b'')"):
+        row = ("reach", "refused (nodePort 172.20.10.3:30271)", observed, False)
+        assert parity.judge("userspace", "no-endpoints", result(row, check="nodeport-refused"))[0] == parity.EXPECTED
+    row = ("reach", "refused (clusterIP 10.0.0.1:80)", "error in 0.00s (not HTTP: b'HTTP/1.0')", False)
+    assert parity.judge("userspace", "no-endpoints", result(row, check="tcp-refused"))[0] == parity.FAIL
