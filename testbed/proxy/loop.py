@@ -208,6 +208,9 @@ class ProxyLoop:
         t2 = self.clock()
         for name, n in out.counters.items():
             self.counters[name] += n
+        if self.events is not None:
+            for ev in out.events:
+                self.events.post(ev)
 
         if not out.ok:
             with self._cond:

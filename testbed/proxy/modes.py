@@ -60,6 +60,8 @@ MODES: dict[str, ProxyMode] = {m.name: m for m in (
     ProxyMode("ipvs", "testbed.proxy.ipvs", "IPVS virtual servers, ipsets and a few iptables rules",
               frozenset({"iptables"})),
     ProxyMode("nftables", "testbed.proxy.nftables", "one nft transaction per sync into table ip kube-proxy"),
+    ProxyMode("userspace", "testbed.proxy.userspace",
+              "the proxy process carries each connection; iptables REDIRECTs Service traffic to it"),
 )}
 
 NAMES: tuple[str, ...] = tuple(MODES)

@@ -60,6 +60,7 @@ class SyncOutcome:
     failure_event: str = ""        # the SyncFailed Event's message
     counters: dict[str, int] = field(default_factory=dict)   # mode-specific counters to add
     resync_now: bool = False       # failed in a way a full sync fixes at once: do not wait sync_period
+    events: list[dict] = field(default_factory=list)   # mode-specific Events to post (any object)
 
 
 class Syncer(Protocol):

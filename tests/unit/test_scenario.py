@@ -49,7 +49,7 @@ def test_bad_enums_name_allowed_values():
     msgs = problems(base(backend="udp", hairpinMode="on", proxyMode="ebpf"))
     assert "spec.backend: unsupported value 'udp'; allowed: vxlan, host-gw" in msgs
     assert "spec.hairpinMode: unsupported value 'on'; allowed: hairpin-veth, promiscuous-bridge, none" in msgs
-    assert "spec.proxyMode: unsupported value 'ebpf'; allowed: iptables, ipvs, nftables, none" in msgs
+    assert "spec.proxyMode: unsupported value 'ebpf'; allowed: iptables, ipvs, nftables, userspace, none" in msgs
 
 
 def test_all_problems_reported_at_once():

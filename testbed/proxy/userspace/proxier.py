@@ -340,6 +340,12 @@ class UserspaceProxier:
             half.abort()
         self._conns.clear()
 
+    def udp_session_count(self) -> int:
+        return sum(len(lst.sessions) for lst in self._listeners.values())
+
+    def node_port_count(self) -> int:
+        return len(self._node_ports)
+
     def active_connections(self) -> int:
         """TCP connections being dialled or proxied."""
         return len(self._tasks) + len(self._conns)

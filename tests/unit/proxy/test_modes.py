@@ -32,8 +32,8 @@ class FakeRunner:
 
 
 def test_registry_names_the_modes_in_order():
-    assert modes.NAMES == ("iptables", "ipvs", "nftables")
-    assert scenario.PROXY_MODES == ("iptables", "ipvs", "nftables", "none")
+    assert modes.NAMES == ("iptables", "ipvs", "nftables", "userspace")
+    assert scenario.PROXY_MODES == ("iptables", "ipvs", "nftables", "userspace", "none")
 
 
 @pytest.mark.parametrize("name", modes.NAMES)
@@ -48,6 +48,7 @@ def test_every_mode_module_has_the_entry_points(name):
     ("iptables", {"random_fully": True, "be_liberal": False, "iptables": FakeIptables()}),
     ("ipvs", {"random_fully": True, "kernel": object(), "iptables": FakeIptables()}),
     ("nftables", {"runner": FakeRunner()}),
+    ("userspace", {}),
 ])
 def test_every_mode_makes_a_syncer_the_loop_can_drive(name, host):
     cfg = ProxyConfig(cluster="c", node_name="n1", node_ip="192.168.0.2", cluster_cidr="10.0.0.0/8")
@@ -62,21 +63,21 @@ def test_every_mode_makes_a_syncer_the_loop_can_drive(name, host):
 def test_unknown_mode_is_a_one_line_error_listing_the_modes():
     with pytest.raises(TestbedError) as e:
         modes.get("nosuchmode")
-    assert str(e.value) == "proxy mode 'nosuchmode' is not implemented; modes: iptables, ipvs, nftables"
+    assert str(e.value) == "proxy mode 'nosuchmode' is not implemented; modes: iptables, ipvs, nftables, userspace"
 
 
 def test_scenario_rejects_an_unregistered_mode():
     doc = {"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": "m"},
-           "spec": {"nodes": 1, "proxyMode": "userspace"}}
+           "spec": {"nodes": 1, "proxyMode": "kernelspace"}}
     with pytest.raises(ValidationError) as e:
         scenario.parse(doc)
-    assert "spec.proxyMode" in str(e.value) and "iptables, ipvs, nftables, none" in str(e.value)
+    assert "spec.proxyMode" in str(e.value) and "iptables, ipvs, nftables, userspace, none" in str(e.value)
 
 
 def test_proxy_process_refuses_an_unregistered_mode(caplog):
     from testbed.proxy.__main__ import main
     assert main(["--cluster", "c", "--node", "n", "--api", "x", "--node-ip", "1.2.3.4", "--mode", "nope"]) == 2
-    assert "--mode nope is not implemented by this process (iptables, ipvs, nftables)" in caplog.text
+    assert "--mode nope is not implemented by this process (iptables, ipvs, nftables, userspace)" in caplog.text
 
 
 def test_cleanup_conflicting_cleans_only_modes_that_cannot_stay(monkeypatch):
@@ -92,8 +93,10 @@ def test_cleanup_conflicting_cleans_only_modes_that_cannot_stay(monkeypatch):
     assert modes.cleanup_conflicting("a") == ["c"] and cleaned == ["c"]
     cleaned.clear()
     assert modes.cleanup_conflicting("c") == ["a", "b"] and cleaned == ["a", "b"]
-    # iptables and ipvs mode share their chains: neither removes the other's; nftables mode
-    # removes both, and both remove its table
+    # iptables and ipvs share their chains: neither removes the other's; nftables mode removes
+    # both and both remove its table; userspace's chains and jumps go when another mode starts,
+    # and theirs when it starts (upstream)
     monkeypatch.undo()
     assert modes.MODES["iptables"].coexists_with == {"ipvs"} and modes.MODES["ipvs"].coexists_with == {"iptables"}
     assert modes.MODES["nftables"].coexists_with == frozenset()
+    assert modes.MODES["userspace"].coexists_with == frozenset()

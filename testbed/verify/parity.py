@@ -1,0 +1,153 @@
+"""The parity matrix's one declaration: where a proxy mode answers a scenario check differently
+from iptables mode *by design* (upstream's behaviour), and exactly how.
+
+The scenario catalogue runs in every proxy mode (``tests/integration/test_scenarios.py``). A
+``Difference`` names one expectation of the checks (``source``, ``reach``, ``vxlan``...), the
+expected values it concerns (a pattern of the row's expected text) and what a mode observes
+instead (a pattern of the row's observed text), optionally narrowed to one scenario or check.
+Judging a check's result in a mode:
+
+- a row some difference covers must fail, with an observed value the difference declares: a
+  row that passes, or fails otherwise, fails the test (the table cannot outlive the behaviour
+  it explains, nor hide another failure);
+- every other row must pass; an error stops the check and fails the test.
+
+Nothing is skipped: an expected difference is asserted as precisely as a pass.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from testbed.verify.report import Result, Row
+
+PASS, EXPECTED, FAIL = "pass", "expected-difference", "fail"
+
+# What the node's own addresses look like in the scenarios' evidence: the node's cni0 address
+# (.1) or its flannel.1 address (.0) in its pod subnet.
+_NODE_SRC = r"10\.244\.\d+\.[01]"
+
+
+@dataclass(frozen=True)
+class Difference:
+    key: str              # short name, the README footnote
+    mode: str
+    expectation: str      # the row's expectation name
+    expected: str         # regex over the row's expected text: which rows this covers
+    observed: str         # regex over the row's observed text: how they must fail
+    reason: str           # upstream behaviour
+    scenario: str | None = None
+    check: str | None = None
+
+    def covers(self, mode: str, scenario: str, check: str, row: Row) -> bool:
+        return (self.mode == mode and self.expectation == row.expectation
+                and self.scenario in (None, scenario) and self.check in (None, check)
+                and re.fullmatch(self.expected, row.expected, re.S) is not None)
+
+
+DIFFERENCES: tuple[Difference, ...] = (
+    Difference(
+        "userspace-source", "userspace", "source", r"client = .*",
+        rf"backend saw {_NODE_SRC}:\d+; veth shows src {_NODE_SRC}",
+        "the userspace proxy accepts the client's connection and opens its own from the node, "
+        "so the backend sees a node address (upstream pkg/proxy/userspace)"),
+    Difference(
+        "userspace-hop", "userspace", "vxlan", r".* ttl 63",
+        r".*; inner [0-9.:]+ > [0-9.:]+ ttl 64 \[wrong: (inner, )?ttl\]",
+        "the proxy's own connection leaves the node: the inner packet is not forwarded (TTL 64, "
+        "not 63) and comes from the node, not the client"),
+    Difference(
+        "userspace-no-endpoints", "userspace", "reach", r"refused .*", r"error in .*(Connection reset by peer|not HTTP: b'').*",
+        "with no endpoint the userspace proxy has already accepted the connection and closes it "
+        "(the client sees a reset or an empty answer), where iptables mode REJECTs the SYN", scenario="no-endpoints"),
+    Difference(
+        "userspace-udp-no-endpoints", "userspace", "reach", r"refused .*", r"dropped in .*\(timed out\)",
+        "the userspace proxy drops a datagram it has no endpoint for (no ICMP unreachable)",
+        scenario="no-endpoints", check="udp-refused"),
+    Difference(
+        "userspace-external-ip-from-pod", "userspace", "reach", r"answered .*",
+        r"refused in .*Network is unreachable.*",
+        "upstream's container portal rule for an external IP carries `-m physdev ! --physdev-is-in`: "
+        "a pod's traffic to an external IP that is not local to the node is not proxied",
+        scenario="externalips", check="from-pod"),
+    Difference(
+        "userspace-hairpin", "userspace", "reach", r"dropped .*", r"answered by .*",
+        "a pod reaching itself through its Service needs no hairpin: the proxy's connection "
+        "comes from the node", scenario=None, check="hairpin-fails"),
+    Difference(
+        "userspace-hairpin", "userspace", "drop", r".*no answer is seen", r".*answers seen: [1-9]\d*",
+        "a pod reaching itself through its Service needs no hairpin: the proxy's connection "
+        "comes from the node", check="hairpin-fails"),
+    Difference(
+        "userspace-hairpin", "userspace", "hairpin", r"request arrives on .*, nothing comes back on it",
+        r"in: [1-9]\d* frames; back: [1-9]\d* frames",
+        "a pod reaching itself through its Service needs no hairpin: the proxy's connection "
+        "comes from the node", check="hairpin-fails"),
+    Difference(
+        "userspace-hairpin", "userspace", "hairpin", r"request leaves .* and comes back on it: .*",
+        rf"in: .*; back: .* {_NODE_SRC}:\d+ > 10\.244\.\d+\.\d+:\d+ ttl 64",
+        "a pod reaching itself through its Service needs no hairpin: the proxy's connection "
+        "comes from the node", scenario="hairpin-veth", check="hairpin"),
+    Difference(
+        "userspace-etp-local", "userspace", "reach", r"dropped .*", r"answered by .*",
+        "externalTrafficPolicy: Local was never implemented by the userspace proxy: every node "
+        "forwards to every endpoint (reported as an Event on the Service)",
+        scenario="nodeport-local", check="node-without-endpoint"),
+    Difference(
+        "userspace-etp-local", "userspace", "drop", r".*no answer is seen", r".*answers seen: [1-9]\d*",
+        "externalTrafficPolicy: Local was never implemented by the userspace proxy: every node "
+        "forwards to every endpoint (reported as an Event on the Service)",
+        scenario="nodeport-local", check="node-without-endpoint"),
+    Difference(
+        "ipvs-etp-local", "ipvs", "reach", r"dropped .*", r"answered by .*",
+        "IPVS mode with externalTrafficPolicy: Local on a node without a local endpoint falls back "
+        "to the cluster's endpoints (upstream PR #97081) instead of dropping",
+        scenario="nodeport-local", check="node-without-endpoint"),
+    Difference(
+        "ipvs-etp-local", "ipvs", "drop", r".*no answer is seen", r".*answers seen: [1-9]\d*",
+        "IPVS mode with externalTrafficPolicy: Local on a node without a local endpoint falls back "
+        "to the cluster's endpoints (upstream PR #97081) instead of dropping",
+        scenario="nodeport-local", check="node-without-endpoint"),
+    Difference(
+        "userspace-no-svc-chains", "userspace", "rules", r"kube-proxy active: KUBE-SVC chains on every node|"
+        r"KUBE-SVC rules for .* on every node", r"(node\d+: 0( KUBE-SVC chains)?(, )?)+",
+        "the userspace proxy has no per-Service chains: one portal rule per Service address in "
+        "KUBE-PORTALS-*, which the `rules` check (written for KUBE-SVC-*) does not read",
+        scenario="headless-externalname"),
+)
+
+
+def covering(mode: str, scenario: str, check: str, row: Row) -> Difference | None:
+    """The most specific difference covering ``row`` (one naming the check before one naming
+    only the scenario, before one for every scenario)."""
+    found = [d for d in DIFFERENCES if d.covers(mode, scenario, check, row)]
+    return max(found, key=lambda d: (d.check is not None, d.scenario is not None), default=None)
+
+
+def judge(mode: str, scenario: str, result: Result) -> tuple[str, str]:
+    """(``pass`` | ``expected-difference`` | ``fail``, why) for one check's result in ``mode``;
+    for an expected difference, ``why`` is the differences' keys and reasons."""
+    if result.error is not None:
+        return FAIL, f"error: {result.error}"
+    if not result.rows:
+        return FAIL, "no expectation was evaluated"
+    problems: list[str] = []
+    used: dict[str, str] = {}
+    for row in result.rows:
+        d = covering(mode, scenario, result.check, row)
+        if d is None:
+            if not row.ok:
+                problems.append(f"{row.expectation}: expected {row.expected}; observed {row.observed}")
+        elif row.ok:
+            problems.append(f"{row.expectation}: declared difference {d.key} did not occur "
+                            f"(observed {row.observed}); remove it from testbed.verify.parity")
+        elif re.fullmatch(d.observed, row.observed, re.S) is None:
+            problems.append(f"{row.expectation}: observed {row.observed!r}, declared by {d.key}: /{d.observed}/")
+        else:
+            used[d.key] = d.reason
+    if problems:
+        return FAIL, "\n".join(problems)
+    if used:
+        return EXPECTED, "; ".join(f"[{k}] {r}" for k, r in sorted(used.items()))
+    return PASS, ""
