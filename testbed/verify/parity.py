@@ -100,6 +100,13 @@ DIFFERENCES: tuple[Difference, ...] = (
         "forwards to every endpoint (reported as an Event on the Service)",
         scenario="nodeport-local", check="node-without-endpoint"),
     Difference(
+        "nftables-hairpin-invalid", "nftables", "hairpin", r"request arrives on .*, nothing comes back on it",
+        r"in: [1-9]\d* frames; back: [1-9]\d* frames",
+        "with a promiscuous bridge and no hairpin, the node forwards the DNATed SYN back to the pod "
+        "un-SNATed as a conntrack-INVALID packet: iptables mode drops it in KUBE-FORWARD (--ctstate "
+        "INVALID -j DROP), upstream's nftables mode has no such rule; the connection fails either way",
+        scenario="hairpin-promiscuous", check="hairpin-fails"),
+    Difference(
         "ipvs-etp-local", "ipvs", "reach", r"dropped .*", r"answered by .*",
         "IPVS mode with externalTrafficPolicy: Local on a node without a local endpoint falls back "
         "to the cluster's endpoints (upstream PR #97081) instead of dropping",
