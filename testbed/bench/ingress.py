@@ -83,14 +83,16 @@ def parse_wrk(out: str) -> dict:
         r[f"p{pct}_ms"] = round(_ms(m[1]), 3) if m else None
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    r["socket_errors"] = sum(int(x) for x in sock.groups()) if sock else 0
+    r["socket_errors"] = dict(zip(("connect", "read", "write", "timeout"), (int(x) for x in sock.groups()))) \
+        if sock else {}
     r["non_2xx"] = int(non2xx[1]) if non2xx else 0
-    r["failed"] = r["socket_errors"] + r["non_2xx"]
+    r["failed"] = sum(r["socket_errors"].values()) + r["non_2xx"]
     return r
 
 
-def wrk_argv(url: str, seconds: int, connections: int, threads: int) -> list[str]:
-    return ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-H", f"Host: {HOST}", url]
+def wrk_argv(url: str, seconds: int, connections: int, threads: int, close: bool = False) -> list[str]:
+    extra = ["-H", "Connection: close"] if close else []
+    return ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-H", f"Host: {HOST}", *extra, url]
 
 
 class Bench:
@@ -128,8 +130,12 @@ class Bench:
             raise RuntimeError(f"wrk failed ({p.returncode}): {p.stderr.strip() or p.stdout[-300:]}")
         return parse_wrk(p.stdout)
 
-    def changes(self, count: int, seconds: int, connections: int, threads: int) -> dict:
-        argv = wrk_argv(f"http://{self.node_ip}:{self.ingress_port}/", seconds, connections, threads)
+    def changes(self, count: int, seconds: int, connections: int, threads: int, close: bool) -> dict:
+        """*count* Ingress changes under wrk's load; ``close``: a new connection per request
+        (the load's failures are then the reload's), else keep-alive connections, which an old
+        nginx worker closes when idle after a reload: a request wrk sends on one at that moment
+        fails with a read error (wrk does not retry, as browsers do)."""
+        argv = wrk_argv(f"http://{self.node_ip}:{self.ingress_port}/", seconds, connections, threads, close)
         load = popen(argv, netns=self.ext, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                      env={**os.environ, "TESTBED_CLUSTER": self.c.name})
         follow = []
@@ -166,7 +172,8 @@ def run(seconds: int, connections: int, threads: int, changes: int, replicas: in
         out = {"seconds": seconds, "connections": connections, "threads": threads, "replicas": replicas,
                "ingress": b.wrk(b.ingress_port, seconds, connections, threads),
                "nodeport": b.wrk(DIRECT_NODE_PORT, seconds, connections, threads)}
-        out["changes"] = b.changes(changes, change_seconds, connections, threads)
+        out["changes"] = b.changes(changes, change_seconds, connections, threads, close=True)
+        out["changes_keepalive"] = b.changes(changes, change_seconds, connections, threads, close=False)
         return out
     finally:
         c.down()
@@ -192,11 +199,12 @@ def main() -> None:
     for key, label in (("ingress", "ingress-nginx NodePort"), ("nodeport", "backend NodePort (direct)")):
         w = r[key]
         print(f"{label:<28} {w['rps']:>9.0f} {w['p50_ms']:>6.2f} ms {w['p99_ms']:>6.2f} ms {w['failed']:>7}")
-    ch = r["changes"]
-    print(f"Ingress change -> traffic follows: p50 {ch['follow_p50_ms']} ms, p99 {ch['follow_p99_ms']} ms, "
-          f"max {ch['follow_max_ms']} ms ({ch['changes']} changes)")
-    print(f"under load during the changes: {ch['load']['requests']} requests, {ch['load']['failed']} failed "
-          f"({ch['load']['non_2xx']} non-2xx, {ch['load']['socket_errors']} socket errors)")
+    for key, label in (("changes", "new connection per request"), ("changes_keepalive", "keep-alive connections")):
+        ch = r[key]
+        errors = ", ".join(f"{k} {v}" for k, v in ch["load"]["socket_errors"].items() if v) or "none"
+        print(f"{ch['changes']} Ingress changes under load ({label}): traffic follows in p50 {ch['follow_p50_ms']} ms, "
+              f"p99 {ch['follow_p99_ms']} ms; {ch['load']['requests']} requests, {ch['load']['failed']} failed "
+              f"({ch['load']['non_2xx']} non-2xx; socket errors: {errors})")
 
 
 if __name__ == "__main__":
