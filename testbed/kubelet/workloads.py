@@ -213,6 +213,10 @@ class IngressNginxLauncher(ProcessLauncher):
         cluster = self.rt.plan.cluster
         directory = os.path.join(state.directory(cluster), "ingress", f"{ns}_{name}")
         kept, ignored = ingress_controller_flags(c.program.argv)  # c.argv: the last start's command
+        if not any(f.startswith("--publish-status-address=") for f in kept) and run.node_ip:
+            # as upstream without --publish-service: Ingresses show the address of the node
+            # the controller runs on (where its NodePort answers), not the pod's
+            kept.append(f"--publish-status-address={run.node_ip}")
         argv = [sys.executable, "-m", "testbed.ingress", "--api", controlplane.socket_path(cluster),
                 "--pod", f"{ns}/{name}", "--dir", directory, *kept]
         if ignored:
