@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from cryptography import x509
 
 from .model import Http, HttpRequest
-from .probe import Answer, SocketFactory, _classify
+from .probe import Answer, SocketFactory, classify
 from .resolve import Source, Target
 from .timeouts import ANSWER_TIMEOUT
 
@@ -86,7 +86,7 @@ def request(factory: SocketFactory, ip: str, port: int, req: HttpRequest, timeou
         while chunk := s.recv(65536):
             buf += chunk
     except (OSError, ssl.SSLError) as exc:
-        return HttpAnswer(_classify(exc), time.monotonic() - t0, local=local, detail=str(exc) or type(exc).__name__)
+        return HttpAnswer(classify(exc), time.monotonic() - t0, local=local, detail=str(exc) or type(exc).__name__)
     finally:
         s.close()
     try:
