@@ -660,8 +660,9 @@ def scenario_problems(checks: Any, manifests: list[dict], nodes: list[str], exte
 
 def parse_checks(scenario) -> list[Check]:
     """Checks of a validated Scenario."""
-    ctx = context_from_scenario(scenario.manifests, [n.name for n in scenario.nodes],
-                                [e.name for e in scenario.externals])
+    from ..addons import objects
+    ctx = context_from_scenario(objects(scenario.addons, scenario) + scenario.manifests,
+                                [n.name for n in scenario.nodes], [e.name for e in scenario.externals])
     checks, problems = validate(scenario.checks, ctx)
     if problems:
         from ..errors import ValidationError
