@@ -60,10 +60,9 @@ def ingress(backend: str) -> dict:
 
 def scenario(name: str, replicas: int) -> dict:
     return {"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": name},
-            "spec": {"nodes": 2, "externals": 1},
-            "manifests": ingress_nginx.objects(None) + [
-                deployment("blue", replicas), deployment("green", replicas),
-                service("blue", DIRECT_NODE_PORT), service("green", None), ingress("blue")]}
+            "spec": {"nodes": 2, "externals": 1, "addons": [ingress_nginx.NAME]},
+            "manifests": [deployment("blue", replicas), deployment("green", replicas),
+                          service("blue", DIRECT_NODE_PORT), service("green", None), ingress("blue")]}
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}

@@ -1,4 +1,4 @@
-"""The ingress-nginx add-on's objects run by the kubelet: the controller image starts the
+"""The ingress-nginx add-on run by the kubelet: the controller image starts the
 testbed's controller and nginx in its pod's namespace, echoserver pods answer as JSON, and
 nginx stops with its pod (needs root)."""
 
@@ -35,13 +35,13 @@ def manifests() -> list[dict]:
     ing = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web", "namespace": "default"},
            "spec": {"ingressClassName": "nginx", "rules": [{"host": HOST, "http": {"paths": [
                {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "a", "port": {"number": 80}}}}]}}]}}
-    return ingress_nginx.objects(None) + [echo, svc, ing]
+    return [echo, svc, ing]
 
 
 @pytest.fixture(scope="module")
 def cluster():
     doc = {"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": CLUSTER},
-           "spec": {"nodes": 2, "externals": 1}, "manifests": manifests()}
+           "spec": {"nodes": 2, "externals": 1, "addons": [ingress_nginx.NAME]}, "manifests": manifests()}
     c = Cluster.up(parse(doc))
     try:
         with c.api() as api:

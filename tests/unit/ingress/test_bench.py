@@ -47,6 +47,6 @@ def test_wrk_argv_sends_the_host_header_and_optionally_closes():
 def test_the_bench_cluster_is_a_valid_scenario():
     s = parse(bench.scenario("bing1", 2))
     kinds = [(o["kind"], o["metadata"]["name"]) for o in s.manifests]
-    assert ("Deployment", "ingress-nginx-controller") in kinds and ("Ingress", "bench") in kinds
+    assert s.addons == ["ingress-nginx"] and ("Ingress", "bench") in kinds
     blue = next(o for o in s.manifests if o["kind"] == "Service" and o["metadata"]["name"] == "blue")
     assert blue["spec"]["ports"][0]["nodePort"] == bench.DIRECT_NODE_PORT
