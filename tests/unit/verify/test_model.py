@@ -54,7 +54,7 @@ def test_every_problem_at_once_with_paths_and_allowed_values():
 
 @pytest.mark.parametrize("check,message", [
     (ok(name="x", **{"from": "pod/nope"}), "checks[0].from: unknown pod 'nope'; pods: client, web-1"),
-    (ok(to={"service": "nope"}), "checks[0].to.service: unknown service 'nope'; services: web"),
+    (ok(to={"service": "nope"}), "checks[0].to.service: unknown service 'nope'; services: kube-system/kube-dns, web"),
     (ok(to={"service": "web", "port": 81}), "checks[0].to.port: service 'web' has no port 81; ports: http"),
     (ok(to={"service": "web", "via": "nodePort"}), "checks[0].to.node: required with via nodePort (which node's address to use)"),
     (ok(to={"service": "web", "via": "nodePort", "node": "n9"}), "checks[0].to.node: unknown node 'n9'; nodes: node1, node2"),
