@@ -270,11 +270,7 @@ class _Parser:
         if not isinstance(checks, list):
             self.err("checks", "must be a list")
             checks = []
-        elif manifests_ok:  # hook: testbed.verify owns the checks format; it reads the
-            # manifests too, so it only sees them once they are known to be well formed
-            from .verify.model import scenario_problems
-            self.problems += scenario_problems(checks, manifests, [n.name for n in nodes], [e.name for e in externals])
-        return Scenario(
+        scenario = Scenario(
             name=name, nodes=nodes, externals=externals, pod_network=pod_net or ipaddress.IPv4Network("10.244.0.0/16"),
             node_prefix=prefix or 24, service_network=svc_net or ipaddress.IPv4Network("10.96.0.0/12"),
             underlay_network=und_net or ipaddress.IPv4Network("172.20.10.0/24"), underlay_mtu=mtu or 1500,
@@ -284,6 +280,15 @@ class _Parser:
             source=self.source, description=str(meta.get("description", "")),
             manifest_origins=self.origins,
         )
+        if manifests_ok and checks:  # hook: testbed.verify owns the checks format; it reads the
+            # manifests too, so it only sees them once they are known to be well formed, and the
+            # add-ons' objects (a check may target ingress-nginx's Service)
+            from .addons import REGISTRY, objects
+            from .verify.model import scenario_problems
+            installed = objects([a for a in addons if a in REGISTRY], scenario)
+            self.problems += scenario_problems(checks, installed + manifests, [n.name for n in nodes],
+                                               [e.name for e in externals])
+        return scenario
 
     def proxy_timing(self, value: Any) -> tuple[float, float]:
         """``spec.proxy``: kube-proxy's ``minSyncPeriod`` and ``syncPeriod`` (upstream's rules:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import coredns
+from . import coredns, ingress_nginx
 
-REGISTRY: dict[str, ModuleType] = {m.NAME: m for m in (coredns,)}
+REGISTRY: dict[str, ModuleType] = {m.NAME: m for m in (coredns, ingress_nginx)}
 NAMES: tuple[str, ...] = tuple(REGISTRY)
 DEFAULT: tuple[str, ...] = (coredns.NAME,)
 

@@ -7,6 +7,7 @@ reads or writes /etc/nginx or /var/log/nginx.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -25,6 +26,15 @@ TMP_DIRS = ("client-body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 class NginxError(RuntimeError):
     pass
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the forked child: if the controller is killed outright (SIGKILL when its pod's grace
+    period runs out), nginx must not outlive it holding the pod's ports."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def _write(path: Path, content: str, mode: int) -> None:
@@ -110,7 +120,8 @@ class Nginx:
         deadline = time.monotonic() + timeout
         with DirWatch(str(self.directory)) as watch:
             self.proc = subprocess.Popen(_cmd(self.directory, self.conf, "-g", "daemon off;"),
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                         preexec_fn=_die_with_parent)
             threading.Thread(target=self._follow_log, args=(self.proc,), name="nginx-log", daemon=True).start()
             while not (pid_file.exists() and pid_file.read_text().strip()):
                 if self.proc.poll() is not None:

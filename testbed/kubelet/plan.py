@@ -16,16 +16,27 @@ ANN_BACKOFF = "testbed.io/restart-backoff-seconds"
 
 PROCESS = "process"
 DEFAULT_WORKLOAD = "echo"
+ECHOSERVER = "echoserver"
+INGRESS_NGINX = "ingress-nginx"
 # Image repository (without tag or digest) -> the testbed's built-in program for it, whose
 # launcher is registered under the same name in ``workloads.launchers``. Any image not listed
 # that has neither ``command`` nor ``args`` runs the default echo workload (the testbed/echo
 # images among them), so the echo image needs no entry of its own.
 COREDNS = "coredns"
-BUILTIN_IMAGES: dict[str, str] = {"registry.k8s.io/coredns/coredns": COREDNS}
 CLUSTER_DOMAIN = "cluster.local"
 # kubelet's limits (pkg/kubelet/network/dns): glibc reads at most 3 nameservers and 32 search paths
 MAX_NAMESERVERS = 3
 MAX_SEARCH = 32
+BUILTIN_IMAGES: dict[str, str] = {
+    "registry.k8s.io/coredns/coredns": COREDNS,
+    # ingress tutorials' backend: the default workload answering every path with the request
+    "registry.k8s.io/echoserver": ECHOSERVER,
+    # the testbed's ingress-nginx equivalent (real nginx in the pod's namespace)
+    "registry.k8s.io/ingress-nginx/controller": INGRESS_NGINX,
+}
+# Kinds stopped as a process is: SIGTERM, then SIGKILL once the grace period is over (the ingress
+# controller then stops nginx gracefully, so in-flight requests finish).
+PROCESS_KINDS = frozenset({PROCESS, INGRESS_NGINX})
 
 
 @dataclass(frozen=True)

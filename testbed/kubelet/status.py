@@ -7,7 +7,7 @@ import datetime as _dt
 import subprocess
 
 from . import prober
-from .plan import ANN_BACKOFF, ANN_KILL, ANN_READY, PROCESS, PodPlan, program_for
+from .plan import ANN_BACKOFF, ANN_KILL, ANN_READY, PROCESS_KINDS, PodPlan, program_for
 
 
 def now() -> str:
@@ -33,7 +33,7 @@ class Ctr:
         self.name = spec.get("name") or f"c{index}"
         self.program = program_for(spec)
         self.argv = list(self.program.argv)
-        self.process = self.program.kind == PROCESS
+        self.process = self.program.kind in PROCESS_KINDS
         self.state = "waiting"
         self.reason = "PodInitializing" if not init else ""
         self.message = ""

@@ -18,9 +18,10 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Protocol
 
-from .. import cgroups, exec, state
+from .. import cgroups, controlplane, exec, state
+from ..workload.http import workload_mode
 from . import etcfiles, sandbox, volumes
-from .plan import COREDNS, DEFAULT_WORKLOAD, PROCESS, container_env, image_version
+from .plan import COREDNS, DEFAULT_WORKLOAD, ECHOSERVER, INGRESS_NGINX, PROCESS, container_env, image_version
 from .status import Ctr, PodRun, now
 
 if TYPE_CHECKING:
@@ -102,8 +103,9 @@ class EchoLauncher:
 
     drains = True
 
-    def __init__(self, rt: PodRuntime):
+    def __init__(self, rt: PodRuntime, label: str = "testbed/echo"):
         self.rt = rt
+        self.label = label
 
     @staticmethod
     def _ports(run: PodRun, c: Ctr) -> list[tuple[int, str]]:
@@ -119,22 +121,24 @@ class EchoLauncher:
         ns, name = run.key
         ports = self._ports(run, c)
         version = image_version(c.spec.get("image"))
+        mode = workload_mode(c.spec.get("image"))
         c.wl_key = f"{ns}/{name}" if c is next((x for x in run.all() if not x.process), None) \
             else f"{ns}/{name}/{c.name}"
         if ports:
-            self.rt.workloads.add_pod(c.wl_key, run.plan.netns, name, ports, version, ready=not run.forced_unready)
+            self.rt.workloads.add_pod(c.wl_key, run.plan.netns, name, ports, version,
+                                      ready=not run.forced_unready, mode=mode)
         else:
             c.wl_key = None
         with open(self.rt.log_file(run, c), "a") as f:
-            f.write(f"{now()} testbed/echo {version}: serving pod {name} on "
+            f.write(f"{now()} {self.label} {version}: serving pod {name} on "
                     f"{', '.join(f'{p}/{t}' for p, t in ports) or 'no ports'}\n")
-        return f"the default workload ({version})"
+        return f"the default workload ({version}{', echo mode' if mode == 'echo' else ''})"
 
     def signal(self, run: PodRun, c: Ctr, sig: int) -> None:
         if c.wl_key:
             self.rt.workloads.remove_pod(c.wl_key)
         with contextlib.suppress(OSError), open(self.rt.log_file(run, c), "a") as f:
-            f.write(f"{now()} testbed/echo: stopped ({signal.Signals(sig).name})\n")
+            f.write(f"{now()} {self.label}: stopped ({signal.Signals(sig).name})\n")
         code = 0 if sig == signal.SIGTERM else 128 + sig  # the echo server exits 0 on SIGTERM
         self.rt.exited(run, c, code, None if sig == signal.SIGTERM else sig)
 
@@ -175,6 +179,57 @@ class CorednsLauncher(ProcessLauncher):
         return "the cluster DNS server (CoreDNS-1.11.3 equivalent)"
 
 
+# upstream's controller flags that ``python -m testbed.ingress`` implements; the image's other
+# flags (leader election, webhook, configmap) configure machinery the testbed does not have
+INGRESS_FLAGS = ("--ingress-class", "--controller-class", "--publish-status-address")
+
+
+def ingress_controller_flags(args: list[str] | tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """The container's args as upstream's manifest writes them (``/nginx-ingress-controller
+    --ingress-class=nginx ...``) -> (flags for ``python -m testbed.ingress``, flags it ignores)."""
+    args = list(args)
+    if args and not args[0].startswith("-"):
+        args = args[1:]  # the image's binary, as upstream's manifest names it
+    kept: list[str] = []
+    ignored: list[str] = []
+    i = 0
+    while i < len(args):
+        flag, eq, value = args[i].partition("=")
+        if not eq and i + 1 < len(args) and not args[i + 1].startswith("-"):
+            value, i = args[i + 1], i + 1
+        (kept if flag in INGRESS_FLAGS else ignored).append(f"{flag}={value}" if value or eq else flag)
+        i += 1
+    return kept, ignored
+
+
+class IngressNginxLauncher(ProcessLauncher):
+    """The ingress-nginx controller image: ``python -m testbed.ingress`` forked in the pod's
+    namespace; it runs nginx as its child there, reloads it on changes and stops it (SIGQUIT,
+    in-flight requests finish) when SIGTERM stops the pod. Its files live in the cluster's state
+    directory, so ``down`` removes them."""
+
+    def start(self, run: PodRun, c: Ctr) -> str:
+        ns, name = run.key
+        cluster = self.rt.plan.cluster
+        directory = os.path.join(state.directory(cluster), "ingress", f"{ns}_{name}")
+        kept, ignored = ingress_controller_flags(c.program.argv)  # c.argv: the last start's command
+        if not any(f.startswith("--publish-status-address=") for f in kept) and run.node_ip:
+            # as upstream without --publish-service: Ingresses show the address of the node
+            # the controller runs on (where its NodePort answers), not the pod's
+            kept.append(f"--publish-status-address={run.node_ip}")
+        argv = [sys.executable, "-m", "testbed.ingress", "--api", controlplane.socket_path(cluster),
+                "--pod", f"{ns}/{name}", "--dir", directory, *kept]
+        if ignored:
+            with open(self.rt.log_file(run, c), "a") as f:
+                f.write(f"{now()} flags the testbed controller does not implement, ignored: {' '.join(ignored)}\n")
+        env = container_env(run.pod, c.spec, run.plan.ip, run.node_ip)
+        env["TESTBED_CLUSTER"] = cluster
+        c.argv = argv
+        self.spawn(run, c, env)
+        return f"the ingress-nginx controller (nginx, state in {directory})"
+
+
 def launchers(rt: PodRuntime) -> dict[str, Launcher]:
     """Every program kind ``plan.program_for`` can name, with its launcher."""
-    return {PROCESS: ProcessLauncher(rt), DEFAULT_WORKLOAD: EchoLauncher(rt), COREDNS: CorednsLauncher(rt)}
+    return {PROCESS: ProcessLauncher(rt), DEFAULT_WORKLOAD: EchoLauncher(rt), COREDNS: CorednsLauncher(rt),
+            ECHOSERVER: EchoLauncher(rt, label="echoserver"), INGRESS_NGINX: IngressNginxLauncher(rt)}

@@ -19,6 +19,14 @@
           steady: {...}                     # traffic across an action (rolling update, pod replacement)
           doctor: {selector: fail}          # what ``testbed doctor`` finds for to.service / to.pod:
                                             # check name -> ok | warn | fail (no request is sent)
+          http:                             # an HTTP(S) request, e.g. through an ingress controller
+            request: {host: foo.example.com, path: /api, scheme: https, sni: foo.example.com,
+                      auth: {username: foo, password: bar}, headers: {X-Name: value}}
+            status: 200                     # the response's status (default 200)
+            answeredBy: [echo-a]            # the pod that answered (the echoserver's "hostname")
+            headers: {location: "https://foo.example.com/"}   # response headers ("*": present)
+            backendHeaders: {x-forwarded-proto: https}        # request headers the backend saw
+            certificate: {subject: CN=foo.example.com}        # the server certificate (https)
 
 A DNS check has ``dns:`` instead of ``to:`` (module ``verify.dns``):
       - name: web-resolves
@@ -55,18 +63,26 @@ DNS_FIELDS = ("name", "type", "server", "protocol")
 DNS_EXPECT = ("rcode", "answers")
 DNS_TYPES = ("A", "AAAA", "SRV", "PTR", "CNAME", "TXT", "SOA", "NS", "MX", "ANY")
 RCODES = ("NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", "NOTIMP", "FORMERR", "timeout")
-EXPECT_FIELDS = ("reach", "backends", "dnat", "source", "vxlan", "hairpin", "rules", "status", "steady", "doctor")
 # the doctor's checks (testbed/troubleshoot/checks.py) and their levels
 DOCTOR_CHECKS = ("service", "selector", "pod-ready", "target-port", "endpointslices", "kube-proxy", "rules",
                  "hairpin", "dns", "conntrack", "arp")
 DOCTOR_LEVELS = ("ok", "warn", "fail")
+EXPECT_FIELDS = ("reach", "backends", "dnat", "source", "vxlan", "hairpin", "rules", "status", "steady", "doctor",
+                 "http")
+HTTP_FIELDS = ("request", "status", "answeredBy", "headers", "backendHeaders", "certificate")
+HTTP_REQUEST_FIELDS = ("host", "path", "scheme", "sni", "auth", "headers")
+HTTP_SCHEMES = ("http", "https")
+AUTH_FIELDS = ("username", "password")
+CERT_FIELDS = ("subject",)
+HOST = re.compile(r"^[A-Za-z0-9*]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?$")
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 BACKENDS_FIELDS = ("requests", "pods", "distinct", "silent")
 VXLAN_FIELDS = ("ttl", "mtu")
 STEADY_FIELDS = ("action", "until", "maxFailures", "socket", "rate", "timeout")
 ACTION_FIELDS = ("apply", "delete")
 UNTIL_FIELDS = ("answeredBy", "version", "rollout")
 TO_FIELDS = ("service", "pod", "ip", "namespace", "port", "via", "node")
-NEEDS_ANSWER = ("backends", "dnat", "source", "vxlan", "hairpin", "steady")
+NEEDS_ANSWER = ("backends", "dnat", "source", "vxlan", "hairpin", "steady", "http")
 
 
 @dataclass(frozen=True)
@@ -140,6 +156,30 @@ class DnsQuery:
 
 
 @dataclass(frozen=True)
+class HttpRequest:
+    host: str | None = None  # the Host header (and SNI for https unless ``sni`` says otherwise)
+    path: str = "/"
+    scheme: str = "http"
+    sni: str | None = None
+    auth: tuple[str, str] | None = None  # basic-auth (username, password)
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def server_name(self) -> str | None:
+        return self.sni or (self.host.rsplit(":", 1)[0] if self.host else None)
+
+
+@dataclass(frozen=True)
+class Http:
+    request: HttpRequest = field(default_factory=HttpRequest)
+    status: int = 200
+    answered_by: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()  # lower-case names
+    backend_headers: tuple[tuple[str, str], ...] = ()
+    certificate_subject: str | None = None
+
+
+@dataclass(frozen=True)
 class Check:
     name: str
     source: Endpoint | None
@@ -160,12 +200,14 @@ class Check:
     rcode: str | None = None
     answers: tuple[str, ...] | None = None
     doctor: tuple[tuple[str, str], ...] = ()   # (doctor check, level)
+    http: Http | None = None
 
     @property
     def expected_reach(self) -> str | None:
         if self.reach:
             return self.reach
-        if any(getattr(self, a) for a in ("backends", "dnat", "expect_source", "vxlan", "steady")) or self.hairpin:
+        if any(getattr(self, a) for a in ("backends", "dnat", "expect_source", "vxlan", "steady", "http")) \
+                or self.hairpin:
             return "answered"
         return None
 
@@ -359,6 +401,60 @@ class _V:
         return Steady(tuple(apply), tuple(delete), dict(until), mf, sock or "per-request", rate or 50.0,
                       timeout or 60.0)
 
+    def header_map(self, value: Any, path: str) -> tuple[tuple[str, str], ...]:
+        if not isinstance(value, dict) or not all(isinstance(k, str) and HEADER_NAME.match(k) and isinstance(v, str)
+                                                  for k, v in value.items()):
+            self.err(path, "must be a mapping of header names to string values")
+            return ()
+        return tuple((k.lower(), v) for k, v in value.items())
+
+    def http(self, value: Any, path: str) -> Http | None:
+        h = self.mapping(value, path, HTTP_FIELDS)
+        if h is None:
+            return None
+        req = HttpRequest()
+        if "request" in h:
+            r = self.mapping(h["request"], f"{path}.request", HTTP_REQUEST_FIELDS) or {}
+            host = r.get("host")
+            if host is not None and not (isinstance(host, str) and HOST.match(host)):
+                self.err(f"{path}.request.host", f"{host!r} is not a host name (Host header)")
+                host = None
+            sni = r.get("sni")
+            if sni is not None and not (isinstance(sni, str) and HOST.match(sni) and ":" not in sni):
+                self.err(f"{path}.request.sni", f"{sni!r} is not a server name")
+                sni = None
+            target = r.get("path", "/")
+            if not isinstance(target, str) or not target.startswith("/") or any(c in target for c in " \r\n"):
+                self.err(f"{path}.request.path", f"{target!r} is not an absolute path (/..., no spaces)")
+                target = "/"
+            scheme = self.enum(r.get("scheme", "http"), f"{path}.request.scheme", HTTP_SCHEMES) or "http"
+            if sni is not None and scheme != "https":
+                self.err(f"{path}.request.sni", "only with scheme https")
+            auth = None
+            if "auth" in r:
+                a = self.mapping(r["auth"], f"{path}.request.auth", AUTH_FIELDS)
+                if a is not None:
+                    if not all(isinstance(a.get(k), str) for k in AUTH_FIELDS):
+                        self.err(f"{path}.request.auth", "needs username and password (strings)")
+                    else:
+                        auth = (a["username"], a["password"])
+            headers = self.header_map(r["headers"], f"{path}.request.headers") if "headers" in r else ()
+            req = HttpRequest(host, target, scheme, sni, auth, headers)
+        status = self.integer(h.get("status", 200), f"{path}.status", 100, 599) or 200
+        answered = self.pod_names_free(h["answeredBy"], f"{path}.answeredBy") if "answeredBy" in h else ()
+        headers = self.header_map(h["headers"], f"{path}.headers") if "headers" in h else ()
+        backend = self.header_map(h["backendHeaders"], f"{path}.backendHeaders") if "backendHeaders" in h else ()
+        subject = None
+        if "certificate" in h:
+            cert = self.mapping(h["certificate"], f"{path}.certificate", CERT_FIELDS) or {}
+            subject = cert.get("subject")
+            if not isinstance(subject, str) or "=" not in subject:
+                self.err(f"{path}.certificate.subject", f"{subject!r} is not a subject (RFC 4514: CN=name,O=org)")
+                subject = None
+            elif req.scheme != "https":
+                self.err(f"{path}.certificate", "only with request.scheme https")
+        return Http(req, status, answered, headers, backend, subject)
+
     def pod_names_free(self, value: Any, path: str) -> tuple[str, ...]:
         """Pod names that may be created by the check's own action (not cross-referenced)."""
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
@@ -489,6 +585,7 @@ class _V:
                 self.err(f"{path}.expect.doctor", "cannot be combined with other expectations (it sends no request)")
             if to is not None and not (to.service or to.pod):
                 self.err(f"{path}.expect.doctor", "needs a service or pod destination (to.service or to.pod)")
+        http = self.http(e["http"], f"{path}.expect.http") if "http" in e else None
         if status is not None and (to is None or to.via != "healthCheck"):
             self.err(f"{path}.expect.status", "only with to.via healthCheck (the HTTP status of the health check port)")
 
@@ -513,14 +610,21 @@ class _V:
             self.err(f"{path}.expect.vxlan.mtu", f"the MTU probe is sent from a pod (from: pod/NAME), got {src}")
         if steady is not None and steady.socket == "shared" and protocol != "UDP":
             self.err(f"{path}.expect.steady.socket", "shared (one socket, one conntrack entry) needs protocol: UDP")
-        if steady is not None and set(e) - {"steady", "reach"}:
-            self.err(f"{path}.expect.steady", "cannot be combined with other expectations (it changes the cluster)")
+        if steady is not None and set(e) - {"steady", "reach", "http"}:
+            self.err(f"{path}.expect.steady", "cannot be combined with other expectations (it changes the cluster)"
+                     " except http (the request its traffic sends)")
+        if http is not None and protocol != "TCP":
+            self.err(f"{path}.expect.http", "HTTP runs over TCP; use protocol: TCP")
+        if http is not None and set(e) - {"http", "reach", "steady", "rules"}:
+            self.err(f"{path}.expect.http", "combines only with reach, rules and steady")
+        if http is not None and to is not None and to.via == "healthCheck":
+            self.err(f"{path}.expect.http", "not with to.via healthCheck (use expect.status)")
         if len(self.problems) > n0:
             return None
         return Check(name=name, source=src, to=to, protocol=protocol, retries=retries,
                      description=str(c.get("description", "")), reach=reach, backends=backends, dnat=dnat,
                      expect_source=source, vxlan=vx, hairpin=hairpin, rules=rules, steady=steady, status=status,
-                     doctor=doctor)
+                     doctor=doctor, http=http)
 
 
 def validate(raw: Any, ctx: Context | None = None, path: str = "checks") -> tuple[list[Check], list[Problem]]:
@@ -556,8 +660,9 @@ def scenario_problems(checks: Any, manifests: list[dict], nodes: list[str], exte
 
 def parse_checks(scenario) -> list[Check]:
     """Checks of a validated Scenario."""
-    ctx = context_from_scenario(scenario.manifests, [n.name for n in scenario.nodes],
-                                [e.name for e in scenario.externals])
+    from ..addons import objects
+    ctx = context_from_scenario(objects(scenario.addons, scenario) + scenario.manifests,
+                                [n.name for n in scenario.nodes], [e.name for e in scenario.externals])
     checks, problems = validate(scenario.checks, ctx)
     if problems:
         from ..errors import ValidationError

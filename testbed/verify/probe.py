@@ -35,7 +35,7 @@ class Answer:
         return self.clientip.rsplit(":", 1)[0] if self.clientip else None
 
 
-def _classify(exc: BaseException) -> str:
+def classify(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "refused"
     if isinstance(exc, (socket.timeout, TimeoutError)):
@@ -61,7 +61,7 @@ def tcp(factory: SocketFactory, ip: str, port: int, token: str, timeout: float, 
                 break
             buf += chunk
     except OSError as exc:
-        return Answer(_classify(exc), time.monotonic() - t0, local=local, detail=str(exc) or type(exc).__name__)
+        return Answer(classify(exc), time.monotonic() - t0, local=local, detail=str(exc) or type(exc).__name__)
     finally:
         s.close()
     head, _, body = buf.partition(b"\r\n\r\n")
@@ -102,7 +102,7 @@ def udp(factory: SocketFactory, ip: str, port: int, token: str, timeout: float,
                 break
             replies.append(data)
     except OSError as exc:
-        return Answer(_classify(exc), time.monotonic() - t0, detail=str(exc) or type(exc).__name__)
+        return Answer(classify(exc), time.monotonic() - t0, detail=str(exc) or type(exc).__name__)
     finally:
         if own:
             s.close()
@@ -141,6 +141,6 @@ def udp_mtu(factory: SocketFactory, ip: str, port: int, token: str, size: int, t
             over = "EMSGSIZE" if exc.errno == errno.EMSGSIZE else str(exc)
         return ans, over
     except OSError as exc:
-        return Answer(_classify(exc), time.monotonic() - t0, detail=str(exc)), "-"
+        return Answer(classify(exc), time.monotonic() - t0, detail=str(exc)), "-"
     finally:
         s.close()

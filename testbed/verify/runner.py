@@ -7,7 +7,8 @@ check). Bulk request loops use plain sockets. Waiting is on state (API watches, 
 proxies' metrics files, captures and sockets), never fixed sleeps.
 
 Each check kind lives in its own module (``rules``, ``health``, ``request``, ``spread``,
-``steady``, ``dns``, ``doctor``); a check run combines them with its capture points (``captures``).
+``steady``, ``http``, ``dns``, ``doctor``); a check run combines them with its capture points
+(``captures``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .captures import Captures
 from .dns import DnsCheck
 from .doctor import DoctorCheck
 from .health import HealthCheck
+from .http import HttpCheck
 from .model import Check
 from .report import Result, evidence_dir
 from .request import RequestCheck
@@ -77,7 +79,8 @@ class Verifier(Settler, Resolver):
 
 
 
-class _Run(Captures, RulesCheck, HealthCheck, RequestCheck, SpreadCheck, SteadyCheck, DnsCheck, DoctorCheck):
+class _Run(Captures, RulesCheck, HealthCheck, RequestCheck, SpreadCheck, SteadyCheck, HttpCheck, DnsCheck,
+           DoctorCheck):
     def __init__(self, v: Verifier, check: Check, result: Result, evidence: str):
         self.v, self.check, self.r, self.ev = v, check, result, evidence
         self.caps: dict[str, Capture] = {}
@@ -112,6 +115,9 @@ class _Run(Captures, RulesCheck, HealthCheck, RequestCheck, SpreadCheck, SteadyC
             if c.status is not None:
                 self.health(src, tgt)
                 return
+            if c.http:
+                self.http(src, tgt)
+                return
             self.request(src, tgt)
             if c.backends:
                 self.backends(src, tgt, pods)
@@ -123,6 +129,6 @@ class _Run(Captures, RulesCheck, HealthCheck, RequestCheck, SpreadCheck, SteadyC
         c = self.check
         names = {"reach": c.reach, "backends": c.backends, "dnat": c.dnat, "source": c.expect_source,
                  "vxlan": c.vxlan, "hairpin": c.hairpin is not None, "rules": c.rules, "steady": c.steady,
-                 "status": c.status is not None, "rcode": c.rcode, "answers": c.answers is not None,
-                 "doctor": c.doctor}
+                 "status": c.status is not None, "http": c.http, "rcode": c.rcode,
+                 "answers": c.answers is not None, "doctor": c.doctor}
         return [k for k, v in names.items() if v]

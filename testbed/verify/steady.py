@@ -1,5 +1,6 @@
 """The ``steady`` check kind: traffic at a fixed rate across an action (apply, delete, a
-rollout), until a declared condition holds, counting failed requests."""
+rollout), until a declared condition holds, counting failed requests. With ``expect.http``
+the traffic is that HTTP(S) request, and an answer with another status counts as failed."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 import uuid
 from collections import Counter
 
-from . import probe
+from . import http, probe
 from .resolve import Source, Target
 from .settle import deployment_done
 from .timeouts import ANSWER_TIMEOUT
@@ -35,7 +36,11 @@ class SteadyCheck:
             period = 1.0 / s.rate
             nxt = time.monotonic()
             while not stop.is_set():
-                if udp:
+                if self.check.http is not None:
+                    a = http.request(f, tgt.ip, tgt.port, self.check.http.request)
+                    if a.outcome == "answered" and a.status != self.check.http.status:
+                        a.outcome = f"status {a.status}"
+                elif udp:
                     a = probe.udp(f, tgt.ip, tgt.port, uuid.uuid4().hex[:8], min(0.5, ANSWER_TIMEOUT),
                                   sock=shared, commands=cmds)
                 else:

@@ -67,9 +67,9 @@ def test_addons_default_and_none():
 
 
 @pytest.mark.parametrize("value, message", [
-    (["nope"], "spec.addons[0]: unknown add-on 'nope'; allowed: coredns"),
+    (["nope"], "spec.addons[0]: unknown add-on 'nope'; allowed: coredns, ingress-nginx"),
     (["coredns", "coredns"], "spec.addons[1]: duplicate add-on 'coredns'"),
-    ("coredns", "spec.addons: must be a list of add-on names; allowed: coredns"),
+    ("coredns", "spec.addons: must be a list of add-on names; allowed: coredns, ingress-nginx"),
 ])
 def test_bad_addons(value, message):
     with pytest.raises(ValidationError) as e:

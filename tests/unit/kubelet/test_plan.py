@@ -51,3 +51,19 @@ def test_container_env_resolves_field_refs():
                    {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}, {"value": "no name"}]}
     env = container_env(pod, ctr, "10.244.1.2", "192.168.0.3")
     assert (env["A"], env["IP"], env["NODE"], env["HOSTNAME"]) == ("x", "10.244.1.2", "node2", "web-1")
+
+
+@pytest.mark.parametrize("image, kind", [
+    ("registry.k8s.io/echoserver:1.10", kplan.ECHOSERVER),
+    ("registry.k8s.io/echoserver", kplan.ECHOSERVER),
+    ("registry.k8s.io/ingress-nginx/controller:v1.12.0", kplan.INGRESS_NGINX),
+    ("registry.k8s.io/ingress-nginx/controller:v1.12.0@sha256:abcd", kplan.INGRESS_NGINX),
+])
+def test_ingress_images_run_their_builtin_programs(image, kind):
+    assert program_for({"image": image}).kind == kind
+
+
+def test_the_ingress_controller_is_a_process_the_echoserver_is_not():
+    from testbed.kubelet.status import Ctr
+    assert Ctr({"image": "registry.k8s.io/ingress-nginx/controller:v1.12.0"}, 0, False).process
+    assert not Ctr({"image": "registry.k8s.io/echoserver:1.10"}, 0, False).process

@@ -54,7 +54,7 @@ def test_every_problem_at_once_with_paths_and_allowed_values():
 
 @pytest.mark.parametrize("check,message", [
     (ok(name="x", **{"from": "pod/nope"}), "checks[0].from: unknown pod 'nope'; pods: client, web-1"),
-    (ok(to={"service": "nope"}), "checks[0].to.service: unknown service 'nope'; services: web"),
+    (ok(to={"service": "nope"}), "checks[0].to.service: unknown service 'nope'; services: kube-system/kube-dns, web"),
     (ok(to={"service": "web", "port": 81}), "checks[0].to.port: service 'web' has no port 81; ports: http"),
     (ok(to={"service": "web", "via": "nodePort"}), "checks[0].to.node: required with via nodePort (which node's address to use)"),
     (ok(to={"service": "web", "via": "nodePort", "node": "n9"}), "checks[0].to.node: unknown node 'n9'; nodes: node1, node2"),
@@ -74,7 +74,7 @@ def test_every_problem_at_once_with_paths_and_allowed_values():
     (ok(expect={"status": 200}), "checks[0].expect.status: only with to.via healthCheck (the HTTP status of the health check port)"),
     (ok(expect={"vxlan": {"mtu": True}}), "checks[0].expect.vxlan.mtu: the MTU probe is a full-size UDP datagram; use protocol: UDP"),
     (ok(expect={"vxlan": False}), "checks[0].expect.vxlan: false is not an expectation; leave vxlan out"),
-    (ok(expect={}), "checks[0].expect: empty; give one or more of reach, backends, dnat, source, vxlan, hairpin, rules, status, steady, doctor"),
+    (ok(expect={}), "checks[0].expect: empty; give one or more of reach, backends, dnat, source, vxlan, hairpin, rules, status, steady, doctor, http"),
     (ok(retries=11), "checks[0].retries: must be an integer from 0 to 10, got 11"),
     ({"name": "x", "to": {"service": "web"}, "expect": {"reach": "answered"}}, "checks[0].from: required: pod/NAME, node/NAME or external/NAME"),
     (ok(expect={"steady": {"action": {}, "until": {"version": "v2"}}}), "checks[0].expect.steady.action: needs apply or delete (what happens while traffic runs)"),
