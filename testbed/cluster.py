@@ -22,7 +22,7 @@ from .dns import upstream
 from .kubelet.plan import pod_plan
 from .errors import NotRootError, Problem, TestbedError, ValidationError
 from .plan import Plan, build_plan
-from .scenario import STORES, Scenario, check_manifests, load
+from .scenario import Scenario, check_manifests, load
 
 Progress = Callable[[str, int, int], None]
 
@@ -63,10 +63,8 @@ class Cluster:
             if proxy_mode not in PROXY_MODES:
                 raise TestbedError(f"--proxy-mode: unsupported value {proxy_mode!r}; allowed: {', '.join(PROXY_MODES)}")
             scenario.proxy_mode = proxy_mode
-        store = store or os.environ.get("TESTBED_STORE") or scenario.store
-        if store not in STORES:
-            raise TestbedError(f"--store: unsupported value {store!r}; allowed: {', '.join(STORES)}")
-        store_config = etcd_cluster.requested(store, etcd_endpoints, etcd_tls)
+        store_config = etcd_cluster.requested(store or os.environ.get("TESTBED_STORE") or scenario.store,
+                                              etcd_endpoints, etcd_tls)
         plan = build_plan(scenario, control_plane=control_plane)  # pure: validation before building
         if control_plane:
             # what the API would refuse is bad input (exit 2), found before anything is built

@@ -29,6 +29,11 @@ TMPFS_ROOT = "/dev/shm/testbed-etcd"
 CGROUP = "etcd"
 
 
+class StoreOptionError(TestbedError):
+    """A bad ``--store``/``--etcd-*`` value: bad input, like a bad scenario."""
+    exit_code = 2
+
+
 @dataclass
 class StoreConfig:
     """What ``state.json`` says about a cluster's store."""
@@ -56,18 +61,22 @@ def read(cluster: str) -> StoreConfig:
 
 def requested(kind: str, endpoints: str | None, tls: TLS | None) -> StoreConfig:
     """The store ``up`` was asked for; external endpoints imply etcd. Bad input is a
-    :class:`TestbedError` naming the option."""
+    :class:`StoreOptionError` naming the option."""
+    from ...scenario import STORES
+
+    if kind not in STORES:
+        raise StoreOptionError(f"--store: unsupported value {kind!r}; allowed: {', '.join(STORES)}")
     if endpoints:
         for e in endpoints.split(","):
             if not e.strip().startswith(("http://", "https://")):
-                raise TestbedError(f"--etcd-endpoints: {e.strip()!r} is not a client URL "
+                raise StoreOptionError(f"--etcd-endpoints: {e.strip()!r} is not a client URL "
                                    f"(expected http://HOST:PORT or https://HOST:PORT)")
         for name, path in asdict(tls or TLS()).items():
             if path and not os.path.isfile(path):
-                raise TestbedError(f"--etcd-{name}: no such file {path!r}")
+                raise StoreOptionError(f"--etcd-{name}: no such file {path!r}")
         return StoreConfig(ETCD, endpoints, {k: v for k, v in asdict(tls or TLS()).items() if v})
     if tls and any(asdict(tls).values()):
-        raise TestbedError("--etcd-cacert/--etcd-cert/--etcd-key need --etcd-endpoints")
+        raise StoreOptionError("--etcd-cacert/--etcd-cert/--etcd-key need --etcd-endpoints")
     return StoreConfig(kind)
 
 
