@@ -14,7 +14,14 @@ def new_store(seed=7, **kw):
 
 
 @pytest.fixture
-def store():
-    s = new_store()
+def store(request):
+    """The store the controllers run against: ``--store etcd`` puts it on the session's etcd."""
+    if request.config.getoption("--store") == "etcd":
+        from testbed.apiserver import etcd
+
+        s = etcd.EtcdStore(request.getfixturevalue("etcd_endpoint"), prefix=request.getfixturevalue("etcd_prefix"),
+                           admission=Admission(CONFIG, rng=random.Random(7)))
+    else:
+        s = new_store()
     yield s
     s.close()
