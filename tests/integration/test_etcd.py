@@ -19,6 +19,8 @@ from testbed.apiserver.server import serve
 
 from .netutil import SUFFIX
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 pytestmark = pytest.mark.skipif(shutil.which("etcd") is None,
                                 reason="etcd-server is not installed (scripts/install installs it)")
 
@@ -209,3 +211,33 @@ def test_up_with_existing_etcd_uses_it_and_leaves_it_running(tmp_path, state_dir
         assert server.running() and etcd.server.healthy(server.client_url)
     finally:
         server.stop()
+
+
+def _native_modes():
+    """The registered proxy modes this kernel runs (ipvs only with ip_vs: else the kernel
+    lane of scripts/test covers it)."""
+    from testbed.proxy.ipvs.preflight import ipvs_problem
+    from testbed.proxy.modes import NAMES
+
+    return [m for m in NAMES if m != "ipvs" or not ipvs_problem()]
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("mode", _native_modes())
+def test_a_scenario_passes_on_etcd_in_every_proxy_mode(mode, tmp_path):
+    """The same checks as on the embedded store (tests/integration/test_scenarios.py), with
+    every object in the cluster's etcd."""
+    from testbed.cluster import Cluster
+    from testbed.scenario import load
+    from testbed.verify import verify_cluster
+
+    scenario = load(os.path.join(REPO, "scenarios", "clusterip.yaml"), name=f"ets{mode[:4]}{SUFFIX}")
+    scenario.proxy_mode = mode
+    c = Cluster.up(scenario, store="etcd")
+    try:
+        assert etcd_cluster.read(c.name).kind == "etcd"
+        results = verify_cluster(c, scenario, artifacts=str(tmp_path / "evidence"))
+    finally:
+        c.down()
+    failed = [f"{r.check}: {r.failure_text()}" for r in results if not r.ok]
+    assert results and not failed, "\n".join(failed)
