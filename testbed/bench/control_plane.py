@@ -42,7 +42,8 @@ def service(j: int) -> dict:
 
 
 def node(i: int) -> dict:
-    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": f"node{i}"},
+    # not node1..: the Services' pods are bound to those names and would fill their capacity
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": f"worker{i}"},
             "status": {"allocatable": {"pods": "110"}, "capacity": {"pods": "110"},
                        "conditions": [{"type": "Ready", "status": "True"}]}}
 
