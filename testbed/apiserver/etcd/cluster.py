@@ -15,6 +15,7 @@ write idle, seconds under load, against none on tmpfs) the data goes to
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -122,6 +123,8 @@ def remove(cluster: str) -> None:
     """``down``'s part: the member's data where it is not under the state directory (the
     member itself dies with the cluster's cgroup)."""
     shutil.rmtree(os.path.join(TMPFS_ROOT, cluster), ignore_errors=True)
+    with contextlib.suppress(OSError):  # shared by the clusters: only the last one removes it
+        os.rmdir(TMPFS_ROOT)
 
 
 def open_store(config: StoreConfig, state_dir: str, admission):
