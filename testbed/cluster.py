@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import addons, controlplane, exec, failpoints, hostsettings, naming, netns, state, teardown, topology
+from .apiserver.etcd import cluster as etcd_cluster
 from .dns import upstream
 from .kubelet.plan import pod_plan
 from .errors import NotRootError, Problem, TestbedError, ValidationError
@@ -40,12 +41,16 @@ class Cluster:
     @classmethod
     def up(cls, scenario: Scenario | str, *, name: str | None = None, progress: Progress | None = None,
            raise_neigh_limits: bool = False, warn: Callable[[str], None] | None = None,
-           control_plane: bool = True, proxy_mode: str | None = None, timeout: float = 120.0) -> Cluster:
+           control_plane: bool = True, proxy_mode: str | None = None, timeout: float = 120.0,
+           store: str | None = None, etcd_endpoints: str | None = None, etcd_tls=None) -> Cluster:
         """Build a scenario; atomic: on any error everything created is removed again.
 
         With ``control_plane=False`` only the topology is built (the scenario's Pods become
         static pod namespaces, nothing runs in them); otherwise the control plane starts, the
         scenario's manifests are applied through the API, and ``up`` returns when its pods run.
+        The API store is *store* if given, else ``$TESTBED_STORE`` if set (how a whole test
+        run moves to etcd), else the scenario's ``spec.store``; *etcd_endpoints* (with
+        *etcd_tls*, a :class:`~testbed.apiserver.etcd.TLS`) names an existing etcd to use.
         """
         require_root("testbed up")
         if isinstance(scenario, str):
@@ -58,6 +63,8 @@ class Cluster:
             if proxy_mode not in PROXY_MODES:
                 raise TestbedError(f"--proxy-mode: unsupported value {proxy_mode!r}; allowed: {', '.join(PROXY_MODES)}")
             scenario.proxy_mode = proxy_mode
+        store_config = etcd_cluster.requested(store or os.environ.get("TESTBED_STORE") or scenario.store,
+                                              etcd_endpoints, etcd_tls)
         plan = build_plan(scenario, control_plane=control_plane)  # pure: validation before building
         if control_plane:
             # what the API would refuse is bad input (exit 2), found before anything is built
@@ -82,6 +89,8 @@ class Cluster:
             topology.apply_plan(plan, progress or topology._noop)
             failpoints.hit("topology")
             if control_plane:
+                store_config = etcd_cluster.start_member(scenario.name, store_config)
+                state.update_json(scenario.name, "state.json", store=store_config.to_dict())
                 _start_upstream(plan)
                 if progress:
                     progress("control plane", 0, 1)

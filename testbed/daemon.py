@@ -2,8 +2,8 @@
 
     python -m testbed.daemon --cluster NAME [--ready-fd FD]
 
-It holds the API store (persisted in the state directory, so it survives a restart of this
-process), serves it on ``<state>/api.sock`` (a path-based unix socket: reachable from every
+It holds the API store (the embedded one persisted in the state directory, or the cluster's
+etcd as ``state.json`` records it: either survives a restart of this process), serves it on ``<state>/api.sock`` (a path-based unix socket: reachable from every
 node namespace), and runs the controllers (endpoint slices, scheduler, load balancer, and the
 load balancer's routes in the underlay: ``lbnet``), the kubelet with the pods' default workload,
 and one kube-proxy process per node, each started inside its node's namespace with the
@@ -25,7 +25,8 @@ import threading
 
 from . import cgroups, exec, netns, state
 from .apiserver.server import serve
-from .apiserver.store import MemoryStore
+from .apiserver.etcd import cluster as etcd_cluster
+from .apiserver.store import Store
 from .controllers.events import EventRecorder
 from .controllers.manager import ControllerManager
 from .k8s.admission import Admission
@@ -70,7 +71,7 @@ def node_object(plan: Plan, n) -> dict:
     }
 
 
-def bootstrap(store: MemoryStore, admission: Admission, plan: Plan) -> None:
+def bootstrap(store: Store, admission: Admission, plan: Plan) -> None:
     """Objects every cluster has: namespaces, nodes, the ``kubernetes`` Service."""
     def ensure(obj: dict) -> None:
         m = obj["metadata"]
@@ -161,7 +162,7 @@ def run(cluster: str, ready_fd: int | None = None) -> None:
     plan = Plan.from_dict(state.read_json(cluster, "plan.json"))
     admission = Admission({"service_network": plan.service_network, "nodeport_range": plan.node_port_range,
                            "pod_network": plan.pod_network})
-    store = MemoryStore(os.path.join(d, "store"), admission=admission)
+    store = etcd_cluster.open_store(etcd_cluster.read(cluster), d, admission)
     sock = api_socket(cluster)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(sock)

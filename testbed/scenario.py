@@ -36,6 +36,7 @@ from .proxy.modes import NAMES as _PROXY_MODE_NAMES
 API_VERSION = "testbed/v1"
 BACKENDS = ("vxlan", "host-gw")
 HAIRPIN_MODES = ("hairpin-veth", "promiscuous-bridge", "none")
+STORES = ("embedded", "etcd")   # the API server's store: its own, or an etcd member per cluster
 PROXY_MODES = (*_PROXY_MODE_NAMES, "none")   # the registered proxy modes, or no kube-proxy
 IFNAMSIZ = 15
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -50,6 +51,7 @@ DEFAULTS = {
     "backend": "vxlan",
     "hairpinMode": "hairpin-veth",
     "proxyMode": "iptables",
+    "store": "embedded",
     "nodes": 2,
     "externals": 1,
 }
@@ -104,6 +106,7 @@ class Scenario:
     backend: str
     hairpin_mode: str
     proxy_mode: str
+    store: str = "embedded"
     node_port_range: tuple[int, int] = (30000, 32767)
     lb_pool: ipaddress.IPv4Network | None = None
     proxy_min_sync_period: float = 1.0
@@ -220,6 +223,7 @@ class _Parser:
         backend = self.enum(s["backend"], "spec.backend", BACKENDS)
         hairpin = self.enum(s["hairpinMode"], "spec.hairpinMode", HAIRPIN_MODES)
         proxy = self.enum(s["proxyMode"], "spec.proxyMode", PROXY_MODES)
+        store = self.enum(s["store"], "spec.store", STORES)
         nodes = self.nodes(s["nodes"])
         externals = self.externals(s["externals"])
         np_range = self.port_range(spec.get("nodePortRange", "30000-32767"), "spec.nodePortRange")
@@ -275,6 +279,7 @@ class _Parser:
             node_prefix=prefix or 24, service_network=svc_net or ipaddress.IPv4Network("10.96.0.0/12"),
             underlay_network=und_net or ipaddress.IPv4Network("172.20.10.0/24"), underlay_mtu=mtu or 1500,
             backend=backend or "vxlan", hairpin_mode=hairpin or "hairpin-veth", proxy_mode=proxy or "iptables",
+            store=store or "embedded",
             node_port_range=np_range or (30000, 32767), lb_pool=lb_pool, manifests=manifests, checks=checks,
             proxy_min_sync_period=min_sync, proxy_sync_period=sync, addons=addons,
             source=self.source, description=str(meta.get("description", "")),

@@ -16,6 +16,7 @@ import shutil
 import signal
 
 from . import cgroups, hostsettings, naming, netns, state
+from .apiserver.etcd import cluster as etcd_cluster
 from .kubelet import etcfiles
 
 
@@ -71,6 +72,7 @@ def down(cluster: str) -> dict:
     for name in names:
         netns.delete(name)
     etcfiles.remove_cluster(cluster)
+    etcd_cluster.remove(cluster)  # its member died with the cgroup; its data may be on tmpfs
     hostsettings.restore(info.get("host_settings", {}))
     d = state.directory(cluster)
     existed = os.path.isdir(d)

@@ -1,4 +1,5 @@
-"""Cluster verbs: ``up``, ``down``, ``ls``, ``status``, ``restart`` and ``run`` (up, verify, down)."""
+"""Cluster verbs: ``up``, ``down``, ``ls``, ``status``, ``restart``, ``run`` (up, verify, down)
+and ``etcdctl`` (the cluster's etcd, key by key)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from .. import state
 from ..cluster import Cluster, require_root
 from ..errors import TestbedError
 from ..kubectl.table import format_rows
-from ..scenario import PROXY_MODES, load as load_scenario
-from .common import err
+from ..apiserver.etcd import TLS
+from ..scenario import PROXY_MODES, STORES, load as load_scenario
+from .common import ClusterOpt, err
 
 
 def up(scenario: str = typer.Argument(..., help="scenario file (see scenarios/)"),
@@ -28,6 +30,15 @@ def up(scenario: str = typer.Argument(..., help="scenario file (see scenarios/)"
                                                   help=f"override spec.proxyMode ({', '.join(PROXY_MODES)})"),
        no_control_plane: bool = typer.Option(False, "--no-control-plane",
                                              help="topology only: static pod namespaces, no API, no workloads"),
+       store: Optional[str] = typer.Option(None, "--store",
+                                           help=f"override spec.store ({', '.join(STORES)}; "
+                                                f"default: $TESTBED_STORE, else the scenario's)"),
+       etcd_endpoints: Optional[str] = typer.Option(None, "--etcd-endpoints",
+                                                    help="use this existing etcd (client URLs, comma separated) "
+                                                         "instead of starting one"),
+       etcd_cacert: Optional[str] = typer.Option(None, "--etcd-cacert", help="CA of an HTTPS etcd"),
+       etcd_cert: Optional[str] = typer.Option(None, "--etcd-cert", help="client certificate for etcd"),
+       etcd_key: Optional[str] = typer.Option(None, "--etcd-key", help="client key for etcd"),
        quiet: bool = typer.Option(False, "-q", "--quiet")) -> None:
     """Build a cluster from a scenario file and return when it is usable."""
     require_root("testbed up")
@@ -43,7 +54,8 @@ def up(scenario: str = typer.Argument(..., help="scenario file (see scenarios/)"
             progress.update(tasks[step], completed=done, total=total)
 
         c = Cluster.up(loaded, name=name, progress=report, raise_neigh_limits=raise_neigh_limits,
-                       control_plane=not no_control_plane, proxy_mode=proxy_mode,
+                       control_plane=not no_control_plane, proxy_mode=proxy_mode, store=store,
+                       etcd_endpoints=etcd_endpoints, etcd_tls=TLS(etcd_cacert, etcd_cert, etcd_key),
                        warn=lambda m: err.print(f"[yellow]warning:[/yellow] {m}", highlight=False))
     if not quiet:
         s = c.status()
@@ -124,6 +136,23 @@ def run(scenario: str = typer.Argument(..., help="scenario file"),
     sys.exit(report(results, sc.name, junit))
 
 
+def etcdctl(ctx: typer.Context, cluster: Optional[str] = ClusterOpt) -> None:
+    """Run etcdctl (API v3) against the cluster's etcd: testbed etcdctl get
+    /registry/services/specs/default/web. Arguments and the exit code pass through."""
+    from ..apiserver.etcd import cluster as etcd_cluster, etcdctl_argv
+
+    name = state.resolve(cluster)
+    config = etcd_cluster.read(name)
+    if config.kind != etcd_cluster.ETCD:
+        raise TestbedError(f"cluster {name} keeps its objects in the embedded store, not etcd "
+                           f"(bring it up with spec.store: etcd or --store etcd)")
+    argv, env = etcdctl_argv(config.endpoints, list(ctx.args), config.client_tls)
+    try:
+        os.execvpe(argv[0], argv, env)
+    except FileNotFoundError:
+        raise TestbedError("etcdctl: command not found (install etcd-client: scripts/install)") from None
+
+
 def register(app: typer.Typer) -> None:
     app.command()(up)
     app.command()(down)
@@ -131,3 +160,5 @@ def register(app: typer.Typer) -> None:
     app.command()(status)
     app.command()(restart)
     app.command()(run)
+    app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                                  "allow_interspersed_args": False})(etcdctl)

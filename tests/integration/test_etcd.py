@@ -6,16 +6,20 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 import threading
 
 import pytest
 
 from testbed.apiserver import etcd
+from testbed.apiserver.etcd import cluster as etcd_cluster
 from testbed.apiserver.client import ApiClient
 from testbed.apiserver.server import serve
 
 from .netutil import SUFFIX
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 pytestmark = pytest.mark.skipif(shutil.which("etcd") is None,
                                 reason="etcd-server is not installed (scripts/install installs it)")
@@ -121,3 +125,122 @@ def test_api_server_keeps_objects_in_etcd(state_dir):
         handle.close()
         store.close()
         server.stop()
+
+
+# --- a whole cluster on etcd: `testbed up --store etcd`, `testbed etcdctl`, `down` ----------
+
+def _scenario(tmp_path, name):
+    import yaml
+
+    doc = {"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": name},
+           "spec": {"nodes": 1, "externals": 0, "addons": [], "proxyMode": "none"},
+           "manifests": [
+               {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}},
+               {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-1", "labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "testbed/echo",
+                                         "ports": [{"containerPort": 8080}]}]}}]}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return str(path)
+
+
+def cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "testbed.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+
+
+def member_pid(cluster):
+    out = subprocess.run(["pgrep", "-f", f"etcd --name testbed-{cluster} "], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+@pytest.mark.root
+def test_up_with_store_etcd_keeps_the_cluster_in_its_own_member(tmp_path):
+    name = f"etc{SUFFIX}"
+    res = cli("up", _scenario(tmp_path, name), "--store", "etcd", "-q")
+    assert res.returncode == 0, res.stderr
+    try:
+        [pid] = member_pid(name)
+        with open(f"/proc/{pid}/cgroup") as f:  # `down` and crash cleanup find it there
+            assert f"0::/testbed.{name}/etcd\n" in f.read()
+        config = etcd_cluster.read(name)
+        assert config.managed and stat.S_IMODE(os.stat(config.data_dir).st_mode) == 0o700
+        res = cli("etcdctl", "-c", name, "get", "/registry/services/specs/default/web", "--print-value-only")
+        assert res.returncode == 0, res.stderr
+        stored = json.loads(res.stdout)
+        assert stored["metadata"]["name"] == "web" and "resourceVersion" not in stored["metadata"]
+        slices = cli("etcdctl", "-c", name, "get", "--prefix", "--keys-only", "/registry/endpointslices/default/")
+        assert "/registry/endpointslices/default/web-" in slices.stdout
+        assert cli("etcdctl", "-c", name, "no-such-command").returncode != 0  # exit code passes through
+        # the daemon's restart reads the same objects back from etcd
+        assert cli("restart", name).returncode == 0
+        res = cli("get", "-c", name, "pod", "web-1", "-o", "json")
+        assert res.returncode == 0 and json.loads(res.stdout)["status"]["phase"] == "Running", res.stderr
+    finally:
+        res = cli("down", name)
+    assert res.returncode == 0, res.stderr
+    assert not member_pid(name) and not os.path.exists(config.data_dir)
+
+
+@pytest.mark.root
+def test_crashed_up_leaves_nothing_of_its_member_after_down(tmp_path):
+    name = f"etk{SUFFIX}"
+    res = cli("up", _scenario(tmp_path, name), "--store", "etcd", "-q",
+              env={"TESTBED_FAILPOINT": "control-plane-ready"})
+    assert res.returncode == -9
+    assert member_pid(name), "the member outlived the killed up"
+    data_dir = etcd_cluster.read(name).data_dir
+    assert cli("down", name).returncode == 0
+    assert not member_pid(name) and not os.path.exists(data_dir)
+
+
+@pytest.mark.root
+def test_up_with_existing_etcd_uses_it_and_leaves_it_running(tmp_path, state_dir):
+    server = etcd.start(f"ext{SUFFIX}", state_dir)
+    name = f"etx{SUFFIX}"
+    try:
+        res = cli("up", _scenario(tmp_path, name), "--etcd-endpoints", server.client_url, "-q")
+        assert res.returncode == 0, res.stderr
+        try:
+            assert not member_pid(name)
+            assert json.loads(etcdctl(server.client_url, "get", "/registry/pods/default/web-1",
+                                      "--print-value-only"))["spec"]["nodeName"] == "node1"
+        finally:
+            assert cli("down", name).returncode == 0
+        assert server.running() and etcd.server.healthy(server.client_url)
+    finally:
+        server.stop()
+
+
+def _native_modes():
+    """The registered proxy modes this kernel runs (ipvs only with ip_vs: else the kernel
+    lane of scripts/test covers it)."""
+    from testbed.proxy.ipvs.preflight import ipvs_problem
+    from testbed.proxy.modes import NAMES
+
+    return [m for m in NAMES if m != "ipvs" or not ipvs_problem()]
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("mode", _native_modes())
+def test_a_scenario_passes_on_etcd_in_every_proxy_mode(mode, tmp_path):
+    """The same checks and verdicts as on the embedded store (tests/integration/test_scenarios.py:
+    a check passes, or differs exactly as ``verify.parity`` declares for the mode), with every
+    object in the cluster's etcd."""
+    from testbed.cluster import Cluster
+    from testbed.scenario import load
+    from testbed.verify import parity, verify_cluster
+
+    scenario = load(os.path.join(REPO, "scenarios", "clusterip.yaml"), name=f"ets{mode[:4]}{SUFFIX}")
+    scenario.proxy_mode = mode
+    c = Cluster.up(scenario, store="etcd")
+    try:
+        assert etcd_cluster.read(c.name).kind == "etcd"
+        results = verify_cluster(c, scenario, artifacts=str(tmp_path / "evidence"))
+    finally:
+        c.down()
+    assert results, "no checks ran"
+    verdicts = {r.check: parity.judge(mode, "clusterip", r) for r in results}
+    failed = [f"{check}: {why}" for check, (verdict, why) in verdicts.items() if verdict == parity.FAIL]
+    assert not failed, "\n".join(failed)

@@ -172,7 +172,7 @@ def test_every_area_registers_its_verbs():
 
     names = {name for name, _ in _commands(typer.main.get_command(cli.app))}
     assert names == {
-        "up", "down", "ls", "status", "restart", "run",                     # cluster
+        "up", "down", "ls", "status", "restart", "run", "etcdctl",          # cluster
         "apply", "get", "describe", "delete", "events",                     # objects
         "rollout status", "rollout history", "rollout undo", "scale", "set image", "kill", "readiness",
         "logs", "exec", "capture",                                          # debug
@@ -188,3 +188,21 @@ def test_troubleshoot_verbs_refuse_a_bad_output_format():
     for argv in (["trace", "pod/a", "service/b", "-o", "yaml"], ["doctor", "-o", "yaml"]):
         res = CliRunner().invoke(cli.app, argv)
         assert res.exit_code != 0 and "allowed: table, json" in str(res.exception or res.output)
+
+
+def test_etcdctl_on_a_cluster_without_etcd_is_one_line(tmp_path):
+    (tmp_path / "state" / "c1").mkdir(parents=True)
+    (tmp_path / "state" / "c1" / "state.json").write_text('{"store": {"kind": "embedded"}}')
+    res = run("etcdctl", "-c", "c1", "get", "/registry/pods/default/x", state_root=str(tmp_path / "state"))
+    assert res.returncode == 1 and res.stderr.strip().splitlines() == [
+        "error: cluster c1 keeps its objects in the embedded store, not etcd "
+        "(bring it up with spec.store: etcd or --store etcd)"], res.stderr
+
+
+def test_etcdctl_runs_with_the_recorded_endpoint_and_passes_the_exit_code_through(tmp_path):
+    # an endpoint nobody listens on: etcdctl itself fails, and its exit code is ours
+    (tmp_path / "state" / "c1").mkdir(parents=True)
+    (tmp_path / "state" / "c1" / "state.json").write_text(
+        '{"store": {"kind": "etcd", "endpoints": "http://127.0.0.1:1"}}')
+    res = run("etcdctl", "-c", "c1", "--command-timeout=1s", "get", "/x", state_root=str(tmp_path / "state"))
+    assert res.returncode == 1 and "127.0.0.1:1" in res.stderr, res.stderr

@@ -13,7 +13,9 @@ import http.client
 import json
 import socket
 import threading
+import ssl
 import urllib.parse
+from dataclasses import dataclass
 
 
 class EtcdError(Exception):
@@ -23,6 +25,25 @@ class EtcdError(Exception):
     def __init__(self, message: str, code: int | None = None):
         super().__init__(message)
         self.code = code
+
+
+@dataclass(frozen=True)
+class TLS:
+    """Client credentials for an etcd served over HTTPS (etcdctl's ``--cacert``, ``--cert``,
+    ``--key``); without a CA the system's trusted CAs verify the server."""
+    cacert: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+    def context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=self.cacert)
+        if self.cert:
+            ctx.load_cert_chain(self.cert, self.key)
+        return ctx
+
+    def etcdctl_flags(self) -> list[str]:
+        return [f"--{name}={path}" for name, path in (("cacert", self.cacert), ("cert", self.cert),
+                                                      ("key", self.key)) if path]
 
 
 def b64(data: str | bytes) -> str:
@@ -83,22 +104,38 @@ class WatchStream:
 
 
 class EtcdClient:
-    def __init__(self, endpoint: str, timeout: float = 10.0):
-        url = urllib.parse.urlsplit(endpoint)
-        if url.scheme != "http" or not url.hostname or not url.port:
-            raise ValueError(f"etcd endpoint {endpoint!r}: expected http://HOST:PORT")
-        self.endpoint = endpoint
-        self._host, self._port = url.hostname, url.port
+    def __init__(self, endpoint: str, timeout: float = 10.0, *, tls: TLS | None = None):
+        """*endpoint*: one client URL or several separated by commas (members of one etcd
+        cluster: a new connection goes to the first that answers). ``https://`` URLs use *tls*."""
+        self.endpoints = [e.strip() for e in endpoint.split(",") if e.strip()]
+        self._addrs = []
+        for e in self.endpoints or [endpoint]:
+            url = urllib.parse.urlsplit(e)
+            if url.scheme not in ("http", "https") or not url.hostname or not url.port:
+                raise ValueError(f"etcd endpoint {e!r}: expected http://HOST:PORT or https://HOST:PORT")
+            self._addrs.append((url.scheme, url.hostname, url.port))
+        self.endpoint = ",".join(self.endpoints)
+        self._ssl = (tls or TLS()).context() if any(a[0] == "https" for a in self._addrs) else None
         self._timeout = timeout
         self._local = threading.local()
         self._conns: list[http.client.HTTPConnection] = []
         self._conns_lock = threading.Lock()
 
     def _connect(self, timeout: float | None) -> http.client.HTTPConnection:
-        conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
-        conn.connect()
-        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return conn
+        error: OSError | None = None
+        for scheme, host, port in self._addrs:
+            if scheme == "https":
+                conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=self._ssl)
+            else:
+                conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            try:
+                conn.connect()
+            except OSError as e:  # the next member may answer
+                error = e
+                continue
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return conn
+        raise error or OSError("no etcd endpoint")
 
     def _thread_conn(self) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)

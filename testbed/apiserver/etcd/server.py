@@ -21,6 +21,9 @@ import tempfile
 import urllib.request
 from dataclasses import dataclass
 
+from ... import exec
+from .client import TLS
+
 ETCD = "etcd"
 ETCDCTL = "etcdctl"
 
@@ -112,13 +115,15 @@ def etcd_argv(cluster: str, data_dir: str, client_url: str, peer_url: str) -> li
             "--auto-compaction-retention", "0"]
 
 
-def start(cluster: str, state_dir: str, timeout: float = 30.0) -> EtcdServer:
-    """Start etcd for *cluster* with its data in ``<state_dir>/etcd``; returns once it
-    serves clients. Raises :class:`EtcdServerError` if it exits or is not ready in time.
-    A data directory from an earlier start is reused (the objects survive a restart)."""
+def start(cluster: str, state_dir: str, timeout: float = 30.0, *, data_dir: str | None = None,
+          cgroup: str | None = None) -> EtcdServer:
+    """Start etcd for *cluster* with its data in *data_dir* (default ``<state_dir>/etcd``),
+    born in *cgroup* if given; returns once it serves clients. Raises
+    :class:`EtcdServerError` if it exits or is not ready in time. A data directory from an
+    earlier start is reused (the objects survive a restart)."""
     if shutil.which(ETCD) is None:
         raise EtcdServerError("etcd: command not found (install etcd-server: scripts/install)")
-    data_dir = os.path.join(state_dir, "etcd")
+    data_dir = data_dir or os.path.join(state_dir, "etcd")
     try:
         for d in (state_dir, data_dir):  # other users must not read the objects
             os.makedirs(d, mode=0o700, exist_ok=True)
@@ -134,9 +139,8 @@ def start(cluster: str, state_dir: str, timeout: float = 30.0) -> EtcdServer:
         sock.bind(notify_path)
         env = dict(os.environ, NOTIFY_SOCKET=notify_path, TESTBED_CLUSTER=cluster)
         with open(os.path.join(state_dir, "etcd.log"), "ab") as logf:
-            proc = subprocess.Popen(etcd_argv(cluster, data_dir, client_url, peer_url),
-                                    stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                    env=env, start_new_session=True)
+            proc = exec.popen(etcd_argv(cluster, data_dir, client_url, peer_url),
+                              stdout=logf, stderr=logf, env=env, cgroup=cgroup)
         server = EtcdServer(cluster, state_dir, client_url, peer_url, proc.pid, proc)
         # wait for READY=1 or for etcd to exit, whichever comes first
         pidfd = os.pidfd_open(proc.pid)
@@ -181,9 +185,11 @@ def healthy(client_url: str, timeout: float = 5.0) -> bool:
         return False
 
 
-def etcdctl_argv(endpoint: str, args: list[str]) -> tuple[list[str], dict[str, str]]:
-    """The command line and environment for ``testbed etcdctl ARGS`` against *endpoint*."""
+def etcdctl_argv(endpoint: str, args: list[str], tls: TLS | None = None) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment for ``testbed etcdctl ARGS`` against *endpoint*
+    (client URLs separated by commas, as etcdctl takes them)."""
     # etcdctl refuses a flag that an ETCDCTL_* variable also sets
-    env = {k: v for k, v in os.environ.items() if k != "ETCDCTL_ENDPOINTS"}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ETCDCTL_ENDPOINTS", "ETCDCTL_CACERT", "ETCDCTL_CERT", "ETCDCTL_KEY")}
     env["ETCDCTL_API"] = "3"
-    return [ETCDCTL, "--endpoints", endpoint, *args], env
+    return [ETCDCTL, "--endpoints", endpoint, *(tls.etcdctl_flags() if tls else []), *args], env

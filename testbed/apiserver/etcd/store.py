@@ -26,7 +26,7 @@ from ..kinds import KindInfo, kind_info
 from ..labels import combine, field_predicate, label_predicate
 from ..store import ADDED, DELETED, MODIFIED, Stale, StoreCore, Watch, parse_watch_rv
 from ..watch import Event
-from .client import EtcdClient, EtcdError, WatchStream, b64, unb64
+from .client import TLS, EtcdClient, EtcdError, WatchStream, b64, unb64
 from .hub import KindHub
 from .keys import DEFAULT_PREFIX, collection_key, object_key
 
@@ -51,19 +51,21 @@ def _decode(kv: dict) -> dict:
 
 class EtcdStore(StoreCore):
     """A :class:`~testbed.apiserver.store.Store` kept in the etcd at *endpoint*
-    (``http://127.0.0.1:PORT``) under *prefix*."""
+    (``http://127.0.0.1:PORT``, or several client URLs separated by commas, HTTPS with
+    *tls*) under *prefix*."""
 
     _write_refuses_existing = True  # the create's txn compares create_revision == 0
 
     def __init__(self, endpoint: str, admission=None, *, prefix: str = DEFAULT_PREFIX,
-                 history: int | None = DEFAULT_HISTORY, watch_queue_limit: int = 100000, timeout: float = 10.0):
+                 history: int | None = DEFAULT_HISTORY, watch_queue_limit: int = 100000, timeout: float = 10.0,
+                 tls: TLS | None = None):
         super().__init__(admission, watch_queue_limit=watch_queue_limit)
         self._admission_lock = threading.RLock()
         # a write is one compare-and-swap txn, so writes of different objects may overlap;
         # the same object's writes still queue here rather than retrying against each other
         self._key_locks = [threading.RLock() for _ in range(KEY_LOCKS)]
         self.prefix = prefix.rstrip("/")
-        self._client = EtcdClient(endpoint, timeout=timeout)
+        self._client = EtcdClient(endpoint, timeout=timeout, tls=tls)
         self._history = history
         self._compacted = 0     # the revision this store last compacted etcd to
         self._last_rev = 0      # etcd's revision after this store's last write

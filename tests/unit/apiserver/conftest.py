@@ -1,4 +1,3 @@
-import itertools
 import os
 import shutil
 import tempfile
@@ -10,23 +9,15 @@ from testbed.apiserver.client import ApiClient
 from testbed.apiserver.server import serve
 from testbed.apiserver.store import MemoryStore
 
-_prefixes = itertools.count(1)
+from ...conftest import stores_under_test
 
 
-@pytest.fixture(scope="session")
-def etcd_endpoint():
-    """The client URL of one real etcd-server for the whole session (loopback, temp dir)."""
-    if shutil.which(etcd.server.ETCD) is None:
-        pytest.skip("etcd-server is not installed (scripts/install installs it)")
-    # tmpfs if there is one: etcd fsyncs every commit, and a shared disk can stall for seconds
-    d = tempfile.mkdtemp(prefix="tbetcd-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
-    server = etcd.start(f"unit-{os.getpid()}", d)
-    yield server.client_url
-    server.stop()
-    shutil.rmtree(d, ignore_errors=True)
+def pytest_generate_tests(metafunc):
+    if "make_store" in metafunc.fixturenames:
+        metafunc.parametrize("make_store", stores_under_test(metafunc.config), indirect=True)
 
 
-@pytest.fixture(params=["embedded", "etcd"])
+@pytest.fixture
 def make_store(request):
     """Makes stores of the backend under test; every etcd store gets a key prefix of its
     own (like ``--etcd-prefix``) so tests sharing the session's etcd never see each other."""
@@ -37,7 +28,7 @@ def make_store(request):
             s = MemoryStore(**kwargs)
         else:
             s = etcd.EtcdStore(request.getfixturevalue("etcd_endpoint"),
-                               prefix=f"/t{next(_prefixes)}/registry", **kwargs)
+                               prefix=request.getfixturevalue("etcd_prefix") + f"/{len(made)}", **kwargs)
         made.append(s)
         return s
     yield factory

@@ -1,6 +1,7 @@
 import threading
 import time
 
+from testbed.apiserver.errors import Conflict
 from testbed.controllers import ControllerConfig, ControllerManager, wait_for
 
 from .conftest import new_store
@@ -15,10 +16,15 @@ def test_manager_runs_all_controllers(store):
         store.create(service("web", type="LoadBalancer"))
         # the scheduler binds, then the "kubelet" (this test) reports an IP
         wait_for(store, "Pod", lambda ps: [p for p in ps if p["spec"].get("nodeName") == "node-a"])
-        pod = store.get("Pod", "default", "web-1")
-        pod["status"] = {"phase": "Running", "podIP": "10.244.0.2", "podIPs": [{"ip": "10.244.0.2"}],
-                         "conditions": [{"type": "Ready", "status": "True"}]}
-        store.update_status(pod)
+        for _ in range(5):  # the scheduler may still be writing the pod: retry on conflict, as clients do
+            pod = store.get("Pod", "default", "web-1")
+            pod["status"] = {"phase": "Running", "podIP": "10.244.0.2", "podIPs": [{"ip": "10.244.0.2"}],
+                             "conditions": [{"type": "Ready", "status": "True"}]}
+            try:
+                store.update_status(pod)
+                break
+            except Conflict:
+                continue
         (sl,) = wait_slices(store, "web", lambda eps: len(eps) == 1)
         assert sl["endpoints"][0]["nodeName"] == "node-a"
         wait_event(store, "EnsuredLoadBalancer", name="web")
