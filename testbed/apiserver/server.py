@@ -31,12 +31,14 @@ is a 410 ``Status``, as the real API server does. Errors are ``Status`` objects.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import selectors
 import socket
 import socketserver
+import ssl
 import threading
 import time
 from http import HTTPStatus
@@ -45,8 +47,10 @@ from urllib.parse import parse_qs, urlsplit
 
 from . import errors
 from .errors import BadRequest, MethodNotAllowed, NotFound, UnsupportedMediaType
-from .kinds import KINDS, KindInfo, by_resource
-from .store import ERROR, Store
+from .discovery import discovery
+from .kinds import KindInfo, by_resource
+from .store import ERROR, Store, dry_run
+from .tls import peer_user
 
 log = logging.getLogger(__name__)
 
@@ -91,37 +95,6 @@ def parse_route(path: str) -> _Route | None:
     return _Route(info, namespace, name, sub)
 
 
-def _discovery(path: str) -> dict | None:
-    segs = [s for s in path.split("/") if s]
-    if segs == ["api"]:
-        return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
-    groups: dict[str, set[str]] = {}
-    for k in KINDS.values():
-        if k.group:
-            groups.setdefault(k.group, set()).add(k.version)
-    if segs == ["apis"]:
-        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-            {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in sorted(vs)],
-             "preferredVersion": {"groupVersion": f"{g}/{sorted(vs)[0]}", "version": sorted(vs)[0]}}
-            for g, vs in sorted(groups.items())]}
-    if segs and segs[0] in ("api", "apis"):
-        gv = "/".join(segs[1:])
-        kinds = [k for k in KINDS.values() if k.api_version == gv]
-        if kinds:
-            resources = []
-            for k in kinds:
-                resources.append({"name": k.plural, "singularName": k.kind.lower(), "namespaced": k.namespaced,
-                                  "kind": k.kind, "verbs": ["create", "delete", "get", "list", "patch",
-                                                            "update", "watch"]})
-                if k.status_subresource:
-                    resources.append({"name": f"{k.plural}/status", "singularName": "", "namespaced": k.namespaced,
-                                      "kind": k.kind, "verbs": ["get", "patch", "update"]})
-            return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
-    if segs == ["version"]:
-        return {"major": "1", "minor": "30", "gitVersion": "v1.30.0-testbed", "platform": "linux/amd64"}
-    return None
-
-
 def _one(query: dict, key: str, default: str | None = None) -> str | None:
     v = query.get(key)
     return v[-1] if v else default
@@ -137,10 +110,10 @@ def _int_param(query: dict, key: str) -> int | None:
         raise BadRequest(f'invalid value for {key}: "{v}"') from None
 
 
-class _Handler(BaseHTTPRequestHandler):
+class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "testbed-apiserver/0.1"
-    server: "_Server"
+    server: "ServerMixin"
 
     # -- plumbing ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -213,17 +186,30 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._read_body()
             url = urlsplit(self.path)
             query = parse_qs(url.query, keep_blank_values=True)
+            if isinstance(self.connection, ssl.SSLSocket) and peer_user(self.connection.getpeercert()) is None:
+                # TCP clients must prove who they are; the unix socket is for the cluster's own processes
+                raise errors.Unauthorized("Unauthorized")
             if url.path in ("/healthz", "/readyz", "/livez"):
                 self._send(200, b"ok", "text/plain")
                 return
             route = parse_route(url.path)
             if route is None:
-                doc = _discovery(url.path) if method == "GET" else None
+                doc = discovery(url.path) if method == "GET" else None
                 if doc is None:
                     raise _not_found_path(url.path)
                 self._send_obj(200, doc)
                 return
-            self._handle(method, route, query, body)
+            dry = query.get("dryRun", [])
+            if method == "DELETE" and body:  # kubectl sends DeleteOptions.dryRun in the body
+                opts = self._json_body(body)
+                dry = dry + (opts.get("dryRun") or [] if isinstance(opts, dict) else [])
+            if any(v != "All" for v in dry):
+                raise BadRequest(f'invalid value for dryRun: "{dry}": supported values: "All"')
+            if dry and method in ("POST", "PUT", "PATCH", "DELETE"):
+                with dry_run():
+                    self._handle(method, route, query, body)
+            else:
+                self._handle(method, route, query, body)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         except Exception as exc:  # noqa: BLE001 - every error becomes a Status
@@ -333,8 +319,31 @@ class _Handler(BaseHTTPRequestHandler):
             line = json.dumps({"type": ERROR, "object": errors.status_from_exception(gone)}).encode() + b"\n"
             self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(line), line))
             return
+        if isinstance(self.connection, ssl.SSLSocket):
+            self._watch_blocking(w, deadline)
+            return
         done = self.server.mux.add(w, self.connection, deadline)
         done.wait()
+
+    def _watch_blocking(self, w, deadline: float | None) -> None:
+        """A watch on a TLS connection, written by this thread: the mux's non-blocking
+        writes and peeks do not apply to TLS records."""
+        try:
+            while True:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                batch = w.get_raw_batch(left if left is not None else 30.0, 4096)
+                if batch:
+                    data = b"".join(ev.encoded() for ev in batch)
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                elif w.closed or self.server.closing:
+                    break
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass
+        finally:
+            w.stop()
 
 
 class _Entry:
@@ -535,18 +544,23 @@ class _WatchMux:
                 return
 
 
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+class ServerMixin:
+    """What the unix-socket and the HTTPS listeners share: the store, the watch mux, the
+    open connections (so that closing ends them all)."""
     daemon_threads = True
     block_on_close = False
     request_queue_size = 512
 
-    def __init__(self, path: str, store: Store, max_watch_buffer: int):
+    def _setup(self, store: Store, max_watch_buffer: int) -> None:
         self.store = store
         self._conns: set[socket.socket] = set()
         self._mu = threading.Lock()
         self.mux = _WatchMux(max_watch_buffer)
         self._closing = False
-        super().__init__(path, _Handler)
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
     def _track(self, conn: socket.socket, add: bool) -> None:
         with self._mu:
@@ -595,10 +609,16 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
                 pass
 
 
+class _Server(ServerMixin, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    def __init__(self, path: str, store: Store, max_watch_buffer: int):
+        self._setup(store, max_watch_buffer)
+        super().__init__(path, Handler)
+
+
 class ServerHandle:
     """A running server; :meth:`close` stops it (and ends every watch and connection)."""
 
-    def __init__(self, server: _Server, thread: threading.Thread, socket_path: str):
+    def __init__(self, server: ServerMixin, thread: threading.Thread, socket_path: str | None):
         self._server = server
         self.thread = thread
         self.socket_path = socket_path
@@ -616,10 +636,9 @@ class ServerHandle:
             pass
         self._server.server_close()
         self.thread.join(timeout=10)
-        try:
-            os.unlink(self.socket_path)
-        except FileNotFoundError:
-            pass
+        if self.socket_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.socket_path)
 
     def __enter__(self) -> "ServerHandle":
         return self

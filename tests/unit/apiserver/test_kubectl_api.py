@@ -1,0 +1,128 @@
+"""What kubectl needs from the API server: discovery with short names, one version,
+``dryRun=All`` on every write, and HTTPS with client certificates."""
+
+import json
+import os
+import socket
+import ssl
+import stat
+
+import pytest
+
+from testbed.apiserver import tls
+from testbed.apiserver.discovery import GIT_VERSION, discovery
+from testbed.apiserver.https import serve_https
+from testbed.apiserver.store import MemoryStore, dry_run
+
+from .conftest import svc
+from .test_server import raw
+
+
+def _resource(gv_path: str, name: str) -> dict:
+    return next(r for r in discovery(gv_path)["resources"] if r["name"] == name)
+
+
+def test_discovery_has_upstream_short_names_and_the_all_category():
+    assert _resource("/api/v1", "services")["shortNames"] == ["svc"]
+    assert _resource("/api/v1", "pods")["shortNames"] == ["po"]
+    assert _resource("/api/v1", "endpoints")["shortNames"] == ["ep"]
+    assert _resource("/apis/apps/v1", "deployments")["shortNames"] == ["deploy"]
+    assert _resource("/apis/networking.k8s.io/v1", "ingresses")["shortNames"] == ["ing"]
+    in_all = {r["name"] for gv in ("/api/v1", "/apis/apps/v1") for r in discovery(gv)["resources"]
+              if "all" in r.get("categories", [])}
+    assert in_all == {"pods", "services", "deployments", "replicasets"}
+    assert "categories" not in _resource("/api/v1", "configmaps")
+    assert discovery("/apis/apps")["preferredVersion"] == {"groupVersion": "apps/v1", "version": "v1"}
+    assert discovery("/apis/nope/v1") is None
+
+
+def test_one_version():
+    v = discovery("/version")
+    assert v["gitVersion"] == GIT_VERSION and GIT_VERSION.startswith(f"v{v['major']}.{v['minor']}.")
+
+
+def test_dry_run_writes_nothing_and_keeps_allocations():
+    class Alloc:
+        def __init__(self):
+            self.live = set()
+
+        def admit_create(self, obj):
+            self.live.add(obj["metadata"]["name"])
+            return obj
+
+        def admit_update(self, new, old):
+            return new
+
+        def admit_delete(self, obj):
+            self.live.discard(obj["metadata"]["name"])
+
+    adm = Alloc()
+    with MemoryStore(admission=adm) as s:
+        with dry_run():
+            made = s.create(svc("dry"))
+        assert made["metadata"]["uid"] and adm.live == set()
+        with pytest.raises(Exception, match="not found"):
+            s.get("Service", "default", "dry")
+        s.create(svc("web"))
+        rv = s.resource_version
+        with dry_run():
+            assert s.patch("Service", "default", "web", {"metadata": {"labels": {"a": "b"}}})["metadata"]["labels"]
+            s.delete("Service", "default", "web")
+        assert s.resource_version == rv and adm.live == {"web"}
+        assert "labels" not in s.get("Service", "default", "web")["metadata"]
+
+
+def test_dry_run_over_http(api):
+    store, handle, c = api
+    body = json.dumps(svc("x", ns="ns1")).encode()
+    code, _, obj = raw(handle.socket_path, "POST", "/api/v1/namespaces/ns1/services?dryRun=All", body)
+    assert code == 201 and obj["metadata"]["name"] == "x"
+    assert store.list("Service")[0] == []
+    c.create(svc("y", ns="ns1"))
+    opts = json.dumps({"kind": "DeleteOptions", "apiVersion": "v1", "dryRun": ["All"]}).encode()
+    code, _, _ = raw(handle.socket_path, "DELETE", "/api/v1/namespaces/ns1/services/y", opts)
+    assert code == 200 and store.get("Service", "ns1", "y")
+    code, _, st = raw(handle.socket_path, "DELETE", "/api/v1/namespaces/ns1/services/y?dryRun=Some")
+    assert code == 400 and 'supported values: "All"' in st["message"]
+    assert store.get("Service", "ns1", "y")
+
+
+def _get(ctx, port, path="/api/v1/namespaces"):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw_sock:
+        with ctx.wrap_socket(raw_sock, server_hostname="127.0.0.1") as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+    return data.decode()
+
+
+def test_https_needs_a_client_certificate_of_the_cluster(tmp_path):
+    p = tls.ensure(str(tmp_path / "pki"), "unit")
+    assert stat.S_IMODE(os.stat(p.directory).st_mode) == 0o700
+    assert all(stat.S_IMODE(os.stat(f).st_mode) == 0o600 for f in p.all())
+    with MemoryStore() as store:
+        h = serve_https(store, p)
+        try:
+            anon = ssl.create_default_context(cafile=p.ca_cert)
+            assert _get(anon, h.port).startswith("HTTP/1.1 401")
+            admin = ssl.create_default_context(cafile=p.ca_cert)
+            admin.load_cert_chain(p.client_cert, p.client_key)
+            assert _get(admin, h.port, "/version").startswith("HTTP/1.1 200")
+            other = tls.ensure(str(tmp_path / "other"), "other")
+            foreign = ssl.create_default_context(cafile=p.ca_cert)
+            foreign.load_cert_chain(other.client_cert, other.client_key)
+            with pytest.raises((ssl.SSLError, ConnectionError)):
+                _get(foreign, h.port)
+        finally:
+            h.close()
+
+
+def test_key_material_is_made_once(tmp_path):
+    p = tls.ensure(str(tmp_path / "pki"), "unit")
+    with open(p.ca_cert, "rb") as f:
+        ca = f.read()
+    with open(tls.ensure(str(tmp_path / "pki"), "unit").ca_cert, "rb") as f:
+        assert f.read() == ca
+    assert tls.peer_user({"subject": ((("organizationName", "system:masters"),), (("commonName", "kubernetes-admin"),))}) \
+        == ("kubernetes-admin", ["system:masters"])
