@@ -50,6 +50,7 @@ from .errors import BadRequest, MethodNotAllowed, NotFound, UnsupportedMediaType
 from .discovery import discovery
 from .kinds import KindInfo, by_resource
 from .store import ERROR, Store, dry_run
+from .tables import table, wants_table
 from .tls import peer_user
 
 log = logging.getLogger(__name__)
@@ -228,6 +229,9 @@ class Handler(BaseHTTPRequestHandler):
                     return
                 items, rv = store.list(info.kind, r.namespace, _one(query, "labelSelector"),
                                        _one(query, "fieldSelector"))
+                if wants_table(self.headers.get("Accept")):
+                    self._send_table(info, items, rv, query)
+                    return
                 self._send_obj(200, {"kind": f"{info.kind}List", "apiVersion": info.api_version,
                                      "metadata": {"resourceVersion": rv}, "items": items})
                 return
@@ -239,7 +243,11 @@ class Handler(BaseHTTPRequestHandler):
                 return
             raise MethodNotAllowed(f"{method} is not supported on {info.plural}")
         if method == "GET":
-            self._send_obj(200, store.get(info.kind, r.namespace, r.name))
+            obj = store.get(info.kind, r.namespace, r.name)
+            if wants_table(self.headers.get("Accept")) and r.subresource is None:
+                self._send_table(info, [obj], obj["metadata"].get("resourceVersion"), query)
+            else:
+                self._send_obj(200, obj)
         elif method == "PUT":
             obj = self._check_body(self._json_body(body), r)
             if r.subresource == "status":
@@ -268,6 +276,12 @@ class Handler(BaseHTTPRequestHandler):
                                              resource_version=pre.get("resourceVersion"), uid=pre.get("uid")))
         else:
             raise MethodNotAllowed(f"{method} is not supported on {info.plural}/{r.name}")
+
+    def _send_table(self, info: KindInfo, items: list, rv: str | None, query: dict) -> None:
+        include = _one(query, "includeObject", "Metadata")
+        if include not in ("None", "Metadata", "Object"):
+            raise BadRequest(f'invalid value for includeObject: "{include}" (allowed: None, Metadata, Object)')
+        self._send_obj(200, table(info.kind, items, rv, include_object=include))
 
     @staticmethod
     def _check_body(obj, r: _Route) -> dict:

@@ -76,7 +76,7 @@ def cm(name: str) -> str:
     return f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n"
 
 
-# (id, args, stdin, expected in stdout) - run in order; names carry the kubectl's id so
+# (id, args, stdin, expected in stdout: one string or all of a tuple) - run in order; names carry the kubectl's id so
 # the versions do not step on each other in the one cluster
 OPS = [
     ("version", ["version", "-o", "json"], None, f'"gitVersion": "{GIT_VERSION}"'),
@@ -95,6 +95,11 @@ OPS = [
     ("dry-run-not-stored", ["get", "cm", "{cm}-dry", "--ignore-not-found", "-o", "name"], None, ""),
     ("delete-dry-run", ["delete", "pod", "web-1", "--dry-run=server"], None, '(server dry run)'),
     ("dry-run-kept-pod", ["get", "pod", "web-1", "-o", "name"], None, "pod/web-1"),
+    ("table-nodes", ["get", "nodes"], None, ("STATUS", "ROLES", "VERSION", "Ready    <none>", GIT_VERSION)),
+    ("table-pods-wide", ["get", "po", "-o", "wide"], None, ("READY", "RESTARTS", "NOMINATED NODE", "node1")),
+    ("table-svc", ["get", "svc", "kubernetes"], None, ("TYPE", "CLUSTER-IP", "EXTERNAL-IP", "443/TCP")),
+    ("table-all-namespaces", ["get", "cm", "-A"], None, ("NAMESPACE", "DATA", "{cm}")),
+    ("table-all", ["get", "all"], None, ("pod/web-1", "service/web", "CLUSTER-IP")),
     ("delete", ["delete", "cm", "{cm}"], None, 'configmap "{cm}" deleted'),
 ]
 
@@ -109,8 +114,8 @@ def test_everyday_operations(cluster, kubectl):
         args = [a.replace("{cm}", name) for a in args]
         text = {"CM": cm(name), "DRY": cm(f"{name}-dry"), None: None}[stdin]
         res = run(kubectl, cfg, *args, stdin=text)
-        want = want.replace("{cm}", name)
-        ok = res.returncode == 0 and (want in res.stdout if want else res.stdout.strip() == "")
+        wants = [w.replace("{cm}", name) for w in ((want,) if isinstance(want, str) else want)]
+        ok = res.returncode == 0 and (all(w in res.stdout for w in wants) if any(wants) else res.stdout.strip() == "")
         if not ok:
             failed.append(f"{op}: kubectl {' '.join(args)} -> rc {res.returncode}, "
                           f"stdout {res.stdout.strip()[:300]!r}, stderr {res.stderr.strip()[:300]!r}")

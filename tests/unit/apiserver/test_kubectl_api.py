@@ -126,3 +126,36 @@ def test_key_material_is_made_once(tmp_path):
         assert f.read() == ca
     assert tls.peer_user({"subject": ((("organizationName", "system:masters"),), (("commonName", "kubernetes-admin"),))}) \
         == ("kubernetes-admin", ["system:masters"])
+
+
+def test_table_has_kubectls_columns_with_wide_ones_at_priority_1():
+    from testbed.apiserver.tables import table, wants_table
+
+    assert wants_table("application/json;as=Table;v=v1;g=meta.k8s.io,application/json")
+    assert not wants_table("application/json")
+    node = {"metadata": {"name": "n1", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                       "nodeInfo": {"kubeletVersion": GIT_VERSION}}}
+    t = table("Node", [node], "7")
+    cols = [(c["name"], c["priority"]) for c in t["columnDefinitions"]]
+    assert cols[:5] == [("NAME", 0), ("STATUS", 0), ("ROLES", 0), ("AGE", 0), ("VERSION", 0)]
+    assert ("INTERNAL-IP", 1) in cols
+    cells = t["rows"][0]["cells"]
+    assert cells[:3] == ["n1", "Ready", "<none>"] and cells[4] == GIT_VERSION
+    assert t["rows"][0]["object"] == {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                                      "metadata": node["metadata"]}
+    assert table("Node", [node], include_object="Object")["rows"][0]["object"] == node
+    assert [c["name"] for c in table("Widget", [node])["columnDefinitions"]] == ["Name", "Age"]
+
+
+def test_table_over_http(api):
+    store, handle, c = api
+    c.create(svc("web", ns="ns1", type="ClusterIP", clusterIP="10.96.0.9", ports=[{"port": 80}]))
+    hdr = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"}
+    code, _, t = raw(handle.socket_path, "GET", "/api/v1/namespaces/ns1/services", headers=hdr)
+    assert code == 200 and t["kind"] == "Table"
+    assert t["rows"][0]["cells"][:5] == ["web", "ClusterIP", "10.96.0.9", "<none>", "80/TCP"]
+    code, _, t = raw(handle.socket_path, "GET", "/api/v1/namespaces/ns1/services/web", headers=hdr)
+    assert code == 200 and len(t["rows"]) == 1
+    code, _, st = raw(handle.socket_path, "GET", "/api/v1/services?includeObject=All", headers=hdr)
+    assert code == 400 and "includeObject" in st["message"]
