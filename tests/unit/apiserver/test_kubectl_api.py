@@ -159,3 +159,72 @@ def test_table_over_http(api):
     assert code == 200 and len(t["rows"]) == 1
     code, _, st = raw(handle.socket_path, "GET", "/api/v1/services?includeObject=All", headers=hdr)
     assert code == 400 and "includeObject" in st["message"]
+
+
+def _deploy(containers):
+    return {"kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"template": {"spec": {"containers": containers}}}}
+
+
+def test_strategic_merge_merges_containers_by_name_and_ports_by_their_keys():
+    from testbed.apiserver.patch import strategic_merge
+
+    old = _deploy([{"name": "a", "image": "a:1", "ports": [{"containerPort": 80, "name": "http"}],
+                    "env": [{"name": "X", "value": "1"}, {"name": "Y", "value": "2"}]},
+                   {"name": "b", "image": "b:1"}])
+    new = strategic_merge("Deployment", old, {"spec": {"template": {"spec": {"containers": [
+        {"name": "a", "image": "a:2", "ports": [{"containerPort": 81}], "env": [{"name": "Y", "$patch": "delete"}]}]}}}})
+    a, b = new["spec"]["template"]["spec"]["containers"]
+    assert a["image"] == "a:2" and b == {"name": "b", "image": "b:1"}
+    assert a["ports"] == [{"containerPort": 80, "name": "http"}, {"containerPort": 81}]
+    assert a["env"] == [{"name": "X", "value": "1"}]
+    assert old["spec"]["template"]["spec"]["containers"][0]["image"] == "a:1"  # not modified
+    svc_old = {"kind": "Service", "spec": {"ports": [{"port": 80, "targetPort": 8080}]}}
+    merged = strategic_merge("Service", svc_old, {"spec": {"ports": [{"port": 80, "targetPort": 9090}]}})
+    assert merged["spec"]["ports"] == [{"port": 80, "targetPort": 9090}]
+
+
+def test_strategic_merge_directives():
+    from testbed.apiserver.patch import strategic_merge
+
+    old = {"metadata": {"finalizers": ["a", "b"], "labels": {"x": "1", "y": "2"}},
+           "spec": {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}},
+                    "template": {"spec": {"containers": [{"name": "a"}, {"name": "b"}],
+                                          "tolerations": [{"key": "k"}]}}}}
+    new = strategic_merge("Deployment", old, {
+        "metadata": {"finalizers": ["c"], "$deleteFromPrimitiveList/finalizers": ["a"], "labels": {"y": None}},
+        "spec": {"strategy": {"type": "Recreate", "$retainKeys": ["type"]},
+                 "template": {"spec": {"$setElementOrder/containers": [{"name": "b"}, {"name": "a"}],
+                                       "containers": [{"name": "a", "image": "i"}],
+                                       "tolerations": [{"key": "j"}]}}}})
+    assert new["metadata"] == {"finalizers": ["b", "c"], "labels": {"x": "1"}}
+    assert new["spec"]["strategy"] == {"type": "Recreate"}
+    assert new["spec"]["template"]["spec"]["containers"] == [{"name": "b"}, {"name": "a", "image": "i"}]
+    assert new["spec"]["template"]["spec"]["tolerations"] == [{"key": "j"}]  # no merge key: replaced
+    replaced = strategic_merge("Deployment", old, {"spec": {"template": {"spec": {"containers": [
+        {"$patch": "replace"}, {"name": "z"}]}}}})
+    assert replaced["spec"]["template"]["spec"]["containers"] == [{"name": "z"}]
+    with pytest.raises(Exception, match="merge key 'name'"):
+        strategic_merge("Deployment", old, {"spec": {"template": {"spec": {"containers": [{"image": "x"}]}}}})
+
+
+def test_patches_over_http(api):
+    store, handle, c = api
+    c.create(svc("web", ns="ns1", ports=[{"port": 80, "name": "a"}, {"port": 81, "name": "b"}]))
+    path = "/api/v1/namespaces/ns1/services/web"
+    smp = json.dumps({"spec": {"ports": [{"port": 81, "name": "bb"}]}}).encode()
+    code, _, obj = raw(handle.socket_path, "PATCH", path, smp,
+                       {"Content-Type": "application/strategic-merge-patch+json"})
+    assert code == 200 and [p["name"] for p in obj["spec"]["ports"]] == ["a", "bb"]
+    jp = json.dumps([{"op": "replace", "path": "/spec/ports/0/name", "value": "aa"}]).encode()
+    code, _, obj = raw(handle.socket_path, "PATCH", path, jp, {"Content-Type": "application/json-patch+json"})
+    assert code == 200 and obj["spec"]["ports"][0]["name"] == "aa"
+    bad = json.dumps([{"op": "test", "path": "/spec/ports/0/name", "value": "zz"}]).encode()
+    code, _, st = raw(handle.socket_path, "PATCH", path, bad, {"Content-Type": "application/json-patch+json"})
+    assert code == 422 and store.get("Service", "ns1", "web")["spec"]["ports"][0]["name"] == "aa"
+    code, _, _ = raw(handle.socket_path, "PATCH", path + "?dryRun=All", smp.replace(b'"bb"', b'"dry"'),
+                     {"Content-Type": "application/strategic-merge-patch+json"})
+    assert code == 200 and store.get("Service", "ns1", "web")["spec"]["ports"][1]["name"] == "bb"
+    code, _, st = raw(handle.socket_path, "POST", "/api/v1/namespaces/ns1/services", b"\x6b\x38\x73\x00",
+                      {"Content-Type": "application/vnd.kubernetes.protobuf"})
+    assert code == 415 and "protobuf" in st["message"]
