@@ -76,6 +76,24 @@ def cm(name: str) -> str:
     return f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n"
 
 
+def deployment(name: str, image: str = "testbed/echo:v1", replicas: int = 1) -> str:
+    return f"""apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers:
+      - name: web
+        image: {image}
+        ports: [{{containerPort: 8080}}]
+        env: [{{name: A, value: "1"}}]
+"""
+
+
 # (id, args, stdin, expected in stdout: one string or all of a tuple) - run in order; names carry the kubectl's id so
 # the versions do not step on each other in the one cluster
 OPS = [
@@ -101,24 +119,61 @@ OPS = [
     ("table-all-namespaces", ["get", "cm", "-A"], None, ("NAMESPACE", "DATA", "{cm}")),
     ("table-all", ["get", "all"], None, ("pod/web-1", "service/web", "CLUSTER-IP")),
     ("delete", ["delete", "cm", "{cm}"], None, 'configmap "{cm}" deleted'),
+    ("apply-create", ["apply", "--validate=false", "-f", "-"], "DEPLOY", "deployment.apps/{cm} created"),
+    ("apply-change", ["apply", "--validate=false", "-f", "-"], "DEPLOY2", "deployment.apps/{cm} configured"),
+    ("applied", ["get", "deploy", "{cm}", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].env}"],
+     None, '2 [{"name":"A","value":"1"}]'),
+    ("default-patch", ["patch", "deploy", "{cm}", "-p",
+                       '{"spec":{"template":{"spec":{"containers":[{"name":"web","env":[{"name":"B","value":"2"}]}]}}}}'],
+     None, "deployment.apps/{cm} patched"),
+    ("patched-by-key", ["get", "deploy", "{cm}", "-o", "jsonpath={.spec.template.spec.containers[0].env[*].name}"],
+     None, "A B"),
+    ("set-image", ["set", "image", "deploy/{cm}", "web=testbed/echo:v2"], None, "deployment.apps/{cm} image updated"),
+    ("image-set", ["get", "deploy", "{cm}", "-o", "jsonpath={.spec.template.spec.containers[0].image}"], None,
+     "testbed/echo:v2"),
+    ("rollout-restart", ["rollout", "restart", "deploy/{cm}"], None, "deployment.apps/{cm} restarted"),
+    ("restarted", ["get", "deploy", "{cm}", "-o", "jsonpath={.spec.template.metadata.annotations}"], None,
+     "kubectl.kubernetes.io/restartedAt"),
+    ("json-patch", ["patch", "deploy", "{cm}", "--type", "json", "-p",
+                    '[{"op":"add","path":"/metadata/labels","value":{"j":"p"}}]'], None, "deployment.apps/{cm} patched"),
+    ("json-patched", ["get", "deploy", "-l", "j=p", "-o", "name"], None, "deployment.apps/{cm}"),
+    ("diff", ["diff", "-f", "-"], "DEPLOY3", "-  replicas: 2"),  # before 1.29: needs OpenAPI v2 (not served)
+    ("cordon", ["cordon", "node2"], None, "node/node2 cordoned"),
+    ("cordoned", ["get", "node", "node2", "-o", "jsonpath={.spec.unschedulable}"], None, "true"),
+    ("uncordon", ["uncordon", "node2"], None, "node/node2 uncordoned"),
+    ("delete-deploy", ["delete", "deploy", "{cm}"], None, 'deployment.apps "{cm}" deleted'),
 ]
+
+
+# rows an older kubectl cannot do yet: op -> first client minor version that can
+NEEDS = {"diff": 29}
+
+
+def client_minor(kubectl: str) -> int:
+    out = subprocess.run([kubectl, "version", "--client", "-o", "json"], capture_output=True, text=True, check=True)
+    return int(json.loads(out.stdout)["clientVersion"]["minor"].rstrip("+"))
 
 
 @pytest.mark.parametrize("kubectl", _kubectls())
 def test_everyday_operations(cluster, kubectl):
     _, cfg = cluster
+    minor = client_minor(kubectl)
     tag = uuid.uuid4().hex[:6]
     name = f"cm-{tag}"
     failed = []
     for op, args, stdin, want in OPS:
+        if minor < NEEDS.get(op, 0):
+            continue
         args = [a.replace("{cm}", name) for a in args]
-        text = {"CM": cm(name), "DRY": cm(f"{name}-dry"), None: None}[stdin]
+        text = {"CM": cm(name), "DRY": cm(f"{name}-dry"), "DEPLOY": deployment(name),
+                "DEPLOY2": deployment(name, replicas=2), "DEPLOY3": deployment(name, replicas=3), None: None}[stdin]
         res = run(kubectl, cfg, *args, stdin=text)
         wants = [w.replace("{cm}", name) for w in ((want,) if isinstance(want, str) else want)]
-        ok = res.returncode == 0 and (all(w in res.stdout for w in wants) if any(wants) else res.stdout.strip() == "")
+        # kubectl diff exits 1 when it found a difference
+        ok = res.returncode == (1 if op == "diff" else 0) and (all(w in res.stdout for w in wants) if any(wants) else res.stdout.strip() == "")
         if not ok:
             failed.append(f"{op}: kubectl {' '.join(args)} -> rc {res.returncode}, "
-                          f"stdout {res.stdout.strip()[:300]!r}, stderr {res.stderr.strip()[:300]!r}")
+                          f"stdout {res.stdout.strip()[:300]!r}, stderr {res.stderr.strip()[-600:]!r}")
     assert not failed, "\n".join(failed)
 
 
