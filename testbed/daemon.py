@@ -34,6 +34,7 @@ from .apiserver.store import Store
 from .controllers.events import EventRecorder
 from .controllers.manager import ControllerManager
 from .k8s.admission import Admission
+from .kubelet import plan as kubelet_plan
 from .kubelet.controller import Kubelet
 from .lbnet import LoadBalancerRoutes
 from .plan import Plan
@@ -58,7 +59,8 @@ def serve_api_https(cluster: str, store):
     restarts (a kubeconfig written at ``up`` stays valid)."""
     paths = tls.ensure(pki_directory(cluster), cluster)
     port = state.read_json(cluster, "state.json", {}).get("apiServerPort", 0)
-    handle = serve_https(store, paths, port)
+    handle = serve_https(store, paths, port,
+                         log_path=lambda ns, pod, container: kubelet_plan.log_path(cluster, ns, pod, container))
     state.update_json(cluster, "state.json", apiServerPort=handle.port)
     return handle
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from .kinds import KINDS, KindInfo
+from .scale import SCALE_KINDS
 
 # The one Kubernetes version the testbed speaks: /version and every node's nodeInfo.
 KUBERNETES_VERSION = "v1.32.0"
@@ -46,6 +47,12 @@ def resource_list(group_version: str) -> dict | None:
         if k.status_subresource:
             resources.append({"name": f"{k.plural}/status", "singularName": "", "namespaced": k.namespaced,
                               "kind": k.kind, "verbs": ["get", "patch", "update"]})
+        if k.kind == "Pod":
+            resources.append({"name": "pods/log", "singularName": "", "namespaced": True, "kind": "Pod",
+                              "verbs": ["get"]})
+        if k.kind in SCALE_KINDS:
+            resources.append({"name": f"{k.plural}/scale", "singularName": "", "namespaced": True, "group": "autoscaling",
+                              "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]})
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}
 
 

@@ -47,12 +47,13 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
-from . import errors
+from . import errors, podlogs
 from .errors import BadRequest, MethodNotAllowed, NotFound, UnsupportedMediaType
 from .discovery import discovery
 from .kinds import KindInfo, by_resource
 from .patch import JSON_PATCH, STRATEGIC, json_patch, strategic_merge
-from .store import ERROR, Store, dry_run
+from .scale import SCALE_KINDS, to_scale, with_replicas
+from .store import ERROR, Store, dry_run, merge_patch
 from .tables import table, wants_table
 from .watchmux import WatchMux
 from .tls import peer_user
@@ -93,7 +94,9 @@ def parse_route(path: str) -> _Route | None:
         raise _not_found_path(path)
     name = rest[1] if len(rest) >= 2 else None
     sub = rest[2] if len(rest) == 3 else None
-    if sub is not None and (sub != "status" or not info.status_subresource):
+    if sub is not None and not ((sub == "status" and info.status_subresource)
+                                or (sub == "scale" and info.kind in SCALE_KINDS)
+                                or (sub == "log" and info.kind == "Pod")):
         raise _not_found_path(path)
     if name is not None and info.namespaced and namespace is None:
         raise _not_found_path(path)
@@ -230,6 +233,12 @@ class Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str, r: _Route, query: dict, body: bytes) -> None:
         store: Store = self.server.store
         info = r.info
+        if r.subresource == "scale":
+            self._scale(method, r, body)
+            return
+        if r.subresource == "log":
+            self._log(method, r, query)
+            return
         if r.name is None:
             if method == "GET":
                 if _one(query, "watch", "").lower() in ("true", "1"):
@@ -287,6 +296,56 @@ class Handler(BaseHTTPRequestHandler):
                                              resource_version=pre.get("resourceVersion"), uid=pre.get("uid")))
         else:
             raise MethodNotAllowed(f"{method} is not supported on {info.plural}/{r.name}")
+
+    def _log(self, method: str, r: _Route, query: dict) -> None:
+        if method != "GET":
+            raise MethodNotAllowed(f"{method} is not supported on pods/log")
+        log_path = self.server.log_path
+        pod = self.server.store.get("Pod", r.namespace, r.name)
+        container = podlogs.container_of(pod, _one(query, "container"))
+        if log_path is None or _one(query, "previous", "").lower() in ("true", "1"):
+            raise podlogs.previous_not_found(pod, container)
+        path = log_path(r.namespace, r.name, container)
+        lines = _int_param(query, "tailLines")
+        if _one(query, "follow", "").lower() not in ("true", "1"):
+            self._send(200, podlogs.read(path, lines), "text/plain")
+            return
+        self.close_connection = True
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n"
+                         b"Connection: close\r\n\r\n")
+        try:
+            for data in podlogs.follow(path, lines, self.connection, lambda: self.server.closing):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass
+
+    def _scale(self, method: str, r: _Route, body: bytes) -> None:
+        store: Store = self.server.store
+        if method == "GET":
+            self._send_obj(200, to_scale(store.get(r.info.kind, r.namespace, r.name)))
+            return
+        if method not in ("PUT", "PATCH"):
+            raise MethodNotAllowed(f"{method} is not supported on {r.info.plural}/scale")
+        doc = self._json_body(body)
+        for _ in range(5):
+            obj = store.get(r.info.kind, r.namespace, r.name)
+            scale = to_scale(obj)
+            if method == "PUT":
+                new = doc
+            else:
+                ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+                new = (json_patch(scale, doc) if ctype == JSON_PATCH else strategic_merge("Scale", scale, doc)
+                       if ctype == STRATEGIC else merge_patch(scale, doc))
+            try:
+                self._send_obj(200, to_scale(store.update(with_replicas(obj, new))))
+                return
+            except errors.Conflict:
+                if method == "PUT" or (new.get("metadata") or {}).get("resourceVersion") != \
+                        obj["metadata"].get("resourceVersion"):
+                    raise
+        raise errors.Conflict(f'Operation cannot be fulfilled on {r.info.plural} "{r.name}": try again')
 
     def _patch_by_update(self, r: _Route, patch, ctype: str) -> dict:
         """Read, patch, write back with the read's resourceVersion; a concurrent write in
@@ -402,8 +461,9 @@ class ServerMixin:
     block_on_close = False
     request_queue_size = 512
 
-    def _setup(self, store: Store, max_watch_buffer: int) -> None:
+    def _setup(self, store: Store, max_watch_buffer: int, log_path: podlogs.LogPath | None = None) -> None:
         self.store = store
+        self.log_path = log_path
         self._conns: set[socket.socket] = set()
         self._mu = threading.Lock()
         self.mux = WatchMux(max_watch_buffer)
@@ -461,8 +521,8 @@ class ServerMixin:
 
 
 class _Server(ServerMixin, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    def __init__(self, path: str, store: Store, max_watch_buffer: int):
-        self._setup(store, max_watch_buffer)
+    def __init__(self, path: str, store: Store, max_watch_buffer: int, log_path: podlogs.LogPath | None):
+        self._setup(store, max_watch_buffer, log_path)
         super().__init__(path, Handler)
 
 
@@ -498,10 +558,12 @@ class ServerHandle:
         self.close()
 
 
-def serve(store: Store, socket_path: str | os.PathLike, *, max_watch_buffer: int = 64 << 20) -> ServerHandle:
+def serve(store: Store, socket_path: str | os.PathLike, *, max_watch_buffer: int = 64 << 20,
+          log_path: podlogs.LogPath | None = None) -> ServerHandle:
     """Serve *store* on a unix socket at *socket_path* from background threads; returns a
     handle with ``close()``. A stale socket file at the path is replaced. A watch client
-    that falls more than ``max_watch_buffer`` bytes behind is disconnected."""
+    that falls more than ``max_watch_buffer`` bytes behind is disconnected. ``log_path``
+    locates a container's log file for ``pods/log``."""
     path = os.fspath(socket_path)
     if len(path.encode()) > 107:
         raise ValueError(f"unix socket path too long ({len(path)} > 107): {path}")
@@ -509,7 +571,7 @@ def serve(store: Store, socket_path: str | os.PathLike, *, max_watch_buffer: int
         os.unlink(path)
     except FileNotFoundError:
         pass
-    server = _Server(path, store, max_watch_buffer)
+    server = _Server(path, store, max_watch_buffer, log_path)
     thread = threading.Thread(target=server.accept_loop,
                               name=f"apiserver:{os.path.basename(path)}", daemon=True)
     thread.start()

@@ -49,6 +49,9 @@ def _pod(name: str, node: str) -> dict:
                                                       "ports": [{"name": "http", "containerPort": 8080}]}]}}
 
 
+LOGGER = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "logger"},
+          "spec": {"containers": [{"name": "logger", "image": "busybox",
+                                   "command": ["/bin/sh", "-c", "echo line1; echo line2; echo line3; exec sleep 3600"]}]}}
 SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
            "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}
 
@@ -57,7 +60,7 @@ SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
 def cluster(tmp_path_factory):
     doc = {"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": NAME},
            "spec": {"nodes": 2, "proxyMode": "none"},
-           "manifests": [_pod("web-1", "node1"), _pod("web-2", "node2"), SERVICE]}
+           "manifests": [_pod("web-1", "node1"), _pod("web-2", "node2"), SERVICE, LOGGER]}
     c = Cluster.up(parse(doc))
     path = str(tmp_path_factory.mktemp("kubeconfig") / "config")
     try:
@@ -138,9 +141,15 @@ OPS = [
                     '[{"op":"add","path":"/metadata/labels","value":{"j":"p"}}]'], None, "deployment.apps/{cm} patched"),
     ("json-patched", ["get", "deploy", "-l", "j=p", "-o", "name"], None, "deployment.apps/{cm}"),
     ("diff", ["diff", "-f", "-"], "DEPLOY3", "-  replicas: 2"),  # before 1.29: needs OpenAPI v2 (not served)
+    ("scale", ["scale", "deploy", "{cm}", "--replicas=3"], None, "deployment.apps/{cm} scaled"),
+    ("scaled", ["get", "deploy", "{cm}", "-o", "jsonpath={.spec.replicas}"], None, "3"),
+    ("scale-dry-run", ["scale", "deploy", "{cm}", "--replicas=0", "--dry-run=server"], None, "(server dry run)"),
     ("cordon", ["cordon", "node2"], None, "node/node2 cordoned"),
     ("cordoned", ["get", "node", "node2", "-o", "jsonpath={.spec.unschedulable}"], None, "true"),
     ("uncordon", ["uncordon", "node2"], None, "node/node2 uncordoned"),
+    ("still-scaled", ["get", "deploy", "{cm}", "-o", "jsonpath={.spec.replicas}"], None, "3"),
+    ("logs", ["logs", "logger"], None, "line1\nline2\nline3\n"),
+    ("logs-tail", ["logs", "logger", "--tail=1"], None, "line3"),
     ("delete-deploy", ["delete", "deploy", "{cm}"], None, 'deployment.apps "{cm}" deleted'),
 ]
 
@@ -189,6 +198,22 @@ def test_python_client_lists_nodes_and_pods(cluster):
     assert info.boot_id and info.machine_id and info.system_uuid
     pods = api.list_namespaced_pod("default", label_selector="app=web")
     assert {p.metadata.name for p in pods.items} >= {"web-1", "web-2"}
+
+
+def test_logs_follow_and_previous(cluster):
+    _, cfg = cluster
+    kubectl = _kubectls()[0].values[0]
+    res = run(kubectl, cfg, "logs", "logger", "--previous")
+    assert res.returncode == 1
+    assert 'previous terminated container "logger" in pod "logger" not found' in res.stderr
+    p = subprocess.Popen([kubectl, "logs", "-f", "logger"], stdout=subprocess.PIPE, text=True,
+                         env={"KUBECONFIG": cfg, "HOME": os.path.dirname(cfg), "PATH": os.environ["PATH"]})
+    try:
+        assert [p.stdout.readline() for _ in range(3)] == ["line1\n", "line2\n", "line3\n"]
+        assert p.poll() is None  # still following
+    finally:
+        p.kill()
+        p.wait()
 
 
 def _port(c) -> int:

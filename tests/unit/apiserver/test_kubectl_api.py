@@ -228,3 +228,41 @@ def test_patches_over_http(api):
     code, _, st = raw(handle.socket_path, "POST", "/api/v1/namespaces/ns1/services", b"\x6b\x38\x73\x00",
                       {"Content-Type": "application/vnd.kubernetes.protobuf"})
     assert code == 415 and "protobuf" in st["message"]
+
+
+def test_scale_subresource(api):
+    store, handle, c = api
+    c.create({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "ns1"},
+              "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "d"}}}})
+    path = "/apis/apps/v1/namespaces/ns1/deployments/d/scale"
+    code, _, sc = raw(handle.socket_path, "GET", path)
+    assert code == 200 and sc["kind"] == "Scale" and sc["spec"] == {"replicas": 1}
+    assert sc["status"]["selector"] == "app=d"
+    stale = sc
+    code, _, sc = raw(handle.socket_path, "PATCH", path, b'{"spec":{"replicas":4}}',
+                      {"Content-Type": "application/merge-patch+json"})
+    assert code == 200 and store.get("Deployment", "ns1", "d")["spec"]["replicas"] == 4
+    stale["spec"]["replicas"] = 2
+    code, _, _ = raw(handle.socket_path, "PUT", path, json.dumps(stale).encode())
+    assert code == 409  # read before the patch
+    sc["spec"]["replicas"] = 2
+    code, _, _ = raw(handle.socket_path, "PUT", path, json.dumps(sc).encode())
+    assert code == 200 and store.get("Deployment", "ns1", "d")["spec"]["replicas"] == 2
+    code, _, st = raw(handle.socket_path, "PATCH", path, b'{"spec":{"replicas":-1}}',
+                      {"Content-Type": "application/merge-patch+json"})
+    assert code == 422 and "spec.replicas" in st["message"]
+    code, _, _ = raw(handle.socket_path, "GET", "/api/v1/namespaces/ns1/services/x/scale")
+    assert code == 404
+
+
+def test_pod_log_tail_and_container_choice():
+    from testbed.apiserver import podlogs
+
+    assert podlogs.tail(b"a\nb\nc\n", 2) == b"b\nc\n"
+    assert podlogs.tail(b"a\nb", 1) == b"b\n" and podlogs.tail(b"a\n", 0) == b""
+    pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}, {"name": "b"}]}}
+    with pytest.raises(Exception, match=r"choose one of: \[a b\]"):
+        podlogs.container_of(pod, None)
+    with pytest.raises(Exception, match="container c is not valid for pod p"):
+        podlogs.container_of(pod, "c")
+    assert podlogs.container_of(pod, "b") == "b"
