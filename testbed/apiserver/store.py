@@ -363,7 +363,8 @@ class StoreCore(Store):
                 if self._lookup(info, ns, name) is None:
                     break
             meta["name"] = name
-        if not self._write_refuses_existing and self._lookup(info, ns, name) is not None:
+        # a dry run writes nothing, so it cannot rely on the backend refusing an existing key
+        if (not self._write_refuses_existing or _DRY_RUN.get()) and self._lookup(info, ns, name) is not None:
             raise errors.already_exists(info.plural, name, info.group)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()
