@@ -38,6 +38,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import socket
 import socketserver
 import ssl
@@ -434,24 +435,42 @@ class Handler(BaseHTTPRequestHandler):
         done.wait()
 
     def _watch_blocking(self, w, deadline: float | None) -> None:
-        """A watch on a TLS connection, written by this thread: the mux's non-blocking
-        writes and peeks do not apply to TLS records."""
+        """A watch on a TLS connection, written by this thread (the mux's non-blocking writes
+        and peeks do not apply to TLS records). It sleeps in select() on the client's socket
+        (readable: the client left, it sends nothing while it watches; or the server shut the
+        connection) and a socketpair the watch's listener writes to when events arrive."""
+        wake_rd, wake_wr = socket.socketpair()
+        wake_rd.setblocking(False)
+        wake_wr.setblocking(False)
+
+        def wake(_w) -> None:
+            with contextlib.suppress(OSError):
+                wake_wr.send(b"x")
+
         try:
+            w.set_listener(wake)
             while True:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    break
-                batch = w.get_raw_batch(left if left is not None else 30.0, 4096)
+                batch = w.get_raw_batch(0, 4096)
                 if batch:
                     data = b"".join(ev.encoded() for ev in batch)
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-                elif w.closed or self.server.closing:
+                    continue
+                left = None if deadline is None else deadline - time.monotonic()
+                if w.closed or (left is not None and left <= 0):
                     break
+                ready, _, _ = select.select([self.connection, wake_rd], [], [], left)
+                if self.connection in ready:
+                    return
+                with contextlib.suppress(OSError):
+                    while wake_rd.recv(4096):
+                        pass
             self.wfile.write(b"0\r\n\r\n")
         except OSError:
             pass
         finally:
             w.stop()
+            wake_rd.close()
+            wake_wr.close()
 
 
 class ServerMixin:

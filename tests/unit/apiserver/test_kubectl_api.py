@@ -266,3 +266,25 @@ def test_pod_log_tail_and_container_choice():
     with pytest.raises(Exception, match="container c is not valid for pod p"):
         podlogs.container_of(pod, "c")
     assert podlogs.container_of(pod, "b") == "b"
+
+
+def test_https_watch_streams_events_and_ends_at_its_timeout(tmp_path):
+    import http.client
+
+    p = tls.ensure(str(tmp_path / "pki"), "unit")
+    with MemoryStore() as store:
+        h = serve_https(store, p)
+        try:
+            ctx = ssl.create_default_context(cafile=p.ca_cert)
+            ctx.load_cert_chain(p.client_cert, p.client_key)
+            conn = http.client.HTTPSConnection("127.0.0.1", h.port, context=ctx, timeout=10)
+            conn.request("GET", "/api/v1/namespaces/ns1/services?watch=true&timeoutSeconds=1")
+            r = conn.getresponse()
+            assert r.status == 200
+            store.create(svc("w", ns="ns1"))
+            ev = json.loads(r.readline())
+            assert ev["type"] == "ADDED" and ev["object"]["metadata"]["name"] == "w"
+            assert r.read() == b""  # the terminating chunk after timeoutSeconds
+            conn.close()
+        finally:
+            h.close()
