@@ -198,6 +198,13 @@ def test_python_client_lists_nodes_and_pods(cluster):
     assert info.boot_id and info.machine_id and info.system_uuid
     pods = api.list_namespaced_pod("default", label_selector="app=web")
     assert {p.metadata.name for p in pods.items} >= {"web-1", "web-2"}
+    from kubernetes import watch
+
+    api.create_namespaced_config_map("default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="py-cm")))
+    seen = [(e["type"], e["object"].metadata.name) for e in watch.Watch().stream(
+        api.list_namespaced_config_map, "default", field_selector="metadata.name=py-cm", timeout_seconds=2)]
+    assert seen == [("ADDED", "py-cm")]
+    api.delete_namespaced_config_map("py-cm", "default")
 
 
 def test_logs_follow_and_previous(cluster):
