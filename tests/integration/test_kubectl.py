@@ -150,6 +150,7 @@ OPS = [
     ("still-scaled", ["get", "deploy", "{cm}", "-o", "jsonpath={.spec.replicas}"], None, "3"),
     ("logs", ["logs", "logger"], None, "line1\nline2\nline3\n"),
     ("logs-tail", ["logs", "logger", "--tail=1"], None, "line3"),
+    ("rollout-undo", ["rollout", "undo", "deploy/{cm}"], None, "deployment.apps/{cm} rolled back"),
     ("delete-deploy", ["delete", "deploy", "{cm}"], None, 'deployment.apps "{cm}" deleted'),
 ]
 
