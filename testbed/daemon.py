@@ -22,14 +22,19 @@ import signal
 import subprocess
 import sys
 import threading
+import uuid
 
 from . import cgroups, exec, netns, state
+from .apiserver import tls
+from .apiserver.https import serve_https
+from .apiserver.discovery import GIT_VERSION
 from .apiserver.server import serve
 from .apiserver.etcd import cluster as etcd_cluster
 from .apiserver.store import Store
 from .controllers.events import EventRecorder
 from .controllers.manager import ControllerManager
 from .k8s.admission import Admission
+from .kubelet import plan as kubelet_plan
 from .kubelet.controller import Kubelet
 from .lbnet import LoadBalancerRoutes
 from .plan import Plan
@@ -43,6 +48,21 @@ NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 def api_socket(cluster: str) -> str:
     return os.path.join(state.directory(cluster), "api.sock")
+
+
+def pki_directory(cluster: str) -> str:
+    return os.path.join(state.directory(cluster), "pki")
+
+
+def serve_api_https(cluster: str, store):
+    """HTTPS for kubectl on a loopback port picked at the first start and kept across
+    restarts (a kubeconfig written at ``up`` stays valid)."""
+    paths = tls.ensure(pki_directory(cluster), cluster)
+    port = state.read_json(cluster, "state.json", {}).get("apiServerPort", 0)
+    handle = serve_https(store, paths, port,
+                         log_path=lambda ns, pod, container: kubelet_plan.log_path(cluster, ns, pod, container))
+    state.update_json(cluster, "state.json", apiServerPort=handle.port)
+    return handle
 
 
 def node_object(plan: Plan, n) -> dict:
@@ -63,12 +83,25 @@ def node_object(plan: Plan, n) -> dict:
             "allocatable": {"pods": "110", "cpu": "2", "memory": "2Gi"},
             "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                             "message": "kubelet is posting ready status"}],
-            "nodeInfo": {"kubeletVersion": "v1.34.0-testbed", "kubeProxyVersion": "v1.34.0-testbed",
+            "nodeInfo": {"kubeletVersion": GIT_VERSION, "kubeProxyVersion": GIT_VERSION,
+                         "machineID": _node_id(plan, n, "machine").replace("-", ""), "systemUUID": _node_id(plan, n, "system"),
+                         "bootID": _boot_id(),
                          "osImage": "testbed (network namespace)", "kernelVersion": os.uname().release,
                          "containerRuntimeVersion": "testbed://0.1", "operatingSystem": "linux",
                          "architecture": "amd64"},
         },
     }
+
+
+def _node_id(plan: Plan, n, what: str) -> str:
+    """Stable per cluster and node, as a machine's ids are stable across reboots."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"testbed:{plan.cluster}:{n.name}:{what}"))
+
+
+def _boot_id() -> str:
+    # the nodes share the host's kernel, so its boot is theirs
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        return f.read().strip()
 
 
 def bootstrap(store: Store, admission: Admission, plan: Plan) -> None:
@@ -167,6 +200,7 @@ def run(cluster: str, ready_fd: int | None = None) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(sock)
     server = serve(store, sock)
+    https = serve_api_https(cluster, store)
     bootstrap(store, admission, plan)
     stop = threading.Event()
     recorder = EventRecorder(store, "testbed")
@@ -195,6 +229,7 @@ def run(cluster: str, ready_fd: int | None = None) -> None:
     manager.stop()
     lb_routes.join(5)
     workloads.stop()
+    https.close()
     server.close()
     store.close()
     runner.close()

@@ -3,7 +3,7 @@
 Path-based unix sockets are reachable from every network namespace, so processes in node
 and pod namespaces can all talk to the one server. Requests are served by one thread per
 connection (``socketserver.ThreadingMixIn``, keep-alive supported); all watch streams are
-written by one multiplexing thread (:class:`_WatchMux`), so a change is encoded once and
+written by one multiplexing thread (:class:`~.watchmux.WatchMux`), so a change is encoded once and
 fanned out without waking a thread per watcher.
 
 Paths (``<prefix>`` is ``/api/v1`` or ``/apis/<group>/<version>``, see ``kinds.py``)::
@@ -20,8 +20,11 @@ Paths (``<prefix>`` is ``/api/v1`` or ``/apis/<group>/<version>``, see ``kinds.p
 Query parameters: ``labelSelector``, ``fieldSelector`` (see ``labels.py``), ``watch=true``
 with ``resourceVersion`` and ``timeoutSeconds``, ``gracePeriodSeconds`` on DELETE (or a
 ``DeleteOptions`` body with ``gracePeriodSeconds`` and ``preconditions``). PATCH accepts
-``application/merge-patch+json`` (and plain ``application/json``, treated the same);
-strategic-merge and JSON patches get 415.
+``application/merge-patch+json`` (and plain ``application/json``, treated the same),
+strategic merge and JSON patches (``patch.py``); server-side apply and protobuf bodies get
+415. ``dryRun=All`` (query, or ``DeleteOptions.dryRun``) validates and admits a write
+without storing it. ``Accept: ...;as=Table;g=meta.k8s.io`` gets a Table (``tables.py``).
+The same handler serves HTTPS with client certificates (``https.py``).
 
 A watch answers ``200`` with ``Transfer-Encoding: chunked`` and one JSON event per line
 (``{"type": ..., "object": ...}``) until the client disconnects, ``timeoutSeconds`` passes
@@ -31,22 +34,30 @@ is a 410 ``Status``, as the real API server does. Errors are ``Status`` objects.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-import selectors
+import select
 import socket
 import socketserver
+import ssl
 import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
-from . import errors
+from . import errors, podlogs
 from .errors import BadRequest, MethodNotAllowed, NotFound, UnsupportedMediaType
-from .kinds import KINDS, KindInfo, by_resource
-from .store import ERROR, Store
+from .discovery import discovery
+from .kinds import KindInfo, by_resource
+from .patch import JSON_PATCH, STRATEGIC, json_patch, strategic_merge
+from .scale import SCALE_KINDS, to_scale, with_replicas
+from .store import ERROR, Store, dry_run, merge_patch
+from .tables import table, wants_table
+from .watchmux import WatchMux
+from .tls import peer_user
 
 log = logging.getLogger(__name__)
 
@@ -84,42 +95,13 @@ def parse_route(path: str) -> _Route | None:
         raise _not_found_path(path)
     name = rest[1] if len(rest) >= 2 else None
     sub = rest[2] if len(rest) == 3 else None
-    if sub is not None and (sub != "status" or not info.status_subresource):
+    if sub is not None and not ((sub == "status" and info.status_subresource)
+                                or (sub == "scale" and info.kind in SCALE_KINDS)
+                                or (sub == "log" and info.kind == "Pod")):
         raise _not_found_path(path)
     if name is not None and info.namespaced and namespace is None:
         raise _not_found_path(path)
     return _Route(info, namespace, name, sub)
-
-
-def _discovery(path: str) -> dict | None:
-    segs = [s for s in path.split("/") if s]
-    if segs == ["api"]:
-        return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
-    groups: dict[str, set[str]] = {}
-    for k in KINDS.values():
-        if k.group:
-            groups.setdefault(k.group, set()).add(k.version)
-    if segs == ["apis"]:
-        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-            {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in sorted(vs)],
-             "preferredVersion": {"groupVersion": f"{g}/{sorted(vs)[0]}", "version": sorted(vs)[0]}}
-            for g, vs in sorted(groups.items())]}
-    if segs and segs[0] in ("api", "apis"):
-        gv = "/".join(segs[1:])
-        kinds = [k for k in KINDS.values() if k.api_version == gv]
-        if kinds:
-            resources = []
-            for k in kinds:
-                resources.append({"name": k.plural, "singularName": k.kind.lower(), "namespaced": k.namespaced,
-                                  "kind": k.kind, "verbs": ["create", "delete", "get", "list", "patch",
-                                                            "update", "watch"]})
-                if k.status_subresource:
-                    resources.append({"name": f"{k.plural}/status", "singularName": "", "namespaced": k.namespaced,
-                                      "kind": k.kind, "verbs": ["get", "patch", "update"]})
-            return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
-    if segs == ["version"]:
-        return {"major": "1", "minor": "30", "gitVersion": "v1.30.0-testbed", "platform": "linux/amd64"}
-    return None
 
 
 def _one(query: dict, key: str, default: str | None = None) -> str | None:
@@ -137,10 +119,10 @@ def _int_param(query: dict, key: str) -> int | None:
         raise BadRequest(f'invalid value for {key}: "{v}"') from None
 
 
-class _Handler(BaseHTTPRequestHandler):
+class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "testbed-apiserver/0.1"
-    server: "_Server"
+    server: "ServerMixin"
 
     # -- plumbing ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -213,17 +195,34 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._read_body()
             url = urlsplit(self.path)
             query = parse_qs(url.query, keep_blank_values=True)
+            if isinstance(self.connection, ssl.SSLSocket) and peer_user(self.connection.getpeercert()) is None:
+                # TCP clients must prove who they are; the unix socket is for the cluster's own processes
+                raise errors.Unauthorized("Unauthorized")
             if url.path in ("/healthz", "/readyz", "/livez"):
                 self._send(200, b"ok", "text/plain")
                 return
             route = parse_route(url.path)
             if route is None:
-                doc = _discovery(url.path) if method == "GET" else None
+                doc = discovery(url.path) if method == "GET" else None
                 if doc is None:
                     raise _not_found_path(url.path)
                 self._send_obj(200, doc)
                 return
-            self._handle(method, route, query, body)
+            if body and "protobuf" in (self.headers.get("Content-Type") or ""):
+                raise UnsupportedMediaType(
+                    f"the body of the request was in an unknown format - accepted media types include: "
+                    f"application/json, application/yaml (got {self.headers.get('Content-Type')})")
+            dry = query.get("dryRun", [])
+            if method == "DELETE" and body:  # kubectl sends DeleteOptions.dryRun in the body
+                opts = self._json_body(body)
+                dry = dry + (opts.get("dryRun") or [] if isinstance(opts, dict) else [])
+            if any(v != "All" for v in dry):
+                raise BadRequest(f'invalid value for dryRun: "{dry}": supported values: "All"')
+            if dry and method in ("POST", "PUT", "PATCH", "DELETE"):
+                with dry_run():
+                    self._handle(method, route, query, body)
+            else:
+                self._handle(method, route, query, body)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         except Exception as exc:  # noqa: BLE001 - every error becomes a Status
@@ -235,6 +234,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str, r: _Route, query: dict, body: bytes) -> None:
         store: Store = self.server.store
         info = r.info
+        if r.subresource == "scale":
+            self._scale(method, r, body)
+            return
+        if r.subresource == "log":
+            self._log(method, r, query)
+            return
         if r.name is None:
             if method == "GET":
                 if _one(query, "watch", "").lower() in ("true", "1"):
@@ -242,6 +247,9 @@ class _Handler(BaseHTTPRequestHandler):
                     return
                 items, rv = store.list(info.kind, r.namespace, _one(query, "labelSelector"),
                                        _one(query, "fieldSelector"))
+                if wants_table(self.headers.get("Accept")):
+                    self._send_table(info, items, rv, query)
+                    return
                 self._send_obj(200, {"kind": f"{info.kind}List", "apiVersion": info.api_version,
                                      "metadata": {"resourceVersion": rv}, "items": items})
                 return
@@ -253,7 +261,11 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             raise MethodNotAllowed(f"{method} is not supported on {info.plural}")
         if method == "GET":
-            self._send_obj(200, store.get(info.kind, r.namespace, r.name))
+            obj = store.get(info.kind, r.namespace, r.name)
+            if wants_table(self.headers.get("Accept")) and r.subresource is None:
+                self._send_table(info, [obj], obj["metadata"].get("resourceVersion"), query)
+            else:
+                self._send_obj(200, obj)
         elif method == "PUT":
             obj = self._check_body(self._json_body(body), r)
             if r.subresource == "status":
@@ -262,12 +274,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_obj(200, store.update(obj))
         elif method == "PATCH":
             ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-            if ctype not in ("application/merge-patch+json", "application/json", ""):
+            if ctype not in ("application/merge-patch+json", "application/json", "", JSON_PATCH, STRATEGIC):
                 raise UnsupportedMediaType(
                     f"the body of the request was in an unknown format - accepted media types include: "
-                    f"application/merge-patch+json (got {ctype})")
+                    f"{JSON_PATCH}, application/merge-patch+json, {STRATEGIC} (got {ctype})")
             patch = self._json_body(body)
-            self._send_obj(200, store.patch(info.kind, r.namespace, r.name, patch, r.subresource))
+            if ctype in (JSON_PATCH, STRATEGIC):
+                self._send_obj(200, self._patch_by_update(r, patch, ctype))
+            else:
+                self._send_obj(200, store.patch(info.kind, r.namespace, r.name, patch, r.subresource))
         elif method == "DELETE":
             if r.subresource:
                 raise MethodNotAllowed("DELETE is not supported on a subresource")
@@ -282,6 +297,86 @@ class _Handler(BaseHTTPRequestHandler):
                                              resource_version=pre.get("resourceVersion"), uid=pre.get("uid")))
         else:
             raise MethodNotAllowed(f"{method} is not supported on {info.plural}/{r.name}")
+
+    def _log(self, method: str, r: _Route, query: dict) -> None:
+        if method != "GET":
+            raise MethodNotAllowed(f"{method} is not supported on pods/log")
+        log_path = self.server.log_path
+        pod = self.server.store.get("Pod", r.namespace, r.name)
+        container = podlogs.container_of(pod, _one(query, "container"))
+        if log_path is None or _one(query, "previous", "").lower() in ("true", "1"):
+            raise podlogs.previous_not_found(pod, container)
+        path = log_path(r.namespace, r.name, container)
+        lines = _int_param(query, "tailLines")
+        if _one(query, "follow", "").lower() not in ("true", "1"):
+            self._send(200, podlogs.read(path, lines), "text/plain")
+            return
+        self.close_connection = True
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n"
+                         b"Connection: close\r\n\r\n")
+        try:
+            for data in podlogs.follow(path, lines, self.connection, lambda: self.server.closing):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass
+
+    def _scale(self, method: str, r: _Route, body: bytes) -> None:
+        store: Store = self.server.store
+        if method == "GET":
+            self._send_obj(200, to_scale(store.get(r.info.kind, r.namespace, r.name)))
+            return
+        if method not in ("PUT", "PATCH"):
+            raise MethodNotAllowed(f"{method} is not supported on {r.info.plural}/scale")
+        doc = self._json_body(body)
+        for _ in range(5):
+            obj = store.get(r.info.kind, r.namespace, r.name)
+            scale = to_scale(obj)
+            if method == "PUT":
+                new = doc
+            else:
+                ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+                new = (json_patch(scale, doc) if ctype == JSON_PATCH else strategic_merge("Scale", scale, doc)
+                       if ctype == STRATEGIC else merge_patch(scale, doc))
+            try:
+                self._send_obj(200, to_scale(store.update(with_replicas(obj, new))))
+                return
+            except errors.Conflict:
+                if method == "PUT" or (new.get("metadata") or {}).get("resourceVersion") != \
+                        obj["metadata"].get("resourceVersion"):
+                    raise
+        raise errors.Conflict(f'Operation cannot be fulfilled on {r.info.plural} "{r.name}": try again')
+
+    def _patch_by_update(self, r: _Route, patch, ctype: str) -> dict:
+        """Read, patch, write back with the read's resourceVersion; a concurrent write in
+        between is retried (as the real API server's patcher does) unless the patch itself
+        names a resourceVersion."""
+        store: Store = self.server.store
+        for _ in range(5):
+            old = store.get(r.info.kind, r.namespace, r.name)
+            if ctype == JSON_PATCH:
+                new = json_patch(old, patch)
+            else:
+                new = strategic_merge(r.info.kind, old, patch)
+            if not isinstance(new, dict) or not isinstance(new.get("metadata"), dict):
+                raise BadRequest("the patched object must be a JSON object with metadata")
+            pinned = new["metadata"].get("resourceVersion") != old["metadata"].get("resourceVersion")
+            new["metadata"].setdefault("resourceVersion", old["metadata"].get("resourceVersion"))
+            self._check_body(new, r)
+            try:
+                return store.update_status(new) if r.subresource == "status" else store.update(new)
+            except errors.Conflict:
+                if pinned:
+                    raise
+        raise errors.Conflict(f'Operation cannot be fulfilled on {r.info.plural} "{r.name}": '
+                              "the object kept changing while it was patched; try again")
+
+    def _send_table(self, info: KindInfo, items: list, rv: str | None, query: dict) -> None:
+        include = _one(query, "includeObject", "Metadata")
+        if include not in ("None", "Metadata", "Object"):
+            raise BadRequest(f'invalid value for includeObject: "{include}" (allowed: None, Metadata, Object)')
+        self._send_obj(200, table(info.kind, items, rv, include_object=include))
 
     @staticmethod
     def _check_body(obj, r: _Route) -> dict:
@@ -333,220 +428,69 @@ class _Handler(BaseHTTPRequestHandler):
             line = json.dumps({"type": ERROR, "object": errors.status_from_exception(gone)}).encode() + b"\n"
             self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(line), line))
             return
+        if isinstance(self.connection, ssl.SSLSocket):
+            self._watch_blocking(w, deadline)
+            return
         done = self.server.mux.add(w, self.connection, deadline)
         done.wait()
 
+    def _watch_blocking(self, w, deadline: float | None) -> None:
+        """A watch on a TLS connection, written by this thread (the mux's non-blocking writes
+        and peeks do not apply to TLS records). It sleeps in select() on the client's socket
+        (readable: the client left, it sends nothing while it watches; or the server shut the
+        connection) and a socketpair the watch's listener writes to when events arrive."""
+        wake_rd, wake_wr = socket.socketpair()
+        wake_rd.setblocking(False)
+        wake_wr.setblocking(False)
 
-class _Entry:
-    __slots__ = ("w", "conn", "deadline", "buf", "ending", "mask", "done")
+        def wake(_w) -> None:
+            with contextlib.suppress(OSError):
+                wake_wr.send(b"x")
 
-    def __init__(self, w, conn: socket.socket, deadline: float | None):
-        self.w, self.conn, self.deadline = w, conn, deadline
-        self.buf = bytearray()
-        self.ending = False  # the terminating chunk is queued; finish once flushed
-        self.mask = 0
-        self.done = threading.Event()
-
-
-class _WatchMux:
-    """One thread that writes every watch stream: when a watch has events (the store calls
-    the watch's listener) the events are encoded once and sent with non-blocking writes, so a
-    change reaches dozens of watchers without waking dozens of threads. The same select()
-    notices clients that disconnect (their socket becomes readable at EOF) and
-    ``timeoutSeconds`` deadlines. A client more than ``max_buffer`` bytes behind is dropped.
-    The request thread that started a watch waits until the mux is done with its socket."""
-
-    def __init__(self, max_buffer: int = 64 << 20):
-        self.max_buffer = max_buffer
-        self._sel = selectors.DefaultSelector()
-        self._rd, self._wr = socket.socketpair()
-        self._rd.setblocking(False)
-        self._wr.setblocking(False)
-        self._sel.register(self._rd, selectors.EVENT_READ, None)
-        self._mu = threading.Lock()
-        self._new: list[_Entry] = []
-        self._ready: set = set()
-        self._signaled = False
-        self._closing = False
-        self._entries: dict = {}
-        self._thread = threading.Thread(target=self._run, name="apiserver-watch-mux", daemon=True)
-        self._thread.start()
-
-    # -- called from other threads ----------------------------------------------------------
-    def add(self, w, conn: socket.socket, deadline: float | None) -> threading.Event:
-        e = _Entry(w, conn, deadline)
-        with self._mu:
-            if self._closing:
-                e.done.set()
-                w.stop()
-                return e.done
-            self._new.append(e)
-        self._wake()
-        return e.done
-
-    def _notify(self, w) -> None:
-        with self._mu:
-            self._ready.add(w)
-            if self._signaled:
-                return
-            self._signaled = True
-        self._wake()
-
-    def _wake(self) -> None:
         try:
-            self._wr.send(b"x")
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        with self._mu:
-            self._closing = True
-        self._wake()
-        self._thread.join(timeout=10)
-
-    # -- the mux thread ---------------------------------------------------------------------
-    def _set_mask(self, e: _Entry, mask: int) -> None:
-        if mask == e.mask:
-            return
-        try:
-            if e.mask == 0:
-                self._sel.register(e.conn, mask, e)
-            elif mask == 0:
-                self._sel.unregister(e.conn)
-            else:
-                self._sel.modify(e.conn, mask, e)
-        except (OSError, ValueError, KeyError):
-            pass
-        e.mask = mask
-
-    def _finish(self, e: _Entry) -> None:
-        self._set_mask(e, 0)
-        self._entries.pop(e.w, None)
-        e.w.stop()
-        try:
-            e.conn.setblocking(True)
-        except OSError:
-            pass
-        e.done.set()
-
-    def _flush(self, e: _Entry) -> None:
-        while e.buf:
-            try:
-                n = e.conn.send(e.buf)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                self._finish(e)
-                return
-            del e.buf[:n]
-        if not e.buf and e.ending:
-            self._finish(e)
-        elif len(e.buf) > self.max_buffer:
-            log.warning("dropping a watch of %s: the client is %d bytes behind", e.w.kind, len(e.buf))
-            self._finish(e)
-        else:
-            self._set_mask(e, (e.mask & selectors.EVENT_READ) | (selectors.EVENT_WRITE if e.buf else 0))
-
-    def _end(self, e: _Entry) -> None:
-        if not e.ending:
-            e.ending = True
-            e.w.stop()
-            e.buf += b"0\r\n\r\n"
-        self._flush(e)
-
-    def _pump(self, e: _Entry) -> None:
-        if e.ending:
-            return
-        batch = e.w.get_raw_batch(0, 4096)
-        if batch:
-            data = b"".join(ev.encoded() for ev in batch)
-            e.buf += b"%x\r\n" % len(data)
-            e.buf += data
-            e.buf += b"\r\n"
-        if e.w.closed:
-            self._end(e)
-        else:
-            self._flush(e)
-
-    @staticmethod
-    def _peer_closed(e: _Entry) -> bool:
-        try:
-            return e.conn.recv(1, socket.MSG_PEEK) == b""
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError:
-            return True
-
-    def _run(self) -> None:
-        while True:
-            timeout = None
-            deadlines = [e.deadline for e in self._entries.values() if e.deadline is not None]
-            if deadlines:
-                timeout = max(0.0, min(deadlines) - time.monotonic())
-            for key, mask in self._sel.select(timeout):
-                e = key.data
-                if e is None:
-                    try:
-                        while self._rd.recv(4096):
-                            pass
-                    except OSError:
+            w.set_listener(wake)
+            while True:
+                batch = w.get_raw_batch(0, 4096)
+                if batch:
+                    data = b"".join(ev.encoded() for ev in batch)
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                    continue
+                left = None if deadline is None else deadline - time.monotonic()
+                if w.closed or (left is not None and left <= 0):
+                    break
+                ready, _, _ = select.select([self.connection, wake_rd], [], [], left)
+                if self.connection in ready:
+                    return
+                with contextlib.suppress(OSError):
+                    while wake_rd.recv(4096):
                         pass
-                    continue
-                if self._entries.get(e.w) is not e:
-                    continue
-                if mask & selectors.EVENT_READ:
-                    if self._peer_closed(e):
-                        self._finish(e)
-                        continue
-                    # unexpected data from the client: stop watching for reads (level-triggered)
-                    self._set_mask(e, e.mask & ~selectors.EVENT_READ)
-                if mask & selectors.EVENT_WRITE:
-                    self._flush(e)
-            with self._mu:
-                new, self._new = self._new, []
-                ready, self._ready = self._ready, set()
-                self._signaled = False
-                closing = self._closing
-            for e in new:
-                try:
-                    e.conn.setblocking(False)
-                except OSError:
-                    e.w.stop()
-                    e.done.set()
-                    continue
-                self._entries[e.w] = e
-                self._set_mask(e, selectors.EVENT_READ)
-                ready.add(e.w)
-                e.w.set_listener(self._notify)
-            for w in ready:
-                e = self._entries.get(w)
-                if e is not None:
-                    self._pump(e)
-            now = time.monotonic()
-            for e in [e for e in self._entries.values() if e.deadline is not None and e.deadline <= now]:
-                e.deadline = None
-                self._end(e)
-            if closing:
-                for e in list(self._entries.values()):
-                    self._finish(e)
-                self._sel.close()
-                self._rd.close()
-                self._wr.close()
-                return
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass
+        finally:
+            w.stop()
+            wake_rd.close()
+            wake_wr.close()
 
 
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+class ServerMixin:
+    """What the unix-socket and the HTTPS listeners share: the store, the watch mux, the
+    open connections (so that closing ends them all)."""
     daemon_threads = True
     block_on_close = False
     request_queue_size = 512
 
-    def __init__(self, path: str, store: Store, max_watch_buffer: int):
+    def _setup(self, store: Store, max_watch_buffer: int, log_path: podlogs.LogPath | None = None) -> None:
         self.store = store
+        self.log_path = log_path
         self._conns: set[socket.socket] = set()
         self._mu = threading.Lock()
-        self.mux = _WatchMux(max_watch_buffer)
+        self.mux = WatchMux(max_watch_buffer)
         self._closing = False
-        super().__init__(path, _Handler)
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
     def _track(self, conn: socket.socket, add: bool) -> None:
         with self._mu:
@@ -595,10 +539,16 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
                 pass
 
 
+class _Server(ServerMixin, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    def __init__(self, path: str, store: Store, max_watch_buffer: int, log_path: podlogs.LogPath | None):
+        self._setup(store, max_watch_buffer, log_path)
+        super().__init__(path, Handler)
+
+
 class ServerHandle:
     """A running server; :meth:`close` stops it (and ends every watch and connection)."""
 
-    def __init__(self, server: _Server, thread: threading.Thread, socket_path: str):
+    def __init__(self, server: ServerMixin, thread: threading.Thread, socket_path: str | None):
         self._server = server
         self.thread = thread
         self.socket_path = socket_path
@@ -616,10 +566,9 @@ class ServerHandle:
             pass
         self._server.server_close()
         self.thread.join(timeout=10)
-        try:
-            os.unlink(self.socket_path)
-        except FileNotFoundError:
-            pass
+        if self.socket_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.socket_path)
 
     def __enter__(self) -> "ServerHandle":
         return self
@@ -628,10 +577,12 @@ class ServerHandle:
         self.close()
 
 
-def serve(store: Store, socket_path: str | os.PathLike, *, max_watch_buffer: int = 64 << 20) -> ServerHandle:
+def serve(store: Store, socket_path: str | os.PathLike, *, max_watch_buffer: int = 64 << 20,
+          log_path: podlogs.LogPath | None = None) -> ServerHandle:
     """Serve *store* on a unix socket at *socket_path* from background threads; returns a
     handle with ``close()``. A stale socket file at the path is replaced. A watch client
-    that falls more than ``max_watch_buffer`` bytes behind is disconnected."""
+    that falls more than ``max_watch_buffer`` bytes behind is disconnected. ``log_path``
+    locates a container's log file for ``pods/log``."""
     path = os.fspath(socket_path)
     if len(path.encode()) > 107:
         raise ValueError(f"unix socket path too long ({len(path)} > 107): {path}")
@@ -639,7 +590,7 @@ def serve(store: Store, socket_path: str | os.PathLike, *, max_watch_buffer: int
         os.unlink(path)
     except FileNotFoundError:
         pass
-    server = _Server(path, store, max_watch_buffer)
+    server = _Server(path, store, max_watch_buffer, log_path)
     thread = threading.Thread(target=server.accept_loop,
                               name=f"apiserver:{os.path.basename(path)}", daemon=True)
     thread.start()

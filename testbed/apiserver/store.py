@@ -76,6 +76,8 @@ Semantics (a small subset of the Kubernetes API machinery)
 from __future__ import annotations
 
 import abc
+import contextlib
+import contextvars
 import inspect
 import logging
 import random
@@ -101,6 +103,20 @@ log = logging.getLogger(__name__)
 
 # how often a write that lost a race against another writer of the same backend is retried
 WRITE_ATTEMPTS = 5
+
+
+_DRY_RUN = contextvars.ContextVar("testbed_store_dry_run", default=False)
+
+
+@contextlib.contextmanager
+def dry_run():
+    """Writes in this block (this thread or task) are validated and admitted as usual but not
+    stored, and what admission allocated is given back: ``dryRun=All``."""
+    token = _DRY_RUN.set(True)
+    try:
+        yield
+    finally:
+        _DRY_RUN.reset(token)
 
 
 def now_rfc3339(offset_seconds: float = 0) -> str:
@@ -253,6 +269,13 @@ class StoreCore(Store):
     def _after_write(self) -> None:
         return None
 
+    def _commit(self, typ: str, info: KindInfo, ns: str, name: str, obj: dict, old: dict | None) -> None:
+        if not _DRY_RUN.get():
+            self._write(typ, info, ns, name, obj, old)
+        elif typ == ADDED:
+            with self._admission_lock:
+                self._admission.admit_delete(clone(obj))  # the object is not kept: nor is its allocation
+
     # -- helpers ----------------------------------------------------------------------------
     @staticmethod
     def _ns(info: KindInfo, namespace: str | None) -> str:
@@ -340,7 +363,8 @@ class StoreCore(Store):
                 if self._lookup(info, ns, name) is None:
                     break
             meta["name"] = name
-        if not self._write_refuses_existing and self._lookup(info, ns, name) is not None:
+        # a dry run writes nothing, so it cannot rely on the backend refusing an existing key
+        if (not self._write_refuses_existing or _DRY_RUN.get()) and self._lookup(info, ns, name) is not None:
             raise errors.already_exists(info.plural, name, info.group)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()
@@ -349,7 +373,7 @@ class StoreCore(Store):
             obj = self._admission.admit_create(obj) or obj
         self._meta(obj)
         try:
-            self._write(ADDED, info, ns, name, obj, None)
+            self._commit(ADDED, info, ns, name, obj, None)
         except BaseException:
             with self._admission_lock:
                 self._admission.admit_delete(clone(obj))  # release what admission allocated
@@ -430,7 +454,7 @@ class StoreCore(Store):
         if new_meta.get("deletionTimestamp") and not new_meta.get("finalizers") \
                 and not new_meta.get("deletionGracePeriodSeconds"):
             return self._remove(info, ns, name, new, old)
-        self._write(MODIFIED, info, ns, name, new, old)
+        self._commit(MODIFIED, info, ns, name, new, old)
         return new
 
     def patch(self, kind: str, namespace: str | None, name: str, patch: dict,
@@ -488,16 +512,17 @@ class StoreCore(Store):
             grace = 0
         nm["deletionTimestamp"] = now_rfc3339(grace)
         nm["deletionGracePeriodSeconds"] = grace
-        self._write(MODIFIED, info, ns, name, new, old)
+        self._commit(MODIFIED, info, ns, name, new, old)
         return new
 
     def _remove(self, info: KindInfo, ns: str, name: str, last: dict, old: dict) -> dict:
         """Delete *name* for good; *last* is its final state, *old* what is stored."""
-        with self._admission_lock:
-            self._admission.admit_delete(clone(last))
+        if not _DRY_RUN.get():  # a dry-run delete keeps the live object's allocations
+            with self._admission_lock:
+                self._admission.admit_delete(clone(last))
         final = dict(last)
         final["metadata"] = dict(last["metadata"])
-        self._write(DELETED, info, ns, name, final, old)
+        self._commit(DELETED, info, ns, name, final, old)
         return final
 
     # -- reads ------------------------------------------------------------------------------

@@ -11,14 +11,14 @@ import sys
 import typer
 
 from ..errors import TestbedError
-from . import cluster, debug, objects, proxy, troubleshoot, verify, workloads
+from . import cluster, debug, kubeconfig, objects, proxy, troubleshoot, verify, workloads
 from .common import err
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="A Kubernetes Service-networking lab in Linux network namespaces.")
 
 # the order of `testbed --help`
-AREAS = (cluster, objects, workloads, debug, proxy, verify, troubleshoot)
+AREAS = (cluster, kubeconfig, objects, workloads, debug, proxy, verify, troubleshoot)
 for _area in AREAS:
     _area.register(app)
 

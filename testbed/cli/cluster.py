@@ -39,6 +39,8 @@ def up(scenario: str = typer.Argument(..., help="scenario file (see scenarios/)"
        etcd_cacert: Optional[str] = typer.Option(None, "--etcd-cacert", help="CA of an HTTPS etcd"),
        etcd_cert: Optional[str] = typer.Option(None, "--etcd-cert", help="client certificate for etcd"),
        etcd_key: Optional[str] = typer.Option(None, "--etcd-key", help="client key for etcd"),
+       kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig",
+                                                help="write a kubeconfig for the cluster's API to this file (0600)"),
        quiet: bool = typer.Option(False, "-q", "--quiet")) -> None:
     """Build a cluster from a scenario file and return when it is usable."""
     require_root("testbed up")
@@ -57,6 +59,10 @@ def up(scenario: str = typer.Argument(..., help="scenario file (see scenarios/)"
                        control_plane=not no_control_plane, proxy_mode=proxy_mode, store=store,
                        etcd_endpoints=etcd_endpoints, etcd_tls=TLS(etcd_cacert, etcd_cert, etcd_key),
                        warn=lambda m: err.print(f"[yellow]warning:[/yellow] {m}", highlight=False))
+    if kubeconfig:
+        from .kubeconfig import write
+
+        write(c.name, kubeconfig)
     if not quiet:
         s = c.status()
         print(f"cluster {c.name} is up in {time.monotonic() - started:.2f}s: {len(s['nodes'])} nodes, "

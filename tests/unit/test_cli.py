@@ -173,6 +173,7 @@ def test_every_area_registers_its_verbs():
     names = {name for name, _ in _commands(typer.main.get_command(cli.app))}
     assert names == {
         "up", "down", "ls", "status", "restart", "run", "etcdctl",          # cluster
+        "kubeconfig",
         "apply", "get", "describe", "delete", "events",                     # objects
         "rollout status", "rollout history", "rollout undo", "scale", "set image", "kill", "readiness",
         "logs", "exec", "capture",                                          # debug

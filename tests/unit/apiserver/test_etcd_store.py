@@ -230,3 +230,20 @@ def test_rebuild_sees_existing_objects(etcd_endpoint, prefix):
 def test_client_rejects_other_schemes():
     with pytest.raises(ValueError, match="expected http://HOST:PORT"):
         EtcdClient("unix:///tmp/x")
+
+
+def test_dry_run_on_etcd_stores_nothing_and_still_refuses_an_existing_name(estore):
+    from testbed.apiserver import errors as api_errors
+    from testbed.apiserver.store import dry_run
+
+    obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "default"}}
+    with dry_run():
+        estore.create(dict(obj))
+    with pytest.raises(api_errors.NotFound):
+        estore.get("ConfigMap", "default", "c")
+    estore.create(dict(obj))
+    with dry_run():
+        with pytest.raises(api_errors.AlreadyExists):
+            estore.create(dict(obj))
+        estore.delete("ConfigMap", "default", "c")
+    assert estore.get("ConfigMap", "default", "c")

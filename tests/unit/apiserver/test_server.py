@@ -115,7 +115,7 @@ def test_error_status_mapping(api):
         c.request("POST", "/api/v1/services", svc("x"))
     with pytest.raises(errors.UnsupportedMediaType):
         c.request("PATCH", "/api/v1/namespaces/default/services/web", {},
-                  content_type="application/strategic-merge-patch+json")
+                  content_type="application/apply-patch+yaml")
     with pytest.raises(errors.Invalid):
         c.create({"kind": "Service", "metadata": {"namespace": "default"}})
 

