@@ -119,7 +119,18 @@ def _resolve(cluster, dest: Dest, protocol: str, pods: list):
     return ing[0]["ip"], int(sp["port"]), backends
 
 
+# Modes whose Service translation the kernel does (and nftrace/conntrack/IPVS show). In
+# userspace mode the proxy process accepts and re-connects: following that needs the proxy's
+# own account of the connection, which it does not publish yet.
+TRACEABLE_MODES = ("iptables", "ipvs", "nftables")
+
+
 def trace(cluster, source: str, to: str, port: int | None = None, protocol: str = "tcp") -> TraceResult:
+    mode = cluster.plan.proxy_mode
+    if mode not in TRACEABLE_MODES and mode != "none":
+        raise TestbedError(f"trace follows the kernel's Service translation ({', '.join(TRACEABLE_MODES)} "
+                           f"modes); this cluster runs proxy mode {mode!r}, where the proxy process carries "
+                           f"the connection: see `testbed rules` (its port map) and `testbed metrics`")
     protocol = protocol.lower()
     if protocol not in ("tcp", "udp"):
         raise TestbedError(f"--protocol: {protocol!r}; allowed: tcp, udp")

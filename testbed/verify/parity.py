@@ -62,6 +62,11 @@ DIFFERENCES: tuple[Difference, ...] = (
         "with no endpoint the userspace proxy has already accepted the connection and closes it "
         "(the client sees a reset or an empty answer), where iptables mode REJECTs the SYN", scenario="no-endpoints"),
     Difference(
+        "userspace-no-endpoints", "userspace", "reach", r"refused .*", r"error in .*(Connection reset by peer|not HTTP: b'').*",
+        "with no endpoint the userspace proxy has already accepted the connection and closes it "
+        "(the client sees a reset or an empty answer), where iptables mode REJECTs the SYN",
+        scenario="troubleshooting", check="typo-is-refused"),
+    Difference(
         "userspace-udp-no-endpoints", "userspace", "reach", r"refused .*", r"dropped in .*\(timed out\)",
         "the userspace proxy drops a datagram it has no endpoint for (no ICMP unreachable)",
         scenario="no-endpoints", check="udp-refused"),

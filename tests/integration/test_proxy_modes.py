@@ -183,7 +183,7 @@ def _switch_iptables_nftables_iptables():
 def test_switching_to_nftables_and_back_cleans_the_other_modes_rules(node_ns):
     ipt, to_nft, cleaned, nft, table, to_ipt, table_after, saved = node_ns(_switch_iptables_nftables_iptables)
     assert ipt.ok and nft.ok and nft.full
-    assert "iptables" in to_nft and to_ipt == ["nftables"]
+    assert "iptables" in to_nft and to_ipt == ["nftables", "userspace"]
     assert all(not chains for chains in _proxy_chains(cleaned).values()), _proxy_chains(cleaned)
     assert "table ip kube-proxy {" in table and len(re.findall(r"chain service-[A-Z0-9]{8}-", table)) == 5
     assert table_after == ""

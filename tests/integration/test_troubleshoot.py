@@ -19,6 +19,7 @@ from testbed import exec as ex
 from testbed.cli import app
 from testbed.cluster import Cluster
 from testbed.proxy import modes
+from testbed.troubleshoot.tracer import TRACEABLE_MODES
 from testbed.scenario import parse
 from testbed.troubleshoot import doctor, nftrace, trace
 from testbed.troubleshoot import tracer
@@ -28,6 +29,7 @@ from .netutil import uniq
 pytestmark = pytest.mark.root
 
 RUNNABLE = [m for m in modes.NAMES if modes.get(m).problem() is None]
+TRACED = [m for m in RUNNABLE if m in TRACEABLE_MODES]
 HTTP = [{"containerPort": 8080}]
 MANIFESTS = [
     {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client", "labels": {"role": "client"}},
@@ -58,7 +60,7 @@ MANIFESTS = [
 ]
 
 
-@pytest.fixture(scope="module", params=RUNNABLE)
+@pytest.fixture(scope="module", params=TRACED)
 def c(request):
     mode = request.param
     doc = {"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": uniq(f"trc{mode[:3]}")},
@@ -266,3 +268,18 @@ def test_doctor_stale_udp_conntrack_while_the_proxy_is_stopped(c):
     status.wait_programmed(c.name, slices, nodes=["node1"])
     [after] = [f for f in doctor(c, "svc/udp") if f.check == "conntrack" and f.subject == "node/node1"]
     assert after.level == "ok", after
+
+
+def test_trace_refuses_a_mode_it_cannot_follow():
+    """userspace mode: one clear line instead of a trace that would show no Service translation."""
+    from testbed.errors import TestbedError
+    from testbed.troubleshoot.tracer import trace
+
+    class _Plan:
+        proxy_mode = "userspace"
+
+    class _Cluster:
+        plan = _Plan()
+
+    with pytest.raises(TestbedError, match="proxy mode 'userspace', where the proxy process carries"):
+        trace(_Cluster(), "pod/client", "service/web")

@@ -56,7 +56,7 @@ def lab():
            "manifests": MANIFESTS}
     c = Cluster.up(parse(doc))
     try:
-        lab = Lab(c)
+        lab = Lab(c, "userspace")
         lbs = {"web-lb", "local-lb"}
         svcs = wait_for(lab.api, "Service", lambda ss: ss if lbs <= {s["metadata"]["name"] for s in ss
                                                                       if lbnet.ingress_ips(s)} else None,
