@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import time
 from typing import Callable
 
+from testbed import exec as ex
 from testbed import netlink
 from testbed.proxy.iptables import apply
 from testbed.proxy.iptables.restore import HostIptables, Iptables
@@ -56,7 +56,7 @@ def ensure_modules() -> None:
     if os.path.exists("/proc/net/ip_vs"):
         return
     for mod in ("ip_vs", "ip_vs_rr", "dummy", "ip_set", "xt_set"):
-        subprocess.run(["modprobe", "-q", mod], capture_output=True)
+        ex.run(["modprobe", "-q", mod], check=False)
 
 
 class IpvsSyncer:
