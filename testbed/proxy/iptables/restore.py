@@ -10,11 +10,11 @@ import fcntl
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import threading
 from typing import Protocol
 
+from testbed import exec as ex
 from testbed.proxy.iptables.apply import CANARY_CHAIN
 
 RESTORE_ARGS = ("iptables-restore", "-w", "5", "-W", "100000", "--noflush", "--counters")
@@ -55,9 +55,8 @@ class RestoreStream:
     def __init__(self, noflush: bool = True, deadline: float | None = None):
         args = list(RESTORE_ARGS) if noflush else [a for a in RESTORE_ARGS if a != "--noflush"]
         self._err = tempfile.TemporaryFile()
-        self._proc = subprocess.Popen(_die_with_parent() + args, stdin=subprocess.PIPE,
-                                      stdout=subprocess.DEVNULL, stderr=self._err,
-                                      env={**os.environ, **RESTORE_ENV})
+        self._proc = ex.popen(_die_with_parent() + args, stdin=ex.PIPE, stdout=ex.DEVNULL,
+                              stderr=self._err, env={**os.environ, **RESTORE_ENV}, new_session=False)
         self.deadline = deadline
         self.timed_out = False
         self._timer = None
@@ -150,7 +149,7 @@ class HostIptables:
     """The real thing: children of this process, so they act on this process's netns."""
 
     def save(self) -> str:
-        r = subprocess.run(["iptables-save"], capture_output=True, text=True)
+        r = ex.run(["iptables-save"], check=False)
         if r.returncode != 0:
             raise OSError(f"iptables-save failed: {r.stderr.strip()}")
         return r.stdout
@@ -165,16 +164,15 @@ class HostIptables:
         return RestoreStream(noflush, deadline)
 
     def has_canary(self) -> bool:
-        r = subprocess.run(["iptables", "-w", "5", "-t", "mangle", "-S", CANARY_CHAIN],
-                           capture_output=True, text=True)
+        r = ex.run(["iptables", "-w", "5", "-t", "mangle", "-S", CANARY_CHAIN], check=False)
         return r.returncode == 0
 
     @staticmethod
     def random_fully() -> bool:
         """``HasRandomFully``: iptables >= 1.6.2."""
         try:
-            out = subprocess.run(["iptables", "--version"], capture_output=True, text=True).stdout
-        except OSError:
+            out = ex.run(["iptables", "--version"], check=False).stdout
+        except ex.CommandError:
             return False
         m = re.search(r"v(\d+)\.(\d+)\.(\d+)", out)
         return bool(m) and tuple(int(x) for x in m.groups()) >= (1, 6, 2)
