@@ -9,7 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import shutil
+import signal
 import tempfile
 import threading
 from typing import Protocol
@@ -34,16 +34,6 @@ RESTORE_ENV = {"GLIBC_TUNABLES": "glibc.malloc.tcache_count=65000:glibc.malloc.m
                                  "glibc.malloc.top_pad=268435456:glibc.malloc.trim_threshold=268435456"}
 
 
-def _die_with_parent() -> list[str]:
-    """A prefix that makes the child get SIGKILL when the thread that started it dies
-    (``PR_SET_PDEATHSIG``, set by util-linux ``setpriv`` and kept across its exec): a killed
-    proxy must not leave a restore running on, orphaned, for minutes of CPU. ``setpriv``
-    rather than a ``preexec_fn``, which is not safe in a process with threads (the proxy's
-    watches). The proxy starts restores from its long-lived sync thread."""
-    setpriv = shutil.which("setpriv")
-    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
-
-
 class RestoreStream:
     """One ``iptables-restore`` fed while its input is still being produced: ``write()`` pieces
     as they are rendered (the child parses them meanwhile, on the other core), ``close()`` for
@@ -55,8 +45,11 @@ class RestoreStream:
     def __init__(self, noflush: bool = True, deadline: float | None = None):
         args = list(RESTORE_ARGS) if noflush else [a for a in RESTORE_ARGS if a != "--noflush"]
         self._err = tempfile.TemporaryFile()
-        self._proc = ex.popen(_die_with_parent() + args, stdin=ex.PIPE, stdout=ex.DEVNULL,
-                              stderr=self._err, env={**os.environ, **RESTORE_ENV}, new_session=False)
+        # a killed proxy must not leave a restore running on, orphaned, for minutes of CPU; the
+        # proxy starts restores from its long-lived sync thread
+        self._proc = ex.popen(args, stdin=ex.PIPE, stdout=ex.DEVNULL, stderr=self._err,
+                              env={**os.environ, **RESTORE_ENV}, new_session=False,
+                              pdeathsig=signal.SIGKILL)
         self.deadline = deadline
         self.timed_out = False
         self._timer = None
