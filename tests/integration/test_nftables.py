@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from testbed import netlink, netns
-from testbed.proxy.model import ProxyState
+from testbed.proxy.tracker import ProxyState
 from testbed.proxy.nftables.apply import NftApplier, check
 from testbed.proxy.nftables.golden import load, render_steps
 from testbed.proxy.nftables.render import NftablesConfig

@@ -38,14 +38,13 @@ from testbed.proxy.model import (
     IPV6,
     EndpointInfo,
     NamespacedName,
-    ProxyState,
     ServicePortInfo,
     ServicePortName,
-    StateChange,
     categorize_endpoints,
     parse_cidr,
     parse_ip,
 )
+from testbed.proxy.tracker import ProxyState, StateChange
 
 KUBE_SERVICES = "KUBE-SERVICES"
 KUBE_EXTERNAL_SERVICES = "KUBE-EXTERNAL-SERVICES"

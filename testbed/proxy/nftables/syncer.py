@@ -20,7 +20,7 @@ import os
 import time
 from typing import Callable
 
-from testbed.proxy.model import ProxyState, StateChange
+from testbed.proxy.tracker import ProxyState, StateChange
 from testbed.proxy.nftables import names
 from testbed.proxy.nftables.render import NftablesConfig
 from testbed.proxy.nftables.runner import NftRunner, RunError, make_runner

@@ -7,7 +7,7 @@ import pytest
 from testbed.proxy.iptables import cost
 from testbed.proxy.iptables.syncer import IptablesSyncer
 from testbed.proxy.loop import ProxyLoop
-from testbed.proxy.model import ProxyState
+from testbed.proxy.tracker import ProxyState
 from testbed.proxy.syncer import ProxyConfig
 
 from .conftest import NODE, ep, eps, svc

@@ -6,7 +6,7 @@ import pytest
 
 from testbed.proxy.iptables.render import LocalDetector, compute_probability
 from testbed.proxy.iptables.sortorder import sort_restore_text
-from testbed.proxy.model import ProxyState
+from testbed.proxy.tracker import ProxyState
 
 from .conftest import Rig, ep, eps, svc
 

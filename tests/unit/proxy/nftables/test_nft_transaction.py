@@ -2,7 +2,7 @@
 
 import pytest
 
-from testbed.proxy.model import ProxyState
+from testbed.proxy.tracker import ProxyState
 from testbed.proxy.nftables.render import NftablesConfig
 from testbed.proxy.nftables.sync import NftablesSyncer
 from testbed.proxy.nftables.table import sort_nft
