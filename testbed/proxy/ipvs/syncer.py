@@ -32,9 +32,9 @@ from testbed.proxy.iptables import apply
 from testbed.proxy.iptables.restore import HostIptables, Iptables
 from testbed.proxy.ipvs import desired as D
 from testbed.proxy.ipvs import kernel as K
-from testbed.proxy.tracker import ProxyState, StateChange
 from testbed.proxy.syncer import ProxyConfig, SyncOutcome
 from testbed.proxy.sysctl import write_sysctl
+from testbed.proxy.tracker import ProxyState, StateChange
 
 log = logging.getLogger("testbed.proxy")
 
