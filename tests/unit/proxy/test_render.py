@@ -4,7 +4,8 @@ import time
 
 import pytest
 
-from testbed.proxy.iptables.render import LocalDetector, compute_probability
+from testbed.proxy.iptables.render import LocalDetector
+from testbed.proxy.iptables.servicechains import compute_probability
 from testbed.proxy.iptables.sortorder import sort_restore_text
 from testbed.proxy.tracker import ProxyState
 
