@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import uuid
@@ -120,7 +119,7 @@ def bootstrap(store: Store, admission: Admission, plan: Plan) -> None:
     ensure(admission.kubernetes_service())
 
 
-def start_proxy(plan: Plan, node, log_dir: str) -> subprocess.Popen:
+def start_proxy(plan: Plan, node, log_dir: str) -> exec.Popen:
     args = [sys.executable, "-m", "testbed.proxy", "--cluster", plan.cluster, "--node", node.name,
             "--api", api_socket(plan.cluster), "--mode", plan.proxy_mode, "--node-ip", node.ip,
             "--cluster-cidr", plan.pod_network, "--service-cidr", plan.service_network,

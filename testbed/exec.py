@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -26,6 +27,8 @@ from .errors import TestbedError
 DEVNULL = subprocess.DEVNULL
 PIPE = subprocess.PIPE
 STDOUT = subprocess.STDOUT
+Popen = subprocess.Popen
+TimeoutExpired = subprocess.TimeoutExpired
 
 
 def command_line(argv: Sequence[str], netns: str | None = None) -> str:
@@ -80,10 +83,17 @@ class Result:
         return self.returncode == 0
 
 
-def _wrap(argv: Sequence[str], netns: str | None, sysfs: bool) -> list[str]:
+def _wrap(argv: Sequence[str], netns: str | None, sysfs: bool, pdeathsig: signal.Signals | None) -> list[str]:
+    full = list(argv)
+    if pdeathsig is not None:
+        # util-linux setpriv sets PR_SET_PDEATHSIG and keeps it across its exec; a preexec_fn
+        # doing the same is not safe in a process with threads
+        setpriv = shutil.which("setpriv")
+        if setpriv:
+            full = [setpriv, "--pdeathsig", pdeathsig.name[3:], "--", *full]
     if netns and sysfs:
-        return ["ip", "netns", "exec", netns, *argv]
-    return list(argv)
+        return ["ip", "netns", "exec", netns, *full]
+    return full
 
 
 def _spawn(argv: list[str], netns: str | None, sysfs: bool, kwargs: dict[str, Any]) -> subprocess.Popen:
@@ -95,11 +105,15 @@ def _spawn(argv: list[str], netns: str | None, sysfs: bool, kwargs: dict[str, An
 def popen(argv: Sequence[str], *, netns: str | None = None, sysfs: bool = False,
           stdin: int | IO | None = DEVNULL, stdout: int | IO | None = None, stderr: int | IO | None = None,
           env: Mapping[str, str] | None = None, cwd: str | None = None, pass_fds: Sequence[int] = (),
-          new_session: bool = True, umask: int = -1, cgroup: str | None = None) -> subprocess.Popen:
+          new_session: bool = True, umask: int = -1, cgroup: str | None = None,
+          pdeathsig: signal.Signals | None = None, text: bool = False) -> subprocess.Popen:
     """Start a long-running child (its own session by default, so its process group can be
     signalled as one); a command that cannot start raises ``CommandError``. ``cgroup``: the child
-    joins it between fork and exec, so it never runs a single instruction of its own elsewhere."""
-    full = _wrap(argv, netns, sysfs)
+    joins it between fork and exec, so it never runs a single instruction of its own elsewhere.
+    ``pdeathsig``: the child gets this signal when the thread that started it dies, so a killed
+    parent leaves no child running on (where ``setpriv`` is installed). ``text``: its pipes
+    carry str."""
+    full = _wrap(argv, netns, sysfs, pdeathsig)
     extra: dict[str, Any] = {}
     if cgroup is not None:
         procs = os.path.join(cgroup, "cgroup.procs").encode()
@@ -113,7 +127,7 @@ def popen(argv: Sequence[str], *, netns: str | None = None, sysfs: bool = False,
         return _spawn(full, netns, sysfs, dict(stdin=stdin, stdout=stdout, stderr=stderr,
                                                env=dict(env) if env is not None else None, cwd=cwd,
                                                pass_fds=tuple(pass_fds), start_new_session=new_session,
-                                               umask=umask, **extra))
+                                               umask=umask, text=text, **extra))
     except OSError as exc:
         raise CommandError(argv, netns=netns, cause=exc) from exc
 
@@ -124,6 +138,18 @@ def kill_group(p: subprocess.Popen) -> None:
         os.killpg(p.pid, signal.SIGKILL)
     except OSError:
         pass
+
+
+def stop(p: subprocess.Popen, timeout: float, sig: signal.Signals = signal.SIGTERM) -> None:
+    """Ask a child started by ``popen`` to end with ``sig``; past ``timeout`` seconds, SIGKILL
+    its process group. Returns once it has been reaped."""
+    if p.poll() is None:
+        p.send_signal(sig)
+    try:
+        p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(p)
+        p.wait()
 
 
 def run(argv: Sequence[str], *, netns: str | None = None, input: str | None = None,

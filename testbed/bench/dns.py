@@ -18,12 +18,12 @@ import random
 import re
 import socket
 import statistics
-import subprocess
 import time
 
 import dns.message
 import dns.query
 
+from .. import exec as ex
 from ..dns.lab import DnsLab
 
 ZONE = "cluster.local"
@@ -126,9 +126,9 @@ def run(services: int, seconds: int, rate: int, changes: int) -> dict:
         query_file(qf, services, 20000, random.Random(1))
         conf, hosts = os.path.join(lab.dir, "dnsmasq.conf"), os.path.join(lab.dir, "hosts")
         dnsmasq_config(conf, hosts, services)
-        masq = subprocess.Popen(["ip", "netns", "exec", lab.netns, "dnsmasq", "--keep-in-foreground",
-                                 f"--conf-file={conf}", "--log-facility=-", "--pid-file=", "--user=root"],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        masq = ex.popen(["dnsmasq", "--keep-in-foreground", f"--conf-file={conf}", "--log-facility=-",
+                         "--pid-file=", "--user=root"], netns=lab.netns, sysfs=True,
+                        stdout=ex.PIPE, stderr=ex.STDOUT, text=True)
         lab.procs.append(masq)
         for line in masq.stdout:  # listening once it says it started
             if "started" in line:

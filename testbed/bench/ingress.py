@@ -19,13 +19,12 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import time
 
 from ..addons import ingress_nginx
 from ..cluster import Cluster
 from ..controllers.base import wait_for
-from ..exec import popen
+from ..exec import PIPE, popen
 from ..scenario import parse
 from ..verify import http
 from ..verify.model import HttpRequest
@@ -135,7 +134,7 @@ class Bench:
         nginx worker closes when idle after a reload: a request wrk sends on one at that moment
         fails with a read error (wrk does not retry, as browsers do)."""
         argv = wrk_argv(f"http://{self.node_ip}:{self.ingress_port}/", seconds, connections, threads, close)
-        load = popen(argv, netns=self.ext, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        load = popen(argv, netns=self.ext, stdout=PIPE, stderr=PIPE,
                      env={**os.environ, "TESTBED_CLUSTER": self.c.name})
         follow = []
         try:

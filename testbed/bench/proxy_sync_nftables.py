@@ -18,9 +18,9 @@ Where the time goes: see README.md ("kube-proxy nftables mode: sync time").
 from __future__ import annotations
 
 import statistics
-import subprocess
 import time
 
+from ..exec import run as run_command
 from ..proxy.loop import ProxyLoop
 from ..proxy.nftables.runner import make_runner
 from ..proxy.nftables.syncer import NftablesSyncer
@@ -46,12 +46,12 @@ class RecordingRunner:
 
 def nft_alone(text: str) -> float:
     """Delete the table, then time ``nft -f -`` of ``text`` into this namespace."""
-    r = subprocess.run(["nft", "-f", "-"], input="add table ip kube-proxy\ndelete table ip kube-proxy\n",
-                       capture_output=True, text=True)
+    r = run_command(["nft", "-f", "-"], input="add table ip kube-proxy\ndelete table ip kube-proxy\n",
+                    check=False)
     if r.returncode != 0:
         raise RuntimeError(f"could not delete the table: {r.stderr.strip()}")
     t = time.perf_counter()
-    r = subprocess.run(["nft", "-f", "-"], input=text, capture_output=True, text=True)
+    r = run_command(["nft", "-f", "-"], input=text, check=False)
     if r.returncode != 0:
         raise RuntimeError(f"nft -f of the cold sync's transaction failed: {r.stderr.strip()[:300]}")
     return time.perf_counter() - t

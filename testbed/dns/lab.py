@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
 
+from testbed import exec as ex
 from testbed import netlink, netns
 from testbed.apiserver.client import ApiClient
 from testbed.apiserver.server import serve
@@ -62,7 +62,7 @@ class DnsLab:
         self.store = MemoryStore()
         self.handle = serve(self.store, os.path.join(self.dir, "api.sock"))
         self.api = ApiClient(self.handle.socket_path)
-        self.procs: list[subprocess.Popen] = []
+        self.procs: list[ex.Popen] = []
         self.log: list[str] = []
         self._logged = threading.Condition()
         self._finished: set[int] = set()  # pids whose output is fully read
@@ -87,16 +87,16 @@ class DnsLab:
             self.close()
             raise
 
-    def _spawn(self, args: list[str]) -> subprocess.Popen:
+    def _spawn(self, args: list[str]) -> ex.Popen:
         env = dict(os.environ, TESTBED_CLUSTER=self.cluster)
-        p = subprocess.Popen(["ip", "netns", "exec", self.netns, sys.executable, *args], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        p = ex.popen([sys.executable, *args], netns=self.netns, sysfs=True, env=env,
+                     stdout=ex.PIPE, stderr=ex.STDOUT, text=True)
         self.procs.append(p)
         # drain the pipe so a process never blocks on it; lines wake wait_log()
         threading.Thread(target=self._drain, args=(p,), daemon=True).start()
         return p
 
-    def _drain(self, p: subprocess.Popen) -> None:
+    def _drain(self, p: ex.Popen) -> None:
         for line in p.stdout:
             with self._logged:
                 self.log.append(line.rstrip())
@@ -122,19 +122,15 @@ class DnsLab:
     def run_in(self, fn, *args, **kwargs):
         return netns.run_in(self.netns, fn, *args, **kwargs)
 
-    def exec(self, argv: list[str], **kw) -> subprocess.CompletedProcess:
-        return subprocess.run(["ip", "netns", "exec", self.netns, *argv], capture_output=True, text=True, **kw)
+    def exec(self, argv: list[str], **kw) -> ex.Result:
+        return ex.run(argv, netns=self.netns, sysfs=True, check=False, **kw)
 
     def close(self) -> None:
         for p in self.procs:
             if p.poll() is None:
                 p.terminate()
         for p in self.procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+            ex.stop(p, 5)
         self.api.close()
         self.handle.close()
         self.store.close()

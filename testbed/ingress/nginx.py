@@ -7,15 +7,14 @@ reads or writes /etc/nginx or /var/log/nginx.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
-import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+from .. import exec as ex
 from ..inotify import DirWatch
 from .certs import FAKE_CERT_CN, self_signed
 from .render import DEFAULT_CERT
@@ -26,15 +25,6 @@ TMP_DIRS = ("client-body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 class NginxError(RuntimeError):
     pass
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the forked child: if the controller is killed outright (SIGKILL when its pod's grace
-    period runs out), nginx must not outlive it holding the pod's ports."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def _write(path: Path, content: str, mode: int) -> None:
@@ -89,7 +79,7 @@ def _cmd(directory: Path, conf: Path, *extra: str) -> list[str]:
 def check(directory: str | Path, conf: str | Path) -> None:
     """``nginx -t`` on *conf*; raises :class:`NginxError` with nginx's own message."""
     d = Path(directory)
-    r = subprocess.run(_cmd(d, Path(conf), "-t", "-q"), capture_output=True, text=True)
+    r = ex.run(_cmd(d, Path(conf), "-t", "-q"), check=False)
     if r.returncode != 0:
         msg = " ".join(line.strip() for line in (r.stderr or r.stdout).splitlines() if "test failed" not in line)
         raise NginxError(msg or f"nginx -t exited {r.returncode}")
@@ -107,7 +97,7 @@ class Nginx:
         self.directory = Path(directory)
         self.conf = self.directory / "nginx.conf"
         self.log_path = Path(log_path)
-        self.proc: subprocess.Popen | None = None
+        self.proc: ex.Popen | None = None
         self._cond = threading.Condition()
         self._retired = 0          # old workers that stopped accepting
         self._errors: list[str] = []
@@ -119,9 +109,10 @@ class Nginx:
         pid_file.unlink(missing_ok=True)
         deadline = time.monotonic() + timeout
         with DirWatch(str(self.directory)) as watch:
-            self.proc = subprocess.Popen(_cmd(self.directory, self.conf, "-g", "daemon off;"),
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                         preexec_fn=_die_with_parent)
+            # if the controller is killed outright (SIGKILL when its pod's grace period runs
+            # out), nginx must not outlive it holding the pod's ports
+            self.proc = ex.popen(_cmd(self.directory, self.conf, "-g", "daemon off;"),
+                                 stdout=ex.DEVNULL, stderr=ex.PIPE, pdeathsig=signal.SIGTERM)
             threading.Thread(target=self._follow_log, args=(self.proc,), name="nginx-log", daemon=True).start()
             while not (pid_file.exists() and pid_file.read_text().strip()):
                 if self.proc.poll() is not None:
@@ -131,7 +122,7 @@ class Nginx:
                     raise NginxError(f"nginx did not start within {timeout:g}s; see {self.log_path}")
                 watch.wait(left)
 
-    def _follow_log(self, proc: subprocess.Popen) -> None:
+    def _follow_log(self, proc: ex.Popen) -> None:
         with open(self.log_path, "ab") as log:
             for line in proc.stderr:
                 log.write(line)
@@ -169,11 +160,5 @@ class Nginx:
         """Graceful shutdown (SIGQUIT), SIGKILL if it does not finish in time."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        ex.stop(self.proc, timeout, signal.SIGQUIT)
         self.proc = None

@@ -4,8 +4,8 @@ their status in the API shows them, kept up to date by the runtime."""
 from __future__ import annotations
 
 import datetime as _dt
-import subprocess
 
+from .. import exec as ex
 from . import prober
 from .plan import ANN_BACKOFF, ANN_KILL, ANN_READY, PROCESS_KINDS, PodPlan, program_for
 
@@ -47,7 +47,7 @@ class Ctr:
         self.started = False
         self.ready_probe = False
         self.gen = 0
-        self.proc: subprocess.Popen | None = None
+        self.proc: ex.Popen | None = None
         self.pidfd: int | None = None
         self.sync_fd: int | None = None  # readable when the container's program has been exec'd
         self.wl_key: str | None = None

@@ -13,13 +13,8 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from testbed.proxy.model import (
-    NamespacedName,
-    ProxyState,
-    ServicePortInfo,
-    ServicePortName,
-    StateChange,
-)
+from testbed.proxy.model import NamespacedName, ServicePortInfo, ServicePortName
+from testbed.proxy.tracker import ProxyState, StateChange
 
 # --------------------------------------------------------------------------- conntrack
 

@@ -34,7 +34,8 @@ import yaml
 
 from testbed.proxy.iptables.render import IptablesConfig, IptablesRenderer, LocalDetector
 from testbed.proxy.iptables.sortorder import sort_restore_text
-from testbed.proxy.model import IPV4, LABEL_SERVICE_NAME, ProxyState
+from testbed.proxy.model import IPV4, LABEL_SERVICE_NAME
+from testbed.proxy.tracker import ProxyState
 
 HARNESS_KIND = "KubeProxyTestHarness"
 

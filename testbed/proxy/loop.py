@@ -38,10 +38,11 @@ from testbed import heap
 from testbed.proxy import apply
 from testbed.proxy.events import EventPoster, make_event
 from testbed.proxy.metrics import Summary, write_json_atomic
-from testbed.proxy.model import IPV4, ProxyState
+from testbed.proxy.model import IPV4
 from testbed.proxy.schedule import SyncScheduler
 from testbed.proxy.syncer import ProxyConfig, Syncer
 from testbed.proxy.sysctl import SYSCTLS, write_sysctl
+from testbed.proxy.tracker import ProxyState
 
 
 log = logging.getLogger("testbed.proxy")

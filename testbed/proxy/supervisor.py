@@ -19,11 +19,12 @@ import contextlib
 import logging
 import os
 import select
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
+
+from testbed import exec as ex
 
 log = logging.getLogger("testbed.proxy.supervisor")
 
@@ -33,14 +34,14 @@ class _Watched:
     node: str
     pid: int
     fd: int
-    proc: subprocess.Popen | None
+    proc: ex.Popen | None
     started: float
     failures: int = 0
     restart_at: float | None = None
 
 
 class ProxySupervisor:
-    def __init__(self, start: Callable[[str], subprocess.Popen], on_pid: Callable[[str, int | None], None],
+    def __init__(self, start: Callable[[str], ex.Popen], on_pid: Callable[[str, int | None], None],
                  *, clean_exit: Callable[[str, int], bool] | None = None,
                  min_uptime: float = 2.0, max_backoff: float = 10.0):
         self._start = start
@@ -56,7 +57,7 @@ class ProxySupervisor:
         self.restarts = 0
         self._thread = threading.Thread(target=self._run, name="proxy-supervisor", daemon=True)
 
-    def watch(self, node: str, proc: subprocess.Popen | None = None, pid: int | None = None) -> None:
+    def watch(self, node: str, proc: ex.Popen | None = None, pid: int | None = None) -> None:
         """Supervise a proxy: one we started (``proc``) or one adopted by ``pid``."""
         pid = proc.pid if proc is not None else pid
         try:

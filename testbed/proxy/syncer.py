@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from testbed.proxy.model import ProxyState, StateChange
+from testbed.proxy.tracker import ProxyState, StateChange
 
 
 @dataclass

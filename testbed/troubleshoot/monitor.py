@@ -10,7 +10,6 @@ before it has been read (one netlink socket delivers events in order).
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 import time
 
@@ -72,11 +71,5 @@ class Monitor:
             return "\n".join(self.lines)
 
     def stop(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.terminate()
-        try:
-            self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            ex.kill_group(self._proc)
-            self._proc.wait()
+        ex.stop(self._proc, 5)
         self._reader.join(timeout=5)

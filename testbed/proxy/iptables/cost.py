@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from testbed.proxy.model import ProxyState, StateChange
+from testbed.proxy.tracker import ProxyState, StateChange
 
 NOFLUSH_SECONDS_PER_CHAIN = 1e-4
 NOFLUSH_SECONDS_PER_CHAIN2 = 3e-8

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 
+from testbed import exec as ex
 from testbed import naming, netns, state
 from testbed.errors import TestbedError
 from testbed.proxy.iptables import apply
@@ -35,21 +35,13 @@ def problem() -> str | None:
 
 def save_in(ns: str, *tables: str) -> str:
     """``iptables-save`` of the namespace ``ns`` (only ``tables`` if given)."""
-    def go() -> str:
-        if not tables:
-            r = subprocess.run(["iptables-save"], capture_output=True, text=True)
-        else:
-            out = []
-            for t in tables:
-                r = subprocess.run(["iptables-save", "-t", t], capture_output=True, text=True)
-                if r.returncode != 0:
-                    break
-                out.append(r.stdout)
-            r.stdout = "".join(out)
+    out = []
+    for argv in ([["iptables-save", "-t", t] for t in tables] or [["iptables-save"]]):
+        r = ex.run(argv, netns=ns, check=False)
         if r.returncode != 0:
             raise TestbedError(f"iptables-save in {ns} failed: {r.stderr.strip()}")
-        return r.stdout
-    return netns.run_in(ns, go)
+        out.append(r.stdout)
+    return "".join(out)
 
 
 def dump_rules(ns: str) -> str:
@@ -77,12 +69,12 @@ def normalise(model: apply.RuleModel, cluster: str) -> apply.SavedTables:
     name = f"{naming.cluster_prefix(cluster)}rulecheck.{os.getpid()}"
 
     def go() -> str:
-        r = subprocess.run(["iptables-restore", "-w", "5"], input=text, capture_output=True, text=True)
+        r = ex.run(["iptables-restore", "-w", "5"], input=text, check=False)
         if r.returncode != 0:
             raise TestbedError(f"the intended rules do not restore: {r.stderr.strip()}")
         out = []
         for table in ("filter", "nat"):
-            s = subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True)
+            s = ex.run(["iptables-save", "-t", table], check=False)
             out.append(s.stdout)
         return "".join(out)
     try:

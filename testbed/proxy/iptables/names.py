@@ -1,4 +1,5 @@
-"""Per-service and per-endpoint chain names, byte-for-byte as upstream kube-proxy.
+"""Chain names, byte-for-byte as upstream kube-proxy: the fixed KUBE-* chains and the
+per-service and per-endpoint ones.
 
 The hashed string is the plain concatenation ``"<ns>/<svc>[:<portName>]" + "<tcp|udp|sctp>"``
 (plus ``"<ip>:<targetPort>"`` for endpoint chains): SHA-256, standard base32, first 16 chars.
@@ -15,6 +16,21 @@ EXT_PREFIX = "KUBE-EXT-"
 FW_PREFIX = "KUBE-FW-"
 SEP_PREFIX = "KUBE-SEP-"
 SERVICE_CHAIN_PREFIXES = (SVC_PREFIX, SVL_PREFIX, SEP_PREFIX, FW_PREFIX, EXT_PREFIX)
+
+KUBE_SERVICES = "KUBE-SERVICES"
+KUBE_EXTERNAL_SERVICES = "KUBE-EXTERNAL-SERVICES"
+KUBE_NODEPORTS = "KUBE-NODEPORTS"
+KUBE_POSTROUTING = "KUBE-POSTROUTING"
+KUBE_MARK_MASQ = "KUBE-MARK-MASQ"
+KUBE_FORWARD = "KUBE-FORWARD"
+KUBE_PROXY_FIREWALL = "KUBE-PROXY-FIREWALL"
+KUBE_FIREWALL = "KUBE-FIREWALL"
+
+FILTER_CHAINS = (KUBE_SERVICES, KUBE_EXTERNAL_SERVICES, KUBE_FORWARD, KUBE_NODEPORTS,
+                 KUBE_PROXY_FIREWALL)
+NAT_CHAINS = (KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ)
+NFACCT_CT_STATE_INVALID = "ct_state_invalid_dropped_pkts"
+NFACCT_LOCALHOST_NODEPORTS = "localhost_nps_accepted_pkts"
 
 
 _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"

@@ -27,54 +27,26 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from testbed.proxy.iptables.names import (
-    ServiceChainNames,
-    endpoint_chain_name,
+    FILTER_CHAINS,
+    KUBE_FIREWALL,
+    KUBE_FORWARD,
+    KUBE_MARK_MASQ,
+    KUBE_NODEPORTS,
+    KUBE_POSTROUTING,
+    KUBE_SERVICES,
+    NAT_CHAINS,
+    NFACCT_CT_STATE_INVALID,
     is_service_chain_name,
-    service_chain_names,
 )
+from testbed.proxy.iptables.servicechains import Fragment, ServiceRules, chain_line
 from testbed.proxy.iptables.sortorder import sort_restore_text
-from testbed.proxy.model import (
-    IPV4,
-    IPV6,
-    EndpointInfo,
-    NamespacedName,
-    ProxyState,
-    ServicePortInfo,
-    ServicePortName,
-    StateChange,
-    categorize_endpoints,
-    parse_cidr,
-    parse_ip,
-)
+from testbed.proxy.model import IPV4, IPV6, NamespacedName, parse_cidr, parse_ip
+from testbed.proxy.tracker import ProxyState, StateChange
 
-KUBE_SERVICES = "KUBE-SERVICES"
-KUBE_EXTERNAL_SERVICES = "KUBE-EXTERNAL-SERVICES"
-KUBE_NODEPORTS = "KUBE-NODEPORTS"
-KUBE_POSTROUTING = "KUBE-POSTROUTING"
-KUBE_MARK_MASQ = "KUBE-MARK-MASQ"
-KUBE_FORWARD = "KUBE-FORWARD"
-KUBE_PROXY_FIREWALL = "KUBE-PROXY-FIREWALL"
-KUBE_FIREWALL = "KUBE-FIREWALL"
-
-FILTER_CHAINS = (KUBE_SERVICES, KUBE_EXTERNAL_SERVICES, KUBE_FORWARD, KUBE_NODEPORTS,
-                 KUBE_PROXY_FIREWALL)
-NAT_CHAINS = (KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ)
 LARGE_CLUSTER_ENDPOINTS_THRESHOLD = 1000
 _CHUNK = 128   # services per cached text block
-NFACCT_CT_STATE_INVALID = "ct_state_invalid_dropped_pkts"
-NFACCT_LOCALHOST_NODEPORTS = "localhost_nps_accepted_pkts"
 NODEPORTS_LAST_RULE_COMMENT = \
     '"kubernetes service nodeports; NOTE: this must be the last rule in this chain"'
-
-
-def chain_line(chain: str) -> str:
-    """``utiliptables.MakeChainLine``."""
-    return f":{chain} - [0:0]\n"
-
-
-def compute_probability(n: int) -> str:
-    """Upstream ``computeProbability``: ``%0.10f`` of ``1/n``."""
-    return "%0.10f" % (1.0 / n)
 
 
 @dataclass(frozen=True)
@@ -174,17 +146,6 @@ class _NodePortAddresses:
 
 
 @dataclass
-class _Fragment:
-    """Rendered text of one Service (all its ports), for one sync configuration."""
-
-    filter_rules: str
-    nat_top: str          # KUBE-SERVICES / KUBE-NODEPORTS rules: written on every sync
-    nat_all: str          # top rules interleaved with per-service chain rules (written syncs)
-    chain_lines: str
-    chains: tuple[str, ...]
-
-
-@dataclass
 class SyncResult:
     """One sync: the restore input plus what it did."""
 
@@ -213,26 +174,20 @@ class IptablesRenderer:
         # dual-stack IPv6 proxier is always created with localhostNodePorts=false.
         self.localhost_nodeports = (config.localhost_nodeports and not self._ipv6
                                     and self._npa.contains_ipv4_loopback)
-        det = config.local_detector
-        self._detector = det if det is not None and det.implemented else None
-        self._node_ip = parse_ip(config.node_ip) if config.node_ip else None
+        self._rules = ServiceRules(config, self.localhost_nodeports)
 
         self._need_full = True
         self._last_full: float | None = None
         self._last_cleanup: float | None = None
         self._existing: set[str] = set()
         self._rollback: tuple[list[str], list[str]] | None = None
-        self._topology_labels: dict[str, str] = {}
         self._large: bool | None = None
-        self._frags: dict[NamespacedName, _Fragment] = {}
+        self._frags: dict[NamespacedName, Fragment] = {}
         self._active: set[str] = set()
         self._order_set: set[NamespacedName] = set()
         self._chunk_names: list[list[NamespacedName]] = []   # sorted, ~_CHUNK names each
         self._chunk_first: list[NamespacedName] = []
-        self._chunk_text: list[_Fragment | None] = []
-        self._names: dict[ServicePortName, ServiceChainNames] = {}
-        self._sep: dict[tuple[ServicePortName, str], str] = {}
-        self._prob = ["<bad value>"]
+        self._chunk_text: list[Fragment | None] = []
         self._fixed = self._render_fixed()
 
     # ------------------------------------------------------------------ state control
@@ -256,7 +211,7 @@ class IptablesRenderer:
 
     def set_topology_labels(self, labels: Mapping[str, str]) -> None:
         """``OnTopologyChange``: new node labels (zone) and a full sync."""
-        self._topology_labels = dict(labels)
+        self._rules.topology_labels = dict(labels)
         self._need_full = True
         self._invalidate_all()
 
@@ -369,11 +324,7 @@ class IptablesRenderer:
         existing.difference_update(deleted)
         self._rollback = (added, deleted)
         self._need_full = False
-        if len(self._sep) > 2 * max(state.total_endpoints(), 1024):
-            # endpoint chain names of endpoints that are gone: without this the cache keeps
-            # every endpoint ever seen (25 MB per 100k)
-            active = self._active
-            self._sep = {k: v for k, v in self._sep.items() if v in active}
+        self._rules.prune(state.total_endpoints(), self._active)
         if do_full:
             self._last_full = now
         return SyncResult(text=text, full=do_full, written_chains=written,
@@ -452,18 +403,18 @@ class IptablesRenderer:
         return max(bisect.bisect_right(self._chunk_first, nn) - 1, 0)
 
     def _build_chunk(self, state: ProxyState, names: list[NamespacedName], large: bool
-                     ) -> _Fragment:
+                     ) -> Fragment:
         frags = self._frags
         parts = []
         for nn in names:
             frag = frags.get(nn)
             if frag is None:
-                frag = frags[nn] = self._render_service(state, nn, large)
+                frag = frags[nn] = self._rules.render_service(state, nn, large)
                 self._active.update(frag.chains)
             parts.append(frag)
         # no joined nat_all: it is most of the text and would be held twice; full syncs join
         # it from the fragments when they need it
-        return _Fragment("".join(f.filter_rules for f in parts),
+        return Fragment("".join(f.filter_rules for f in parts),
                          "".join(f.nat_top for f in parts),
                          "",
                          "".join(f.chain_lines for f in parts),
@@ -532,219 +483,3 @@ class IptablesRenderer:
                 out.append(ip)
                 seen.add(str(ip))
         return out
-
-    # ------------------------------------------------------------------ per service
-    def _probability(self, n: int) -> str:
-        prob = self._prob
-        while len(prob) <= n:
-            prob.append(compute_probability(len(prob)))
-        return prob[n]
-
-    def _sep_chain(self, spn: ServicePortName, proto: str, ep: EndpointInfo) -> str:
-        key = (spn, ep.endpoint)
-        name = self._sep.get(key)
-        if name is None:
-            name = endpoint_chain_name(str(spn), proto, ep.endpoint)
-            self._sep[key] = name
-        return name
-
-    def _render_service(self, state: ProxyState, nn: NamespacedName, large: bool) -> _Fragment:
-        ports = state.ports_of(nn)
-        filt, top, full, lines, chains = [], [], [], [], []
-        for spn in sorted(ports, key=lambda s: (s.port, s.protocol)):
-            self._render_port(ports[spn], state.endpoints_map.get(spn, ()), large,
-                              filt, top, full, lines, chains)
-        return _Fragment("".join(filt), "".join(top), "".join(full), "".join(lines),
-                         tuple(chains))
-
-    def _render_port(self, svc: ServicePortInfo, all_eps, large: bool, filt: list, top: list,
-                     full: list, lines: list, chains: list) -> None:
-        cfg = self.config
-        spn = svc.name
-        spn_s = str(spn)
-        proto = svc.protocol.lower()
-        names = self._names.get(spn)
-        if names is None:
-            names = self._names[spn] = service_chain_names(spn_s, proto)
-        cluster_eps, local_eps, reachable, has_eps = categorize_endpoints(
-            all_eps, svc, cfg.node_name, self._topology_labels,
-            prefer_same_node=cfg.prefer_same_traffic_distribution)
-
-        svc_chain, svl_chain, ext_chain, fw_chain = names
-        uses_cluster_chain = bool(cluster_eps) and svc.uses_cluster_endpoints
-        uses_local_chain = bool(local_eps) and svc.uses_local_endpoints
-
-        internal_chain, has_internal = svc_chain, has_eps
-        if svc.internal_policy_local:
-            internal_chain = svl_chain
-            if not local_eps:
-                has_internal = False
-        external_policy_chain, has_external = svc_chain, has_eps
-        if svc.external_policy_local:
-            external_policy_chain = svl_chain
-            if not local_eps:
-                has_external = False
-        uses_ext_chain = has_eps and svc.externally_accessible
-        lb_chain = ext_chain
-        uses_fw = has_eps and bool(svc.load_balancer_vips) and bool(svc.load_balancer_source_ranges)
-        if uses_fw:
-            lb_chain = fw_chain
-
-        int_target = int_comment = ext_target = ext_comment = ""
-        if not has_eps:
-            int_target = ext_target = "REJECT"
-            int_comment = ext_comment = f'"{spn_s} has no endpoints"'
-        else:
-            if not has_internal:
-                int_target, int_comment = "DROP", f'"{spn_s} has no local endpoints"'
-            if not has_external:
-                ext_target, ext_comment = "DROP", f'"{spn_s} has no local endpoints"'
-
-        pm = f"-m {proto} -p {proto}"
-        port = svc.port
-        cip = svc.cluster_ip
-        port_top: list[str] = []
-
-        # cluster IP
-        if has_internal:
-            port_top.append(f'-A {KUBE_SERVICES} -m comment --comment "{spn_s} cluster IP"'
-                            f" {pm} -d {cip} --dport {port} -j {internal_chain}\n")
-        else:
-            filt.append(f"-A {KUBE_SERVICES} -m comment --comment {int_comment}"
-                        f" {pm} -d {cip} --dport {port} -j {int_target}\n")
-        # external IPs
-        for eip in svc.external_ips:
-            if has_eps:
-                port_top.append(f'-A {KUBE_SERVICES} -m comment --comment "{spn_s} external IP"'
-                                f" {pm} -d {eip} --dport {port} -j {ext_chain}\n")
-            if not has_external:
-                filt.append(f"-A {KUBE_EXTERNAL_SERVICES} -m comment --comment {ext_comment}"
-                            f" {pm} -d {eip} --dport {port} -j {ext_target}\n")
-        # load-balancer ingress
-        for lbip in svc.load_balancer_vips:
-            if has_eps:
-                port_top.append(f'-A {KUBE_SERVICES} -m comment --comment "{spn_s} loadbalancer IP"'
-                                f" {pm} -d {lbip} --dport {port} -j {lb_chain}\n")
-            if uses_fw:
-                filt.append(f"-A {KUBE_PROXY_FIREWALL} -m comment --comment"
-                            f' "{spn_s} traffic not accepted by {fw_chain}"'
-                            f" {pm} -d {lbip} --dport {port} -j DROP\n")
-        if not has_external:
-            for lbip in svc.load_balancer_vips:
-                filt.append(f"-A {KUBE_EXTERNAL_SERVICES} -m comment --comment {ext_comment}"
-                            f" {pm} -d {lbip} --dport {port} -j {ext_target}\n")
-        # node port
-        if svc.node_port:
-            np = svc.node_port
-            if has_eps:
-                if self.localhost_nodeports and not self._ipv6 and cfg.nfacct_localhost_nodeports:
-                    port_top.append(f"-A {KUBE_NODEPORTS} -m comment --comment {spn_s} {pm}"
-                                    f" -d 127.0.0.0/8 --dport {np}"
-                                    f" -m nfacct --nfacct-name {NFACCT_LOCALHOST_NODEPORTS}"
-                                    f" -j {ext_chain}\n")
-                port_top.append(f"-A {KUBE_NODEPORTS} -m comment --comment {spn_s} {pm}"
-                                f" --dport {np} -j {ext_chain}\n")
-            if not has_external:
-                filt.append(f"-A {KUBE_EXTERNAL_SERVICES} -m comment --comment {ext_comment}"
-                            f" -m addrtype --dst-type LOCAL {pm} --dport {np} -j {ext_target}\n")
-        # health check node port
-        if svc.health_check_node_port:
-            filt.append(f'-A {KUBE_NODEPORTS} -m comment --comment "{spn_s} health check node port"'
-                        f" -m tcp -p tcp --dport {svc.health_check_node_port} -j ACCEPT\n")
-
-        top.extend(port_top)
-        full.extend(port_top)
-        rules: list[str] = []
-
-        # internal traffic: masquerade off-cluster sources
-        if has_internal:
-            match = f'-m comment --comment "{spn_s} cluster IP" {pm} -d {cip} --dport {port}'
-            if cfg.masquerade_all:
-                rules.append(f"-A {internal_chain} {match} -j {KUBE_MARK_MASQ}\n")
-            elif self._detector is not None:
-                rules.append(f"-A {internal_chain} {match} {self._detector.if_not_local()}"
-                             f" -j {KUBE_MARK_MASQ}\n")
-
-        # external traffic chain
-        if uses_ext_chain:
-            lines.append(chain_line(ext_chain))
-            chains.append(ext_chain)
-            if not svc.external_policy_local:
-                rules.append(f'-A {ext_chain} -m comment --comment "masquerade traffic for {spn_s}'
-                             f' external destinations" -j {KUBE_MARK_MASQ}\n')
-            else:
-                if self._detector is not None:
-                    rules.append(f'-A {ext_chain} -m comment --comment "pod traffic for {spn_s}'
-                                 f' external destinations" {self._detector.if_local()}'
-                                 f" -j {svc_chain}\n")
-                rules.append(f'-A {ext_chain} -m comment --comment "masquerade LOCAL traffic for'
-                             f' {spn_s} external destinations" -m addrtype --src-type LOCAL'
-                             f" -j {KUBE_MARK_MASQ}\n")
-                rules.append(f'-A {ext_chain} -m comment --comment "route LOCAL traffic for'
-                             f' {spn_s} external destinations" -m addrtype --src-type LOCAL'
-                             f" -j {svc_chain}\n")
-            if has_external:
-                rules.append(f"-A {ext_chain} -j {external_policy_chain}\n")
-
-        # load-balancer source ranges
-        if uses_fw:
-            lines.append(chain_line(fw_chain))
-            chains.append(fw_chain)
-            head = f'-A {fw_chain} -m comment --comment "{spn_s} loadbalancer IP"'
-            allow_from_node = False
-            for cidr in svc.load_balancer_source_ranges:
-                rules.append(f"{head} -s {cidr} -j {ext_chain}\n")
-                net = parse_cidr(cidr)
-                if self._node_ip is not None and net is not None and \
-                        net.version == self._node_ip.version and self._node_ip in net:
-                    allow_from_node = True
-            if allow_from_node:
-                for lbip in svc.load_balancer_vips:
-                    rules.append(f"{head} -s {lbip} -j {ext_chain}\n")
-            rules.append(f'-A {fw_chain} -m comment --comment "other traffic to {spn_s} will be'
-                         f' dropped by KUBE-PROXY-FIREWALL"\n')
-
-        ep_chain = {}
-        for ep in reachable:
-            ep_chain[ep.endpoint] = self._sep_chain(spn, proto, ep)
-        if uses_cluster_chain:
-            lines.append(chain_line(svc_chain))
-            chains.append(svc_chain)
-            self._service_to_endpoints(rules, spn_s, svc, svc_chain, cluster_eps, large, proto)
-        if uses_local_chain:
-            lines.append(chain_line(svl_chain))
-            chains.append(svl_chain)
-            self._service_to_endpoints(rules, spn_s, svc, svl_chain, local_eps, large, proto)
-
-        # per-endpoint chains
-        comment = "" if large else f" -m comment --comment {spn_s}"
-        affinity = svc.session_affinity_client_ip
-        for ep in reachable:
-            sep = ep_chain[ep.endpoint]
-            lines.append(chain_line(sep))
-            chains.append(sep)
-            rules.append(f"-A {sep}{comment} -s {ep.ip} -j {KUBE_MARK_MASQ}\n")
-            recent = f" -m recent --name {sep} --set" if affinity else ""
-            rules.append(f"-A {sep}{comment}{recent} {pm} -j DNAT --to-destination"
-                         f" {ep.endpoint}\n")
-        full.extend(rules)
-
-    def _service_to_endpoints(self, rules: list, spn_s: str, svc: ServicePortInfo, chain: str,
-                              endpoints, large: bool, proto: str) -> None:
-        """``writeServiceToEndpointRules``."""
-        spn = svc.name
-        if svc.session_affinity_client_ip:
-            for ep in endpoints:
-                sep = self._sep_chain(spn, proto, ep)
-                comment = "" if large else f' -m comment --comment "{spn_s} -> {ep.endpoint}"'
-                rules.append(f"-A {chain}{comment} -m recent --name {sep} --rcheck --seconds"
-                             f" {svc.sticky_max_age_seconds} --reap -j {sep}\n")
-        n = len(endpoints)
-        for i, ep in enumerate(endpoints):
-            sep = self._sep_chain(spn, proto, ep)
-            comment = "" if large else f' -m comment --comment "{spn_s} -> {ep.endpoint}"'
-            if i < n - 1:
-                rules.append(f"-A {chain}{comment} -m statistic --mode random --probability"
-                             f" {self._probability(n - i)} -j {sep}\n")
-            else:
-                rules.append(f"-A {chain}{comment} -j {sep}\n")

@@ -9,12 +9,12 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import shutil
-import subprocess
+import signal
 import tempfile
 import threading
 from typing import Protocol
 
+from testbed import exec as ex
 from testbed.proxy.iptables.apply import CANARY_CHAIN
 
 RESTORE_ARGS = ("iptables-restore", "-w", "5", "-W", "100000", "--noflush", "--counters")
@@ -34,16 +34,6 @@ RESTORE_ENV = {"GLIBC_TUNABLES": "glibc.malloc.tcache_count=65000:glibc.malloc.m
                                  "glibc.malloc.top_pad=268435456:glibc.malloc.trim_threshold=268435456"}
 
 
-def _die_with_parent() -> list[str]:
-    """A prefix that makes the child get SIGKILL when the thread that started it dies
-    (``PR_SET_PDEATHSIG``, set by util-linux ``setpriv`` and kept across its exec): a killed
-    proxy must not leave a restore running on, orphaned, for minutes of CPU. ``setpriv``
-    rather than a ``preexec_fn``, which is not safe in a process with threads (the proxy's
-    watches). The proxy starts restores from its long-lived sync thread."""
-    setpriv = shutil.which("setpriv")
-    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
-
-
 class RestoreStream:
     """One ``iptables-restore`` fed while its input is still being produced: ``write()`` pieces
     as they are rendered (the child parses them meanwhile, on the other core), ``close()`` for
@@ -55,9 +45,11 @@ class RestoreStream:
     def __init__(self, noflush: bool = True, deadline: float | None = None):
         args = list(RESTORE_ARGS) if noflush else [a for a in RESTORE_ARGS if a != "--noflush"]
         self._err = tempfile.TemporaryFile()
-        self._proc = subprocess.Popen(_die_with_parent() + args, stdin=subprocess.PIPE,
-                                      stdout=subprocess.DEVNULL, stderr=self._err,
-                                      env={**os.environ, **RESTORE_ENV})
+        # a killed proxy must not leave a restore running on, orphaned, for minutes of CPU; the
+        # proxy starts restores from its long-lived sync thread
+        self._proc = ex.popen(args, stdin=ex.PIPE, stdout=ex.DEVNULL, stderr=self._err,
+                              env={**os.environ, **RESTORE_ENV}, new_session=False,
+                              pdeathsig=signal.SIGKILL)
         self.deadline = deadline
         self.timed_out = False
         self._timer = None
@@ -150,7 +142,7 @@ class HostIptables:
     """The real thing: children of this process, so they act on this process's netns."""
 
     def save(self) -> str:
-        r = subprocess.run(["iptables-save"], capture_output=True, text=True)
+        r = ex.run(["iptables-save"], check=False)
         if r.returncode != 0:
             raise OSError(f"iptables-save failed: {r.stderr.strip()}")
         return r.stdout
@@ -165,16 +157,15 @@ class HostIptables:
         return RestoreStream(noflush, deadline)
 
     def has_canary(self) -> bool:
-        r = subprocess.run(["iptables", "-w", "5", "-t", "mangle", "-S", CANARY_CHAIN],
-                           capture_output=True, text=True)
+        r = ex.run(["iptables", "-w", "5", "-t", "mangle", "-S", CANARY_CHAIN], check=False)
         return r.returncode == 0
 
     @staticmethod
     def random_fully() -> bool:
         """``HasRandomFully``: iptables >= 1.6.2."""
         try:
-            out = subprocess.run(["iptables", "--version"], capture_output=True, text=True).stdout
-        except OSError:
+            out = ex.run(["iptables", "--version"], check=False).stdout
+        except ex.CommandError:
             return False
         m = re.search(r"v(\d+)\.(\d+)\.(\d+)", out)
         return bool(m) and tuple(int(x) for x in m.groups()) >= (1, 6, 2)

@@ -36,12 +36,13 @@ import time
 from typing import Callable
 
 from testbed.proxy.iptables import apply, cost
-from testbed.proxy.iptables.names import is_service_chain_name
-from testbed.proxy.iptables.render import NAT_CHAINS, IptablesConfig, IptablesRenderer, LocalDetector
+from testbed.proxy.iptables.names import NAT_CHAINS, is_service_chain_name
+from testbed.proxy.iptables.render import IptablesConfig, IptablesRenderer, LocalDetector
 from testbed.proxy.iptables.restore import BufferedRestore, HostIptables, Iptables
-from testbed.proxy.model import IPV4, ProxyState, StateChange
+from testbed.proxy.model import IPV4
 from testbed.proxy.syncer import ProxyConfig, SyncOutcome
 from testbed.proxy.sysctl import read_sysctl, write_sysctl
+from testbed.proxy.tracker import ProxyState, StateChange
 
 log = logging.getLogger("testbed.proxy")
 

@@ -21,12 +21,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, NamedTuple
 
-from testbed.proxy.model import (
-    NamespacedName,
-    ProxyState,
-    ServicePortInfo,
-    categorize_endpoints,
-)
+from testbed.proxy.model import NamespacedName, ServicePortInfo, categorize_endpoints
+from testbed.proxy.tracker import ProxyState
 
 DEFAULT_SCHEDULER = "rr"
 DUMMY_DEVICE = "kube-ipvs0"

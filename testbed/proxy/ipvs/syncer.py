@@ -23,18 +23,18 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import time
 from typing import Callable
 
+from testbed import exec as ex
 from testbed import netlink
 from testbed.proxy.iptables import apply
 from testbed.proxy.iptables.restore import HostIptables, Iptables
 from testbed.proxy.ipvs import desired as D
 from testbed.proxy.ipvs import kernel as K
-from testbed.proxy.model import ProxyState, StateChange
 from testbed.proxy.syncer import ProxyConfig, SyncOutcome
 from testbed.proxy.sysctl import write_sysctl
+from testbed.proxy.tracker import ProxyState, StateChange
 
 log = logging.getLogger("testbed.proxy")
 
@@ -56,7 +56,7 @@ def ensure_modules() -> None:
     if os.path.exists("/proc/net/ip_vs"):
         return
     for mod in ("ip_vs", "ip_vs_rr", "dummy", "ip_set", "xt_set"):
-        subprocess.run(["modprobe", "-q", mod], capture_output=True)
+        ex.run(["modprobe", "-q", mod], check=False)
 
 
 class IpvsSyncer:

@@ -9,8 +9,8 @@ the proxy (``testbed rules --check``, tests); the proxy itself runs ``runner``. 
 from __future__ import annotations
 
 import json
-import subprocess
 
+from testbed import exec as ex
 from testbed import netns
 from testbed.proxy.nftables import names
 from testbed.proxy.nftables.runner import Existing, existing_in
@@ -28,10 +28,8 @@ def _first_error(stderr: str) -> str:
     return err or (lines[0] if lines else "no error output")
 
 
-def _run(ns: str | None, argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
-    def go() -> subprocess.CompletedProcess:
-        return subprocess.run(argv, input=stdin, capture_output=True, text=True)
-    return netns.run_in(ns, go) if ns else go()
+def _run(ns: str | None, argv: list[str], stdin: str | None = None) -> ex.Result:
+    return ex.run(argv, netns=ns, input=stdin, check=False)
 
 
 class NftApplier:

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from testbed.proxy.harness import HarnessInputs, ObjectStore, load_inputs, parse_operations
-from testbed.proxy.model import IPV4, ProxyState
+from testbed.proxy.model import IPV4
 from testbed.proxy.nftables.render import LOCAL_DETECTOR_MODES, NftablesConfig
 from testbed.proxy.nftables.sync import NftablesSyncer
 from testbed.proxy.nftables.table import sort_nft
+from testbed.proxy.tracker import ProxyState
 
 
 def config_from_harness(doc: dict, where: str = "harness") -> NftablesConfig:

@@ -17,10 +17,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import re
-import subprocess
 import threading
 from dataclasses import dataclass
 
+from testbed import exec as ex
 from testbed.proxy.nftables import names
 
 _OUTPUT_TERSE = 1 << 11          # NFT_CTX_OUTPUT_TERSE (libnftables(3)): no set elements
@@ -115,12 +115,12 @@ class NftProcess(NftRunner):
     def run(self, text: str) -> None:
         if not text:
             return
-        r = subprocess.run(["nft", "-f", "-"], input=text, capture_output=True, text=True)
+        r = ex.run(["nft", "-f", "-"], input=text, check=False)
         if r.returncode != 0:
             raise RunError(*parse_error(r.stderr))
 
     def list(self, command: str) -> str | None:
-        r = subprocess.run(["nft", "-t", *command.split()], capture_output=True, text=True)
+        r = ex.run(["nft", "-t", *command.split()], check=False)
         if r.returncode != 0:
             if "No such file or directory" in r.stderr:
                 return None

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from testbed.proxy.model import NamespacedName, ProxyState, StateChange
+from testbed.proxy.model import NamespacedName
+from testbed.proxy.tracker import ProxyState, StateChange
 from testbed.proxy.nftables.render import (
     TABLE_COMMENT,
     NftablesConfig,

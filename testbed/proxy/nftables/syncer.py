@@ -20,12 +20,12 @@ import os
 import time
 from typing import Callable
 
-from testbed.proxy.model import ProxyState, StateChange
 from testbed.proxy.nftables import names
 from testbed.proxy.nftables.render import NftablesConfig
 from testbed.proxy.nftables.runner import NftRunner, RunError, make_runner
 from testbed.proxy.nftables.sync import NftablesSyncer as Planner
 from testbed.proxy.syncer import ProxyConfig, SyncOutcome
+from testbed.proxy.tracker import ProxyState, StateChange
 
 log = logging.getLogger("testbed.proxy")
 

@@ -21,10 +21,10 @@ The jumps from the built-in chains are added only when ``iptables-save`` shows t
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from dataclasses import dataclass
 from typing import Mapping, NamedTuple
 
+from testbed import exec as ex
 from testbed.proxy.iptables.apply import SavedTables, parse_save
 from testbed.proxy.model import ServicePortInfo, ServicePortName, join_host_port
 
@@ -230,23 +230,22 @@ def _checked(cmd: tuple[str, ...], rc: int, out: str, err: str) -> str:
 # thread that forks it.
 def save() -> SavedTables:
     """The current filter and nat tables."""
-    res = subprocess.run(SAVE_CMD, capture_output=True, text=True)
+    res = ex.run(SAVE_CMD, check=False)
     return parse_save(_checked(SAVE_CMD, res.returncode, res.stdout, res.stderr))
 
 
 def restore(text: str) -> None:
     """One ``iptables-restore --noflush``."""
     if text:
-        res = subprocess.run(RESTORE_CMD, input=text, capture_output=True, text=True)
+        res = ex.run(RESTORE_CMD, input=text, check=False)
         _checked(RESTORE_CMD, res.returncode, res.stdout, res.stderr)
 
 
 async def _run_async(cmd: tuple[str, ...], text: str | None = None) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        *cmd, stdin=asyncio.subprocess.PIPE if text is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate(text.encode() if text is not None else None)
-    return _checked(cmd, proc.returncode, out.decode(), err.decode())
+    # a pool thread is started by the loop's thread, so it (and the child it forks) shares
+    # that thread's network namespace
+    res = await asyncio.to_thread(ex.run, cmd, input=text, check=False)
+    return _checked(cmd, res.returncode, res.stdout, res.stderr)
 
 
 async def save_async() -> SavedTables:

@@ -31,8 +31,8 @@ from typing import Callable
 
 from testbed.proxy.iptables.apply import parse_save
 from testbed.proxy.iptables.restore import HostIptables, Iptables
-from testbed.proxy.model import ProxyState, StateChange
 from testbed.proxy.syncer import ProxyConfig, SyncOutcome
+from testbed.proxy.tracker import ProxyState, StateChange
 from testbed.proxy.userspace import rules
 from testbed.proxy.userspace.proxier import DEFAULT_UDP_IDLE_TIMEOUT, PortMap, UserspaceProxier
 from testbed.proxy.userspace.support import Notice

@@ -1,4 +1,5 @@
 import os
+import signal
 import sys
 import time
 
@@ -107,3 +108,36 @@ def test_run_inside_a_namespace_sees_only_its_links(tmp_path):
         assert str(ei.value).startswith(f"ip netns exec {name} ip link show nosuch: exit status 1: ")
     finally:
         netns.delete(name)
+
+
+def test_pdeathsig_ends_the_child_with_the_thread_that_started_it():
+    import threading
+    started = []
+
+    def start():
+        p = tbexec.popen(["sh", "-c", "echo ready; exec sleep 60"], stdout=tbexec.PIPE, text=True,
+                         pdeathsig=signal.SIGKILL)
+        assert p.stdout.readline() == "ready\n"   # the signal is armed before sh runs
+        started.append(p)
+    t = threading.Thread(target=start)
+    t.start()
+    t.join()
+    p = started[0]
+    assert p.wait(timeout=10) == -signal.SIGKILL
+    p.stdout.close()
+
+
+def test_stop_escalates_to_sigkill_past_its_timeout():
+    p = tbexec.popen([sys.executable, "-c",
+                      "import signal, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                      "print('ready', flush=True); signal.pause()"], stdout=tbexec.PIPE, text=True)
+    assert p.stdout.readline() == "ready\n"
+    tbexec.stop(p, 0.2)
+    assert p.returncode == -signal.SIGKILL
+    p.stdout.close()
+
+
+def test_stop_lets_a_child_end_on_its_signal():
+    p = tbexec.popen(["sleep", "60"])
+    tbexec.stop(p, 5, signal.SIGUSR1)   # ends sleep without a core dump
+    assert p.returncode == -signal.SIGUSR1

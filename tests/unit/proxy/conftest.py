@@ -1,7 +1,7 @@
 import pytest
 
 from testbed.proxy.iptables.render import IptablesConfig, IptablesRenderer, LocalDetector
-from testbed.proxy.model import ProxyState
+from testbed.proxy.tracker import ProxyState
 
 NODE = "test-node"
 

@@ -2,7 +2,8 @@
 
 from testbed.proxy import apply
 from testbed.proxy.apply import ConntrackFilter
-from testbed.proxy.model import ProxyState, ServiceEndpoint, ServicePortName, StateChange
+from testbed.proxy.model import ServicePortName
+from testbed.proxy.tracker import ProxyState, ServiceEndpoint, StateChange
 
 from .conftest import NODE, ep, eps, svc
 

@@ -7,8 +7,8 @@ import pytest
 from testbed.proxy.iptables import cost
 from testbed.proxy.iptables.syncer import IptablesSyncer
 from testbed.proxy.loop import ProxyLoop
-from testbed.proxy.model import ProxyState
 from testbed.proxy.syncer import ProxyConfig
+from testbed.proxy.tracker import ProxyState
 
 from .conftest import NODE, ep, eps, svc
 from .test_iptables_loop import FakeIptables

@@ -7,7 +7,7 @@ import pytest
 
 from testbed.proxy.ipvs import desired as D
 from testbed.proxy.ipvs.desired import RealServer, VirtualServer, VSKey
-from testbed.proxy.model import ProxyState
+from testbed.proxy.tracker import ProxyState
 
 from .conftest import NODE, ep, eps, svc
 

@@ -2,12 +2,12 @@ import pytest
 
 from testbed.proxy.model import (
     EndpointInfo,
-    ProxyState,
     ServicePortName,
     categorize_endpoints,
     endpoints_map,
     service_port_map,
 )
+from testbed.proxy.tracker import ProxyState
 
 from .conftest import NODE, ep, eps, svc
 

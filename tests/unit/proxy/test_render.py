@@ -4,9 +4,10 @@ import time
 
 import pytest
 
-from testbed.proxy.iptables.render import LocalDetector, compute_probability
+from testbed.proxy.iptables.render import LocalDetector
+from testbed.proxy.iptables.servicechains import compute_probability
 from testbed.proxy.iptables.sortorder import sort_restore_text
-from testbed.proxy.model import ProxyState
+from testbed.proxy.tracker import ProxyState
 
 from .conftest import Rig, ep, eps, svc
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed.proxy.model import ProxyState
+from testbed.proxy.tracker import ProxyState
 from testbed.proxy.nftables.golden import (
     config_from_harness,
     expected_operations,

@@ -2,10 +2,10 @@
 
 import pytest
 
-from testbed.proxy.model import ProxyState
 from testbed.proxy.nftables.render import NftablesConfig
 from testbed.proxy.nftables.sync import NftablesSyncer
 from testbed.proxy.nftables.table import sort_nft
+from testbed.proxy.tracker import ProxyState
 from tests.unit.proxy.conftest import ep, eps, svc
 
 NODE = "test-node"
