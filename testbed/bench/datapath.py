@@ -95,14 +95,16 @@ def parse_rate(text: str, what: str) -> float:
     return count / seconds
 
 
+def table_row(r: dict) -> str:
+    lat: Latency = r["latency"]
+    return (f"| {r['mode']} | {r['services']:,} | {lat.connect_p50:.0f} / {lat.connect_p99:.0f} us "
+            f"| {lat.first_p50:.0f} / {lat.first_p99:.0f} us | {r['rps']:,.0f} | {r['cps']:,.0f} |")
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| mode | services | connect p50 / p99 | first byte p50 / p99 | keep-alive req/s | new conn/s |",
              "|---|---|---|---|---|---|"]
-    for r in rows:
-        lat: Latency = r["latency"]
-        lines.append(f"| {r['mode']} | {r['services']:,} | {lat.connect_p50:.0f} / {lat.connect_p99:.0f} us "
-                     f"| {lat.first_p50:.0f} / {lat.first_p99:.0f} us | {r['rps']:,.0f} | {r['cps']:,.0f} |")
-    return "\n".join(lines)
+    return "\n".join(lines + [table_row(r) for r in rows])
 
 
 def ratios(rows: list[dict]) -> list[str]:
@@ -241,8 +243,7 @@ def run(sizes: list[int], mode_names: list[str], args, progress=print) -> list[d
                 servers = [_start_server(binary, c.name, c.netns_of(f"pod/{ep}")) for ep in ("ep0", "ep1")]
                 for m in mode_names:
                     row = measure_mode(c, binary, m, n, args)
-                    progress(f"datapath: {m} at {n:,} Services: first byte p50 {row['latency'].first_p50:.0f} us, "
-                             f"{row['rps']:,.0f} req/s, {row['cps']:,.0f} conn/s")
+                    progress(f"datapath: {table_row(row)}")
                     rows.append(row)
             finally:
                 for s in servers:
