@@ -215,7 +215,7 @@ def measure_mode(c: Cluster, binary: str, mode: str, services: int, args) -> dic
     eps = [c.pod("ep0").ip, c.pod("ep1").ip]
     vip = service(services - 1)["spec"]["clusterIP"]
     client = c.netns_of("pod/client")
-    c.run_in("node/node1", _program, mode, cfg, services, eps)
+    loop = c.run_in("node/node1", _program, mode, cfg, services, eps)
     try:
         lat = parse_latency(_tool(binary, c.name, client, ["latency", vip, "80", str(args.connections)], 600))
         rps = parse_rate(_tool(binary, c.name, client, ["rps", vip, "80", str(args.conns), str(args.seconds)],
@@ -223,6 +223,9 @@ def measure_mode(c: Cluster, binary: str, mode: str, services: int, args) -> dic
         cps = parse_rate(_tool(binary, c.name, client, ["cps", vip, "80", str(args.conns), str(args.seconds)],
                                args.seconds + 60), "connections")
     finally:
+        # userspace mode holds a listener per Service in this process: close them, or the next
+        # modes inherit thousands of descriptors
+        loop.syncer.close()
         c.run_in("node/node1", _cleanup, mode)
     return {"mode": mode, "services": services, "latency": lat, "rps": rps, "cps": cps}
 
