@@ -46,6 +46,29 @@ def _proc_state(pid) -> str | None:
         return None
 
 
+# A proxy is allowed its minimum sync period (1 s by default) behind the newest change before
+# doctor calls it behind: a change written a moment ago is not a finding.
+SYNC_GRACE = 3.0
+
+
+def _settled_metrics(cluster: str, nodes: list[str], newest: dict[str, int]) -> dict:
+    """The proxies' metrics once each running one has applied ``newest`` (woken by inotify), or
+    as they stand after ``SYNC_GRACE``."""
+    def caught_up(ms: dict):
+        for n in nodes:
+            m = ms.get(n)
+            if not m or m.get("stopped"):
+                continue  # nothing to wait for: the finding says why
+            applied = m.get("applied_resource_versions") or {}
+            if any(int(applied.get(k, 0)) < rv for k, rv in newest.items()):
+                return None
+        return ms
+    try:
+        return status.wait_metrics(cluster, caught_up, timeout=SYNC_GRACE, what="kube-proxy catching up")
+    except TimeoutError:
+        return status.proxy_metrics(cluster)
+
+
 def _newest(items: list[dict]) -> int:
     return max((int(o["metadata"].get("resourceVersion", 0)) for o in items), default=0)
 
@@ -72,7 +95,7 @@ def doctor(cluster, target: str | None = None) -> list[Finding]:
         findings += _service(cluster, svc, pods, slices, events, plans, node_ns)
     check_nodes = [name] if kind == "node" else nodes
     newest = {"Service": _newest(services), "EndpointSlice": _newest(slices)}
-    metrics = status.proxy_metrics(cluster.name) if plan.proxy_mode != "none" else {}
+    metrics = _settled_metrics(cluster.name, check_nodes, newest) if plan.proxy_mode != "none" else {}
     for n in check_nodes:
         if plan.proxy_mode == "none":
             break
