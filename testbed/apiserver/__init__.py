@@ -4,7 +4,8 @@ socket, and a client. See ``store.py`` for the semantics and the error contract.
 from .errors import (AlreadyExists, ApiError, BadRequest, Conflict, Gone, Invalid,
                      MethodNotAllowed, NotFound, exception_from_status, status_from_exception)
 from .kinds import KINDS, KindInfo, kind_info
-from .store import ADDED, DELETED, ERROR, MODIFIED, MemoryStore, NoopAdmission, Store, Watch
+from .memory import MemoryStore
+from .store import ADDED, DELETED, ERROR, MODIFIED, NoopAdmission, Store, Watch
 
 __all__ = [
     "ADDED", "DELETED", "ERROR", "MODIFIED", "AlreadyExists", "ApiError", "BadRequest",

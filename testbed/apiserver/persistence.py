@@ -1,4 +1,4 @@
-"""On-disk state of a :class:`~testbed.apiserver.store.MemoryStore`: snapshot + write-ahead log.
+"""On-disk state of a :class:`~testbed.apiserver.memory.MemoryStore`: snapshot + write-ahead log.
 
 Files in ``state_dir``:
 

@@ -8,7 +8,8 @@ import shutil
 import tempfile
 from typing import Iterator
 
-from ..apiserver.store import MemoryStore, Store
+from ..apiserver.memory import MemoryStore
+from ..apiserver.store import Store
 
 STORES = ("embedded", "etcd")
 SHM = "/dev/shm"

@@ -14,7 +14,7 @@ A :class:`Controller` runs one *pump* thread per watched kind and one worker thr
 
 The worker blocks on the inbox; the pumps block on their watches; a small stopper thread
 blocks on the stop event and, when it is set, stops the watches and wakes the worker.
-The store may be a :class:`~testbed.apiserver.store.MemoryStore` or an
+The store may be a :class:`~testbed.apiserver.memory.MemoryStore` or an
 :class:`~testbed.apiserver.client.ApiClient` (same methods).
 """
 

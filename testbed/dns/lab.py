@@ -19,7 +19,7 @@ from testbed import exec as ex
 from testbed import netlink, netns
 from testbed.apiserver.client import ApiClient
 from testbed.apiserver.server import serve
-from testbed.apiserver.store import MemoryStore
+from testbed.apiserver.memory import MemoryStore
 from testbed.errors import TestbedError
 
 # Not :53 there: the replica binds the wildcard address on :53, as CoreDNS does for `.:53`.

@@ -132,5 +132,5 @@ def open_store(config: StoreConfig, state_dir: str, admission):
     if config.kind == ETCD:
         from .store import EtcdStore
         return EtcdStore(config.endpoints, admission=admission, tls=config.client_tls)
-    from ..store import MemoryStore
+    from ..memory import MemoryStore
     return MemoryStore(os.path.join(state_dir, "store"), admission=admission)

@@ -7,7 +7,7 @@ import pytest
 from testbed.apiserver import etcd
 from testbed.apiserver.client import ApiClient
 from testbed.apiserver.server import serve
-from testbed.apiserver.store import MemoryStore
+from testbed.apiserver.memory import MemoryStore
 
 from ...conftest import stores_under_test
 

@@ -9,7 +9,7 @@ import pytest
 from testbed.apiserver import etcd
 from testbed.apiserver.etcd import cluster as etcd_cluster
 from testbed.apiserver.etcd.client import EtcdClient
-from testbed.apiserver.store import MemoryStore
+from testbed.apiserver.memory import MemoryStore
 from testbed.k8s.admission import Admission
 from testbed.scenario import parse
 

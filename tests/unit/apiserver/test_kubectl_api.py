@@ -12,7 +12,8 @@ import pytest
 from testbed.apiserver import tls
 from testbed.apiserver.discovery import GIT_VERSION, discovery
 from testbed.apiserver.https import serve_https
-from testbed.apiserver.store import MemoryStore, dry_run
+from testbed.apiserver.memory import MemoryStore
+from testbed.apiserver.store import dry_run
 
 from .conftest import svc
 from .test_server import raw

@@ -5,7 +5,7 @@ import pytest
 
 from testbed.apiserver import errors
 from testbed.apiserver.persistence import SNAPSHOT, WAL, WAL_OLD
-from testbed.apiserver.store import MemoryStore
+from testbed.apiserver.memory import MemoryStore
 
 from .conftest import svc
 

@@ -10,7 +10,7 @@ import pytest
 from testbed.apiserver import errors
 from testbed.apiserver.client import ApiClient, ListWatch
 from testbed.apiserver.server import serve
-from testbed.apiserver.store import MemoryStore
+from testbed.apiserver.memory import MemoryStore
 
 from .conftest import svc
 

@@ -4,7 +4,8 @@ import threading
 import pytest
 
 from testbed.apiserver import errors
-from testbed.apiserver.store import MemoryStore, merge_patch
+from testbed.apiserver.memory import MemoryStore
+from testbed.apiserver.store import merge_patch
 
 from .conftest import svc
 
@@ -339,10 +340,10 @@ def test_status_from_error_with_details_method_or_to_status():
 
 
 def test_history_ages_out_beyond_the_newest_hundred():
-    from testbed.apiserver import history, store as store_mod
+    from testbed.apiserver import history
 
     now = [0.0]
-    s = store_mod.MemoryStore(history=10_000, history_seconds=75.0, clock=lambda: now[0])
+    s = MemoryStore(history=10_000, history_seconds=75.0, clock=lambda: now[0])
     for i in range(150):
         s.create(svc(f"old{i}"))
     now[0] = 80.0
