@@ -1,6 +1,8 @@
 """The ingress controller loop: list+watch Ingresses, IngressClasses, Services,
 EndpointSlices and Secrets, and on every change (coalesced) resolve, build and render one
-nginx.conf, check it with ``nginx -t``, and reload nginx only when the text changed.
+nginx.conf, check it with ``nginx -t``, and reload nginx only when the text changed; which
+backend each location uses and the backends' ready endpoints are posted to nginx's Lua
+balancer instead, so most changes under traffic reload nothing.
 
 A bad Ingress (missing Secret, invalid certificate) gets a Warning event and keeps serving
 its last good resolution; a configuration nginx rejects is never installed, the running one
@@ -50,8 +52,10 @@ class Controller:
         self.last_good: dict[str, model.Resolved] = {}
         self.reported: dict[tuple[str, str], str] = {}   # (ingress key, reason) -> last message
         self.applied: tuple[str, dict] | None = None
+        self.table: str | None = None   # the dynamic table nginx holds
         self.syncs = 0
         self.reloads = 0
+        self.posts = 0
 
     # --- inputs ---------------------------------------------------------------------
 
@@ -117,19 +121,32 @@ class Controller:
         for gone in [k for k in self.last_good if k not in live]:
             del self.last_good[gone]
         config = model.build(resolved, self._cache("Service"), self._cache("EndpointSlice").values())
-        text = render.render(config)
+        text, table = render.render(config), render.dynamic(config)
         changed = self.applied != (text, config.files)
         if not changed and not self.nginx.running:
             log.warning("nginx is not running; starting it again")
             self.nginx.start()
-        if changed and not self._install(text, config.files, owned):
+            self.table = None
+        if changed and not self._install(text, config.files, owned, table):
             return False
+        if table != self.table:
+            self._post(table)
         # only what nginx now serves is "reachable there"; a never-good Ingress gets no address
         served = {r.key for r in resolved}
         self._set_status([i for i in owned if f"{i['metadata'].get('namespace')}/{i['metadata']['name']}" in served])
         return changed
 
-    def _install(self, text: str, files: dict, owned: list[dict]) -> bool:
+    def _post(self, table: str) -> None:
+        self.posts += 1
+        try:
+            self.nginx.configure(table, f"{os.getpid()}-{self.posts}")
+        except nginx.NginxError as e:  # the next sync posts again
+            log.error("%s", e)
+            self.table = None
+            return
+        self.table = table
+
+    def _install(self, text: str, files: dict, owned: list[dict], table: str) -> bool:
         candidate = nginx.write_tree(self.dir, "nginx.conf.candidate", text, files, remove_stale=False)
         try:
             nginx.check(self.dir, candidate)
@@ -143,10 +160,14 @@ class Controller:
             del self.reported[k]
         nginx.prune(self.dir, files)
         if self.nginx.running:
+            # the old workers keep serving their locations until they exit: give them the old
+            # routes next to the new ones (a later line wins in the table) until the reload is done
+            self._post((self.table or "") + table)
             self.nginx.reload()
             self.reloads += 1
         else:
             self.nginx.start()
+        self.table = None
         self.applied = (text, files)
         return True
 
