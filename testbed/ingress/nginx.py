@@ -163,13 +163,17 @@ class Nginx:
             if not done or not self.running:
                 raise NginxError(f"nginx did not finish the reload within {timeout:g}s; see {self.log_path}")
 
-    def configure(self, table: str, version: str, timeout: float = 10.0) -> None:
+    def configure(self, table: str, version: str, drain: float | None = None, timeout: float = 10.0) -> str:
         """Post the dynamic table (routes, endpoints) to the running nginx's control server
-        (``127.0.0.1``: the caller is in nginx's network namespace)."""
-        conn = http.client.HTTPConnection("127.0.0.1", CONTROL_PORT, timeout=timeout)
+        (``127.0.0.1``: the caller is in nginx's network namespace). *drain*: a reload follows;
+        nginx asks clients to close their keep-alive connections, and answers once none is idle
+        or after *drain* seconds."""
+        conn = http.client.HTTPConnection("127.0.0.1", CONTROL_PORT, timeout=timeout + (drain or 0))
+        headers = {"X-Version": version, "Content-Type": "text/plain"}
+        if drain:
+            headers["X-Drain"] = f"{drain:g}"
         try:
-            conn.request("POST", "/configuration", body=table.encode(),
-                         headers={"X-Version": version, "Content-Type": "text/plain"})
+            conn.request("POST", "/configuration", body=table.encode(), headers=headers)
             r = conn.getresponse()
             body = r.read().decode(errors="replace").strip()
         except OSError as e:
@@ -178,6 +182,7 @@ class Nginx:
             conn.close()
         if r.status != 200:
             raise NginxError(f"nginx refused the configuration ({r.status}): {body}")
+        return body
 
     def stop(self, timeout: float = 10.0) -> None:
         """Graceful shutdown (SIGQUIT), SIGKILL if it does not finish in time."""

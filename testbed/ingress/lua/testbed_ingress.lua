@@ -59,7 +59,29 @@ function _M.configure()
     ngx.say(err)
     return ngx.exit(ngx.status)
   end
-  ngx.say("version ", version)
+  local drain = tonumber(ngx.req.get_headers()["X-Drain"] or "")
+  if not drain then
+    dict:delete("drain")
+    return ngx.say("version ", version)
+  end
+  -- a reload follows: every response says "Connection: close" until then, so busy clients
+  -- close their keep-alive connections after a complete response instead of the old worker
+  -- closing them idle under a request in flight. Answer once no connection is idle in
+  -- keep-alive (nginx counts them, but has no event for it: look every 2 ms) or at the bound.
+  dict:set("drain", true, drain + 1)
+  local deadline = ngx.now() + drain
+  while tonumber(ngx.var.connections_waiting) > 0 and ngx.now() < deadline do
+    ngx.sleep(0.002)
+    ngx.update_time()
+  end
+  ngx.say("version ", version, " idle keep-alive connections ", ngx.var.connections_waiting)
+end
+
+-- every response while draining before a reload
+function _M.header_filter()
+  if dict:get("drain") then
+    ngx.header["Connection"] = "close"
+  end
 end
 
 -- /healthz: ready once the controller has posted a table
