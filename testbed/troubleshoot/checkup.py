@@ -16,12 +16,13 @@ import socket
 from testbed import exec as ex
 from testbed import hostsettings, netns as _netns
 from testbed.errors import TestbedError
-from testbed.proxy import status
+from testbed.proxy import healthz, status
 
 from . import checks, evidence
 from .checks import Finding
 
 CONNECT_TIMEOUT = 1.0
+HEALTHZ_TIMEOUT = 1.0
 
 
 def _connect(ip: str, port: int) -> str:
@@ -44,6 +45,13 @@ def _proc_state(pid) -> str | None:
             return f.read().rsplit(")", 1)[1].split()[0]
     except (OSError, ValueError, TypeError, IndexError):
         return None
+
+
+def _healthz(node) -> tuple[str, int | None, dict | None, str]:
+    """GET the node's kube-proxy ``/healthz`` from inside the node's netns, as ``curl`` there."""
+    url = f"http://{node.ip}:{healthz.HEALTHZ_PORT}/healthz"
+    return (url, *_netns.run_in(node.netns, healthz.get, node.ip, healthz.HEALTHZ_PORT, "/healthz",
+                                HEALTHZ_TIMEOUT))
 
 
 # A proxy is allowed its minimum sync period (1 s by default) behind the newest change before
@@ -100,7 +108,8 @@ def doctor(cluster, target: str | None = None) -> list[Finding]:
         if plan.proxy_mode == "none":
             break
         m = metrics.get(n)
-        findings.append(checks.proxy(n, m, _proc_state(m.get("pid")) if m else None, newest))
+        findings.append(checks.proxy(n, m, _proc_state(m.get("pid")) if m else None, newest,
+                                     _healthz(plan.node(n))))
         diffs, summary = status.check_report(cluster.name, f"node/{n}")
         dump = status.dump_rules(cluster.name, f"node/{n}")
         labels = [f"{s['metadata'].get('namespace', 'default')}/{s['metadata']['name']}" for s in chosen_svcs
