@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
                       cost_based_full_sync=not args.no_cost_based_full_sync,
                       restore_deadline=args.restore_deadline or None,
                       ipvs_scheduler=args.ipvs_scheduler,
-                      rules_file=os.path.join(args.state_dir, f"proxy-{args.node}.rules") if args.state_dir else None)
+                      rules_file=os.path.join(args.state_dir, f"proxy-{args.node}.rules") if args.state_dir else None,
+                      trace_socket=os.path.join(args.state_dir, f"proxy-{args.node}.trace.sock")
+                      if args.state_dir else None)
     client = ApiClient(args.api)
     events_client = ApiClient(args.api, timeout=5.0)
     loop: ProxyLoop | None = None
