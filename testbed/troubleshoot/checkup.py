@@ -192,10 +192,17 @@ def _service(cluster, svc, pods, slices, events, plans, node_ns) -> list[Finding
     if cip and cip != "None" and any(p.get("protocol") == "UDP" for p in spec.get("ports") or []):
         for node, nns in node_ns.items():
             text = ex.run(["conntrack", "-L", "-p", "udp", "-d", cip], netns=nns, check=False).stdout
+            # userspace mode REDIRECTs to the proxy on the node itself: its own address is no endpoint
+            own = _local_addresses(nns) if cluster.plan.proxy_mode == "userspace" else set()
             stale = [e["reply"].get("src") for e in evidence.parse_conntrack(text)
-                     if e["reply"].get("src") not in live and e["reply"].get("src") != cip]
+                     if e["reply"].get("src") not in live | own and e["reply"].get("src") != cip]
             out.append(checks.stale_udp(node, f"svc/{ns}/{name}", stale))
     return out
+
+
+def _local_addresses(netns: str) -> set[str]:
+    text = ex.run(["ip", "-4", "-o", "addr", "show"], netns=netns, check=False).stdout
+    return {line.split()[3].split("/")[0] for line in text.splitlines() if len(line.split()) > 3}
 
 
 def _dns(cluster, chosen_svcs, services, plans) -> list[Finding]:

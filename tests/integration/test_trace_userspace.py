@@ -140,3 +140,29 @@ def test_doctor_healthy_then_stopped_proxy(c):
     finally:
         os.kill(pid, signal.SIGCONT)
     assert f.level == "fail" and "stopped (SIGSTOP)" in f.evidence and f"GET {url}: no answer" in f.evidence, f
+
+
+def test_trace_hairpin_needs_no_hairpin(c):
+    """A pod reaching itself through its Service: the proxy's connection comes from the node."""
+    res = trace(c, "pod/web-2", "service/web")
+    assert res.result["outcome"] == "answered" and res.result["pod"] == "web-2"
+    connect = next(s for s in _proxy_steps(res) if s.verdict == "connect")
+    assert connect.netns == _node(c, "node2") and f"-> {c.pod('web-2').ip}:8080" in connect.rule
+    assert not any(n.startswith("hairpin:") for n in res.notes)
+
+
+def test_doctor_finds_the_seeds_mistakes(c):
+    [typo] = _by_check(doctor(c, "svc/typo"), "selector")
+    assert typo.level == "fail" and "closest: pod" in typo.evidence
+    [port] = _by_check(doctor(c, "svc/wrong-port"), "target-port")
+    assert port.level == "fail" and "9376" in port.evidence
+    [sick] = _by_check(doctor(c, "svc/sick"), "pod-ready")
+    assert sick.level == "fail" and "last probe:" in sick.evidence and "9999" in sick.evidence, sick
+
+
+def test_doctor_sees_no_stale_udp_entry_in_the_proxys_portal(c):
+    """The portal's conntrack entries point at the node's own address (REDIRECT to the proxy):
+    not an endpoint, and not stale either."""
+    assert trace(c, "pod/client", "service/udp", protocol="udp").result["outcome"] == "answered"
+    found = _by_check(doctor(c, "svc/udp"), "conntrack")
+    assert found and all(f.level == "ok" for f in found), found
