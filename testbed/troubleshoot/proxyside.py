@@ -25,6 +25,7 @@ SUBSCRIBE_TIMEOUT = 2.0
 # after the probe returns, how long a proxy that accepted may take to report its last step
 EVENT_GRACE = 1.0
 TERMINAL = ("connect", "closed", "no-endpoints")
+PROXY = "kube-proxy (userspace)"
 
 
 class Subscriptions:
@@ -147,29 +148,29 @@ def steps(events: dict[str, list[dict]]) -> list[TraceStep]:
             if kind == "accept":
                 client, listener = e.get("client"), e.get("listener")
                 dst = e.get("original_dst")
-                text = (f"kube-proxy (userspace) accepted {client} -> {dst or '?'} for {svc} on its listener "
+                text = (f"{PROXY} accepted {client} -> {dst or '?'} for {svc} on its listener "
                         f"{e.get('listener')}" if proto == "TCP" else
-                        f"kube-proxy (userspace) received a datagram from {client} for {svc} on its listener "
+                        f"{PROXY} received a datagram from {client} for {svc} on its listener "
                         f"{e.get('listener')} ({e.get('session')} session)")
                 before = _pkt(proto, client, dst or e.get("listener"))
                 out.append(TraceStep(ns, "-", "socket", "kube-proxy", svc, text, "accept",
                                      {"before": before, "after": _pkt(proto, client, e.get("listener")),
                                       "reply": False}, kind="proxy"))
             elif kind == "connect":
-                text = (f"kube-proxy (userspace) opened {e.get('local')} -> {e['endpoint']} "
+                text = (f"{PROXY} opened {e.get('local')} -> {e['endpoint']} "
                         f"(endpoint of {svc}) for {client}")
                 out.append(TraceStep(ns, "-", "socket", "kube-proxy", svc, text, "connect",
                                      {"before": _pkt(proto, client, listener),
                                       "after": _pkt(proto, e.get("local"), e.get("endpoint")), "reply": False},
                                      kind="proxy"))
             elif kind == "dial-failed":
-                text = f"kube-proxy (userspace) could not connect to {e['endpoint']} ({e.get('error')}); next endpoint"
+                text = f"{PROXY} could not connect to {e['endpoint']} ({e.get('error')}); next endpoint"
                 out.append(TraceStep(ns, "-", "socket", "kube-proxy", svc, text, "dial-failed",
                                      {"before": _pkt(proto, e.get("local"), e.get("endpoint")), "after": {},
                                       "reply": False}, kind="proxy"))
             elif kind in ("no-endpoints", "closed"):
                 verdict = "close" if kind == "closed" else "no-endpoints"
-                text = f"kube-proxy (userspace): {e.get('detail')}"
+                text = f"{PROXY}: {e.get('detail')}"
                 out.append(TraceStep(ns, "-", "socket", "kube-proxy", svc, text, verdict,
                                      {"before": _pkt(proto, client, listener), "after": {}, "reply": False},
                                      kind="proxy"))
@@ -181,9 +182,14 @@ def result(steps_: list[TraceStep], detail: str) -> dict | None:
     end = next((s for s in steps_ if s.kind == "proxy" and s.verdict in ("close", "no-endpoints")), None)
     if end is None:
         return None
-    last = [s for s in steps_ if s.kind == "proxy" and s.netns == end.netns][-1]
-    return {"outcome": "rejected", "netns": end.netns, "chain": "kube-proxy (userspace)", "rule": last.rule,
-            "detail": ("the proxy had already accepted the connection (no kernel REJECT in userspace mode); "
+    mine = [s for s in steps_ if s.kind == "proxy" and s.netns == end.netns]
+    if not any(s.verdict == "close" for s in mine):
+        # UDP: the proxy drops a datagram it has no endpoint for, without an ICMP error
+        return {"outcome": "dropped", "netns": end.netns, "chain": PROXY,
+                "rule": mine[-1].rule.removeprefix(f"{PROXY}: "), "detail": detail}
+    return {"outcome": "rejected", "netns": end.netns, "chain": PROXY,
+            "rule": mine[-1].rule.removeprefix(f"{PROXY}: "),
+            "detail": ("the proxy had already accepted the connection: userspace mode has no kernel REJECT; "
                        + detail).strip()}
 
 

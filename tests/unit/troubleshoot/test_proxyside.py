@@ -48,3 +48,13 @@ def test_no_endpoint_is_a_rejection_by_the_proxy():
     assert res["outcome"] == "rejected" and res["netns"] == N1 and res["chain"] == "kube-proxy (userspace)"
     assert "closed" in res["rule"] and res["detail"].endswith("connection reset")
     assert proxyside.upstream_local(events) is None
+
+
+def test_a_datagram_without_endpoint_is_dropped_by_the_proxy():
+    events = {N1: [{"event": "accept", "service": "default/dns", "protocol": "UDP", "client": "10.244.0.2:5000",
+                    "listener": "0.0.0.0:40000", "session": "new"},
+                   {"event": "no-endpoints", "service": "default/dns", "detail": "datagram dropped: no endpoints"}]}
+    steps = proxyside.steps(events)
+    assert "received a datagram from 10.244.0.2:5000" in steps[0].rule
+    res = proxyside.result(steps, "timed out")
+    assert res["outcome"] == "dropped" and res["rule"] == "datagram dropped: no endpoints"
