@@ -166,3 +166,16 @@ def test_doctor_sees_no_stale_udp_entry_in_the_proxys_portal(c):
     assert trace(c, "pod/client", "service/udp", protocol="udp").result["outcome"] == "answered"
     found = _by_check(doctor(c, "svc/udp"), "conntrack")
     assert found and all(f.level == "ok" for f in found), found
+
+
+def test_trace_udp_without_endpoints_is_dropped_by_the_proxy(c):
+    with c.api() as api:
+        svc = api.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "quiet"},
+                         "spec": {"selector": {"app": "nobody"},
+                                  "ports": [{"port": 53, "targetPort": 5353, "protocol": "UDP"}]}})
+    status.wait_programmed(c.name, [svc])
+    res = trace(c, "pod/client", "service/quiet", protocol="udp")
+    assert [s.verdict for s in _proxy_steps(res)][:2] == ["accept", "no-endpoints"], res.steps
+    assert res.result["outcome"] == "dropped" and res.result["netns"] == _node(c, "node1"), res.result
+    assert res.result["chain"] == "kube-proxy (userspace)"
+    _no_trace_tables(c)
