@@ -18,6 +18,9 @@ import select
 import socket
 import time
 
+from testbed.proxy.model import service_port_map
+from testbed.proxy.userspace.support import notices
+
 from .explain import TraceStep
 from .nftrace import Hop
 
@@ -202,3 +205,10 @@ def note(events: dict[str, list[dict]]) -> str | None:
                     f"{acc.get('listener')}; the proxy opened a second connection from {con.get('local')} "
                     f"to {con.get('endpoint')}, so the backend sees the node's address, not {acc.get('client')}")
     return None
+
+
+def unsupported(service: dict) -> list[str]:
+    """What the userspace proxy ignores of this Service (the proxy's own notices), so that a
+    trace answered where another mode would drop (externalTrafficPolicy: Local) says why."""
+    return [f"userspace mode ignores {n.field} of this Service: {n.message}"
+            for info in service_port_map(service).values() for n in notices(info)]

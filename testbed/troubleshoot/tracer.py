@@ -205,6 +205,9 @@ def trace(cluster, source: str, to: str, port: int | None = None, protocol: str 
     if proxy_note:
         notes.append(proxy_note)
     notes += [f"{ns}: no account from its userspace proxy ({why})" for ns, why in (subs.missing if subs else {}).items()]
+    if mode == "userspace" and dest.kind == "service":
+        with cluster.api() as api:
+            notes += list(dict.fromkeys(proxyside.unsupported(api.get("Service", dest.namespace, dest.name))))
     src_pod = next((p for p in pods if p.netns == src_ns), None)
     # in userspace mode the proxy's own connection comes from the node: no hairpin involved
     if src_pod is not None and answered_by == src_pod.name and mode != "userspace":

@@ -179,3 +179,10 @@ def test_trace_udp_without_endpoints_is_dropped_by_the_proxy(c):
     assert res.result["outcome"] == "dropped" and res.result["netns"] == _node(c, "node1"), res.result
     assert res.result["chain"] == "kube-proxy (userspace)"
     _no_trace_tables(c)
+
+
+def test_trace_etp_local_is_not_dropped_in_userspace_mode(c):
+    """Upstream's userspace proxy ignored externalTrafficPolicy: Local; the trace says so."""
+    res = trace(c, "external/client", "service/local/nodePort@node1")
+    assert res.result["outcome"] == "answered" and res.result["pod"] == "web-2", res.result
+    assert any(n.startswith("userspace mode ignores spec.externalTrafficPolicy") for n in res.notes), res.notes

@@ -58,3 +58,13 @@ def test_a_datagram_without_endpoint_is_dropped_by_the_proxy():
     assert "received a datagram from 10.244.0.2:5000" in steps[0].rule
     res = proxyside.result(steps, "timed out")
     assert res["outcome"] == "dropped" and res["rule"] == "datagram dropped: no endpoints"
+
+
+def test_what_the_userspace_proxy_ignores_is_a_note():
+    svc = {"metadata": {"namespace": "default", "name": "local"},
+           "spec": {"type": "NodePort", "clusterIP": "10.96.0.9", "externalTrafficPolicy": "Local",
+                    "ports": [{"port": 81, "nodePort": 30081}]}}
+    [note] = proxyside.unsupported(svc)
+    assert note.startswith("userspace mode ignores spec.externalTrafficPolicy") and "Local is not supported" in note
+    svc["spec"]["externalTrafficPolicy"] = "Cluster"
+    assert proxyside.unsupported(svc) == []
