@@ -1,7 +1,8 @@
 """``trace(cluster, FROM, TO, port, protocol)``: one real connection attempt, followed through
 the kernel of every namespace it crosses (see nftrace.py for how packets are marked), with
 the NAT conntrack recorded, the route and VXLAN encapsulation taken, the bridge port it left
-by and the pod that answered.
+by and the pod that answered. In userspace mode the proxy's own account of the connection it
+accepted and the one it opened joins the two legs (proxyside.py).
 
 The trace tables (``ip testbed-trace-<id>``) are deleted in a ``finally``; a trace killed before
 that leaves them in the cluster's own namespaces only, which ``testbed down`` removes whole,

@@ -186,3 +186,19 @@ def test_trace_etp_local_is_not_dropped_in_userspace_mode(c):
     res = trace(c, "external/client", "service/local/nodePort@node1")
     assert res.result["outcome"] == "answered" and res.result["pod"] == "web-2", res.result
     assert any(n.startswith("userspace mode ignores spec.externalTrafficPolicy") for n in res.notes), res.notes
+
+
+def test_cli_json_has_the_proxys_steps(c):
+    import json
+
+    from typer.testing import CliRunner
+
+    from testbed.cli import app
+
+    out = CliRunner().invoke(app, ["trace", "-c", c.name, "pod/client", "service/web", "-o", "json"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    proxy = [s for s in doc["steps"] if s["kind"] == "proxy"]
+    assert [s["verdict"] for s in proxy] == ["accept", "connect"]
+    assert {"netns", "interface", "table", "chain", "rule", "verdict", "packet"} <= set(proxy[0])
+    assert doc["result"]["outcome"] == "answered" and doc["result"]["pod"] == "web-2"

@@ -79,7 +79,7 @@ class _Listener:
         self.sock = socket.socket(socket.AF_INET, kind)
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            # lets a trace see its DSCP on what arrives (tracing.py); costs nothing otherwise
+            # lets a trace see its DSCP on what arrives (tracing.py); read only while one subscribes
             self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
             self.sock.bind((proxier.listen_ip, 0))
             if kind == socket.SOCK_STREAM:
