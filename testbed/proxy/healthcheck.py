@@ -141,12 +141,12 @@ class ServiceHealthServer:
         self.sync_services({})
 
 
-def probe(address: str, port: int, timeout: float = 2.0) -> tuple[int, dict, dict]:
-    """GET / from a health-check server: (status, headers, JSON body). For tests and tools."""
+def probe(address: str, port: int, timeout: float = 2.0, path: str = "/") -> tuple[int, dict, dict]:
+    """GET ``path`` from a health-check server: (status, headers, JSON body). For tests and tools."""
     import http.client
     conn = http.client.HTTPConnection(address, port, timeout=timeout)
     try:
-        conn.request("GET", "/")
+        conn.request("GET", path)
         resp = conn.getresponse()
         data = resp.read()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, json.loads(data)

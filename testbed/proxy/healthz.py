@@ -24,7 +24,7 @@ import time
 from http.server import BaseHTTPRequestHandler
 from typing import Callable
 
-from testbed.proxy.healthcheck import NodeHTTPServer
+from testbed.proxy.healthcheck import NodeHTTPServer, probe
 
 log = logging.getLogger("testbed.proxy")
 
@@ -150,21 +150,14 @@ def get(ip: str, port: int = HEALTHZ_PORT, path: str = "/healthz", timeout: floa
     import http.client
     import socket
 
-    conn = http.client.HTTPConnection(ip, port, timeout=timeout)
     try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        data = resp.read()
+        status, _, body = probe(ip, port, timeout, path)
     except socket.timeout:
         return None, None, f"no answer within {timeout:g}s"
     except ConnectionRefusedError:
         return None, None, "connection refused"
+    except ValueError as exc:
+        return None, None, f"not JSON: {exc}"
     except (OSError, http.client.HTTPException) as exc:
         return None, None, str(exc) or type(exc).__name__
-    finally:
-        conn.close()
-    try:
-        body = json.loads(data)
-    except ValueError:
-        return resp.status, None, f"not JSON: {data[:60]!r}"
-    return resp.status, body, ""
+    return status, body, ""
