@@ -24,7 +24,7 @@ def test_cmsg_buffer_of_ip_pktoptions():
     assert parse_cmsg_buffer(b"") == []
 
 
-def _client(port: int, tos: int) -> socket.socket:
+def _client(tos: int) -> socket.socket:
     s = socket.socket()
     s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
     s.setblocking(False)
@@ -49,7 +49,7 @@ async def _session(tmp_path, tos_of_clients: list[int], no_endpoints: bool = Fal
     assert json.loads(await reader.readline()) == {"subscribed": DSCP}
     upstream_dscp = []
     for tos in tos_of_clients:
-        c = _client(pm.ports[spn], tos)
+        c = _client(tos)
         await loop.sock_connect(c, ("127.0.0.1", pm.ports[spn]))
         if not no_endpoints:
             conn, _ = await loop.sock_accept(backend)
