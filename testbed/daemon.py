@@ -35,6 +35,7 @@ from .controllers.manager import ControllerManager
 from .k8s.admission import Admission
 from .kubelet import plan as kubelet_plan
 from .kubelet.controller import Kubelet
+from .kubelet.sandbox import pod_command
 from .lbnet import LoadBalancerRoutes
 from .plan import Plan
 from .proxy.supervisor import ProxySupervisor
@@ -53,13 +54,15 @@ def pki_directory(cluster: str) -> str:
     return os.path.join(state.directory(cluster), "pki")
 
 
-def serve_api_https(cluster: str, store):
+def serve_api_https(cluster: str, store, plan: Plan):
     """HTTPS for kubectl on a loopback port picked at the first start and kept across
-    restarts (a kubeconfig written at ``up`` stays valid)."""
+    restarts (a kubeconfig written at ``up`` stays valid); ``pods/exec`` runs its command as
+    ``testbed exec pod/...`` does."""
     paths = tls.ensure(pki_directory(cluster), cluster)
     port = state.read_json(cluster, "state.json", {}).get("apiServerPort", 0)
     handle = serve_https(store, paths, port,
-                         log_path=lambda ns, pod, container: kubelet_plan.log_path(cluster, ns, pod, container))
+                         log_path=lambda ns, pod, container: kubelet_plan.log_path(cluster, ns, pod, container),
+                         pod_exec=lambda pod, container, argv: pod_command(plan, pod, container, argv))
     state.update_json(cluster, "state.json", apiServerPort=handle.port)
     return handle
 
@@ -199,7 +202,7 @@ def run(cluster: str, ready_fd: int | None = None) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(sock)
     server = serve(store, sock)
-    https = serve_api_https(cluster, store)
+    https = serve_api_https(cluster, store, plan)
     bootstrap(store, admission, plan)
     stop = threading.Event()
     recorder = EventRecorder(store, "testbed")

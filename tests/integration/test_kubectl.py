@@ -152,11 +152,20 @@ OPS = [
     ("logs-tail", ["logs", "logger", "--tail=1"], None, "line3"),
     ("rollout-undo", ["rollout", "undo", "deploy/{cm}"], None, "deployment.apps/{cm} rolled back"),
     ("delete-deploy", ["delete", "deploy", "{cm}"], None, 'deployment.apps "{cm}" deleted'),
+    # pods/exec over WebSocket (v5.channel.k8s.io), in the pod's container sandbox
+    ("exec", ["exec", "web-1", "--", "cat", "/etc/hostname"], None, "web-1"),
+    ("exec-container", ["exec", "web-2", "-c", "web", "--", "sh", "-c", "hostname; ip -4 -o addr show eth0"],
+     None, ("web-2", "10.244.1.")),
+    ("exec-stdin", ["exec", "-i", "web-1", "--", "wc", "-c"], "HELLO", "6"),
+    ("exec-exit-code", ["exec", "web-1", "--", "sh", "-c", "echo out; exit 3"], None, "out"),
 ]
+
+# rows whose kubectl exits non-zero by design (diff: a difference was found)
+RC = {"diff": 1, "exec-exit-code": 3}
 
 
 # rows an older kubectl cannot do yet: op -> first client minor version that can
-NEEDS = {"diff": 29}
+NEEDS = {"diff": 29, "exec": 30, "exec-container": 30, "exec-stdin": 30, "exec-exit-code": 30}
 
 
 def client_minor(kubectl: str) -> int:
@@ -176,11 +185,11 @@ def test_everyday_operations(cluster, kubectl):
             continue
         args = [a.replace("{cm}", name) for a in args]
         text = {"CM": cm(name), "DRY": cm(f"{name}-dry"), "DEPLOY": deployment(name),
-                "DEPLOY2": deployment(name, replicas=2), "DEPLOY3": deployment(name, replicas=3), None: None}[stdin]
+                "DEPLOY2": deployment(name, replicas=2), "DEPLOY3": deployment(name, replicas=3),
+                "HELLO": "hello\n", None: None}[stdin]
         res = run(kubectl, cfg, *args, stdin=text)
         wants = [w.replace("{cm}", name) for w in ((want,) if isinstance(want, str) else want)]
-        # kubectl diff exits 1 when it found a difference
-        ok = res.returncode == (1 if op == "diff" else 0) and (all(w in res.stdout for w in wants) if any(wants) else res.stdout.strip() == "")
+        ok = res.returncode == RC.get(op, 0) and (all(w in res.stdout for w in wants) if any(wants) else res.stdout.strip() == "")
         if not ok:
             failed.append(f"{op}: kubectl {' '.join(args)} -> rc {res.returncode}, "
                           f"stdout {res.stdout.strip()[:300]!r}, stderr {res.stderr.strip()[-600:]!r}")
