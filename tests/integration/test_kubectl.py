@@ -79,7 +79,7 @@ def cm(name: str) -> str:
     return f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n"
 
 
-def deployment(name: str, image: str = "testbed/echo:v1", replicas: int = 1) -> str:
+def deployment(name: str, image: str = "testbed/echo:v1", replicas: int = 1, env: bool = True) -> str:
     return f"""apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: {name}}}
@@ -93,11 +93,12 @@ spec:
       - name: web
         image: {image}
         ports: [{{containerPort: 8080}}]
-        env: [{{name: A, value: "1"}}]
-"""
+""" + ('        env: [{name: A, value: "1"}]\n' if env else "")
 
 
-# (id, args, stdin, expected in stdout: one string or all of a tuple) - run in order; names carry the kubectl's id so
+SSA = ["apply", "--server-side", "--validate=false", "-f", "-"]
+
+# (id, args, stdin, expected in stdout (and stderr for the rows in RC): one string or all of a tuple) - run in order; names carry the kubectl's id so
 # the versions do not step on each other in the one cluster
 OPS = [
     ("version", ["version", "-o", "json"], None, f'"gitVersion": "{GIT_VERSION}"'),
@@ -158,10 +159,32 @@ OPS = [
      None, ("web-2", "10.244.1.")),
     ("exec-stdin", ["exec", "-i", "web-1", "--", "wc", "-c"], "HELLO", "6"),
     ("exec-exit-code", ["exec", "web-1", "--", "sh", "-c", "echo out; exit 3"], None, "out"),
+    # server-side apply: create, change, removal of what only the applier owned, managedFields, dry run
+    ("ssa-create", SSA, "SSA1", "deployment.apps/{cm}-ssa serverside-applied"),
+    ("ssa-change", SSA, "SSA2", "deployment.apps/{cm}-ssa serverside-applied"),
+    ("ssa-changed", ["get", "deploy", "{cm}-ssa", "-o", "jsonpath={.spec.replicas}|{.spec.template.spec.containers[0].env}"],
+     None, "2|"),  # env was only the applier's: gone
+    ("ssa-managed-fields", ["get", "deploy", "{cm}-ssa", "-o", "yaml", "--show-managed-fields"], None,
+     ("manager: kubectl\n    operation: Apply", "f:replicas: {}", 'k:{\"name\":\"web\"}:', "fieldsType: FieldsV1")),
+    ("ssa-dry-run", SSA + ["--dry-run=server"], "SSA5", "deployment.apps/{cm}-ssa serverside-applied (server dry run)"),
+    ("ssa-dry-run-not-stored", ["get", "deploy", "{cm}-ssa", "-o", "jsonpath={.spec.replicas}"], None, "2"),
+    # against a client-side applier: upstream's conflict (and kubectl's advice), then --force-conflicts
+    ("csa-create", ["apply", "--validate=false", "-f", "-"], "CSA1", "deployment.apps/{cm}-csa created"),
+    ("ssa-conflict", SSA, "CSA2", ('Apply failed with 1 conflict: conflict with "kubectl-client-side-apply" using '
+                                   "apps/v1: .spec.replicas", "Please review the fields above")),
+    ("ssa-force-conflicts", SSA + ["--force-conflicts"], "CSA2", "deployment.apps/{cm}-csa serverside-applied"),
+    # kubectl then migrates the client-side applier's fields to its own Apply entry (a JSON patch of managedFields)
+    ("ssa-forced", ["get", "deploy", "{cm}-csa", "-o", "jsonpath={.spec.replicas} "
+                    '{.metadata.managedFields[?(@.manager=="kubectl")].operation} '
+                    '{.metadata.managedFields[?(@.manager=="kubectl-client-side-apply")].operation}|'], None, "2 Apply |"),
+    ("ssa-edit-manager", ["label", "deploy", "{cm}-csa", "edited=yes"], None, "deployment.apps/{cm}-csa labeled"),
+    ("ssa-label-owner", ["get", "deploy", "{cm}-csa", "-o", "yaml", "--show-managed-fields"], None,
+     ("manager: kubectl-label", "f:edited: {}")),
+    ("ssa-delete", ["delete", "deploy", "{cm}-ssa", "{cm}-csa"], None, 'deployment.apps "{cm}-csa" deleted'),
 ]
 
 # rows whose kubectl exits non-zero by design (diff: a difference was found)
-RC = {"diff": 1, "exec-exit-code": 3}
+RC = {"diff": 1, "exec-exit-code": 3, "ssa-conflict": 1}
 
 
 # rows an older kubectl cannot do yet: op -> first client minor version that can
@@ -186,10 +209,13 @@ def test_everyday_operations(cluster, kubectl):
         args = [a.replace("{cm}", name) for a in args]
         text = {"CM": cm(name), "DRY": cm(f"{name}-dry"), "DEPLOY": deployment(name),
                 "DEPLOY2": deployment(name, replicas=2), "DEPLOY3": deployment(name, replicas=3),
-                "HELLO": "hello\n", None: None}[stdin]
+                "HELLO": "hello\n", "SSA1": deployment(f"{name}-ssa"), "SSA2": deployment(f"{name}-ssa", replicas=2, env=False),
+                "SSA5": deployment(f"{name}-ssa", replicas=5, env=False), "CSA1": deployment(f"{name}-csa"),
+                "CSA2": deployment(f"{name}-csa", replicas=2), None: None}[stdin]
         res = run(kubectl, cfg, *args, stdin=text)
         wants = [w.replace("{cm}", name) for w in ((want,) if isinstance(want, str) else want)]
-        ok = res.returncode == RC.get(op, 0) and (all(w in res.stdout for w in wants) if any(wants) else res.stdout.strip() == "")
+        out = res.stdout + (res.stderr if op in RC else "")
+        ok = res.returncode == RC.get(op, 0) and (all(w in out for w in wants) if any(wants) else out.strip() == "")
         if not ok:
             failed.append(f"{op}: kubectl {' '.join(args)} -> rc {res.returncode}, "
                           f"stdout {res.stdout.strip()[:300]!r}, stderr {res.stderr.strip()[-600:]!r}")
