@@ -10,6 +10,7 @@ import ssl
 import threading
 
 from .podexec import Runner
+from .portforward import Dialer
 from .podlogs import LogPath
 from .server import Handler, ServerHandle, ServerMixin
 from .store import Store
@@ -20,8 +21,8 @@ class _HttpsServer(ServerMixin, socketserver.ThreadingMixIn, socketserver.TCPSer
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], store: Store, ctx: ssl.SSLContext, log_path: LogPath | None,
-                 pod_exec: Runner | None):
-        self._setup(store, 64 << 20, log_path, pod_exec)
+                 pod_exec: Runner | None, pod_dial: Dialer | None):
+        self._setup(store, 64 << 20, log_path, pod_exec, pod_dial)
         self._ctx = ctx
         super().__init__(address, Handler)
 
@@ -42,11 +43,13 @@ class HttpsHandle(ServerHandle):
 
 
 def serve_https(store: Store, paths: Paths, port: int = 0, host: str = "127.0.0.1", *,
-                log_path: LogPath | None = None, pod_exec: Runner | None = None) -> HttpsHandle:
+                log_path: LogPath | None = None, pod_exec: Runner | None = None,
+                pod_dial: Dialer | None = None) -> HttpsHandle:
     """Serve *store* over HTTPS at *host*:*port* (0: a free port, see ``.port``); ``log_path``
     locates a container's log file for ``pods/log``, ``pod_exec`` makes the command line of a
-    ``pods/exec`` (the cluster's processes on the unix socket have no use for it)."""
-    server = _HttpsServer((host, port), store, server_context(paths), log_path, pod_exec)
+    ``pods/exec`` and ``pod_dial`` connects a ``pods/portforward`` (the cluster's processes on the
+    unix socket have no use for either)."""
+    server = _HttpsServer((host, port), store, server_context(paths), log_path, pod_exec, pod_dial)
     thread = threading.Thread(target=server.accept_loop, name=f"apiserver-https:{server.server_address[1]}",
                               daemon=True)
     thread.start()

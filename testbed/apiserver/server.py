@@ -48,7 +48,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
-from . import errors, podexec, podlogs, serverapply
+from . import errors, podexec, podlogs, portforward, serverapply
 from .errors import BadRequest, MethodNotAllowed, NotFound, UnsupportedMediaType
 from .discovery import discovery
 from .kinds import KindInfo, by_resource
@@ -97,7 +97,7 @@ def parse_route(path: str) -> _Route | None:
     sub = rest[2] if len(rest) == 3 else None
     if sub is not None and not ((sub == "status" and info.status_subresource)
                                 or (sub == "scale" and info.kind in SCALE_KINDS)
-                                or (sub in ("log", "exec") and info.kind == "Pod")):
+                                or (sub in ("log", "exec", "portforward") and info.kind == "Pod")):
         raise _not_found_path(path)
     if name is not None and info.namespaced and namespace is None:
         raise _not_found_path(path)
@@ -240,10 +240,14 @@ class Handler(BaseHTTPRequestHandler):
         if r.subresource == "log":
             self._log(method, r, query)
             return
-        if r.subresource == "exec":
+        if r.subresource in ("exec", "portforward"):
             if method not in ("GET", "POST"):
-                raise MethodNotAllowed(f"{method} is not supported on pods/exec")
-            podexec.serve(self, store.get("Pod", r.namespace, r.name), query, self.server.pod_exec)
+                raise MethodNotAllowed(f"{method} is not supported on pods/{r.subresource}")
+            pod = store.get("Pod", r.namespace, r.name)
+            if r.subresource == "exec":
+                podexec.serve(self, pod, query, self.server.pod_exec)
+            else:
+                portforward.serve(self, pod, query, self.server.pod_dial)
             return
         if r.name is None:
             if method == "GET":
@@ -499,10 +503,10 @@ class ServerMixin:
     request_queue_size = 512
 
     def _setup(self, store: Store, max_watch_buffer: int, log_path: podlogs.LogPath | None = None,
-               pod_exec: podexec.Runner | None = None) -> None:
+               pod_exec: podexec.Runner | None = None, pod_dial: portforward.Dialer | None = None) -> None:
         self.store = store
         self.log_path = log_path
-        self.pod_exec = pod_exec
+        self.pod_exec, self.pod_dial = pod_exec, pod_dial
         self._conns: set[socket.socket] = set()
         self._mu = threading.Lock()
         self.mux = WatchMux(max_watch_buffer)
@@ -561,8 +565,8 @@ class ServerMixin:
 
 class _Server(ServerMixin, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     def __init__(self, path: str, store: Store, max_watch_buffer: int, log_path: podlogs.LogPath | None,
-                 pod_exec: podexec.Runner | None):
-        self._setup(store, max_watch_buffer, log_path, pod_exec)
+                 pod_exec: podexec.Runner | None, pod_dial: portforward.Dialer | None):
+        self._setup(store, max_watch_buffer, log_path, pod_exec, pod_dial)
         super().__init__(path, Handler)
 
 
@@ -599,12 +603,13 @@ class ServerHandle:
 
 
 def serve(store: Store, socket_path: str | os.PathLike, *, max_watch_buffer: int = 64 << 20,
-          log_path: podlogs.LogPath | None = None, pod_exec: podexec.Runner | None = None) -> ServerHandle:
+          log_path: podlogs.LogPath | None = None, pod_exec: podexec.Runner | None = None,
+          pod_dial: portforward.Dialer | None = None) -> ServerHandle:
     """Serve *store* on a unix socket at *socket_path* from background threads; returns a
     handle with ``close()``. A stale socket file at the path is replaced. A watch client
     that falls more than ``max_watch_buffer`` bytes behind is disconnected. ``log_path``
     locates a container's log file for ``pods/log``; ``pod_exec`` makes the command line of a
-    ``pods/exec`` (see ``podexec.py``)."""
+    ``pods/exec`` (``podexec.py``), ``pod_dial`` connects a ``pods/portforward`` (``portforward.py``)."""
     path = os.fspath(socket_path)
     if len(path.encode()) > 107:
         raise ValueError(f"unix socket path too long ({len(path)} > 107): {path}")
@@ -612,7 +617,7 @@ def serve(store: Store, socket_path: str | os.PathLike, *, max_watch_buffer: int
         os.unlink(path)
     except FileNotFoundError:
         pass
-    server = _Server(path, store, max_watch_buffer, log_path, pod_exec)
+    server = _Server(path, store, max_watch_buffer, log_path, pod_exec, pod_dial)
     thread = threading.Thread(target=server.accept_loop,
                               name=f"apiserver:{os.path.basename(path)}", daemon=True)
     thread.start()

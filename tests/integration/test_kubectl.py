@@ -310,3 +310,43 @@ def test_kubeconfig_verb_prints_the_context(cluster):
     assert res.returncode == 0, res.stderr
     assert f"current-context: testbed-{c.name}" in res.stdout
     assert f"server: https://127.0.0.1:{_port(c)}" in res.stdout
+
+
+def _forwarded_ports(proc: subprocess.Popen, n: int) -> list[int]:
+    """The local ports kubectl port-forward picked (its "Forwarding from 127.0.0.1:P -> R" lines)."""
+    ports = []
+    while len(ports) < n:
+        line = proc.stdout.readline()
+        assert line, f"kubectl port-forward ended: {proc.stderr.read()}"
+        if line.startswith("Forwarding from 127.0.0.1:"):
+            ports.append(int(line.split(":")[1].split()[0]))
+    return ports
+
+
+@pytest.mark.parametrize("kubectl", _kubectls())
+def test_port_forward_is_answered_by_the_pod(cluster, kubectl):
+    """kubectl 1.31+ tunnels SPDY in WebSocket; the API server connects inside the pod's netns.
+    Older ones speak plain SPDY, which is refused with a message that says so."""
+    import urllib.request
+
+    _, cfg = cluster
+    env = {"KUBECONFIG": cfg, "HOME": os.path.dirname(cfg), "PATH": os.environ["PATH"]}
+    if client_minor(kubectl) < 31:
+        res = run(kubectl, cfg, "port-forward", "pod/web-1", "0:8080", "--pod-running-timeout=5s")
+        assert res.returncode != 0 and "SPDY is not supported" in res.stderr, res.stderr
+        return
+    p = subprocess.Popen([kubectl, "port-forward", "pod/web-2", "0:8080", "0:9"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        good, closed = _forwarded_ports(p, 2)
+        for _ in range(2):  # one SPDY connection, a stream pair per TCP connection
+            with urllib.request.urlopen(f"http://127.0.0.1:{good}/hostname", timeout=20) as r:
+                assert r.read() == b"web-2"
+        with urllib.request.urlopen(f"http://127.0.0.1:{good}/clientip", timeout=20) as r:
+            assert r.read().decode().startswith("127.0.0.1:")  # from inside the pod's own namespace
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{closed}/", timeout=20).read()
+    finally:
+        p.terminate()
+        _, err = p.communicate(timeout=20)
+    assert "error forwarding port 9 to pod web-2: failed to connect to localhost:9" in err
