@@ -350,3 +350,33 @@ def test_port_forward_is_answered_by_the_pod(cluster, kubectl):
         p.terminate()
         _, err = p.communicate(timeout=20)
     assert "error forwarding port 9 to pod web-2: failed to connect to localhost:9" in err
+
+
+def test_python_client_exec(cluster):
+    """The official client's exec (WebSocket, v4.channel.k8s.io), its exit code from the error channel."""
+    from kubernetes import client, config
+    from kubernetes.stream import stream
+
+    _, cfg = cluster
+    api = client.CoreV1Api(config.new_client_from_config(config_file=cfg))
+    assert stream(api.connect_get_namespaced_pod_exec, "web-1", "default", command=["hostname"],
+                  stdout=True, stderr=True, stdin=False, tty=False) == "web-1\n"
+    resp = stream(api.connect_get_namespaced_pod_exec, "web-1", "default", command=["sh", "-c", "exit 4"],
+                  stdout=True, stderr=True, stdin=False, tty=False, _preload_content=False)
+    resp.run_forever(timeout=20)
+    assert resp.returncode == 4
+
+
+def test_exec_with_a_terminal(cluster):
+    """``-it``: kubectl needs a terminal of its own (script(1) gives it one); the command gets a
+    pseudo-terminal in the pod, and its exit code still comes back."""
+    _, cfg = cluster
+    kubectl = _kubectls()[0].values[0]
+    script = shutil.which("script")
+    if script is None:
+        pytest.skip("script(1) (util-linux) is absent: no terminal to give kubectl")
+    env = {"KUBECONFIG": cfg, "HOME": os.path.dirname(cfg), "PATH": os.environ["PATH"]}
+    res = subprocess.run([script, "-qec", f"{kubectl} exec -it web-1 -- sh -c 'tty; exit 5'", "/dev/null"],
+                         capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+    assert res.returncode == 5, (res.stdout, res.stderr)
+    assert "/dev/pts/" in res.stdout
