@@ -402,9 +402,15 @@ def apply(kind: str, live: dict | None, cfg: dict, manager: str, api_version: st
             if _is_key_field(node) or any(q[:len(node)] == node for q in still):
                 continue  # an element's key stays while the element does
             remove(kind, merged, p)
+    if prev is not None and prev.fields == applied and not conflicts and _sans_fields(merged) == _sans_fields(live):
+        me.time = prev.time  # the same apply again changes nothing: no new write, as upstream
     entries = _upsert([e for e in entries if e.ident != me.ident], me)
     merged["metadata"]["managedFields"] = encode(entries)
     return merged
+
+
+def _sans_fields(obj: dict) -> dict:
+    return {**obj, "metadata": {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}}
 
 
 def manager_of(query_value: str | None, user_agent: str | None) -> str:

@@ -116,6 +116,13 @@ def test_apply_creates_merges_and_removes_what_only_it_owned():
     assert out["spec"]["replicas"] == 1
 
 
+def test_the_same_apply_again_is_a_no_op():
+    obj = fm.apply("Deployment", None, deploy(), "kubectl", "apps/v1", NOW)
+    assert fm.apply("Deployment", obj, deploy(), "kubectl", "apps/v1", "2027-01-01T00:00:00Z") == obj
+    changed = fm.apply("Deployment", obj, deploy(replicas=2), "kubectl", "apps/v1", "2027-01-01T00:00:00Z")
+    assert changed["metadata"]["managedFields"][0]["time"] == "2027-01-01T00:00:00Z"
+
+
 def test_apply_keeps_a_shared_field():
     obj = fm.apply("Deployment", None, deploy(), "one", "apps/v1", NOW)
     both = fm.apply("Deployment", obj, deploy(), "two", "apps/v1", NOW)
