@@ -14,6 +14,7 @@ Paths (``<prefix>`` is ``/api/v1`` or ``/apis/<group>/<version>``, see ``kinds.p
     <prefix>/namespaces/<ns>/<plural>              list / watch / POST
     <prefix>/namespaces/<ns>/<plural>/<name>       GET / PUT / PATCH / DELETE
     <prefix>/namespaces/<ns>/<plural>/<name>/status  GET / PUT / PATCH
+    /api/v1/namespaces/<ns>/pods/<name>/log|exec|portforward   (podlogs.py, podexec.py, portforward.py)
     /api, /apis, <prefix>                          discovery (minimal)
     /healthz, /readyz, /livez, /version
 
