@@ -32,6 +32,7 @@ from .podlogs import container_of
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+HANGUP_GRACE = 10.0
 # (pod, container, argv) -> the command line that runs argv in that container
 Runner = Callable[[dict, str, list], list]
 
@@ -181,10 +182,21 @@ class _Session:
                 resize(self.master, data)
             elif channel == CLOSE and self.v5 and data[:1] == bytes([STDIN]):
                 self._close_stdin()
-        # the client went away (or closed): a command still running is hung up on
+        # the client went away (or closed): a command still running is hung up on, and killed
+        # if it outlives the hang-up by HANGUP_GRACE seconds (nobody is left to read it)
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signal.SIGHUP)
+            try:
+                pidfd = os.pidfd_open(self.proc.pid)
+            except ProcessLookupError:
+                return
+            try:
+                if not select.select([pidfd], [], [], HANGUP_GRACE)[0]:
+                    with contextlib.suppress(ProcessLookupError):
+                        self.proc.kill()
+            finally:
+                os.close(pidfd)
 
     def _close_stdin(self) -> None:
         if self.master is not None:

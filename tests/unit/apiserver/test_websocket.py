@@ -5,6 +5,7 @@ tests/integration/test_kubectl.py)."""
 import io
 import json
 import os
+import select
 import socket
 import struct
 
@@ -181,3 +182,26 @@ def test_exec_without_upgrade_is_refused(exec_api):
     assert data.startswith(b"HTTP/1.1 400")
     assert b"Upgrade request required" in data
     assert os.path.exists(handle.socket_path)
+
+
+def test_a_client_that_goes_away_hangs_up_on_the_command(exec_api, tmp_path):
+    handle, _ = exec_api
+    pidfile = tmp_path / "pid"
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(handle.socket_path)
+    q = f"command=sh&command=-c&command=echo+%24%24+%3E+{pidfile}%3B+echo+up%3B+exec+sleep+60&stdout=true"
+    s.sendall(f"GET /api/v1/namespaces/default/pods/p/exec?{q} HTTP/1.1\r\nHost: x\r\n"
+              "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n".encode())
+    f = s.makefile("rb")
+    while f.readline() != b"\r\n":
+        pass
+    assert _server_frame(f)[2] == b"\x01up\n"  # the command runs
+    pid = int(pidfile.read_text())
+    pidfd = os.pidfd_open(pid)
+    s.close()
+    f.close()
+    try:
+        assert select.select([pidfd], [], [], 10)[0], "the command outlived its client"
+    finally:
+        os.close(pidfd)
