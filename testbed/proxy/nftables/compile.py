@@ -180,6 +180,7 @@ class Compiled:
         self.lines.append(line)
 
 
+_MAX_ELEMS_BYTES = 60000
 _COMMENT = re.compile(r' comment "([^"]*)"')
 
 
@@ -324,7 +325,14 @@ class Compiler:
             i += 1
         mtype, flags = (NEWSETELEM, F_CREATE) if verb == "add" else (DELSETELEM, 0)
         for name, elems in groups.items():
-            self.out.add(mtype, flags, self._table + text(2, name) + nest(3, *elems), first[name])
+            # an attribute's length is 16 bits: one message per ~60 KiB of elements
+            start, size = 0, 0
+            for k, e in enumerate(elems + [b""]):
+                if k == len(elems) or size + len(e) > _MAX_ELEMS_BYTES:
+                    body = self._table + text(2, name) + nest(3, *elems[start:k])
+                    self.out.add(mtype, flags, body, first[name])
+                    start, size = k, 0
+                size += len(e)
         return i
 
     def _element(self, verb: str, body: str, line: str) -> bytes:
