@@ -19,6 +19,7 @@ import os
 import secrets
 import socket
 import struct
+import threading
 
 from testbed.netlink import NETLINK_CAP_ACK, NETLINK_EXT_ACK, NLMSG_ERROR, SOL_NETLINK, _ext_ack_msg
 from testbed.proxy.nftables.compile import Unsupported, compile_transaction
@@ -72,6 +73,7 @@ class NetlinkRunner(NftRunner):
         self._token = secrets.token_hex(3)
         self._anon = 0
         self.fallbacks = 0
+        self._lock = threading.Lock()
 
     def _anon_name(self, kind: str) -> str:
         self._anon += 1
@@ -90,7 +92,18 @@ class NetlinkRunner(NftRunner):
             return
         if not compiled.messages:
             return
-        self._send(compiled.messages, compiled.lines)
+        with self._lock:
+            self._drain()
+            self._send(compiled.messages, compiled.lines)
+
+    def _drain(self) -> None:
+        """Drop replies a failed batch may have left behind, so that none is taken for this
+        batch's."""
+        while True:
+            try:
+                self.sock.recv(1 << 16, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
 
     def _send(self, messages: list[tuple[int, int, bytes]], lines: list[int]) -> None:
         seq = self._seq
