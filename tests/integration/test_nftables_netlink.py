@@ -100,3 +100,26 @@ def test_unknown_form_falls_back_to_nft(pair):
     netns.run_in(names[0], runner.run, text)
     assert runner.fallbacks == 1
     assert "tcp dport 22 counter packets 0 bytes 0 accept" in NftApplier(names[0]).list_text()
+
+
+def test_existing_from_a_netlink_dump_matches_nft_listing(pair):
+    names, runner = pair
+    assert netns.run_in(names[0], runner.existing).chains == frozenset()     # no table yet
+    for inputs in INPUTS:
+        runner.run(_full_sync_text(inputs))
+    runner.run("add chain ip kube-proxy endpoint-ZZZZZZZZ-ns/gone/tcp/p__10.9.9.9/80\n")
+    ours = netns.run_in(names[0], runner.existing)
+    nft = netns.run_in(names[0], NftProcess().existing)
+    assert ours == nft
+    assert any(s.startswith("affinity-") for s in ours.sets)
+    assert "endpoint-ZZZZZZZZ-ns/gone/tcp/p__10.9.9.9/80" in ours.chains
+    assert len(ours.chains) > 20
+
+
+def test_table_exists(pair):
+    names, runner = pair
+    assert not runner.table_exists()
+    runner.run(_full_sync_text(INPUTS[0]))
+    assert runner.table_exists()
+    NftApplier(names[0]).delete_table()
+    assert not runner.table_exists()

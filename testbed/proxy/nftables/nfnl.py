@@ -21,8 +21,11 @@ import socket
 import struct
 import threading
 
-from testbed.netlink import NETLINK_CAP_ACK, NETLINK_EXT_ACK, NLMSG_ERROR, SOL_NETLINK, _ext_ack_msg
+from testbed.netlink import NETLINK_CAP_ACK, NETLINK_EXT_ACK, NLMSG_DONE, NLMSG_ERROR, SOL_NETLINK, _ext_ack_msg
+from testbed.netlink import _attr as attr
+from testbed.proxy.nftables import names
 from testbed.proxy.nftables.compile import Unsupported, compile_transaction
+from testbed.proxy.nftables.names import TABLE
 from testbed.proxy.nftables.runner import Existing, NftRunner, RunError
 
 log = logging.getLogger("testbed.proxy")
@@ -30,7 +33,8 @@ log = logging.getLogger("testbed.proxy")
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
 NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END = 0x10, 0x11
-NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
+NFT_MSG_GETTABLE, NFT_MSG_GETCHAIN, NFT_MSG_GETSET = 1, 4, 10
 SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33
 _BATCH_GEN = struct.pack("!BBH", socket.AF_UNSPEC, 0, NFNL_SUBSYS_NFTABLES)
 _IP_GEN = struct.pack("!BBH", socket.AF_INET, 0, 0)
@@ -49,6 +53,18 @@ def encode_batch(messages: list[tuple[int, int, bytes]], seq: int) -> bytes:
         parts.append(body)
     parts += [_HDR.pack(20, NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq + len(messages) + 1, 0), _BATCH_GEN]
     return b"".join(parts)
+
+
+def _string_attr(data: bytes, off: int, end: int, kind: int) -> str | None:
+    """The string attribute ``kind`` among the attributes in ``data[off:end]``."""
+    while off + 4 <= end:
+        alen, atype = struct.unpack_from("=HH", data, off)
+        if alen < 4:
+            return None
+        if atype & 0x3FFF == kind:
+            return data[off + 4:off + alen].split(b"\0", 1)[0].decode()
+        off += (alen + 3) & ~3
+    return None
 
 
 def open_socket() -> socket.socket:
@@ -147,11 +163,68 @@ class NetlinkRunner(NftRunner):
     def list(self, command: str) -> str | None:
         return self.fallback.list(command)
 
+    def _dump(self, mtype: int, name_attr: int, table_attr: int) -> list[str]:
+        """Names of our table's chains or sets: a dump filtered by table in the kernel, each
+        reply read for its name only (nft would fetch and parse every rule or element)."""
+        seq = self._seq
+        self._seq += 1
+        body = _IP_GEN + attr(table_attr, TABLE.encode() + b"\0")
+        self.sock.send(_HDR.pack(16 + len(body), NFNL_SUBSYS_NFTABLES << 8 | mtype,
+                                 NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body)
+        found: list[str] = []
+        while True:
+            data = self.sock.recv(1 << 20)
+            off = 0
+            while off + 16 <= len(data):
+                length, rtype, _flags, rseq, _pid = _HDR.unpack_from(data, off)
+                if rseq == seq:
+                    if rtype == NLMSG_DONE:
+                        return found
+                    if rtype == NLMSG_ERROR:
+                        (err,) = struct.unpack_from("=i", data, off + 16)
+                        if err == -errno.ENOENT:
+                            return []
+                        raise RunError(f"netlink dump of {TABLE}: {os.strerror(-err)}")
+                    name = _string_attr(data, off + 20, off + length, name_attr)
+                    if name is not None:
+                        found.append(name)
+                off += (length + 3) & ~3 if length else len(data)
+
     def existing(self, family: str = "ip") -> Existing:
-        return self.fallback.existing(family)
+        if family != "ip":
+            return self.fallback.existing(family)
+        with self._lock:
+            self._drain()
+            chains = self._dump(NFT_MSG_GETCHAIN, 3, 1)
+            sets = self._dump(NFT_MSG_GETSET, 2, 1)
+        return Existing(frozenset(c for c in chains if names.is_service_chain(c)),
+                        frozenset(x for x in sets if names.is_affinity_set(x)))
 
     def table_exists(self, family: str = "ip") -> bool:
-        return self.fallback.table_exists(family)
+        if family != "ip":
+            return self.fallback.table_exists(family)
+        with self._lock:
+            self._drain()
+            seq = self._seq
+            self._seq += 1
+            body = _IP_GEN + attr(1, TABLE.encode() + b"\0")
+            self.sock.send(_HDR.pack(16 + len(body), NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETTABLE,
+                                     NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body)
+            found, err = False, 0
+            while True:
+                data = self.sock.recv(1 << 16)
+                off = 0
+                while off + 16 <= len(data):
+                    length, rtype, _flags, rseq, _pid = _HDR.unpack_from(data, off)
+                    if rseq == seq and rtype == NLMSG_ERROR:
+                        (err,) = struct.unpack_from("=i", data, off + 16)
+                        if err == -errno.ENOENT:
+                            return False
+                        if err:
+                            raise RunError(f"netlink get table {TABLE}: {os.strerror(-err)}")
+                        return found
+                    found = found or rseq == seq
+                    off += (length + 3) & ~3 if length else len(data)
 
     def close(self) -> None:
         self.sock.close()
