@@ -13,8 +13,10 @@ every set of the table per anonymous set.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
+import socket
 import struct
 from dataclasses import dataclass, field
 from typing import Callable
@@ -51,6 +53,11 @@ _UD_ANON_ADDRS = {"saddr": bytes.fromhex("00040200000002040100000003140004070000
                   "daddr": bytes.fromhex("0004020000000204010000000314000407000000010c00040c00000001040c000000")}
 
 
+# The same attributes and expressions recur across thousands of rules (registers, verdicts to
+# mark-for-masquerade, payload loads): building each once is most of a full sync's encoding.
+_cached = functools.lru_cache(maxsize=1 << 16)
+
+
 class Unsupported(ValueError):
     """A line outside the grammar this module compiles."""
 
@@ -59,10 +66,12 @@ def nest(kind: int, *children: bytes) -> bytes:
     return attr(kind | 0x8000, b"".join(children))
 
 
+@_cached
 def u32(kind: int, value: int) -> bytes:
     return attr(kind, struct.pack("!I", value & 0xFFFFFFFF))
 
 
+@_cached
 def text(kind: int, value: str) -> bytes:
     return attr(kind, value.encode() + b"\0")
 
@@ -77,24 +86,29 @@ def _expr(name: str, *attrs: bytes) -> bytes:
     return nest(1, text(1, name), nest(2, *attrs))
 
 
+@_cached
 def _payload(dreg: int, base: int, offset: int, length: int) -> bytes:
     return _expr("payload", u32(1, dreg), u32(2, base), u32(3, offset), u32(4, length))
 
 
+@_cached
 def _meta(key: int, dreg: int) -> bytes:
     return _expr("meta", u32(2, key), u32(1, dreg))
 
 
+@_cached
 def _cmp(op: int, data: bytes, sreg: int = _REG1) -> bytes:
     return _expr("cmp", u32(1, sreg), u32(2, op), nest(3, attr(1, data)))
 
 
+@_cached
 def _bitwise(mask: bytes, xor: bytes, with_op: bool) -> bytes:
     op = (u32(6, 0),) if with_op else ()
     return _expr("bitwise", u32(1, _REG1), u32(2, _REG1), *op, u32(3, len(mask)),
                  nest(4, attr(1, mask)), nest(5, attr(1, xor)))
 
 
+@_cached
 def _lookup(name: str, set_id: int | None = None, dreg: int | None = None, invert: bool = False) -> bytes:
     out = [u32(2, _REG1)]
     if dreg is not None:
@@ -107,6 +121,7 @@ def _lookup(name: str, set_id: int | None = None, dreg: int | None = None, inver
     return _expr("lookup", *out)
 
 
+@_cached
 def _verdict(word: str, chain: str | None) -> bytes:
     """NFTA_IMMEDIATE_DATA / NFTA_SET_ELEM_DATA (both 2) holding NFTA_DATA_VERDICT."""
     code = {"jump": _JUMP, "goto": _GOTO}.get(word, _VERDICTS.get(word))
@@ -116,15 +131,17 @@ def _verdict(word: str, chain: str | None) -> bytes:
     return nest(2, nest(2, *inner))
 
 
+@_cached
 def _immediate_verdict(word: str, chain: str | None) -> bytes:
     return _expr("immediate", u32(1, 0), _verdict(word, chain))
 
 
 # --------------------------------------------------------------------------- values
-def _ip(value: str) -> int:
+def _ip(value: str) -> bytes:
+    """An IPv4 address, packed (``inet_pton``: strict, and much faster than ``ipaddress``)."""
     try:
-        return int(ipaddress.IPv4Address(value))
-    except ValueError:
+        return socket.inet_pton(socket.AF_INET, value)
+    except OSError:
         raise Unsupported(f"address {value!r}") from None
 
 
@@ -134,7 +151,7 @@ def _key_part(tok: str) -> bytes:
         return bytes((_PROTOS[tok], 0, 0, 0))
     if tok.isdigit():
         return struct.pack("!H", int(tok)) + b"\0\0"
-    return struct.pack("!I", _ip(tok))
+    return _ip(tok)
 
 
 def _ranges(items: list[str]) -> list[tuple[int, int]]:
@@ -154,6 +171,18 @@ def _ranges(items: list[str]) -> list[tuple[int, int]]:
         else:
             out.append([s, e])
     return [(s, e) for s, e in out]
+
+
+@_cached
+def _prefix_exprs(offset: int, op: int, value: str) -> bytes:
+    """``ip saddr|daddr [!=] a.b.c.d/n``: a byte-aligned prefix loads and compares only its
+    bytes; any other length is masked first (as nft linearizes it)."""
+    net = ipaddress.IPv4Network(value, strict=False)
+    plen, addr = net.prefixlen, net.network_address.packed
+    if plen % 8 == 0 and plen:
+        return _payload(_REG1, _NET, offset, plen // 8) + _cmp(op, addr[:plen // 8])
+    return (_payload(_REG1, _NET, offset, 4) + _bitwise(net.netmask.packed, bytes(4), False)
+            + _cmp(op, addr))
 
 
 def _interval_elements(ranges: list[tuple[int, int]]) -> list[bytes]:
@@ -343,7 +372,7 @@ class Compiler:
         if verb == "delete" and (value or comment):
             raise Unsupported(line)
         parts = key.split(" . ")
-        raw = b"".join(_key_part(p) for p in parts) if len(parts) > 1 else struct.pack("!I", _ip(key))
+        raw = b"".join(_key_part(p) for p in parts) if len(parts) > 1 else _ip(key)
         out = nest(1, attr(1, raw))
         if value:
             words = value.split(" ")
@@ -555,7 +584,7 @@ class _RuleCompiler:
         addr, _, port = self.take().partition(":")
         if not port.isdigit():
             raise self.fail()
-        self.out += [_expr("immediate", u32(1, 1), nest(2, attr(1, struct.pack("!I", _ip(addr))))),
+        self.out += [_expr("immediate", u32(1, 1), nest(2, attr(1, _ip(addr)))),
                      _expr("immediate", u32(1, 2), nest(2, attr(1, struct.pack("!H", int(port))))),
                      _expr("nat", u32(1, 1), u32(2, 2), u32(3, 1), u32(5, 2), u32(7, 2))]
 
@@ -590,16 +619,13 @@ class _RuleCompiler:
         self._prefix_match(offset, op, value)
 
     def _prefix_match(self, offset: int, op: int, value: str) -> None:
+        if "/" not in value:
+            self.out += [_payload(_REG1, _NET, offset, 4), _cmp(op, _ip(value))]
+            return
         try:
-            net = ipaddress.IPv4Network(value, strict=False)
+            self.out.append(_prefix_exprs(offset, op, value))
         except ValueError:
             raise self.fail() from None
-        plen, addr = net.prefixlen, net.network_address.packed
-        if plen % 8 == 0 and plen:
-            self.out += [_payload(_REG1, _NET, offset, plen // 8), _cmp(op, addr[:plen // 8])]
-        else:
-            self.out += [_payload(_REG1, _NET, offset, 4),
-                         _bitwise(net.netmask.packed, bytes(4), False), _cmp(op, addr)]
 
     def _anon_addrs(self, field_: str, items: list[str], invert: bool) -> None:
         elems = _interval_elements(_ranges(items))
