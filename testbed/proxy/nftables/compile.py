@@ -78,6 +78,8 @@ def text(kind: int, value: str) -> bytes:
 
 def _udata_comment(comment: str) -> bytes:
     raw = comment.encode() + b"\0"
+    if len(raw) > 255:      # one length byte; nft has its own (shorter) limit and message
+        raise Unsupported(f"comment of {len(raw)} bytes")
     return bytes((0, len(raw))) + raw
 
 

@@ -139,3 +139,8 @@ def test_render_of_ipv6_is_refused_for_fallback():
     text = dump(render_table(cfg, {}, {}))
     with pytest.raises(nc.Unsupported):
         _compile(text)
+
+
+def test_overlong_comment_is_left_to_nft():
+    with pytest.raises(nc.Unsupported):
+        _compile(f'add chain ip kube-proxy c {{ comment "{"x" * 300}" ; }}')
