@@ -121,9 +121,16 @@ class NetlinkRunner(NftRunner):
             except BlockingIOError:
                 return
 
-    def _send(self, messages: list[tuple[int, int, bytes]], lines: list[int]) -> None:
+    def _next_seq(self, count: int) -> int:
+        """``count`` sequence numbers (32 bits on the wire: wrap long before that)."""
+        if self._seq + count >= 1 << 31:
+            self._seq = 1
         seq = self._seq
-        self._seq += len(messages) + 2
+        self._seq += count
+        return seq
+
+    def _send(self, messages: list[tuple[int, int, bytes]], lines: list[int]) -> None:
+        seq = self._next_seq(len(messages) + 2)
         batch = encode_batch(messages, seq)
         if len(batch) + 4096 > self._sndbuf:
             self._sndbuf = max(len(batch) + 65536, 1 << 20)
@@ -157,8 +164,7 @@ class NetlinkRunner(NftRunner):
             detail = f": {msg}" if msg else ""
             raise RunError(f"Could not process rule: {os.strerror(err)}{detail}", line)
         if not acked:
-            raise RunError(f"netlink batch of {len(messages)} messages: no acknowledgement "
-                           f"({errno.errorcode.get(errno.ETIMEDOUT)})")
+            raise RunError(f"netlink batch of {len(messages)} messages: no acknowledgement from the kernel")
 
     def list(self, command: str) -> str | None:
         return self.fallback.list(command)
@@ -166,8 +172,7 @@ class NetlinkRunner(NftRunner):
     def _dump(self, mtype: int, name_attr: int, table_attr: int) -> list[str]:
         """Names of our table's chains or sets: a dump filtered by table in the kernel, each
         reply read for its name only (nft would fetch and parse every rule or element)."""
-        seq = self._seq
-        self._seq += 1
+        seq = self._next_seq(1)
         body = _IP_GEN + attr(table_attr, TABLE.encode() + b"\0")
         self.sock.send(_HDR.pack(16 + len(body), NFNL_SUBSYS_NFTABLES << 8 | mtype,
                                  NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body)
@@ -205,8 +210,7 @@ class NetlinkRunner(NftRunner):
             return self.fallback.table_exists(family)
         with self._lock:
             self._drain()
-            seq = self._seq
-            self._seq += 1
+            seq = self._next_seq(1)
             body = _IP_GEN + attr(1, TABLE.encode() + b"\0")
             self.sock.send(_HDR.pack(16 + len(body), NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETTABLE,
                                      NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body)
