@@ -194,6 +194,11 @@ class EtcdClient:
     def txn(self, compare: list, success: list, failure: list | None = None) -> dict:
         return self.call("kv/txn", {"compare": compare, "success": success, "failure": failure or []})
 
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every key starting with *prefix*; returns how many there were."""
+        return int(self.call("kv/deleterange", {"key": b64(prefix), "range_end": prefix_end(prefix)})
+                   .get("deleted", 0))
+
     def compact(self, revision: int) -> dict:
         return self.call("kv/compaction", {"revision": str(revision)})
 
