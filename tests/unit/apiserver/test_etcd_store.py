@@ -282,7 +282,8 @@ def test_a_write_starts_from_the_shared_watchs_object_and_a_stale_one_is_redone(
         # an object the guess does not know yet is no NotFound either
         other.create(svc("new"))
         hub._objects.pop(b64(object_key(prefix, kind_info("Service"), "default", "new")), None)
-        assert s.patch("Service", "default", "new", {"metadata": {"labels": {"e": "5"}}})["metadata"]["labels"] == {"e": "5"}
+        new = s.patch("Service", "default", "new", {"metadata": {"labels": {"e": "5"}}})
+        assert new["metadata"]["labels"] == {"e": "5"}
         # a GET always reads etcd
         reads.clear()
         assert s.get("Service", "default", "web")["metadata"]["labels"]["d"] == "4" and len(reads) == 1
