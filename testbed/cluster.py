@@ -42,7 +42,8 @@ class Cluster:
     def up(cls, scenario: Scenario | str, *, name: str | None = None, progress: Progress | None = None,
            raise_neigh_limits: bool = False, warn: Callable[[str], None] | None = None,
            control_plane: bool = True, proxy_mode: str | None = None, timeout: float = 120.0,
-           store: str | None = None, etcd_endpoints: str | None = None, etcd_tls=None) -> Cluster:
+           store: str | None = None, etcd_endpoints: str | None = None, etcd_tls=None,
+           etcd_prefix: str | None = None) -> Cluster:
         """Build a scenario; atomic: on any error everything created is removed again.
 
         With ``control_plane=False`` only the topology is built (the scenario's Pods become
@@ -50,7 +51,8 @@ class Cluster:
         scenario's manifests are applied through the API, and ``up`` returns when its pods run.
         The API store is *store* if given, else ``$TESTBED_STORE`` if set (how a whole test
         run moves to etcd), else the scenario's ``spec.store``; *etcd_endpoints* (with
-        *etcd_tls*, a :class:`~testbed.apiserver.etcd.TLS`) names an existing etcd to use.
+        *etcd_tls*, a :class:`~testbed.apiserver.etcd.TLS`) names an existing etcd to use;
+        *etcd_prefix* is where the cluster's keys go (default: see ``apiserver/etcd/cluster.py``).
         """
         require_root("testbed up")
         if isinstance(scenario, str):
@@ -64,7 +66,7 @@ class Cluster:
                 raise TestbedError(f"--proxy-mode: unsupported value {proxy_mode!r}; allowed: {', '.join(PROXY_MODES)}")
             scenario.proxy_mode = proxy_mode
         store_config = etcd_cluster.requested(store or os.environ.get("TESTBED_STORE") or scenario.store,
-                                              etcd_endpoints, etcd_tls)
+                                              etcd_endpoints, etcd_tls, etcd_prefix, scenario.name)
         plan = build_plan(scenario, control_plane=control_plane)  # pure: validation before building
         if control_plane:
             # what the API would refuse is bad input (exit 2), found before anything is built

@@ -39,6 +39,9 @@ def up(scenario: str = typer.Argument(..., help="scenario file (see scenarios/)"
        etcd_cacert: Optional[str] = typer.Option(None, "--etcd-cacert", help="CA of an HTTPS etcd"),
        etcd_cert: Optional[str] = typer.Option(None, "--etcd-cert", help="client certificate for etcd"),
        etcd_key: Optional[str] = typer.Option(None, "--etcd-key", help="client key for etcd"),
+       etcd_prefix: Optional[str] = typer.Option(None, "--etcd-prefix",
+                                                 help="where the cluster's keys go in etcd (default: /registry "
+                                                      "in its own member, /testbed/NAME/registry on --etcd-endpoints)"),
        kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig",
                                                 help="write a kubeconfig for the cluster's API to this file (0600)"),
        quiet: bool = typer.Option(False, "-q", "--quiet")) -> None:
@@ -58,6 +61,7 @@ def up(scenario: str = typer.Argument(..., help="scenario file (see scenarios/)"
         c = Cluster.up(loaded, name=name, progress=report, raise_neigh_limits=raise_neigh_limits,
                        control_plane=not no_control_plane, proxy_mode=proxy_mode, store=store,
                        etcd_endpoints=etcd_endpoints, etcd_tls=TLS(etcd_cacert, etcd_cert, etcd_key),
+                       etcd_prefix=etcd_prefix,
                        warn=lambda m: err.print(f"[yellow]warning:[/yellow] {m}", highlight=False))
     if kubeconfig:
         from .kubeconfig import write
@@ -144,15 +148,18 @@ def run(scenario: str = typer.Argument(..., help="scenario file"),
 
 def etcdctl(ctx: typer.Context, cluster: Optional[str] = ClusterOpt) -> None:
     """Run etcdctl (API v3) against the cluster's etcd: testbed etcdctl get
-    /registry/services/specs/default/web. Arguments and the exit code pass through."""
+    /registry/services/specs/default/web (on a shared etcd /registry/... names the cluster's
+    own prefix). Other arguments and the exit code pass through."""
     from ..apiserver.etcd import cluster as etcd_cluster, etcdctl_argv
+    from ..apiserver.etcd.keys import relocate
 
     name = state.resolve(cluster)
     config = etcd_cluster.read(name)
     if config.kind != etcd_cluster.ETCD:
         raise TestbedError(f"cluster {name} keeps its objects in the embedded store, not etcd "
                            f"(bring it up with spec.store: etcd or --store etcd)")
-    argv, env = etcdctl_argv(config.endpoints, list(ctx.args), config.client_tls)
+    argv, env = etcdctl_argv(config.endpoints, [relocate(a, config.prefix) for a in ctx.args],
+                             config.client_tls)
     try:
         os.execvpe(argv[0], argv, env)
     except FileNotFoundError:

@@ -196,20 +196,45 @@ def test_crashed_up_leaves_nothing_of_its_member_after_down(tmp_path):
 
 
 @pytest.mark.root
-def test_up_with_existing_etcd_uses_it_and_leaves_it_running(tmp_path, state_dir):
-    server = etcd.start(f"ext{SUFFIX}", state_dir)
-    name = f"etx{SUFFIX}"
+def test_two_clusters_on_one_existing_etcd_keep_apart_and_down_removes_only_its_own(tmp_path, state_dir):
+    server = etcd.start(f"ext{SUFFIX}", state_dir)  # the test's etcd, in the test's directory
+    a, b = f"etxa{SUFFIX}", f"etxb{SUFFIX}"
+    up = []
     try:
-        res = cli("up", _scenario(tmp_path, name), "--etcd-endpoints", server.client_url, "-q")
-        assert res.returncode == 0, res.stderr
-        try:
+        for name in (a, b):
+            res = cli("up", _scenario(tmp_path, name), "--etcd-endpoints", server.client_url, "-q")
+            assert res.returncode == 0, res.stderr
+            up.append(name)
             assert not member_pid(name)
-            assert json.loads(etcdctl(server.client_url, "get", "/registry/pods/default/web-1",
-                                      "--print-value-only"))["spec"]["nodeName"] == "node1"
-        finally:
-            assert cli("down", name).returncode == 0
-        assert server.running() and etcd.server.healthy(server.client_url)
+        uids = {}
+        for name in (a, b):
+            assert etcd_cluster.read(name).prefix == f"/testbed/{name}/registry"
+            stored = json.loads(etcdctl(server.client_url, "get", f"/testbed/{name}/registry/pods/default/web-1",
+                                        "--print-value-only"))
+            assert stored["spec"]["nodeName"] == "node1"
+            # the API serves the cluster's own objects; etcdctl's /registry/... is its prefix
+            res = cli("get", "-c", name, "pod", "web-1", "-o", "json")
+            assert res.returncode == 0, res.stderr
+            uids[name] = json.loads(res.stdout)["metadata"]["uid"]
+            assert uids[name] == stored["metadata"]["uid"]
+            res = cli("etcdctl", "-c", name, "get", "/registry/pods/default/web-1", "--print-value-only")
+            assert res.returncode == 0 and json.loads(res.stdout)["metadata"]["uid"] == uids[name], res.stderr
+        assert uids[a] != uids[b]
+        assert etcdctl(server.client_url, "get", "--prefix", "--keys-only", "/registry/") == ""
+        assert cli("down", a).returncode == 0
+        up.remove(a)
+        assert etcdctl(server.client_url, "get", "--prefix", "--keys-only", f"/testbed/{a}/") == ""
+        assert f"/testbed/{b}/registry/services/specs/default/web" in \
+            etcdctl(server.client_url, "get", "--prefix", "--keys-only", f"/testbed/{b}/")
+        res = cli("get", "-c", b, "pod", "web-1", "-o", "json")  # b goes on as before
+        assert res.returncode == 0 and json.loads(res.stdout)["metadata"]["uid"] == uids[b], res.stderr
+        assert cli("down", b).returncode == 0
+        up.remove(b)
+        assert etcdctl(server.client_url, "get", "--prefix", "--keys-only", "/testbed/") == ""
+        assert server.running() and etcd.server.healthy(server.client_url)  # never stopped by down
     finally:
+        for name in up:
+            cli("down", name)
         server.stop()
 
 

@@ -3,19 +3,20 @@
 etcd 3.4 serves the gateway on its client URL under ``/v3/``. Keys and values travel base64
 encoded, 64-bit numbers as decimal strings, and fields with their zero value (``false``, 0,
 the PUT event type) are left out of responses. One keep-alive connection per thread serves
-the unary calls; each watch has its own connection, streaming one JSON object per line.
+the unary calls; each watch has its own connection, streaming one JSON object per line
+(HTTP/1.1 by :mod:`.http1`).
 """
 
 from __future__ import annotations
 
 import base64
-import http.client
 import json
-import socket
 import threading
 import ssl
 import urllib.parse
 from dataclasses import dataclass
+
+from .http1 import Connection, HTTPError, LineStream
 
 
 class EtcdError(Exception):
@@ -67,16 +68,15 @@ class WatchStream:
     """One ``/v3/watch`` response stream. :meth:`next` blocks for the next message;
     :meth:`close` (any thread) ends it."""
 
-    def __init__(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse):
-        self._conn, self._resp = conn, resp
-        self._closed = False
+    def __init__(self, conn: Connection):
+        self._conn = conn
+        self._lines = LineStream(conn)
 
     def next(self) -> dict | None:
         """The next ``result`` message, or None when the stream ended or was closed."""
         try:
-            line = self._resp.readline()
-        except (OSError, ValueError, AttributeError, http.client.HTTPException):
-            # AttributeError: http.client's reader when close() ran on another thread
+            line = self._lines.readline()
+        except (OSError, ValueError):  # ValueError: read after close() on another thread
             return None
         if not line:
             return None
@@ -87,19 +87,9 @@ class WatchStream:
         return msg.get("result") or {}
 
     def set_timeout(self, seconds: float | None) -> None:
-        if self._conn.sock is not None:
-            self._conn.sock.settimeout(seconds)
+        self._conn.sock.settimeout(seconds)
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        sock = self._conn.sock
-        if sock is not None:
-            try:  # wakes a reader blocked in next() on another thread
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         self._conn.close()
 
 
@@ -118,28 +108,21 @@ class EtcdClient:
         self._ssl = (tls or TLS()).context() if any(a[0] == "https" for a in self._addrs) else None
         self._timeout = timeout
         self._local = threading.local()
-        self._conns: list[http.client.HTTPConnection] = []
+        self._conns: list[Connection] = []
         self._conns_lock = threading.Lock()
 
-    def _connect(self, timeout: float | None) -> http.client.HTTPConnection:
+    def _connect(self, timeout: float | None) -> Connection:
         error: OSError | None = None
         for scheme, host, port in self._addrs:
-            if scheme == "https":
-                conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=self._ssl)
-            else:
-                conn = http.client.HTTPConnection(host, port, timeout=timeout)
             try:
-                conn.connect()
+                return Connection(host, port, timeout, self._ssl if scheme == "https" else None)
             except OSError as e:  # the next member may answer
                 error = e
-                continue
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return conn
         raise error or OSError("no etcd endpoint")
 
-    def _thread_conn(self) -> http.client.HTTPConnection:
+    def _thread_conn(self) -> Connection:
         conn = getattr(self._local, "conn", None)
-        if conn is None:
+        if conn is None or conn.closed:
             conn = self._local.conn = self._connect(self._timeout)
             with self._conns_lock:
                 self._conns.append(conn)
@@ -158,24 +141,26 @@ class EtcdClient:
         """POST *body* to ``/v3/<path>``; returns the answer or raises :class:`EtcdError`."""
         data = json.dumps(body).encode()
         while True:
-            reused = getattr(self._local, "conn", None) is not None
+            conn = getattr(self._local, "conn", None)
+            reused = conn is not None and not conn.closed
+            answered = False
             try:
                 conn = self._thread_conn()
-                conn.request("POST", "/v3/" + path, data, {"Content-Type": "application/json"})
-                resp = conn.getresponse()
-                raw = resp.read()
+                conn.send("/v3/" + path, data)
+                status, headers = conn.response_head()
+                answered = True
+                raw = conn.request_body(headers)
                 break
-            except (OSError, http.client.HTTPException) as e:
+            except OSError as e:
                 self._drop_thread_conn()
                 # etcd closed an idle kept-alive connection: the request never reached it, so
                 # sending it again cannot apply a write twice; anything else is reported
-                if reused and isinstance(e, (http.client.RemoteDisconnected, BrokenPipeError,
-                                             ConnectionResetError)):
+                if reused and not answered and isinstance(e, (HTTPError, BrokenPipeError, ConnectionResetError)):
                     continue
                 raise EtcdError(f"etcd at {self.endpoint} is unreachable: {e}") from None
         msg = json.loads(raw) if raw else {}
-        if resp.status != 200 or "error" in msg:
-            raise EtcdError(msg.get("message") or msg.get("error") or f"HTTP {resp.status}", msg.get("code"))
+        if status != 200 or "error" in msg:
+            raise EtcdError(msg.get("message") or msg.get("error") or f"HTTP {status}", msg.get("code"))
         return msg
 
     def range(self, key: str, *, prefix: bool = False, revision: int | None = None,
@@ -194,6 +179,11 @@ class EtcdClient:
     def txn(self, compare: list, success: list, failure: list | None = None) -> dict:
         return self.call("kv/txn", {"compare": compare, "success": success, "failure": failure or []})
 
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every key starting with *prefix*; returns how many there were."""
+        return int(self.call("kv/deleterange", {"key": b64(prefix), "range_end": prefix_end(prefix)})
+                   .get("deleted", 0))
+
     def compact(self, revision: int) -> dict:
         return self.call("kv/compaction", {"revision": str(revision)})
 
@@ -203,17 +193,19 @@ class EtcdClient:
         req = {"key": b64(key), "start_revision": str(start_revision), "prev_kv": True}
         if prefix:
             req["range_end"] = prefix_end(key)
+        conn = None
         try:
             conn = self._connect(self._timeout)
-            conn.request("POST", "/v3/watch", json.dumps({"create_request": req}).encode(),
-                         {"Content-Type": "application/json"})
-            resp = conn.getresponse()
-        except (OSError, http.client.HTTPException) as e:
+            conn.send("/v3/watch", json.dumps({"create_request": req}).encode())
+            status, _ = conn.response_head()
+        except OSError as e:
+            if conn is not None:
+                conn.close()
             raise EtcdError(f"etcd at {self.endpoint} is unreachable: {e}") from None
-        if resp.status != 200:
+        if status != 200:
             conn.close()
-            raise EtcdError(f"etcd watch: HTTP {resp.status}")
-        stream = WatchStream(conn, resp)
+            raise EtcdError(f"etcd watch: HTTP {status}")
+        stream = WatchStream(conn)
         created = stream.next()
         if created is None or not created.get("created"):
             stream.close()

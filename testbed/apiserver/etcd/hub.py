@@ -1,6 +1,11 @@
 """One etcd watch per kind, shared by every watcher of that kind in the store, as the real API
 server's watch cache does: each event is decoded once, kept in a bounded history, and handed
 to every watcher; a watcher starting inside the history replays from it.
+
+The hub also keeps the kind's objects as of its last event (a snapshot at its first revision,
+then every event, plus the store's own writes as they commit): the state a write starts from,
+as upstream's ``GuaranteedUpdate`` takes it from the watch cache. It is only a guess: the
+write's transaction compares the key's mod revision, and a stale guess is redone from etcd.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import threading
 from collections import deque
 from typing import Callable
 
-from ..watch import Event, Watch
+from ..watch import DELETED, Event, Watch
 from .client import EtcdError, WatchStream
 
 log = logging.getLogger(__name__)
@@ -18,7 +23,10 @@ log = logging.getLogger(__name__)
 
 class KindHub:
     def __init__(self, kind: str, stream: WatchStream, floor: int, history: int,
-                 decode: Callable[[dict], Event | None], on_end: Callable[["KindHub"], None]):
+                 decode: Callable[[dict], Event | None], on_end: Callable[["KindHub"], None],
+                 objects: dict[str, dict] | None = None):
+        """*objects*: the kind's objects at revision *floor* by (base64) etcd key, or None
+        when unknown (then :meth:`cached` knows nothing)."""
         self.kind = kind
         self._stream = stream
         self._decode = decode
@@ -29,6 +37,11 @@ class KindHub:
         self._history_limit = max(1, history)
         self._floor = floor  # every change of the kind after this revision is (or will be) seen
         self._closed = False
+        # key -> (object, or None once deleted, and the mod revision that says so); a deleted
+        # key stays until its DELETE event, so an older event cannot bring it back
+        self._objects: dict[str, tuple[dict | None, int]] | None = None
+        if objects is not None:
+            self._objects = {k: (o, int(o["metadata"]["resourceVersion"])) for k, o in objects.items()}
         stream.set_timeout(None)
         threading.Thread(target=self._run, daemon=True, name=f"etcd-watch-{kind}").start()
 
@@ -52,6 +65,32 @@ class KindHub:
                 self._history.popleft()
             self._floor = max(self._floor, revision)
 
+    def cached(self, key: str) -> tuple[bool, dict | None]:
+        """(known, object): the object at *key* as far as the hub knows (shared: never to be
+        modified), None if absent; known is False when the hub keeps no objects."""
+        objects = self._objects
+        if objects is None or self._closed:
+            return False, None
+        entry = objects.get(key)
+        return True, entry[0] if entry is not None else None
+
+    def committed(self, key: str, obj: dict | None, rev: int) -> None:
+        """The store wrote *obj* (None: deleted) at *key* in revision *rev*: known before its
+        event arrives, so the next write of it starts from there."""
+        with self._lock:
+            self._apply(key, obj, rev, streamed=False)
+
+    def _apply(self, key: str, obj: dict | None, rev: int, streamed: bool) -> None:
+        if self._objects is None:
+            return
+        entry = self._objects.get(key)
+        if entry is not None and entry[1] > rev:
+            return  # known newer already
+        if obj is None and streamed:
+            self._objects.pop(key, None)  # the stream is in order: nothing older follows
+        else:
+            self._objects[key] = (obj, rev)
+
     def remove(self, w: Watch) -> None:
         with self._lock:
             self._watchers.discard(w)
@@ -71,6 +110,7 @@ class KindHub:
                     if ev is None:
                         continue
                     with self._lock:
+                        self._apply(e["kv"]["key"], None if ev.type == DELETED else ev.obj, ev.rv, streamed=True)
                         self._history.append(ev)
                         while len(self._history) > self._history_limit:
                             self._floor = self._history.popleft().rv

@@ -12,6 +12,12 @@ redone from a fresh read. Watches are etcd watches starting after the given revi
 Expired). The store compacts etcd itself so that about ``history`` revisions stay
 watchable (the API server's periodic compaction, by count instead of time). Every kind
 has one etcd watch shared by the store's watchers (see :mod:`.hub`).
+
+A write starts, as upstream's, from the object the kind's shared watch last saw (or the store
+itself wrote) instead of reading etcd first: one round trip instead of two. The transaction
+still compares the mod revision; when it fails, its other branch reads the key, and the write
+is redone from there. An API error (Conflict, NotFound, Invalid, ...) found on that guessed
+state is checked once more on etcd's own before it is answered. A GET or LIST reads etcd.
 """
 
 from __future__ import annotations
@@ -73,6 +79,9 @@ class EtcdStore(StoreCore):
         self._hubs: dict[str, KindHub] = {}
         self._hub_history = history or DEFAULT_HISTORY
         self._streams_lock = threading.Lock()
+        # per thread: whether the current write attempt started from a hub's object, and
+        # whether it must read etcd instead (redoing an error found on a guess)
+        self._local = threading.local()
         existing = self._call(self._client.range, self.prefix + "/", prefix=True).get("kvs") or []
         if existing:  # objects written by an earlier run: let admission re-learn its allocations
             problems = self._admission.rebuild([_decode(kv) for kv in existing])
@@ -93,9 +102,40 @@ class EtcdStore(StoreCore):
     def _write_lock(self, info: KindInfo, ns: str, name: str):
         return self._key_locks[hash((info.kind, ns, name)) % KEY_LOCKS]
 
-    def _lookup(self, info: KindInfo, ns: str, name: str) -> dict | None:
+    def _fetch(self, info: KindInfo, ns: str, name: str) -> dict | None:
         kvs = self._call(self._client.range, object_key(self.prefix, info, ns, name)).get("kvs")
         return _decode(kvs[0]) if kvs else None
+
+    def _lookup(self, info: KindInfo, ns: str, name: str) -> dict | None:
+        """The state a write starts from: the kind's hub's if it keeps one (a guess the
+        write's compare checks), else etcd's."""
+        if not getattr(self._local, "fresh", False):
+            hub = self._hubs.get(info.kind)
+            if hub is not None:
+                known, obj = hub.cached(b64(object_key(self.prefix, info, ns, name)))
+                if known:
+                    self._local.guessed = True
+                    return obj
+        return self._fetch(info, ns, name)
+
+    def _locked_write(self, lock, fn, *args):
+        def attempt(*a):
+            self._local.guessed = False
+            try:
+                return fn(*a)
+            except (Stale, ServiceUnavailable):
+                raise
+            except Exception as e:
+                if getattr(e, "code", None) is None or not self._local.guessed:
+                    raise
+            # an API error found on a guessed state: what etcd's own state says is the answer
+            self._local.fresh = True
+            return fn(*a)
+
+        try:
+            return super()._locked_write(lock, attempt, *args)
+        finally:
+            self._local.fresh = False
 
     def _write(self, typ: str, info: KindInfo, ns: str, name: str, obj: dict, old: dict | None) -> None:
         key = b64(object_key(self.prefix, info, ns, name))
@@ -108,14 +148,24 @@ class EtcdStore(StoreCore):
             op = {"request_delete_range": {"key": key}}
         else:
             op = {"request_put": {"key": key, "value": _encode(obj)}}
-        resp = self._call(self._client.txn, [compare], [op])
+        # when the compare fails, what is there now (the redo starts from it)
+        resp = self._call(self._client.txn, [compare], [op], [{"request_range": {"key": key}}])
+        hub = self._hubs.get(info.kind)
         if not resp.get("succeeded"):
+            if hub is not None:
+                kvs = ((resp.get("responses") or [{}])[0].get("response_range") or {}).get("kvs")
+                if kvs:
+                    hub.committed(key, _decode(kvs[0]), int(kvs[0]["mod_revision"]))
+                else:  # deleted: no later put has a revision below the answer's
+                    hub.committed(key, None, int(resp["header"]["revision"]))
             if old is None:
                 raise errors.already_exists(info.plural, name, info.group)
             raise Stale(key)
         rev = int(resp["header"]["revision"])
         self._last_rev = max(self._last_rev, rev)
         obj["metadata"]["resourceVersion"] = str(rev)
+        if hub is not None:
+            hub.committed(key, None if typ == DELETED else obj, rev)
 
     def _after_write(self) -> None:
         if not self._history:
@@ -140,7 +190,10 @@ class EtcdStore(StoreCore):
     # -- reads ------------------------------------------------------------------------------
     def get(self, kind: str, namespace: str | None, name: str) -> dict:
         info = kind_info(kind)
-        return self._require(info, self._ns(info, namespace), name)  # decoded afresh: private
+        obj = self._fetch(info, self._ns(info, namespace), name)  # decoded afresh: private
+        if obj is None:
+            raise errors.not_found(info.plural, name, info.group)
+        return obj
 
     def list(self, kind: str, namespace: str | None = None, label_selector=None,
              field_selector=None) -> tuple[list[dict], str]:
@@ -193,8 +246,18 @@ class EtcdStore(StoreCore):
             except errors.Gone:
                 return None
             hub = self._hubs[info.kind] = KindHub(info.plural, stream, since, self._hub_history,
-                                                  self._event, self._hub_ended)
+                                                  self._event, self._hub_ended,
+                                                  self._snapshot(collection_key(self.prefix, info), since))
             return hub
+
+    def _snapshot(self, key: str, revision: int) -> dict[str, dict] | None:
+        """The objects under *key* at *revision* by (base64) key, None if that is compacted."""
+        try:
+            resp = self._client.range(key, prefix=True, revision=revision)
+        except EtcdError as e:
+            log.debug("no snapshot of %s at %d: %s", key, revision, e)
+            return None
+        return {kv["key"]: _decode(kv) for kv in resp.get("kvs") or ()}
 
     def _hub_ended(self, hub: KindHub) -> None:
         with self._streams_lock:

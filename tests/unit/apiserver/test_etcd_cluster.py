@@ -29,11 +29,36 @@ def test_requested_tls_files_are_recorded(tmp_path):
     assert etcd_cluster.StoreConfig.from_dict(c.to_dict()).client_tls == tls
 
 
+def test_prefix_is_the_clusters_own_on_a_shared_etcd_and_registry_in_its_own_member():
+    assert etcd_cluster.requested("etcd", None, None, cluster="c1").prefix == "/registry"
+    shared = etcd_cluster.requested("embedded", "http://10.0.0.1:2379", None, cluster="c1")
+    assert shared.prefix == "/testbed/c1/registry"
+    given = etcd_cluster.requested("etcd", "http://10.0.0.1:2379", None, "/k8s/blue/", cluster="c1")
+    assert given.prefix == "/k8s/blue"
+    assert etcd_cluster.StoreConfig.from_dict(given.to_dict()) == given
+    # a record written before prefixes were recorded: upstream's
+    assert etcd_cluster.StoreConfig.from_dict({"kind": "etcd", "endpoints": "http://h:1"}).prefix == "/registry"
+
+
+def test_etcdctl_keys_under_registry_name_the_clusters_prefix():
+    from testbed.apiserver.etcd.keys import relocate
+
+    assert relocate("/registry/pods/default/x", "/testbed/c1/registry") == "/testbed/c1/registry/pods/default/x"
+    assert relocate("/registry", "/k") == "/k"
+    assert relocate("/registryx", "/k") == "/registryx"
+    assert relocate("--prefix", "/k") == "--prefix"
+    assert relocate("/registry/pods/", "/registry") == "/registry/pods/"
+
+
 @pytest.mark.parametrize("args, message", [
     (("bogus", None, None), "--store: unsupported value 'bogus'; allowed: embedded, etcd"),
     (("etcd", "10.0.0.1:2379", None), "--etcd-endpoints: '10.0.0.1:2379' is not a client URL"),
     (("etcd", "https://h:1", etcd.TLS(cacert="/nonexistent/ca")), "--etcd-cacert: no such file '/nonexistent/ca'"),
     (("etcd", None, etcd.TLS(key="/k")), "--etcd-cacert/--etcd-cert/--etcd-key need --etcd-endpoints"),
+    (("etcd", "http://h:1", None, "registry"), "--etcd-prefix: 'registry' is not a key prefix"),
+    (("etcd", "http://h:1", None, "/"), "--etcd-prefix: '/' is not a key prefix"),
+    (("etcd", "http://h:1", None, "/a b"), "--etcd-prefix: '/a b' is not a key prefix"),
+    (("embedded", None, None, "/k"), "--etcd-prefix needs --store etcd or --etcd-endpoints"),
 ])
 def test_bad_store_options_are_one_line_exit_2(args, message):
     with pytest.raises(etcd_cluster.StoreOptionError) as e:
@@ -100,3 +125,28 @@ def test_open_store_is_the_recorded_one(etcd_endpoint, tmp_path):
         assert isinstance(s, MemoryStore) and (tmp_path / "store").exists()
     finally:
         s.close()
+
+
+def test_down_on_a_shared_etcd_deletes_its_prefix_only(etcd_endpoint, etcd_prefix, monkeypatch, tmp_path):
+    from testbed import naming, state
+
+    monkeypatch.setattr(naming, "STATE_ROOT", str(tmp_path))
+    client = EtcdClient(etcd_endpoint)
+    try:
+        for cluster in ("a", "b"):
+            config = etcd_cluster.requested("etcd", etcd_endpoint, None, f"{etcd_prefix}/{cluster}", cluster)
+            state.claim(cluster)
+            state.write_json(cluster, "state.json", {"store": config.to_dict()})
+            store = etcd_cluster.open_store(config, str(tmp_path), Admission({}))
+            try:
+                store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns-" + cluster}})
+            finally:
+                store.close()
+        # a neighbour whose prefix starts like a's: not a's
+        client.txn([], [{"request_put": {"key": etcd.client.b64(f"{etcd_prefix}/ab/x"), "value": ""}}])
+        etcd_cluster.remove("a")
+        keys = sorted(etcd.client.unb64(kv["key"]).decode()
+                      for kv in client.range(etcd_prefix + "/", prefix=True).get("kvs") or ())
+        assert keys == [f"{etcd_prefix}/ab/x", f"{etcd_prefix}/b/namespaces/ns-b"]
+    finally:
+        client.close()

@@ -247,3 +247,47 @@ def test_dry_run_on_etcd_stores_nothing_and_still_refuses_an_existing_name(estor
             estore.create(dict(obj))
         estore.delete("ConfigMap", "default", "c")
     assert estore.get("ConfigMap", "default", "c")
+
+
+def test_a_write_starts_from_the_shared_watchs_object_and_a_stale_one_is_redone(etcd_endpoint, prefix, monkeypatch):
+    from testbed.apiserver.etcd.client import b64
+
+    other = EtcdStore(etcd_endpoint, prefix=prefix)  # another API server on the same etcd
+    s = EtcdStore(etcd_endpoint, prefix=prefix)
+    w = s.watch("Service", "default")  # the kind's shared watch keeps its objects from now on
+    try:
+        o = s.create(svc("web"))
+        reads = []
+        real_range = s._client.range
+        monkeypatch.setattr(s._client, "range", lambda *a, **k: reads.append(a) or real_range(*a, **k))
+        # the store's own write is known at once: the next one reads nothing from etcd
+        u = s.patch("Service", "default", "web", {"metadata": {"labels": {"a": "1"}}})
+        assert reads == [] and int(u["metadata"]["resourceVersion"]) > int(o["metadata"]["resourceVersion"])
+        hub = s._hubs["Service"]
+        key = b64(object_key(prefix, kind_info("Service"), "default", "web"))
+        stale = hub._objects[key]
+        # the other API server writes; this one's guess is older: the compare fails, the
+        # txn's other branch brings the current object, and the patch applies to that
+        theirs = other.patch("Service", "default", "web", {"metadata": {"labels": {"b": "2"}}})
+        hub._objects[key] = stale
+        mine = s.patch("Service", "default", "web", {"metadata": {"labels": {"c": "3"}}})
+        assert mine["metadata"]["labels"] == {"a": "1", "b": "2", "c": "3"}
+        # a resourceVersion newer than the guess is no Conflict: etcd's own state decides
+        theirs = other.patch("Service", "default", "web", {"metadata": {"labels": {"d": "4"}}})
+        hub._objects[key] = stale
+        ok = s.update(dict(theirs, spec={"ports": [{"port": 81}]}))
+        assert ok["spec"]["ports"][0]["port"] == 81 and ok["metadata"]["labels"]["d"] == "4"
+        with pytest.raises(errors.Conflict):  # and one that is really old still is
+            s.update(dict(theirs, spec={"ports": [{"port": 82}]}))
+        # an object the guess does not know yet is no NotFound either
+        other.create(svc("new"))
+        hub._objects.pop(b64(object_key(prefix, kind_info("Service"), "default", "new")), None)
+        new = s.patch("Service", "default", "new", {"metadata": {"labels": {"e": "5"}}})
+        assert new["metadata"]["labels"] == {"e": "5"}
+        # a GET always reads etcd
+        reads.clear()
+        assert s.get("Service", "default", "web")["metadata"]["labels"]["d"] == "4" and len(reads) == 1
+    finally:
+        w.stop()
+        s.close()
+        other.close()
