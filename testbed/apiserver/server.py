@@ -48,7 +48,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
-from . import errors, podlogs
+from . import errors, openapi_pb, podlogs
 from .errors import BadRequest, MethodNotAllowed, NotFound, UnsupportedMediaType
 from .discovery import discovery
 from .kinds import KindInfo, by_resource
@@ -202,6 +202,12 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(200, b"ok", "text/plain")
                 return
             route = parse_route(url.path)
+            if route is None and method == "GET" and url.path.startswith("/openapi/"):
+                found = openapi_pb.answer(url.path, self.headers.get("Accept"))
+                if found is None:
+                    raise _not_found_path(url.path)
+                self._send(200, *found)
+                return
             if route is None:
                 doc = discovery(url.path) if method == "GET" else None
                 if doc is None:
