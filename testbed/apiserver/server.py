@@ -21,9 +21,11 @@ Query parameters: ``labelSelector``, ``fieldSelector`` (see ``labels.py``), ``wa
 with ``resourceVersion`` and ``timeoutSeconds``, ``gracePeriodSeconds`` on DELETE (or a
 ``DeleteOptions`` body with ``gracePeriodSeconds`` and ``preconditions``). PATCH accepts
 ``application/merge-patch+json`` (and plain ``application/json``, treated the same),
-strategic merge and JSON patches (``patch.py``); server-side apply and protobuf bodies get
-415. ``dryRun=All`` (query, or ``DeleteOptions.dryRun``) validates and admits a write
-without storing it. ``Accept: ...;as=Table;g=meta.k8s.io`` gets a Table (``tables.py``).
+strategic merge and JSON patches (``patch.py``); server-side apply gets 415. Protobuf bodies
+of the kinds kubectl's ``create`` generators send are decoded (``protobody.py``), answers are
+JSON. ``/openapi/v2`` and ``/openapi/v3[/<group-version>]`` come from ``openapi.py``.
+``dryRun=All`` (query, or ``DeleteOptions.dryRun``) validates and admits a write without
+storing it. ``Accept: ...;as=Table;g=meta.k8s.io`` gets a Table (``tables.py``).
 The same handler serves HTTPS with client certificates (``https.py``).
 
 A watch answers ``200`` with ``Transfer-Encoding: chunked`` and one JSON event per line
@@ -48,7 +50,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
-from . import errors, openapi_pb, podlogs
+from . import errors, openapi_pb, podlogs, protobody
 from .errors import BadRequest, MethodNotAllowed, NotFound, UnsupportedMediaType
 from .discovery import discovery
 from .kinds import KindInfo, by_resource
@@ -215,9 +217,11 @@ class Handler(BaseHTTPRequestHandler):
                 self._send_obj(200, doc)
                 return
             if body and "protobuf" in (self.headers.get("Content-Type") or ""):
-                raise UnsupportedMediaType(
-                    f"the body of the request was in an unknown format - accepted media types include: "
-                    f"application/json, application/yaml (got {self.headers.get('Content-Type')})")
+                if self.headers.get("Content-Type").split(";")[0].strip() != protobody.MEDIA_TYPE:
+                    raise UnsupportedMediaType(
+                        f"the body of the request was in an unknown format - accepted media types include: "
+                        f"application/json, application/yaml (got {self.headers.get('Content-Type')})")
+                body = json.dumps(protobody.decode(body)).encode()  # answered in JSON, which it accepts
             dry = query.get("dryRun", [])
             if method == "DELETE" and body:  # kubectl sends DeleteOptions.dryRun in the body
                 opts = self._json_body(body)
