@@ -314,10 +314,14 @@ class Handler(BaseHTTPRequestHandler):
         log_path = self.server.log_path
         pod = self.server.store.get("Pod", r.namespace, r.name)
         container = podlogs.container_of(pod, _one(query, "container"))
-        if log_path is None or _one(query, "previous", "").lower() in ("true", "1"):
+        previous = _one(query, "previous", "").lower() in ("true", "1")
+        if log_path is None:
             raise podlogs.previous_not_found(pod, container)
         path = log_path(r.namespace, r.name, container)
         lines = _int_param(query, "tailLines")
+        if previous:
+            self._send(200, podlogs.read_previous(pod, container, path, lines), "text/plain")
+            return
         if _one(query, "follow", "").lower() not in ("true", "1"):
             self._send(200, podlogs.read(path, lines), "text/plain")
             return

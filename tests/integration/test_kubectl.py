@@ -140,7 +140,7 @@ OPS = [
     ("json-patch", ["patch", "deploy", "{cm}", "--type", "json", "-p",
                     '[{"op":"add","path":"/metadata/labels","value":{"j":"p"}}]'], None, "deployment.apps/{cm} patched"),
     ("json-patched", ["get", "deploy", "-l", "j=p", "-o", "name"], None, "deployment.apps/{cm}"),
-    ("diff", ["diff", "-f", "-"], "DEPLOY3", "-  replicas: 2"),  # before 1.29: needs OpenAPI v2 (not served)
+    ("diff", ["diff", "-f", "-"], "DEPLOY3", "-  replicas: 2"),
     ("scale", ["scale", "deploy", "{cm}", "--replicas=3"], None, "deployment.apps/{cm} scaled"),
     ("scaled", ["get", "deploy", "{cm}", "-o", "jsonpath={.spec.replicas}"], None, "3"),
     ("scale-dry-run", ["scale", "deploy", "{cm}", "--replicas=0", "--dry-run=server"], None, "(server dry run)"),
@@ -152,11 +152,39 @@ OPS = [
     ("logs-tail", ["logs", "logger", "--tail=1"], None, "line3"),
     ("rollout-undo", ["rollout", "undo", "deploy/{cm}"], None, "deployment.apps/{cm} rolled back"),
     ("delete-deploy", ["delete", "deploy", "{cm}"], None, 'deployment.apps "{cm}" deleted'),
+    # validation on the server (kubectl finds fieldValidation in the OpenAPI documents), explain
+    ("apply-validated", ["apply", "-f", "-"], "CMV", "configmap/{cm}-v created"),
+    ("apply-unknown-field", ["apply", "-f", "-"], "BADSVC",
+     ('Service in version "v1" cannot be handled as a Service: strict decoding error: unknown field "spec.foo"',)),
+    ("explain", ["explain", "service.spec.ports"], None,
+     ("FIELD: ports <[]ServicePort>", "port\t<integer> -required-", "The port that will be exposed by this service.",
+      "targetPort\t<")),
+    # the create generators (protobuf bodies from 1.33 on), expose and run
+    ("create-deployment", ["create", "deployment", "{cm}-d", "--image=testbed/echo:v1", "--replicas=2"], None,
+     "deployment.apps/{cm}-d created"),
+    ("created-deployment", ["get", "deploy", "{cm}-d", "-o",
+                            "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image} {.spec.selector}"],
+     None, '2 testbed/echo:v1 {"matchLabels":{"app":"{cm}-d"}}'),
+    ("create-service", ["create", "service", "clusterip", "{cm}-s", "--tcp=80:8080"], None, "service/{cm}-s created"),
+    ("created-service", ["get", "svc", "{cm}-s", "-o", "jsonpath={.spec.ports[0].port}:{.spec.ports[0].targetPort}"],
+     None, "80:8080"),
+    ("create-configmap", ["create", "configmap", "{cm}-c", "--from-literal=a=b"], None, "configmap/{cm}-c created"),
+    ("create-secret", ["create", "secret", "generic", "{cm}-x", "--from-literal=a=b"], None, "secret/{cm}-x created"),
+    ("created-secret", ["get", "secret", "{cm}-x", "-o", "jsonpath={.data.a}"], None, "Yg=="),
+    ("expose", ["expose", "deploy", "{cm}-d", "--port=80", "--target-port=8080", "--name={cm}-e"], None,
+     "service/{cm}-e exposed"),
+    ("exposed", ["get", "svc", "{cm}-e", "-o", "jsonpath={.spec.selector.app}"], None, "{cm}-d"),
+    ("run", ["run", "{cm}-r", "--image=testbed/echo:v1", "--restart=Never"], None, "pod/{cm}-r created"),
+    ("delete-created", ["delete", "--wait=false", "deploy/{cm}-d", "svc/{cm}-s", "svc/{cm}-e", "cm/{cm}-c", "cm/{cm}-v", "secret/{cm}-x",
+                        "pod/{cm}-r"], None, ('deployment.apps "{cm}-d" deleted', 'pod "{cm}-r" deleted')),
 ]
+# rows that must fail: op -> exit code (the expected text is then looked for on stderr)
+FAILS = {"diff": 1, "apply-unknown-field": 1}
+BADSVC = "apiVersion: v1\nkind: Service\nmetadata: {name: bad}\nspec: {ports: [{port: 80}], foo: 1}\n"
 
 
 # rows an older kubectl cannot do yet: op -> first client minor version that can
-NEEDS = {"diff": 29}
+NEEDS: dict[str, int] = {}
 
 
 def client_minor(kubectl: str) -> int:
@@ -175,12 +203,14 @@ def test_everyday_operations(cluster, kubectl):
         if minor < NEEDS.get(op, 0):
             continue
         args = [a.replace("{cm}", name) for a in args]
-        text = {"CM": cm(name), "DRY": cm(f"{name}-dry"), "DEPLOY": deployment(name),
+        text = {"CM": cm(name), "DRY": cm(f"{name}-dry"), "CMV": cm(f"{name}-v"), "BADSVC": BADSVC,
+                "DEPLOY": deployment(name),
                 "DEPLOY2": deployment(name, replicas=2), "DEPLOY3": deployment(name, replicas=3), None: None}[stdin]
         res = run(kubectl, cfg, *args, stdin=text)
         wants = [w.replace("{cm}", name) for w in ((want,) if isinstance(want, str) else want)]
-        # kubectl diff exits 1 when it found a difference
-        ok = res.returncode == (1 if op == "diff" else 0) and (all(w in res.stdout for w in wants) if any(wants) else res.stdout.strip() == "")
+        # kubectl diff exits 1 when it found a difference; a refused apply prints its error on stderr
+        out = res.stderr if op in FAILS and op != "diff" else res.stdout
+        ok = res.returncode == FAILS.get(op, 0) and (all(w in out for w in wants) if any(wants) else out.strip() == "")
         if not ok:
             failed.append(f"{op}: kubectl {' '.join(args)} -> rc {res.returncode}, "
                           f"stdout {res.stdout.strip()[:300]!r}, stderr {res.stderr.strip()[-600:]!r}")
@@ -208,12 +238,34 @@ def test_python_client_lists_nodes_and_pods(cluster):
     api.delete_namespaced_config_map("py-cm", "default")
 
 
+def _restarted(c, pod: str):
+    """A generator: the first ``next()`` notes where the pod stands, the second waits on a watch
+    for its first restart (True) or 30 s (False). kubectl 1.37's ``wait`` would need the
+    watch-list's initial-events bookmark, which the server does not send."""
+    with c.api() as api:
+        _, rv = api.list("Pod", "default", field_selector=f"metadata.name={pod}")
+        yield
+        for ev in api.watch("Pod", "default", rv, field_selector=f"metadata.name={pod}", timeout_seconds=30):
+            statuses = ev["object"].get("status", {}).get("containerStatuses") or [{}]
+            if statuses[0].get("restartCount", 0) >= 1:
+                yield True
+                return
+    yield False
+
+
 def test_logs_follow_and_previous(cluster):
-    _, cfg = cluster
+    c, cfg = cluster
     kubectl = _kubectls()[0].values[0]
     res = run(kubectl, cfg, "logs", "logger", "--previous")
     assert res.returncode == 1
     assert 'previous terminated container "logger" in pod "logger" not found' in res.stderr
+    # killed and restarted: --previous is the instance before, the log is the new one's
+    restarted = _restarted(c, "logger")
+    next(restarted)
+    assert run(kubectl, cfg, "annotate", "pod", "logger", "testbed.io/kill=previous").returncode == 0
+    assert next(restarted)
+    res = run(kubectl, cfg, "logs", "logger", "--previous", "--tail=2")
+    assert (res.returncode, res.stdout) == (0, "line2\nline3\n"), res.stderr
     p = subprocess.Popen([kubectl, "logs", "-f", "logger"], stdout=subprocess.PIPE, text=True,
                          env={"KUBECONFIG": cfg, "HOME": os.path.dirname(cfg), "PATH": os.environ["PATH"]})
     try:
