@@ -52,6 +52,30 @@ _NAMES = {id(o): n for o, n in (
     (S._WORKLOAD_CONDITION, f"{_APPS}.DeploymentCondition"), (S._INGRESS_BACKEND, f"{_NET}.IngressBackend"),
     (S._TYPED_LOCAL_REF, f"{_CORE}.TypedLocalObjectReference"),
 )}
+# anonymous sub-objects, by (parent's short name, field) -> upstream's short name (same package)
+_FIELD_NAMES = {
+    ("DeploymentSpec", "strategy"): "DeploymentStrategy", ("DeploymentStrategy", "rollingUpdate"):
+    "RollingUpdateDeployment", ("LabelSelector", "matchExpressions"): "LabelSelectorRequirement",
+    ("ServiceSpec", "sessionAffinityConfig"): "SessionAffinityConfig", ("SessionAffinityConfig", "clientIP"):
+    "ClientIPConfig", ("ServiceStatus", "loadBalancer"): "LoadBalancerStatus",
+    ("LoadBalancerStatus", "ingress"): "LoadBalancerIngress", ("LoadBalancerIngress", "ports"): "PortStatus",
+    ("Endpoints", "subsets"): "EndpointSubset", ("EndpointSlice", "endpoints"): "Endpoint",
+    ("Endpoint", "conditions"): "EndpointConditions", ("Endpoint", "hints"): "EndpointHints",
+    ("IngressSpec", "rules"): "IngressRule", ("IngressSpec", "tls"): "IngressTLS",
+    ("IngressRule", "http"): "HTTPIngressRuleValue", ("HTTPIngressRuleValue", "paths"): "HTTPIngressPath",
+    ("IngressBackend", "service"): "IngressServiceBackend", ("IngressServiceBackend", "port"): "ServiceBackendPort",
+    ("IngressStatus", "loadBalancer"): "IngressLoadBalancerStatus", ("IngressClassSpec", "parameters"):
+    "IngressClassParametersReference", ("NodeSpec", "taints"): "Taint", ("NodeStatus", "addresses"): "NodeAddress",
+    ("NodeStatus", "conditions"): "NodeCondition", ("NodeStatus", "nodeInfo"): "NodeSystemInfo",
+    ("PodSpec", "dnsConfig"): "PodDNSConfig", ("PodDNSConfig", "options"): "PodDNSConfigOption",
+    ("PodSpec", "hostAliases"): "HostAlias", ("PodSpec", "imagePullSecrets"): "LocalObjectReference",
+    ("PodSpec", "readinessGates"): "PodReadinessGate", ("PodSpec", "schedulingGates"): "PodSchedulingGate",
+    ("PodSpec", "os"): "PodOS", ("PodStatus", "podIPs"): "PodIP", ("PodStatus", "hostIPs"): "HostIP",
+    ("Container", "lifecycle"): "Lifecycle", ("Probe", "grpc"): "GRPCAction", ("LifecycleHandler", "sleep"):
+    "SleepAction", ("HTTPGetAction", "httpHeaders"): "HTTPHeader", ("Event", "source"): "EventSource",
+    ("EndpointHints", "forZones"): "ForZone", ("IngressLoadBalancerStatus", "ingress"): "IngressLoadBalancerIngress",
+    ("IngressLoadBalancerIngress", "ports"): "IngressPortStatus",
+}
 
 # (definition, field) -> required fields and descriptions, as upstream documents them
 REQUIRED = {
@@ -155,7 +179,9 @@ class _Builder:
         known = _NAMES.get(id(node)) or self._named.get(id(node))
         if known:
             return known
-        base = f"{parent}{field[:1].upper()}{field[1:]}"
+        pkg, _, short = parent.rpartition(".")
+        upstream = _FIELD_NAMES.get((short, field))
+        base = f"{pkg}.{upstream}" if upstream else f"{parent}{field[:1].upper()}{field[1:]}"
         name, n = base, 2
         while name in self.schemas:
             name, n = f"{base}{n}", n + 1

@@ -1,5 +1,5 @@
 """Request bodies in Kubernetes' protobuf encoding (``application/vnd.kubernetes.protobuf``),
-which kubectl 1.33 and newer send for ``create deployment|service|configmap|secret|namespace``
+which kubectl 1.33 and newer send for ``create deployment|service|configmap|secret|namespace|ingress``
 without asking the server first (and with no fallback on 415), decoded to the JSON object
 the same request would have carried.
 
@@ -25,9 +25,11 @@ MAGIC = b"k8s\x00"
 S, I, B, BYTES = "string", "int", "bool", "bytes"
 TIME, INTSTR, QTY = "time", "intstr", "quantity"
 KEEP_ZERO = "keep"  # a pointer field: a zero is a value, not "unset"
+INLINE = "inline"  # an embedded struct whose fields JSON puts in the parent (json:",inline")
 
 # message -> field number -> (json name, type, repeated[, KEEP_ZERO]); a type naming another
-# message nests it; ("map", V) is a map<string, V> (entries key = 1, value = 2)
+# message nests it; ("map", V) is a map<string, V> (entries key = 1, value = 2); (INLINE, M)
+# is message M whose fields are the parent's
 MESSAGES: dict[str, dict[int, tuple]] = {
     "ObjectMeta": {
         1: ("name", S, False), 2: ("generateName", S, False), 3: ("namespace", S, False),
@@ -106,9 +108,25 @@ MESSAGES: dict[str, dict[int, tuple]] = {
                          3: ("updatedReplicas", I, False), 4: ("availableReplicas", I, False),
                          5: ("unavailableReplicas", I, False), 7: ("readyReplicas", I, False),
                          8: ("collisionCount", I, False, KEEP_ZERO), 9: ("terminatingReplicas", I, False, KEEP_ZERO)},
+    # networking.k8s.io/v1
+    "Ingress": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "IngressSpec", False),
+                3: ("status", "IngressStatus", False)},
+    "IngressSpec": {1: ("defaultBackend", "IngressBackend", False), 2: ("tls", "IngressTLS", True),
+                    3: ("rules", "IngressRule", True), 4: ("ingressClassName", S, False)},
+    "IngressTLS": {1: ("hosts", S, True), 2: ("secretName", S, False)},
+    "IngressRule": {1: ("host", S, False), 2: ("", (INLINE, "IngressRuleValue"), False)},
+    "IngressRuleValue": {1: ("http", "HTTPIngressRuleValue", False)},
+    "HTTPIngressRuleValue": {1: ("paths", "HTTPIngressPath", True)},
+    "HTTPIngressPath": {1: ("path", S, False), 2: ("backend", "IngressBackend", False), 3: ("pathType", S, False)},
+    "IngressBackend": {3: ("resource", "TypedLocalObjectReference", False), 4: ("service", "IngressServiceBackend", False)},
+    "TypedLocalObjectReference": {1: ("apiGroup", S, False), 2: ("kind", S, False), 3: ("name", S, False)},
+    "IngressServiceBackend": {1: ("name", S, False), 2: ("port", "ServiceBackendPort", False)},
+    "ServiceBackendPort": {1: ("name", S, False), 2: ("number", I, False)},
+    "IngressStatus": {1: ("loadBalancer", "IngressLoadBalancerStatus", False)},
+    "IngressLoadBalancerStatus": {},
 }
 # the kinds whose bodies are decoded (their top-level message has the kind's name)
-KINDS = ("Namespace", "ConfigMap", "Secret", "Service", "Deployment")
+KINDS = ("Namespace", "ConfigMap", "Secret", "Service", "Deployment", "Ingress")
 
 
 def _refuse(msg: str) -> UnsupportedMediaType:
@@ -156,6 +174,9 @@ def _message(name: str, buf: bytes, path: str) -> dict:
             raise _refuse(f"field {num} of {name} at {path or '.'} is not supported")
         key, typ, repeated = spec[:3]
         where = f"{path}.{key}" if path else key
+        if isinstance(typ, tuple) and typ[0] == INLINE:
+            out.update(_message(typ[1], v, path))
+            continue
         if isinstance(typ, tuple):  # map entry {key = 1, value = 2}
             entry = {n: (w, x) for n, w, x in fields(v)}
             k = entry.get(1, (LEN, b""))[1].decode()

@@ -174,9 +174,13 @@ OPS = [
     ("expose", ["expose", "deploy", "{cm}-d", "--port=80", "--target-port=8080", "--name={cm}-e"], None,
      "service/{cm}-e exposed"),
     ("exposed", ["get", "svc", "{cm}-e", "-o", "jsonpath={.spec.selector.app}"], None, "{cm}-d"),
+    ("create-ingress", ["create", "ingress", "{cm}-i", "--rule=foo.com/bar*={cm}-s:80"], None,
+     "ingress.networking.k8s.io/{cm}-i created"),
+    ("created-ingress", ["get", "ing", "{cm}-i", "-o", "jsonpath={.spec.rules[0].http.paths[0].backend.service.name}"],
+     None, "{cm}-s"),
     ("run", ["run", "{cm}-r", "--image=testbed/echo:v1", "--restart=Never"], None, "pod/{cm}-r created"),
     ("delete-created", ["delete", "--wait=false", "deploy/{cm}-d", "svc/{cm}-s", "svc/{cm}-e", "cm/{cm}-c", "cm/{cm}-v", "secret/{cm}-x",
-                        "pod/{cm}-r"], None, ('deployment.apps "{cm}-d" deleted', 'pod "{cm}-r" deleted')),
+                        "ing/{cm}-i", "pod/{cm}-r"], None, ('deployment.apps "{cm}-d" deleted', 'pod "{cm}-r" deleted')),
 ]
 # rows that must fail: op -> exit code (the expected text is then looked for on stderr)
 FAILS = {"diff": 1, "apply-unknown-field": 1}

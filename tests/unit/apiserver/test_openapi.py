@@ -85,3 +85,13 @@ def test_answers_by_path_and_accept():
     assert ctype == "application/json" and json.loads(body)["swagger"] == "2.0"
     assert openapi_pb.answer("/openapi/v3/apis/apps/v1", None)[1] == "application/json"
     assert openapi_pb.answer("/openapi/v4", None) is None
+
+
+def test_nested_objects_are_named_as_upstream():
+    net = openapi.v3_document("apis/networking.k8s.io/v1")["components"]["schemas"]
+    rules = net["io.k8s.api.networking.v1.IngressSpec"]["properties"]["rules"]
+    assert rules["items"]["allOf"] == [{"$ref": "#/components/schemas/io.k8s.api.networking.v1.IngressRule"}]
+    assert {"io.k8s.api.networking.v1.HTTPIngressPath", "io.k8s.api.networking.v1.ServiceBackendPort"} <= set(net)
+    apps = openapi.v3_document("apis/apps/v1")["components"]["schemas"]
+    assert {"io.k8s.api.apps.v1.DeploymentStrategy", "io.k8s.api.apps.v1.RollingUpdateDeployment",
+            "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement"} <= set(apps)

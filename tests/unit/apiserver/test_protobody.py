@@ -23,6 +23,13 @@ SERVICE = bytes.fromhex(
 SECRET = bytes.fromhex("6b3873000a0c0a0276311206536563726574121e0a120a02733112001a0022002a0032003800420012060a0161"
                        "1201621a001a002200")
 
+# kubectl create ingress simple --rule="foo.com/bar*=svc1:8080,tls=my-cert" --class=nginx --default-backend=defsvc:http
+INGRESS = bytes.fromhex(
+    "6b3873000a1f0a146e6574776f726b696e672e6b38732e696f2f76311207496e6772657373127f0a160a0673696d706c651200"
+    "1a0022002a0032003800420012610a1422120a0664656673766312080a0468747470100012120a07666f6f2e636f6d12076d79"
+    "2d636572741a2e0a07666f6f2e636f6d12230a210a1f0a042f626172120f220d0a047376633112050a0010903f1a0650726566"
+    "697822056e67696e781a020a001a002200")
+
 
 def test_deployment_from_kubectl_create():
     assert decode(DEPLOYMENT) == {
@@ -41,6 +48,17 @@ def test_service_with_an_int_target_port_and_a_secret_with_bytes():
                  "selector": {"app": "svc1"}, "type": "ClusterIP"}}
     assert decode(SECRET) == {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s1"},
                               "data": {"a": "Yg=="}}
+
+
+
+def test_ingress_rule_value_is_inline_in_the_rule():
+    assert decode(INGRESS)["spec"] == {
+        "defaultBackend": {"service": {"name": "defsvc", "port": {"name": "http"}}},
+        "tls": [{"hosts": ["foo.com"], "secretName": "my-cert"}],
+        "rules": [{"host": "foo.com", "http": {"paths": [
+            {"path": "/bar", "pathType": "Prefix",
+             "backend": {"service": {"name": "svc1", "port": {"number": 8080}}}}]}}],
+        "ingressClassName": "nginx"}
 
 
 def _envelope(api_version: str, kind: str, raw: bytes) -> bytes:
