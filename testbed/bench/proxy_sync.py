@@ -197,6 +197,12 @@ def targets(rows: list[dict]) -> list[str]:
         ok = nft["change"] < 0.05 and (nft1k is None or nft["change"] <= 2 * nft1k["change"])
         out.append(f"nftables one change at 10k: {nft['change'] * 1000:.1f} ms (< 50 ms and within 2x of the "
                    f"{nft1k['change'] * 1000 if nft1k else float('nan'):.1f} ms at 1k: {'ok' if ok else 'MISSED'})")
+    for r in rows:
+        if r["mode"] == "nftables" and "floor_goto" in r:
+            out.append(f"nftables at {r['services']:,}: one change through the nft binary "
+                       f"{r['change_by_nft'] * 1000:.1f} ms (median); kernel floor, one goto element "
+                       f"(whole-table validation at commit) {r['floor_goto'] * 1000:.1f} ms median, "
+                       f"{r['floor_goto_min'] * 1000:.1f} ms min")
     return out
 
 

@@ -91,6 +91,8 @@ def test_partial_sync_writes_only_the_changed_service(lab):
     sl = slice_with(api, "one", {c.pod("one-1").ip, c.pod("one-2").ip})
     m = proxy_status.wait_programmed(c.name, [sl], ["node1"], 10)["node1"]
     assert m["last_sync"]["ok"] and not m["last_sync"]["full"]
+    # written as netlink batches, none of them handed to nft
+    assert m["nftables"]["runner"] == "netlink" and m["nftables"]["runner_fallbacks"] == 0
     segs = journal(c, "node1")
     assert len(segs) > before
     tx = segs[-1]

@@ -4,7 +4,8 @@
 - ``table``: the table as data, ``dump`` (knftables Dump() line syntax), ``sort_nft``;
 - ``transaction``: ``full_sync``/``partial_sync``: desired table + kernel state -> transaction;
 - ``sync``: ``NftablesSyncer``, the per-node sync state machine over the proxy model;
-- ``runner``: libnftables in-process (or ``nft -f -``): the proxy's transactions and listings;
+- ``compile``/``nfnl``: the transaction text as nf_tables netlink messages, sent as one batch;
+- ``runner``: libnftables in-process (or ``nft -f -``): listings, and what ``compile`` refuses;
 - ``syncer``, ``mode``: the proxy loop's ``Syncer`` and the registry entry;
 - ``apply``: ``NftApplier``: ``nft`` in a given netns from outside the proxy, read-back, check;
 - ``golden``: harness inputs and steps files -> dumps (``testbed render --proxy-mode nftables``).

@@ -1,6 +1,7 @@
 """Run nftables transactions in the calling process's network namespace.
 
-Two ways, same input (``nft -f`` text) and same all-or-nothing semantics:
+Three ways, same input (``nft -f`` text) and same all-or-nothing semantics (``nfnl``'s
+netlink batches first, see there; these two for listings and what it cannot compile):
 
 - ``LibNft``: libnftables (the library the ``nft`` binary is a thin wrapper of, Debian's
   ``libnftables1``) loaded in-process through ctypes, one context kept for the proxy's life;
@@ -8,7 +9,7 @@ Two ways, same input (``nft -f`` text) and same all-or-nothing semantics:
   saves a process start and the parsing of nft's own startup per sync;
 - ``NftProcess``: ``nft -f -``, a child per call, where the library cannot be loaded.
 
-``make_runner`` picks the library when it loads. The context's netlink socket is opened in the
+``make_runner`` picks netlink, with the library as fallback when it loads. The context's netlink socket is opened in the
 netns of the thread that creates it: create the runner inside the node's netns.
 """
 
@@ -190,7 +191,14 @@ class LibNft(NftRunner):
 
 
 def make_runner() -> NftRunner:
+    """Netlink batches (``nfnl``) with libnftables (else ``nft``) for listings and for any text
+    the netlink compiler does not know."""
     try:
-        return LibNft.load()
+        fallback: NftRunner = LibNft.load()
     except (OSError, AttributeError):
-        return NftProcess()
+        fallback = NftProcess()
+    from testbed.proxy.nftables.nfnl import NetlinkRunner     # nfnl imports this module
+    try:
+        return NetlinkRunner(fallback)
+    except OSError:
+        return fallback

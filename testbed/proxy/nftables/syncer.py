@@ -169,7 +169,9 @@ class NftablesSyncer:
             "stale_chains": len(self.planner.kernel.stale),
             "last_sync_operations": self.last_operations,
             "last_sync_bytes": self.last_text_bytes,
-            "runner": self.runner.kind}}
+            "runner": self.runner.kind,
+            # transactions the netlink compiler did not know and nft ran instead
+            "runner_fallbacks": getattr(self.runner, "fallbacks", 0)}}
 
     def close(self) -> None:
         self.runner.close()
