@@ -1,6 +1,6 @@
 """The ``pods/log`` subresource: a container's output as the kubelet wrote it
-(``container``, ``tailLines``, ``follow``; ``previous`` as upstream answers when the
-previous instance's log is gone, since one file per container is kept across restarts)."""
+(``container``, ``tailLines``, ``follow``; ``previous``: the instance before the last
+restart, whose log the kubelet keeps beside the current one)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import select
 from typing import Callable, Iterator
 
 from ..inotify import IN_CREATE, IN_MODIFY, DirWatch
+from ..kubelet.plan import previous_log
 from .errors import BadRequest
 
 LogPath = Callable[[str, str, str], str]  # (namespace, pod, container) -> file
@@ -30,6 +31,15 @@ def container_of(pod: dict, container: str | None) -> str:
 
 def previous_not_found(pod: dict, container: str) -> BadRequest:
     return BadRequest(f'previous terminated container "{container}" in pod "{pod["metadata"]["name"]}" not found')
+
+
+def read_previous(pod: dict, container: str, path: str, tail_lines: int | None) -> bytes:
+    """The previous instance's log, or upstream's error when the container never restarted."""
+    try:
+        with open(previous_log(path), "rb") as f:
+            return tail(f.read(), tail_lines)
+    except FileNotFoundError:
+        raise previous_not_found(pod, container) from None
 
 
 def tail(data: bytes, lines: int | None) -> bytes:

@@ -23,8 +23,11 @@ with ``resourceVersion`` and ``timeoutSeconds``, ``gracePeriodSeconds`` on DELET
 ``DeleteOptions`` body with ``gracePeriodSeconds`` and ``preconditions``). PATCH accepts
 ``application/merge-patch+json`` (and plain ``application/json``, treated the same),
 strategic merge and JSON patches (``patch.py``) and server-side apply (``serverapply.py``,
-which also records every write's managedFields); protobuf bodies get 415. ``dryRun=All`` (query, or ``DeleteOptions.dryRun``) validates and admits a write
-without storing it. ``Accept: ...;as=Table;g=meta.k8s.io`` gets a Table (``tables.py``).
+which also records every write's managedFields). Protobuf bodies of the kinds kubectl's
+``create`` generators send are decoded (``protobody.py``), answers are JSON. ``/openapi/v2``
+and ``/openapi/v3[/<group-version>]`` come from ``openapi.py``. ``dryRun=All`` (query, or
+``DeleteOptions.dryRun``) validates and admits a write without storing it.
+``Accept: ...;as=Table;g=meta.k8s.io`` gets a Table (``tables.py``).
 The same handler serves HTTPS with client certificates (``https.py``).
 
 A watch answers ``200`` with ``Transfer-Encoding: chunked`` and one JSON event per line
@@ -49,7 +52,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
-from . import errors, podexec, podlogs, portforward, serverapply
+from . import errors, openapi_pb, podexec, podlogs, portforward, protobody, serverapply
 from .errors import BadRequest, MethodNotAllowed, NotFound, UnsupportedMediaType
 from .discovery import discovery
 from .kinds import KindInfo, by_resource
@@ -203,6 +206,12 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(200, b"ok", "text/plain")
                 return
             route = parse_route(url.path)
+            if route is None and method == "GET" and url.path.startswith("/openapi/"):
+                found = openapi_pb.answer(url.path, self.headers.get("Accept"))
+                if found is None:
+                    raise _not_found_path(url.path)
+                self._send(200, *found)
+                return
             if route is None:
                 doc = discovery(url.path) if method == "GET" else None
                 if doc is None:
@@ -210,9 +219,11 @@ class Handler(BaseHTTPRequestHandler):
                 self._send_obj(200, doc)
                 return
             if body and "protobuf" in (self.headers.get("Content-Type") or ""):
-                raise UnsupportedMediaType(
-                    f"the body of the request was in an unknown format - accepted media types include: "
-                    f"application/json, application/yaml (got {self.headers.get('Content-Type')})")
+                if self.headers.get("Content-Type").split(";")[0].strip() != protobody.MEDIA_TYPE:
+                    raise UnsupportedMediaType(
+                        f"the body of the request was in an unknown format - accepted media types include: "
+                        f"application/json, application/yaml (got {self.headers.get('Content-Type')})")
+                body = json.dumps(protobody.decode(body)).encode()  # answered in JSON, which it accepts
             dry = query.get("dryRun", [])
             if method == "DELETE" and body:  # kubectl sends DeleteOptions.dryRun in the body
                 opts = self._json_body(body)
@@ -322,10 +333,14 @@ class Handler(BaseHTTPRequestHandler):
         log_path = self.server.log_path
         pod = self.server.store.get("Pod", r.namespace, r.name)
         container = podlogs.container_of(pod, _one(query, "container"))
-        if log_path is None or _one(query, "previous", "").lower() in ("true", "1"):
+        previous = _one(query, "previous", "").lower() in ("true", "1")
+        if log_path is None:
             raise podlogs.previous_not_found(pod, container)
         path = log_path(r.namespace, r.name, container)
         lines = _int_param(query, "tailLines")
+        if previous:
+            self._send(200, podlogs.read_previous(pod, container, path, lines), "text/plain")
+            return
         if _one(query, "follow", "").lower() not in ("true", "1"):
             self._send(200, podlogs.read(path, lines), "text/plain")
             return

@@ -105,6 +105,13 @@ def log_path(cluster: str, namespace: str, pod: str, container: str) -> str:
     return os.path.join(state.directory(cluster), "logs", f"{namespace}_{pod}_{container}.log")
 
 
+def previous_log(path: str) -> str:
+    """Where a container's log is kept when the container restarts: the previous instance's
+    output, what ``kubectl logs --previous`` shows (the kubelet keeps one, as upstream's
+    does after the pod's last restart)."""
+    return path[:-len(".log")] + ".previous.log" if path.endswith(".log") else path + ".previous"
+
+
 def container_env(pod: dict, ctr: dict, ip: str | None, node_ip: str | None) -> dict[str, str]:
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
     env = {"PATH": os.environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),

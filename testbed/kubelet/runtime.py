@@ -22,7 +22,7 @@ from .. import cgroups, exec, netns, sandbox as sandbox_proc, state
 from ..controllers.base import key_of
 from ..plan import Plan, PodPlan
 from . import prober, sandbox
-from .plan import ANN_KILL, ANN_READY, container_env
+from .plan import ANN_KILL, ANN_READY, container_env, previous_log
 from .status import Ctr, PodRun, fmt_seconds, now
 from .workloads import launchers
 
@@ -381,6 +381,8 @@ class PodRuntime:
             c.last_state = {"terminated": c.status(run.uid, False)["state"]["terminated"]}
         self.backoff.next((run.uid, c.name), run.backoff_base)
         c.restart_count += 1
+        with contextlib.suppress(FileNotFoundError):  # the new instance logs afresh; logs --previous reads this
+            os.replace(self.log_file(run, c), previous_log(self.log_file(run, c)))
         self._start(run, c)
 
     # -- termination -------------------------------------------------------------------------

@@ -141,7 +141,7 @@ OPS = [
     ("json-patch", ["patch", "deploy", "{cm}", "--type", "json", "-p",
                     '[{"op":"add","path":"/metadata/labels","value":{"j":"p"}}]'], None, "deployment.apps/{cm} patched"),
     ("json-patched", ["get", "deploy", "-l", "j=p", "-o", "name"], None, "deployment.apps/{cm}"),
-    ("diff", ["diff", "-f", "-"], "DEPLOY3", "-  replicas: 2"),  # before 1.29: needs OpenAPI v2 (not served)
+    ("diff", ["diff", "-f", "-"], "DEPLOY3", "-  replicas: 2"),
     ("scale", ["scale", "deploy", "{cm}", "--replicas=3"], None, "deployment.apps/{cm} scaled"),
     ("scaled", ["get", "deploy", "{cm}", "-o", "jsonpath={.spec.replicas}"], None, "3"),
     ("scale-dry-run", ["scale", "deploy", "{cm}", "--replicas=0", "--dry-run=server"], None, "(server dry run)"),
@@ -181,14 +181,44 @@ OPS = [
     ("ssa-label-owner", ["get", "deploy", "{cm}-csa", "-o", "yaml", "--show-managed-fields"], None,
      ("manager: kubectl-label", "f:edited: {}")),
     ("ssa-delete", ["delete", "deploy", "{cm}-ssa", "{cm}-csa"], None, 'deployment.apps "{cm}-csa" deleted'),
+    # validation on the server (kubectl finds fieldValidation in the OpenAPI documents), explain
+    ("apply-validated", ["apply", "-f", "-"], "CMV", "configmap/{cm}-v created"),
+    ("apply-unknown-field", ["apply", "-f", "-"], "BADSVC",
+     ('Service in version "v1" cannot be handled as a Service: strict decoding error: unknown field "spec.foo"',)),
+    ("explain", ["explain", "service.spec.ports"], None,
+     ("FIELD: ports <[]ServicePort>", "port\t<integer> -required-", "The port that will be exposed by this service.",
+      "targetPort\t<")),
+    # the create generators (protobuf bodies from 1.33 on), expose and run
+    ("create-deployment", ["create", "deployment", "{cm}-d", "--image=testbed/echo:v1", "--replicas=2"], None,
+     "deployment.apps/{cm}-d created"),
+    ("created-deployment", ["get", "deploy", "{cm}-d", "-o",
+                            "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image} {.spec.selector}"],
+     None, '2 testbed/echo:v1 {"matchLabels":{"app":"{cm}-d"}}'),
+    ("create-service", ["create", "service", "clusterip", "{cm}-s", "--tcp=80:8080"], None, "service/{cm}-s created"),
+    ("created-service", ["get", "svc", "{cm}-s", "-o", "jsonpath={.spec.ports[0].port}:{.spec.ports[0].targetPort}"],
+     None, "80:8080"),
+    ("create-configmap", ["create", "configmap", "{cm}-c", "--from-literal=a=b"], None, "configmap/{cm}-c created"),
+    ("create-secret", ["create", "secret", "generic", "{cm}-x", "--from-literal=a=b"], None, "secret/{cm}-x created"),
+    ("created-secret", ["get", "secret", "{cm}-x", "-o", "jsonpath={.data.a}"], None, "Yg=="),
+    ("expose", ["expose", "deploy", "{cm}-d", "--port=80", "--target-port=8080", "--name={cm}-e"], None,
+     "service/{cm}-e exposed"),
+    ("exposed", ["get", "svc", "{cm}-e", "-o", "jsonpath={.spec.selector.app}"], None, "{cm}-d"),
+    ("create-ingress", ["create", "ingress", "{cm}-i", "--rule=foo.com/bar*={cm}-s:80"], None,
+     "ingress.networking.k8s.io/{cm}-i created"),
+    ("created-ingress", ["get", "ing", "{cm}-i", "-o", "jsonpath={.spec.rules[0].http.paths[0].backend.service.name}"],
+     None, "{cm}-s"),
+    ("run", ["run", "{cm}-r", "--image=testbed/echo:v1", "--restart=Never"], None, "pod/{cm}-r created"),
+    ("delete-created", ["delete", "--wait=false", "deploy/{cm}-d", "svc/{cm}-s", "svc/{cm}-e", "cm/{cm}-c", "cm/{cm}-v", "secret/{cm}-x",
+                        "ing/{cm}-i", "pod/{cm}-r"], None, ('deployment.apps "{cm}-d" deleted', 'pod "{cm}-r" deleted')),
 ]
+BADSVC = "apiVersion: v1\nkind: Service\nmetadata: {name: bad}\nspec: {ports: [{port: 80}], foo: 1}\n"
 
 # rows whose kubectl exits non-zero by design (diff: a difference was found)
-RC = {"diff": 1, "exec-exit-code": 3, "ssa-conflict": 1}
+RC = {"diff": 1, "exec-exit-code": 3, "ssa-conflict": 1, "apply-unknown-field": 1}
 
 
 # rows an older kubectl cannot do yet: op -> first client minor version that can
-NEEDS = {"diff": 29, "exec": 30, "exec-container": 30, "exec-stdin": 30, "exec-exit-code": 30}
+NEEDS = {"exec": 30, "exec-container": 30, "exec-stdin": 30, "exec-exit-code": 30}
 
 
 def client_minor(kubectl: str) -> int:
@@ -207,7 +237,8 @@ def test_everyday_operations(cluster, kubectl):
         if minor < NEEDS.get(op, 0):
             continue
         args = [a.replace("{cm}", name) for a in args]
-        text = {"CM": cm(name), "DRY": cm(f"{name}-dry"), "DEPLOY": deployment(name),
+        text = {"CM": cm(name), "DRY": cm(f"{name}-dry"), "CMV": cm(f"{name}-v"), "BADSVC": BADSVC,
+                "DEPLOY": deployment(name),
                 "DEPLOY2": deployment(name, replicas=2), "DEPLOY3": deployment(name, replicas=3),
                 "HELLO": "hello\n", "SSA1": deployment(f"{name}-ssa"), "SSA2": deployment(f"{name}-ssa", replicas=2, env=False),
                 "SSA5": deployment(f"{name}-ssa", replicas=5, env=False), "CSA1": deployment(f"{name}-csa"),
@@ -243,12 +274,35 @@ def test_python_client_lists_nodes_and_pods(cluster):
     api.delete_namespaced_config_map("py-cm", "default")
 
 
+def _restarted(c, pod: str):
+    """A generator: the first ``next()`` notes where the pod stands, the second waits on a watch
+    for its first restart (True) or 30 s (False). kubectl 1.37's ``wait`` would need the
+    watch-list's initial-events bookmark, which the server does not send."""
+    with c.api() as api:
+        _, rv = api.list("Pod", "default", field_selector=f"metadata.name={pod}")
+        yield
+        for ev in api.watch("Pod", "default", rv, field_selector=f"metadata.name={pod}", timeout_seconds=30):
+            statuses = ev["object"].get("status", {}).get("containerStatuses") or [{}]
+            if statuses[0].get("restartCount", 0) >= 1:
+                yield True
+                return
+    yield False
+
+
 def test_logs_follow_and_previous(cluster):
-    _, cfg = cluster
+    c, cfg = cluster
     kubectl = _kubectls()[0].values[0]
     res = run(kubectl, cfg, "logs", "logger", "--previous")
     assert res.returncode == 1
     assert 'previous terminated container "logger" in pod "logger" not found' in res.stderr
+    # killed and restarted: --previous is the instance before, the log is the new one's
+    restarted = _restarted(c, "logger")
+    next(restarted)
+    assert run(kubectl, cfg, "annotate", "pod", "logger", "testbed.io/kill=previous").returncode == 0
+    assert next(restarted)
+    for other in [p.values[0] for p in _kubectls() if p.values[0]]:  # every version reads it
+        res = run(other, cfg, "logs", "logger", "--previous", "--tail=2")
+        assert (res.returncode, res.stdout) == (0, "line2\nline3\n"), (other, res.stderr)
     p = subprocess.Popen([kubectl, "logs", "-f", "logger"], stdout=subprocess.PIPE, text=True,
                          env={"KUBECONFIG": cfg, "HOME": os.path.dirname(cfg), "PATH": os.environ["PATH"]})
     try:

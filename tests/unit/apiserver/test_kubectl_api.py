@@ -269,6 +269,20 @@ def test_pod_log_tail_and_container_choice():
     assert podlogs.container_of(pod, "b") == "b"
 
 
+def test_previous_log_is_the_file_the_kubelet_kept_at_the_restart(tmp_path):
+    from testbed.apiserver import podlogs
+    from testbed.kubelet.plan import previous_log
+
+    pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]}}
+    path = str(tmp_path / "ns_p_a.log")
+    assert previous_log(path) == str(tmp_path / "ns_p_a.previous.log")
+    with pytest.raises(Exception, match='previous terminated container "a" in pod "p" not found'):
+        podlogs.read_previous(pod, "a", path, None)
+    with open(previous_log(path), "wb") as f:
+        f.write(b"one\ntwo\n")
+    assert podlogs.read_previous(pod, "a", path, 1) == b"two\n"
+
+
 def test_https_watch_streams_events_and_ends_at_its_timeout(tmp_path):
     import http.client
 
