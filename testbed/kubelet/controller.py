@@ -1,9 +1,10 @@
-"""The Pod controller of the kubelet: one controller serves every node of the cluster.
+"""The Pod controller of the kubelet: the pods bound to one node (``node``), or to every node
+of the cluster (``node=None``, as tests that run it in-process use it).
 
 A burst of new pods becomes one ``topology.add_pods`` call (one netlink batch per pod
 namespace and one per node) with addresses from the node's host-local range (``.2`` upward);
 the containers are then handed to the runtime. Pods whose namespaces survived a restart of
-the control plane are adopted.
+the kubelet are adopted.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import socket
 import threading
 from typing import Any
 
@@ -32,12 +34,13 @@ class Kubelet(Controller):
     kinds = (POD,)
 
     def __init__(self, store: Any, plan: Plan, workloads: Any, runner: netns.Runner, stop=None, *, recorder=None,
-                 backoff_base: float | None = None):
+                 backoff_base: float | None = None, node: str | None = None):
         super().__init__(store, stop, recorder=recorder)
         self.plan = plan
         self.workloads = workloads
         self.runner = runner
-        self.nodes = {n.name for n in plan.nodes}
+        self.node = node
+        self.nodes = {node} if node else {n.name for n in plan.nodes}
         self.ipam = {n.name: HostLocal(ipaddress.IPv4Network(n.pod_cidr)) for n in plan.nodes}
         self.running: dict[tuple, PodPlan] = {}
         self.uids: dict[tuple, str] = {}
@@ -84,7 +87,7 @@ class Kubelet(Controller):
         self._inbox.put((_LOCAL, "done", None))
 
     def on_synced(self) -> None:
-        """Adopt pods whose namespaces survived a restart of the control plane; remove orphans."""
+        """Adopt pods whose namespaces survived a restart of the kubelet; remove orphans."""
         known = set()
         adopt = []
         for pod in self.caches[POD].values():
@@ -104,11 +107,28 @@ class Kubelet(Controller):
         static = {p.netns for p in self.plan.pods}
         orphans = [n for n in netns.list_names(naming.cluster_prefix(self.plan.cluster) + "pod.")
                    if n not in known and n not in static]
+        if self.node and orphans:
+            # another node's kubelet may be building a pod this one has not listed yet: only
+            # the namespaces wired to this node's bridge are this kubelet's to remove
+            mine = self._wired_here()
+            orphans = [n for n in orphans if n in mine]
         for name in orphans:
             netns.delete(name)
             etcfiles.remove(name)
         if adopt or orphans:
             log.info("kubelet: adopted %d pods, removed %d orphaned namespaces", len(adopt), len(orphans))
+
+    def _wired_here(self) -> set[str]:
+        """Pod namespaces whose node-side veth is in this kubelet's node."""
+        links = {name for _, name in self.runner.run_in(self.plan.node(self.node).netns, socket.if_nameindex)}
+        prefix = naming.cluster_prefix(self.plan.cluster) + "pod."
+        out = set()
+        for name in netns.list_names(prefix):
+            ns, _, pod = name[len(prefix):].partition(".")
+            if naming.pod_netns(self.plan.cluster, ns, pod) == name and \
+                    naming.host_veth(self.plan.cluster, ns, pod) in links:
+                out.add(name)
+        return out
 
     # -- reconcile in batches -------------------------------------------------------------------
     def _process_dirty(self) -> None:
@@ -165,8 +185,10 @@ class Kubelet(Controller):
         m = pod["metadata"]
         try:
             self.store.delete(POD, m.get("namespace"), m["name"], grace_seconds=0, uid=m.get("uid"))
-        except Exception as exc:  # already gone
+        except Exception as exc:  # already gone, or the API is away (a restart): then again later
             log.debug("finalize %s: %s", m["name"], exc)
+            if not (400 <= (getattr(exc, "code", 0) or 0) < 500):
+                self.requeue_after(key_of(pod), 1.0)
 
     _neigh_warned = False
 

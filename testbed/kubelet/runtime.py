@@ -623,3 +623,7 @@ class PodRuntime:
             run.last_status = st
         except Exception as exc:  # noqa: BLE001 - gone, or replaced by a pod of the same name
             log.debug("status of %s/%s: %s", ns, name, exc)
+            if not 400 <= (getattr(exc, "code", 0) or 0) < 500:
+                # the API is away (the control plane restarts): the status is written again when
+                # it is back, as a kubelet's status manager keeps retrying
+                self.loop.call_later(1.0, self._guard, self._mark, run)
