@@ -197,19 +197,20 @@ def _recorder(cluster: str, what: str):
 _PIDS = threading.Lock()
 
 
-def _supervise(cluster: str, plan: Plan, what: str, start, **options) -> ProxySupervisor:
-    sup = ProxySupervisor(start, _recorder(cluster, what), **options)
+def _supervise(cluster: str, plan: Plan, kind: str, start, **options) -> ProxySupervisor:
+    """Watch ``<kind>/<node>`` processes: adopt the living ones ``state.json`` names, start the others."""
+    sup = ProxySupervisor(start, _recorder(cluster, kind), **options)
     info = state.read_json(cluster, "state.json", {})
     alive = {name: pid for name, pid in info.get("pids", {}).items()
-             if name.startswith(f"{what}/") and _alive(pid, f"testbed.{what}".encode())}
+             if name.startswith(f"{kind}/") and _alive(pid, f"testbed.{kind}".encode())}
     for n in plan.nodes:
-        pid = alive.get(f"{what}/{n.name}")
+        pid = alive.get(f"{kind}/{n.name}")
         if pid is not None:
             sup.watch(n.name, pid=pid)
         else:
             p = start(n.name)
             sup.watch(n.name, proc=p)
-            alive[f"{what}/{n.name}"] = p.pid
+            alive[f"{kind}/{n.name}"] = p.pid
     with _PIDS:
         info = state.read_json(cluster, "state.json", {})
         state.update_json(cluster, "state.json", pids={**info.get("pids", {}), **alive})
