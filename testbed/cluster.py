@@ -92,6 +92,7 @@ class Cluster:
                 store_config = etcd_cluster.start_member(scenario.name, store_config)
                 state.update_json(scenario.name, "state.json", store=store_config.to_dict())
                 _start_upstream(plan)
+                failpoints.hit("upstream")
                 if progress:
                     progress("control plane", 0, 1)
                 controlplane.start(scenario.name)
@@ -104,6 +105,9 @@ class Cluster:
                 _apply_manifests(scenario, addons.objects(scenario.addons, scenario), progress, timeout)
                 failpoints.hit("manifests")
             state.update_json(scenario.name, "state.json", up_seconds=round(time.monotonic() - started, 3))
+            # the cluster is complete (its pods run, the kubelets own them): a crash now must
+            # still leave ``down`` everything to find
+            failpoints.hit("ready")
         except BaseException:
             teardown.down(scenario.name)
             raise
