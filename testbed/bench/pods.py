@@ -55,21 +55,41 @@ class _PodStages:
         return out
 
     def _run(self) -> None:
-        from testbed.controllers.base import wait_for
+        # counted incrementally per event: re-reading every pod on each event would make the
+        # watcher, not the cluster, the slow part
+        have: dict[tuple, set[str]] = {}
+        count = dict.fromkeys(("scheduled", "namespaces", "running", "ready"), 0)
 
-        def check(pods: list[dict]) -> bool:
+        def apply(obj: dict, deleted: bool = False) -> None:
+            m = obj["metadata"]
+            key = (m.get("namespace"), m["name"])
+            new = set() if deleted else self._stages(obj)
+            old = have.get(key, set())
+            for s in new - old:
+                count[s] += 1
+            for s in old - new:
+                count[s] -= 1
+            have[key] = new
             now = time.perf_counter() - self.t0
-            count: dict[str, int] = {}
-            for p in pods:
-                for s in self._stages(p):
-                    count[s] = count.get(s, 0) + 1
-            for s in ("scheduled", "namespaces", "running", "ready"):
-                if count.get(s, 0) >= self.n and s not in self.at:
+            for s, n in count.items():
+                if n >= self.n and s not in self.at:
                     self.at[s] = now
-            return len(self.at) == 4
 
         try:
-            wait_for(self.api, "Pod", check, timeout=600)
+            items, rv = self.api.list("Pod")
+            for p in items:
+                apply(p)
+            if len(self.at) < 4:
+                w = self.api.watch("Pod", None, rv)
+                timer = threading.Timer(600, w.stop)
+                timer.daemon = True
+                timer.start()
+                for ev in w:
+                    apply(ev["object"], ev["type"] == "DELETED")
+                    if len(self.at) == 4:
+                        break
+                timer.cancel()
+                w.stop()
         finally:
             self.done.set()
 

@@ -242,12 +242,14 @@ def capabilities(sc: dict, last_cap: int = len(CAPABILITIES) - 1) -> list[int]:
 
 
 def sandbox_spec(pod: dict, ctr: dict, *, cgroup: str, files: dict[str, str], hide: list[str],
-                 last_cap: int = len(CAPABILITIES) - 1) -> dict:
+                 last_cap: int = len(CAPABILITIES) - 1, binds: list[tuple[str, str]] = ()) -> dict:
     """What ``testbed.sandbox`` makes of a container: cgroup, hostname, the pod's own files
-    bind-mounted over the host's (``files``: target -> source), directories hidden, and the
-    credentials (capability set, user, group, umask 022 as container runtimes use)."""
+    bind-mounted over the host's (``files``: target -> source), directories hidden, paths inside
+    them shown again (``binds``: (source, target), only when given), and the credentials
+    (capability set, user, group, umask 022 as container runtimes use)."""
     sc = security_context(pod, ctr)
     return {"cgroup": cgroup, "hostname": pod_hostname(pod)[0], "files": dict(files), "hide": list(hide),
+            **({"binds": [list(b) for b in binds]} if binds else {}),
             "capabilities": capabilities(sc, last_cap), "uid": sc.get("runAsUser"), "gid": sc.get("runAsGroup"),
             "groups": [int(g) for g in sc.get("supplementalGroups") or []], "umask": 0o022,
             "cwd": ctr.get("workingDir") or None}

@@ -183,9 +183,9 @@ class PodRuntime:
         for c in run.ctrs:
             self._start(run, c)
 
-    def sandbox_spec(self, run: PodRun, c: Ctr) -> str:
+    def sandbox_spec(self, run: PodRun, c: Ctr, binds: list[tuple[str, str]] = ()) -> str:
         """Write the pod's files and the container's sandbox spec; the spec file's path."""
-        return sandbox.prepare(self.plan, run.pod, run.plan.ip, c.spec, self.last_cap)
+        return sandbox.prepare(self.plan, run.pod, run.plan.ip, c.spec, self.last_cap, binds)
 
     def container_cgroup(self, run: PodRun, c: Ctr) -> str:
         return sandbox.container_cgroup(self.plan.cluster, run.key[0], run.key[1], c.name)

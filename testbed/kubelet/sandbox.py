@@ -50,8 +50,9 @@ def _write(path: str, text: str, mode: int) -> None:
     os.replace(tmp, path)
 
 
-def prepare(plan, pod: dict, ip: str | None, ctr: dict, last_cap: int) -> str:
-    """Write the pod's files and the container's spec; create its cgroup; return the spec's path."""
+def prepare(plan, pod: dict, ip: str | None, ctr: dict, last_cap: int, binds: list[tuple[str, str]] = ()) -> str:
+    """Write the pod's files and the container's spec; create its cgroup; return the spec's path.
+    ``binds``: (source, target) paths inside the hidden directories the container sees after all."""
     meta = pod["metadata"]
     ns, name = meta.get("namespace", "default"), meta["name"]
     cluster = plan.cluster
@@ -64,7 +65,7 @@ def prepare(plan, pod: dict, ip: str | None, ctr: dict, last_cap: int) -> str:
     _write(files["/etc/hostname"], pod_hostname(pod)[0] + "\n", 0o644)
     cg = container_cgroup(cluster, ns, name, ctr["name"])
     cgroups.create([cgroups.cluster_path(cluster), pod_cgroup(cluster, ns, name), cg])
-    spec = sandbox_spec(pod, ctr, cgroup=cg, files=files, hide=list(HIDDEN), last_cap=last_cap)
+    spec = sandbox_spec(pod, ctr, cgroup=cg, files=files, hide=list(HIDDEN), last_cap=last_cap, binds=binds)
     path = spec_path(cluster, ns, name, ctr["name"])
     _write(path, json.dumps(spec), 0o600)
     return path
