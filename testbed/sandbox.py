@@ -207,6 +207,11 @@ def run(spec: dict, argv: list[str], netns: str | None = None, sync_fd: int | No
     """Start the container (never returns). ``netns``: a network namespace to join first, when
     the caller is not already in the pod's; ``sync_fd``: see ``_exec_program``."""
     _attach_cgroup(spec["cgroup"])
+    # the exit status, kept for a kubelet that restarted meanwhile (it is not this process's
+    # parent and cannot wait for it), as a container runtime's shim keeps it; opened now,
+    # before init hides the state directory it lives in
+    status = os.open(spec["status"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600) \
+        if spec.get("status") else None
     if netns:
         fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -223,7 +228,10 @@ def run(spec: dict, argv: list[str], netns: str | None = None, sync_fd: int | No
         os._exit(code)
     if sync_fd is not None:
         os.close(sync_fd)
-    _relay(_supervise(init, reap_all=False))
+    code = _supervise(init, reap_all=False)
+    if status is not None:
+        os.write(status, str(code).encode())
+    _relay(code)
 
 
 def init_pid(cg: str) -> int | None:

@@ -79,6 +79,11 @@ class ProcessLauncher:
         sock = controlplane.socket_path(self.rt.plan.cluster)
         self.sandboxed(run, c, {**env, "TESTBED_CLUSTER": self.rt.plan.cluster}, [(sock, sock), *binds])
 
+    def adopt(self, run: PodRun, c: Ctr, pid: int) -> None:
+        """Watch the sandbox ``pid`` an earlier kubelet started for this container."""
+        c.proc = sandbox.Adopted(pid, sandbox.status_path(self.rt.plan.cluster, *run.key, c.name))
+        self._watch(run, c)
+
     def _watch(self, run: PodRun, c: Ctr) -> None:
         c.pidfd = os.pidfd_open(c.proc.pid)
         self.rt.watch_exit(run, c)
@@ -158,11 +163,18 @@ class CorednsLauncher(ProcessLauncher):
 
     config_maps: volumes.ConfigMapVolumes | None = None
 
+    def _volumes(self, run: PodRun) -> None:
+        if self.config_maps is None:  # one ConfigMap watch, only in clusters that run CoreDNS
+            self.config_maps = volumes.ConfigMapVolumes(self.rt.store, self.rt.plan.cluster)
+        self.config_maps.materialize(run.pod, lambda: not run.done)
+
+    def adopt(self, run: PodRun, c: Ctr, pid: int) -> None:
+        self._volumes(run)  # a re-attached server's Corefile keeps following its ConfigMap
+        super().adopt(run, c, pid)
+
     def start(self, run: PodRun, c: Ctr) -> str:
         cluster = self.rt.plan.cluster
-        if self.config_maps is None:  # one ConfigMap watch, only in clusters that run CoreDNS
-            self.config_maps = volumes.ConfigMapVolumes(self.rt.store, cluster)
-        self.config_maps.materialize(run.pod, lambda: not run.done)
+        self._volumes(run)
         conf = corefile_arg(list(c.program.argv))
         if not posixpath.isabs(conf):
             conf = posixpath.join(c.spec.get("workingDir") or "/", conf)

@@ -1,5 +1,6 @@
 """The kubelets run outside the control plane: killing or restarting the daemon fails no request
-and kills no ``exec`` session; a killed kubelet comes back and serves its pods again (needs root)."""
+and kills no ``exec`` session; a killed kubelet comes back, re-attaches to its pods' processes and
+serves their default workload again (needs root)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from testbed import cgroups, controlplane, netns, state
 from testbed.cluster import Cluster
 from testbed.controllers.base import wait_for
+from testbed.kubelet.sandbox import container_cgroup, running_sandbox
 from testbed.scenario import parse
 
 from .netutil import uniq
@@ -164,24 +166,39 @@ def test_kill_9_and_restart_of_the_daemon_fail_no_request_and_keep_exec(kp):
                                                       for e in s.get("endpoints") or []), timeout=30)
 
 
-def test_a_killed_kubelet_is_restarted_and_serves_its_pods_again(kp):
-    old = _kubelet_pids(NAME)["kubelet/node2"]
+def _ready(p: dict) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in (p.get("status") or {}).get("conditions") or [])
+
+
+def test_a_killed_kubelet_is_restarted_and_reattaches_its_pods(kp):
+    old = _kubelet_pids(NAME)["kubelet/node1"]
+    shell_cg = container_cgroup(NAME, "default", "shell", "sh")
+    sandbox_pid = running_sandbox(shell_cg)
+    assert sandbox_pid is not None
     with kp.api() as api:
-        ip = api.get("Pod", "default", "web-2")["status"]["podIP"]
+        ip = api.get("Pod", "default", "web-1")["status"]["podIP"]
         _, rv = api.list("Pod")
         os.kill(old, signal.SIGKILL)
-        # the new kubelet adopts the pod and writes its status again (Ready once it serves)
-        wait_for(api, "Pod", lambda ps: any(p["metadata"]["name"] == "web-2" and
-                                            int(p["metadata"]["resourceVersion"]) > int(rv) and
-                                            any(c["type"] == "Ready" and c["status"] == "True"
-                                                for c in p["status"].get("conditions") or [])
-                                            for p in ps), timeout=30)
-        new = _kubelet_pids(NAME)["kubelet/node2"]
+        # the new kubelet takes the pods over and writes their status again (Ready once served)
+        wait_for(api, "Pod", lambda ps: any(p["metadata"]["name"] == "web-1" and _ready(p) and
+                                            int(p["metadata"]["resourceVersion"]) > int(rv) for p in ps), timeout=30)
+        new = _kubelet_pids(NAME)["kubelet/node1"]
         assert new != old
-        assert api.get("Pod", "default", "web-2")["status"]["podIP"] == ip
+        assert api.get("Pod", "default", "web-1")["status"]["podIP"] == ip
+        # the container process was re-attached, not restarted
+        assert running_sandbox(shell_cg) == sandbox_pid
+        shell = api.get("Pod", "default", "shell")
+        assert shell["status"]["containerStatuses"][0]["restartCount"] == 0 and _ready(shell)
+        # and its exit is seen by the new kubelet: killed -> 137, restarted by restartPolicy
+        api.patch("Pod", "default", "shell", {"metadata": {"annotations": {"testbed.io/kill": "after-reattach"}}})
+        st = wait_for(api, "Pod", lambda ps: next((p["status"]["containerStatuses"][0] for p in ps
+                                                   if p["metadata"]["name"] == "shell" and
+                                                   p["status"]["containerStatuses"][0]["restartCount"] == 1), None),
+                      timeout=60)
+        assert st["lastState"]["terminated"]["exitCode"] == 137
 
     def get() -> bytes:
         with socket.create_connection((ip, 8080), timeout=3) as s:
             s.sendall(b"GET /hostname HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             return s.recv(4096)
-    assert b"web-2" in netns.run_in(kp.plan.node("node2").netns, get)
+    assert b"web-1" in netns.run_in(kp.plan.node("node1").netns, get)
