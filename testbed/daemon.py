@@ -204,9 +204,12 @@ def _supervise(cluster: str, plan: Plan, kind: str, start, **options) -> ProxySu
     alive = {name: pid for name, pid in info.get("pids", {}).items()
              if name.startswith(f"{kind}/") and _alive(pid, f"testbed.{kind}".encode())}
     for n in plan.nodes:
-        pid = alive.get(f"{kind}/{n.name}")
+        # a daemon killed before it saved a pid left the process in its cgroup all the same
+        pid = alive.get(f"{kind}/{n.name}") or _in_cgroup(cgroups.path(cluster, f"{kind}.{n.name}"),
+                                                          f"testbed.{kind}".encode())
         if pid is not None:
             sup.watch(n.name, pid=pid)
+            alive[f"{kind}/{n.name}"] = pid
         else:
             p = start(n.name)
             sup.watch(n.name, proc=p)
@@ -264,6 +267,10 @@ def run(cluster: str, ready_fd: int | None = None) -> None:
     https.close()
     server.close()
     store.close()
+
+
+def _in_cgroup(cg: str, module: bytes) -> int | None:
+    return next((pid for pid in cgroups.procs(cg) if _alive(pid, module)), None) if os.path.isdir(cg) else None
 
 
 def _alive(pid: int, module: bytes) -> bool:

@@ -202,3 +202,14 @@ def test_a_killed_kubelet_is_restarted_and_reattaches_its_pods(kp):
             s.sendall(b"GET /hostname HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             return s.recv(4096)
     assert b"web-1" in netns.run_in(kp.plan.node("node1").netns, get)
+
+
+def test_a_daemon_that_lost_the_pids_adopts_the_kubelets_found_in_their_cgroups(kp):
+    before = _kubelet_pids(NAME)
+    pids = state.read_json(NAME, "state.json", {})["pids"]
+    state.update_json(NAME, "state.json", pids={k: v for k, v in pids.items() if not k.startswith("kubelet/")})
+    kp.restart_control_plane()
+    assert _kubelet_pids(NAME) == before  # the same processes, none started twice
+    for key in before:
+        procs = cgroups.procs(cgroups.path(NAME, cgroups.kubelet_name(key.split("/")[1])))
+        assert len([p for p in procs if b"testbed.kubelet" in open(f"/proc/{p}/cmdline", "rb").read()]) == 1
