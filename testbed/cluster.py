@@ -264,7 +264,7 @@ def _apply_manifests(scenario: Scenario, extra: list[dict], progress: Progress |
     the scenario's pods to run. An
     object the API refuses is bad input: a ``ValidationError`` naming the scenario file and
     the object's place in it (``check_manifests`` finds most of these before ``up`` builds)."""
-    from .apiserver.errors import ApiError
+    from .apiserver.errors import AlreadyExists, ApiError
 
     order = {"Namespace": 0, "Service": 1, "EndpointSlice": 2, "Endpoints": 2}
     origins = scenario.manifest_origins or [f"manifests[{i}]" for i in range(len(scenario.manifests))]
@@ -277,7 +277,10 @@ def _apply_manifests(scenario: Scenario, extra: list[dict], progress: Progress |
         for i, (obj, where) in enumerate(objs):
             meta = obj.get("metadata") or {}
             try:
-                api.apply(obj)
+                try:  # a new cluster has none of them: one request each instead of apply's two
+                    api.create(obj)
+                except AlreadyExists:
+                    api.apply(obj)
             except ApiError as exc:
                 if not 400 <= exc.code < 500:
                     raise TestbedError(f"manifest {obj.get('kind')} {meta.get('name')!r} could not be applied: "

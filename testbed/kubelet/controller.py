@@ -41,6 +41,8 @@ class Kubelet(Controller):
         self.runner = runner
         self.node = node
         self.nodes = {node} if node else {n.name for n in plan.nodes}
+        if node:  # as upstream's kubelet: only the pods bound to this node reach it
+            self.field_selectors = {POD: f"spec.nodeName={node}"}
         self.ipam = {n.name: HostLocal(ipaddress.IPv4Network(n.pod_cidr)) for n in plan.nodes}
         self.running: dict[tuple, PodPlan] = {}
         self.uids: dict[tuple, str] = {}
@@ -213,7 +215,10 @@ class Kubelet(Controller):
                 self.recorder.event(pod, "Warning", "FailedCreatePodSandBox", str(exc))
                 continue
             plans.append((pod, pod_plan(self.plan, pod, ip)))
-        self._check_neighbour_limit(len(self.running) + len(plans), plans[0][0] if plans else None)
+        pods = len(self.running) + len(plans)
+        if self.node is not None:  # the ARP limit is host-wide: as if every node had as many
+            pods *= len(self.plan.nodes)
+        self._check_neighbour_limit(pods, plans[0][0] if plans else None)
         try:
             topology.add_pods(self.plan, [p for _, p in plans], self.runner)
             failed: list = []
