@@ -72,6 +72,7 @@ class Capture:
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._cond = threading.Condition()
+        self._reading = threading.Lock()  # a frame taken off the socket is in ``frames`` before it is released
         self._wake_r, self._wake_w = os.pipe()
 
     def _open(self) -> socket.socket:
@@ -106,6 +107,17 @@ class Capture:
 
     def _drain(self, sock: socket.socket) -> None:
         """Take every frame queued to the socket now, without blocking."""
+        with self._reading:
+            self._drain_locked(sock)
+
+    def sync(self) -> list[Frame]:
+        """Every frame the kernel queued to this capture before the call is in ``frames`` when
+        it returns (taken here if the capture thread has not taken it yet)."""
+        if self._sock is not None and self._wake_w >= 0:
+            self._drain(self._sock)
+        return self.frames
+
+    def _drain_locked(self, sock: socket.socket) -> None:
         while True:
             try:
                 data, addr = sock.recvfrom(self.snaplen, socket.MSG_DONTWAIT)

@@ -22,11 +22,12 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import uuid
 
-from . import cgroups, exec, state
+from . import cgroups, exec, naming, netns, state
 from .apiserver import tls
 from .apiserver.https import serve_https
 from .apiserver.discovery import GIT_VERSION
@@ -37,6 +38,7 @@ from .controllers.events import EventRecorder
 from .controllers.manager import ControllerManager
 from .k8s.admission import Admission
 from .kubelet import plan as kubelet_plan
+from .kubelet.sandbox import pod_command
 from .lbnet import LoadBalancerRoutes
 from .plan import Plan
 from .proxy.supervisor import ProxySupervisor
@@ -54,13 +56,21 @@ def pki_directory(cluster: str) -> str:
     return os.path.join(state.directory(cluster), "pki")
 
 
-def serve_api_https(cluster: str, store):
+def serve_api_https(cluster: str, store, plan: Plan):
     """HTTPS for kubectl on a loopback port picked at the first start and kept across
-    restarts (a kubeconfig written at ``up`` stays valid)."""
+    restarts (a kubeconfig written at ``up`` stays valid); ``pods/exec`` runs its command as
+    ``testbed exec pod/...`` does, ``pods/portforward`` connects from inside the pod's namespace."""
+    def dial(pod: dict, port: int) -> socket.socket:
+        meta = pod["metadata"]
+        return netns.run_in(naming.pod_netns(cluster, meta.get("namespace") or "default", meta["name"]),
+                            socket.create_connection, ("127.0.0.1", port), 10)
+
     paths = tls.ensure(pki_directory(cluster), cluster)
     port = state.read_json(cluster, "state.json", {}).get("apiServerPort", 0)
     handle = serve_https(store, paths, port,
-                         log_path=lambda ns, pod, container: kubelet_plan.log_path(cluster, ns, pod, container))
+                         log_path=lambda ns, pod, container: kubelet_plan.log_path(cluster, ns, pod, container),
+                         pod_exec=lambda pod, container, argv: pod_command(plan, pod, container, argv),
+                         pod_dial=dial)
     state.update_json(cluster, "state.json", apiServerPort=handle.port)
     return handle
 
@@ -239,7 +249,7 @@ def run(cluster: str, ready_fd: int | None = None) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(sock)
     server = serve(store, sock)
-    https = serve_api_https(cluster, store)
+    https = serve_api_https(cluster, store, plan)
     bootstrap(store, admission, plan)
     stop = threading.Event()
     recorder = EventRecorder(store, "testbed")

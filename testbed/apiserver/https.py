@@ -9,6 +9,8 @@ import socketserver
 import ssl
 import threading
 
+from .podexec import Runner
+from .portforward import Dialer
 from .podlogs import LogPath
 from .server import Handler, ServerHandle, ServerMixin
 from .store import Store
@@ -18,8 +20,9 @@ from .tls import Paths, server_context
 class _HttpsServer(ServerMixin, socketserver.ThreadingMixIn, socketserver.TCPServer):
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], store: Store, ctx: ssl.SSLContext, log_path: LogPath | None):
-        self._setup(store, 64 << 20, log_path)
+    def __init__(self, address: tuple[str, int], store: Store, ctx: ssl.SSLContext, log_path: LogPath | None,
+                 pod_exec: Runner | None, pod_dial: Dialer | None):
+        self._setup(store, 64 << 20, log_path, pod_exec, pod_dial)
         self._ctx = ctx
         super().__init__(address, Handler)
 
@@ -40,10 +43,13 @@ class HttpsHandle(ServerHandle):
 
 
 def serve_https(store: Store, paths: Paths, port: int = 0, host: str = "127.0.0.1", *,
-                log_path: LogPath | None = None) -> HttpsHandle:
+                log_path: LogPath | None = None, pod_exec: Runner | None = None,
+                pod_dial: Dialer | None = None) -> HttpsHandle:
     """Serve *store* over HTTPS at *host*:*port* (0: a free port, see ``.port``); ``log_path``
-    locates a container's log file for ``pods/log``."""
-    server = _HttpsServer((host, port), store, server_context(paths), log_path)
+    locates a container's log file for ``pods/log``, ``pod_exec`` makes the command line of a
+    ``pods/exec`` and ``pod_dial`` connects a ``pods/portforward`` (the cluster's processes on the
+    unix socket have no use for either)."""
+    server = _HttpsServer((host, port), store, server_context(paths), log_path, pod_exec, pod_dial)
     thread = threading.Thread(target=server.accept_loop, name=f"apiserver-https:{server.server_address[1]}",
                               daemon=True)
     thread.start()

@@ -14,6 +14,7 @@ Paths (``<prefix>`` is ``/api/v1`` or ``/apis/<group>/<version>``, see ``kinds.p
     <prefix>/namespaces/<ns>/<plural>              list / watch / POST
     <prefix>/namespaces/<ns>/<plural>/<name>       GET / PUT / PATCH / DELETE
     <prefix>/namespaces/<ns>/<plural>/<name>/status  GET / PUT / PATCH
+    /api/v1/namespaces/<ns>/pods/<name>/log|exec|portforward   (podlogs.py, podexec.py, portforward.py)
     /api, /apis, <prefix>                          discovery (minimal)
     /healthz, /readyz, /livez, /version
 
@@ -21,8 +22,8 @@ Query parameters: ``labelSelector``, ``fieldSelector`` (see ``labels.py``), ``wa
 with ``resourceVersion`` and ``timeoutSeconds``, ``gracePeriodSeconds`` on DELETE (or a
 ``DeleteOptions`` body with ``gracePeriodSeconds`` and ``preconditions``). PATCH accepts
 ``application/merge-patch+json`` (and plain ``application/json``, treated the same),
-strategic merge and JSON patches (``patch.py``); server-side apply and protobuf bodies get
-415. ``dryRun=All`` (query, or ``DeleteOptions.dryRun``) validates and admits a write
+strategic merge and JSON patches (``patch.py``) and server-side apply (``serverapply.py``,
+which also records every write's managedFields); protobuf bodies get 415. ``dryRun=All`` (query, or ``DeleteOptions.dryRun``) validates and admits a write
 without storing it. ``Accept: ...;as=Table;g=meta.k8s.io`` gets a Table (``tables.py``).
 The same handler serves HTTPS with client certificates (``https.py``).
 
@@ -48,13 +49,13 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
-from . import errors, podlogs
+from . import errors, podexec, podlogs, portforward, serverapply
 from .errors import BadRequest, MethodNotAllowed, NotFound, UnsupportedMediaType
 from .discovery import discovery
 from .kinds import KindInfo, by_resource
 from .patch import JSON_PATCH, STRATEGIC, json_patch, strategic_merge
 from .scale import SCALE_KINDS, to_scale, with_replicas
-from .store import ERROR, Store, dry_run, merge_patch
+from .store import ERROR, Store, clone, dry_run, merge_patch
 from .tables import table, wants_table
 from .watchmux import WatchMux
 from .tls import peer_user
@@ -97,7 +98,7 @@ def parse_route(path: str) -> _Route | None:
     sub = rest[2] if len(rest) == 3 else None
     if sub is not None and not ((sub == "status" and info.status_subresource)
                                 or (sub == "scale" and info.kind in SCALE_KINDS)
-                                or (sub == "log" and info.kind == "Pod")):
+                                or (sub in ("log", "exec", "portforward") and info.kind == "Pod")):
         raise _not_found_path(path)
     if name is not None and info.namespaced and namespace is None:
         raise _not_found_path(path)
@@ -235,10 +236,19 @@ class Handler(BaseHTTPRequestHandler):
         store: Store = self.server.store
         info = r.info
         if r.subresource == "scale":
-            self._scale(method, r, body)
+            self._scale(method, r, body, query)
             return
         if r.subresource == "log":
             self._log(method, r, query)
+            return
+        if r.subresource in ("exec", "portforward"):
+            if method not in ("GET", "POST"):
+                raise MethodNotAllowed(f"{method} is not supported on pods/{r.subresource}")
+            pod = store.get("Pod", r.namespace, r.name)
+            if r.subresource == "exec":
+                podexec.serve(self, pod, query, self.server.pod_exec)
+            else:
+                portforward.serve(self, pod, query, self.server.pod_dial)
             return
         if r.name is None:
             if method == "GET":
@@ -257,6 +267,7 @@ class Handler(BaseHTTPRequestHandler):
                 if info.namespaced and r.namespace is None:
                     raise MethodNotAllowed(f"POST is not supported on {info.plural} without a namespace")
                 obj = self._check_body(self._json_body(body), r)
+                serverapply.track(query, self.headers, info, None, obj)
                 self._send_obj(201, store.create(obj))
                 return
             raise MethodNotAllowed(f"{method} is not supported on {info.plural}")
@@ -268,19 +279,26 @@ class Handler(BaseHTTPRequestHandler):
                 self._send_obj(200, obj)
         elif method == "PUT":
             obj = self._check_body(self._json_body(body), r)
+            if serverapply.manager(query, self.headers):
+                serverapply.track(query, self.headers, info, store.get(info.kind, r.namespace, r.name), obj,
+                                  r.subresource or "")
             if r.subresource == "status":
                 self._send_obj(200, store.update_status(obj))
             else:
                 self._send_obj(200, store.update(obj))
         elif method == "PATCH":
             ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+            if ctype == serverapply.APPLY_PATCH and r.subresource is None:
+                self._send_obj(*serverapply.apply(store, info, r.namespace, r.name, body, query, self.headers))
+                return
             if ctype not in ("application/merge-patch+json", "application/json", "", JSON_PATCH, STRATEGIC):
                 raise UnsupportedMediaType(
                     f"the body of the request was in an unknown format - accepted media types include: "
-                    f"{JSON_PATCH}, application/merge-patch+json, {STRATEGIC} (got {ctype})")
+                    f"{JSON_PATCH}, application/merge-patch+json, {STRATEGIC}, {serverapply.APPLY_PATCH} "
+                    f"(got {ctype})")
             patch = self._json_body(body)
-            if ctype in (JSON_PATCH, STRATEGIC):
-                self._send_obj(200, self._patch_by_update(r, patch, ctype))
+            if ctype in (JSON_PATCH, STRATEGIC) or serverapply.manager(query, self.headers):
+                self._send_obj(200, self._patch_by_update(r, patch, ctype, query))
             else:
                 self._send_obj(200, store.patch(info.kind, r.namespace, r.name, patch, r.subresource))
         elif method == "DELETE":
@@ -322,7 +340,7 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def _scale(self, method: str, r: _Route, body: bytes) -> None:
+    def _scale(self, method: str, r: _Route, body: bytes, query: dict) -> None:
         store: Store = self.server.store
         if method == "GET":
             self._send_obj(200, to_scale(store.get(r.info.kind, r.namespace, r.name)))
@@ -340,7 +358,9 @@ class Handler(BaseHTTPRequestHandler):
                 new = (json_patch(scale, doc) if ctype == JSON_PATCH else strategic_merge("Scale", scale, doc)
                        if ctype == STRATEGIC else merge_patch(scale, doc))
             try:
-                self._send_obj(200, to_scale(store.update(with_replicas(obj, new))))
+                updated = with_replicas(obj, new)
+                serverapply.track(query, self.headers, r.info, obj, updated, "scale")
+                self._send_obj(200, to_scale(store.update(updated)))
                 return
             except errors.Conflict:
                 if method == "PUT" or (new.get("metadata") or {}).get("resourceVersion") != \
@@ -348,7 +368,7 @@ class Handler(BaseHTTPRequestHandler):
                     raise
         raise errors.Conflict(f'Operation cannot be fulfilled on {r.info.plural} "{r.name}": try again')
 
-    def _patch_by_update(self, r: _Route, patch, ctype: str) -> dict:
+    def _patch_by_update(self, r: _Route, patch, ctype: str, query: dict) -> dict:
         """Read, patch, write back with the read's resourceVersion; a concurrent write in
         between is retried (as the real API server's patcher does) unless the patch itself
         names a resourceVersion."""
@@ -357,13 +377,16 @@ class Handler(BaseHTTPRequestHandler):
             old = store.get(r.info.kind, r.namespace, r.name)
             if ctype == JSON_PATCH:
                 new = json_patch(old, patch)
-            else:
+            elif ctype == STRATEGIC:
                 new = strategic_merge(r.info.kind, old, patch)
+            else:
+                new = merge_patch(clone(old), patch)
             if not isinstance(new, dict) or not isinstance(new.get("metadata"), dict):
                 raise BadRequest("the patched object must be a JSON object with metadata")
             pinned = new["metadata"].get("resourceVersion") != old["metadata"].get("resourceVersion")
             new["metadata"].setdefault("resourceVersion", old["metadata"].get("resourceVersion"))
             self._check_body(new, r)
+            serverapply.track(query, self.headers, r.info, old, new, r.subresource or "")
             try:
                 return store.update_status(new) if r.subresource == "status" else store.update(new)
             except errors.Conflict:
@@ -480,9 +503,11 @@ class ServerMixin:
     block_on_close = False
     request_queue_size = 512
 
-    def _setup(self, store: Store, max_watch_buffer: int, log_path: podlogs.LogPath | None = None) -> None:
+    def _setup(self, store: Store, max_watch_buffer: int, log_path: podlogs.LogPath | None = None,
+               pod_exec: podexec.Runner | None = None, pod_dial: portforward.Dialer | None = None) -> None:
         self.store = store
         self.log_path = log_path
+        self.pod_exec, self.pod_dial = pod_exec, pod_dial
         self._conns: set[socket.socket] = set()
         self._mu = threading.Lock()
         self.mux = WatchMux(max_watch_buffer)
@@ -540,8 +565,9 @@ class ServerMixin:
 
 
 class _Server(ServerMixin, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    def __init__(self, path: str, store: Store, max_watch_buffer: int, log_path: podlogs.LogPath | None):
-        self._setup(store, max_watch_buffer, log_path)
+    def __init__(self, path: str, store: Store, max_watch_buffer: int, log_path: podlogs.LogPath | None,
+                 pod_exec: podexec.Runner | None, pod_dial: portforward.Dialer | None):
+        self._setup(store, max_watch_buffer, log_path, pod_exec, pod_dial)
         super().__init__(path, Handler)
 
 
@@ -578,11 +604,13 @@ class ServerHandle:
 
 
 def serve(store: Store, socket_path: str | os.PathLike, *, max_watch_buffer: int = 64 << 20,
-          log_path: podlogs.LogPath | None = None) -> ServerHandle:
+          log_path: podlogs.LogPath | None = None, pod_exec: podexec.Runner | None = None,
+          pod_dial: portforward.Dialer | None = None) -> ServerHandle:
     """Serve *store* on a unix socket at *socket_path* from background threads; returns a
     handle with ``close()``. A stale socket file at the path is replaced. A watch client
     that falls more than ``max_watch_buffer`` bytes behind is disconnected. ``log_path``
-    locates a container's log file for ``pods/log``."""
+    locates a container's log file for ``pods/log``; ``pod_exec`` makes the command line of a
+    ``pods/exec`` (``podexec.py``), ``pod_dial`` connects a ``pods/portforward`` (``portforward.py``)."""
     path = os.fspath(socket_path)
     if len(path.encode()) > 107:
         raise ValueError(f"unix socket path too long ({len(path)} > 107): {path}")
@@ -590,7 +618,7 @@ def serve(store: Store, socket_path: str | os.PathLike, *, max_watch_buffer: int
         os.unlink(path)
     except FileNotFoundError:
         pass
-    server = _Server(path, store, max_watch_buffer, log_path)
+    server = _Server(path, store, max_watch_buffer, log_path, pod_exec, pod_dial)
     thread = threading.Thread(target=server.accept_loop,
                               name=f"apiserver:{os.path.basename(path)}", daemon=True)
     thread.start()

@@ -6,9 +6,10 @@ One cluster: the add-on's controller (real nginx in its pod), Deployments ``blue
 to ``blue``.  wrk runs from the external client's namespace against node1: once to the
 controller's NodePort (Host header bench.example.com) and once to blue's own NodePort, the
 same number of seconds and connections.  Then, with wrk loading the controller, the Ingress is
-switched between blue and green N times; after each write a prober in the client's namespace
-requests until green (or blue) answers: the time from the API write to traffic following it.
-wrk's error counts across the changes are the failed requests.
+switched between blue and green N times (four times a second at most); after each write a
+prober in the client's namespace requests until green (or blue) answers: the time from the API
+write to traffic following it. wrk's error counts across the changes are the failed requests.
+The last run also adds and removes a path with every other switch, so nginx reloads.
 """
 
 from __future__ import annotations
@@ -51,10 +52,13 @@ def service(name: str, node_port: int | None) -> dict:
             "spec": {"type": "NodePort", "selector": {"app": name}, "ports": [port]}}
 
 
-def ingress(backend: str) -> dict:
+def ingress(backend: str, extra_path: str | None = None) -> dict:
+    """The bench's Ingress: ``/`` to *backend*; *extra_path* adds a location (nginx's text
+    changes, so the controller reloads it)."""
+    paths = [{"path": p, "pathType": "Prefix", "backend": {"service": {"name": backend, "port": {"number": 80}}}}
+             for p in ["/", *([extra_path] if extra_path else [])]]
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "bench", "namespace": "default"},
-            "spec": {"ingressClassName": "nginx", "rules": [{"host": HOST, "http": {"paths": [
-                {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": backend, "port": {"number": 80}}}}]}}]}}
+            "spec": {"ingressClassName": "nginx", "rules": [{"host": HOST, "http": {"paths": paths}}]}}
 
 
 def scenario(name: str, replicas: int) -> dict:
@@ -128,11 +132,14 @@ class Bench:
             raise RuntimeError(f"wrk failed ({p.returncode}): {p.stderr.strip() or p.stdout[-300:]}")
         return parse_wrk(p.stdout)
 
-    def changes(self, count: int, seconds: int, connections: int, threads: int, close: bool) -> dict:
-        """*count* Ingress changes under wrk's load; ``close``: a new connection per request
-        (the load's failures are then the reload's), else keep-alive connections, which an old
-        nginx worker closes when idle after a reload: a request wrk sends on one at that moment
-        fails with a read error (wrk does not retry, as browsers do)."""
+    def changes(self, count: int, seconds: int, connections: int, threads: int, close: bool,
+                reload: bool = False, interval: float = 0.25) -> dict:
+        """*count* Ingress changes under wrk's load, one every *interval* seconds at most;
+        ``close``: a new connection per request, else keep-alive connections. A change switches
+        the backend of ``/`` (posted to nginx's balancer, no reload); with *reload* it also adds
+        or removes a path, so nginx reloads: an old worker then closes its idle keep-alive
+        connections, and a request wrk sends on one at that moment fails with a read error
+        (wrk does not retry, as browsers do)."""
         argv = wrk_argv(f"http://{self.node_ip}:{self.ingress_port}/", seconds, connections, threads, close)
         load = popen(argv, netns=self.ext, stdout=PIPE, stderr=PIPE,
                      env={**os.environ, "TESTBED_CLUSTER": self.c.name})
@@ -141,8 +148,11 @@ class Bench:
             with self.c.api() as api:
                 for i in range(count):
                     target = "green" if i % 2 == 0 else "blue"
+                    if i:  # spread the changes over the load
+                        time.sleep(max(0.0, interval - follow[-1]))
                     t0 = time.perf_counter()
-                    api.update(dict(api.get("Ingress", "default", "bench"), spec=ingress(target)["spec"]))
+                    spec = ingress(target, f"/v{i}" if reload and i % 2 == 0 else None)["spec"]
+                    api.update(dict(api.get("Ingress", "default", "bench"), spec=spec))
                     while not (self.answer(self.ingress_port).hostname or "").startswith(target + "-"):
                         if time.perf_counter() - t0 > 30:
                             raise TimeoutError(f"change {i}: traffic did not move to {target} within 30 s")
@@ -172,6 +182,7 @@ def run(seconds: int, connections: int, threads: int, changes: int, replicas: in
                "nodeport": b.wrk(DIRECT_NODE_PORT, seconds, connections, threads)}
         out["changes"] = b.changes(changes, change_seconds, connections, threads, close=True)
         out["changes_keepalive"] = b.changes(changes, change_seconds, connections, threads, close=False)
+        out["reloads_keepalive"] = b.changes(changes, change_seconds, connections, threads, close=False, reload=True)
         return out
     finally:
         c.down()
@@ -197,10 +208,13 @@ def main() -> None:
     for key, label in (("ingress", "ingress-nginx NodePort"), ("nodeport", "backend NodePort (direct)")):
         w = r[key]
         print(f"{label:<28} {w['rps']:>9.0f} {w['p50_ms']:>6.2f} ms {w['p99_ms']:>6.2f} ms {w['failed']:>7}")
-    for key, label in (("changes", "new connection per request"), ("changes_keepalive", "keep-alive connections")):
+    for key, what, label in (("changes", "backend switches", "new connection per request"),
+                             ("changes_keepalive", "backend switches", "keep-alive connections"),
+                             ("reloads_keepalive", "switches + a path added/removed (nginx reloads)",
+                              "keep-alive connections")):
         ch = r[key]
         errors = ", ".join(f"{k} {v}" for k, v in ch["load"]["socket_errors"].items() if v) or "none"
-        print(f"{ch['changes']} Ingress changes under load ({label}): traffic follows in p50 {ch['follow_p50_ms']} ms, "
+        print(f"{ch['changes']} Ingress {what} under load ({label}): traffic follows in p50 {ch['follow_p50_ms']} ms, "
               f"p99 {ch['follow_p99_ms']} ms; {ch['load']['requests']} requests, {ch['load']['failed']} failed "
               f"({ch['load']['non_2xx']} non-2xx; socket errors: {errors})")
 

@@ -1,6 +1,8 @@
 """The ingress controller loop: list+watch Ingresses, IngressClasses, Services,
 EndpointSlices and Secrets, and on every change (coalesced) resolve, build and render one
-nginx.conf, check it with ``nginx -t``, and reload nginx only when the text changed.
+nginx.conf, check it with ``nginx -t``, and reload nginx only when the text changed; which
+backend each location uses and the backends' ready endpoints are posted to nginx's Lua
+balancer instead, so most changes under traffic reload nothing.
 
 A bad Ingress (missing Secret, invalid certificate) gets a Warning event and keeps serving
 its last good resolution; a configuration nginx rejects is never installed, the running one
@@ -13,6 +15,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +25,9 @@ from . import model, nginx, render
 
 log = logging.getLogger(__name__)
 
+# before a reload, the longest nginx asks clients to close their keep-alive connections: a
+# client that sends nothing for that long has its idle connection closed by the old worker
+DRAIN_SECONDS = 0.5
 WATCHED = ("Ingress", "IngressClass", "Service", "EndpointSlice", "Secret")
 COMPONENT = "nginx-ingress-controller"
 
@@ -50,8 +56,10 @@ class Controller:
         self.last_good: dict[str, model.Resolved] = {}
         self.reported: dict[tuple[str, str], str] = {}   # (ingress key, reason) -> last message
         self.applied: tuple[str, dict] | None = None
+        self.table: str | None = None   # the dynamic table nginx holds
         self.syncs = 0
         self.reloads = 0
+        self.posts = 0
 
     # --- inputs ---------------------------------------------------------------------
 
@@ -117,19 +125,34 @@ class Controller:
         for gone in [k for k in self.last_good if k not in live]:
             del self.last_good[gone]
         config = model.build(resolved, self._cache("Service"), self._cache("EndpointSlice").values())
-        text = render.render(config)
+        text, table = render.render(config), render.dynamic(config)
         changed = self.applied != (text, config.files)
         if not changed and not self.nginx.running:
             log.warning("nginx is not running; starting it again")
             self.nginx.start()
-        if changed and not self._install(text, config.files, owned):
+            self.table = None
+        if changed and not self._install(text, config.files, owned, table):
             return False
+        if table != self.table:
+            self._post(table)
         # only what nginx now serves is "reachable there"; a never-good Ingress gets no address
         served = {r.key for r in resolved}
         self._set_status([i for i in owned if f"{i['metadata'].get('namespace')}/{i['metadata']['name']}" in served])
         return changed
 
-    def _install(self, text: str, files: dict, owned: list[dict]) -> bool:
+    def _post(self, table: str, drain: float | None = None) -> None:
+        self.posts += 1
+        try:
+            t0 = time.monotonic()
+            answer = self.nginx.configure(table, f"{os.getpid()}-{self.posts}", drain=drain)
+            log.info("posted the routes: %s (%.0f ms)", answer, (time.monotonic() - t0) * 1000)
+        except nginx.NginxError as e:  # the next sync posts again
+            log.error("%s", e)
+            self.table = None
+            return
+        self.table = table
+
+    def _install(self, text: str, files: dict, owned: list[dict], table: str) -> bool:
         candidate = nginx.write_tree(self.dir, "nginx.conf.candidate", text, files, remove_stale=False)
         try:
             nginx.check(self.dir, candidate)
@@ -143,10 +166,14 @@ class Controller:
             del self.reported[k]
         nginx.prune(self.dir, files)
         if self.nginx.running:
+            # the old workers keep serving their locations until they exit: give them the old
+            # routes next to the new ones (a later line wins in the table) until the reload is done
+            self._post((self.table or "") + table, drain=DRAIN_SECONDS)
             self.nginx.reload()
             self.reloads += 1
         else:
             self.nginx.start()
+        self.table = None
         self.applied = (text, files)
         return True
 

@@ -1,5 +1,6 @@
 """Debian's nginx as a child process: write a configuration tree, check it with ``nginx -t``,
-start it, reload it gracefully (SIGHUP: old workers finish their in-flight requests), stop it.
+start it, reload it gracefully (SIGHUP: old workers finish their in-flight requests), post it
+the dynamic table (routes and endpoints, read by its Lua balancer), stop it.
 
 Everything lives under one directory (``-p DIR -c DIR/nginx.conf -e stderr``), so nginx never
 reads or writes /etc/nginx or /var/log/nginx.
@@ -7,6 +8,7 @@ reads or writes /etc/nginx or /var/log/nginx.
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import tempfile
@@ -17,9 +19,10 @@ from pathlib import Path
 from .. import exec as ex
 from ..inotify import DirWatch
 from .certs import FAKE_CERT_CN, self_signed
-from .render import DEFAULT_CERT
+from .render import CONTROL_PORT, DEFAULT_CERT, LUA_MODULE
 
 NGINX = "/usr/sbin/nginx"
+LUA_SOURCE = Path(__file__).with_name("lua") / f"{LUA_MODULE}.lua"
 TMP_DIRS = ("client-body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
@@ -43,6 +46,10 @@ def prepare(directory: str | Path) -> Path:
     d = Path(directory)
     for sub in TMP_DIRS:
         (d / "tmp" / sub).mkdir(parents=True, exist_ok=True)
+    lua = d / "lua" / LUA_SOURCE.name
+    source = LUA_SOURCE.read_text()
+    if not lua.exists() or lua.read_text() != source:
+        _write(lua, source, 0o644)
     cert = d / DEFAULT_CERT
     if not cert.exists():
         crt, key = self_signed(FAKE_CERT_CN, ["ingress.local"])
@@ -155,6 +162,27 @@ class Nginx:
                 raise NginxError(self._errors[-1])
             if not done or not self.running:
                 raise NginxError(f"nginx did not finish the reload within {timeout:g}s; see {self.log_path}")
+
+    def configure(self, table: str, version: str, drain: float | None = None, timeout: float = 10.0) -> str:
+        """Post the dynamic table (routes, endpoints) to the running nginx's control server
+        (``127.0.0.1``: the caller is in nginx's network namespace). *drain*: a reload follows;
+        nginx asks clients to close their keep-alive connections, and answers once none is idle
+        or after *drain* seconds."""
+        conn = http.client.HTTPConnection("127.0.0.1", CONTROL_PORT, timeout=timeout + (drain or 0))
+        headers = {"X-Version": version, "Content-Type": "text/plain"}
+        if drain:
+            headers["X-Drain"] = f"{drain:g}"
+        try:
+            conn.request("POST", "/configuration", body=table.encode(), headers=headers)
+            r = conn.getresponse()
+            body = r.read().decode(errors="replace").strip()
+        except OSError as e:
+            raise NginxError(f"posting the configuration to nginx: {e}") from None
+        finally:
+            conn.close()
+        if r.status != 200:
+            raise NginxError(f"nginx refused the configuration ({r.status}): {body}")
+        return body
 
     def stop(self, timeout: float = 10.0) -> None:
         """Graceful shutdown (SIGQUIT), SIGKILL if it does not finish in time."""

@@ -548,6 +548,9 @@ def _document(objects: Mapping | Sequence[Mapping], kind: str | None) -> Any:
 
 
 def _with_type(obj: Mapping, kind: str | None) -> Mapping:
+    meta = obj.get("metadata")
+    if isinstance(meta, Mapping) and "managedFields" in meta:  # hidden, as kubectl does by default
+        obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
     if kind is None or (obj.get("kind") and obj.get("apiVersion")):
         return obj
     info = resolve(kind)

@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="iptables: always restore a partial sync with --noflush, however many chains it writes")
     p.add_argument("--restore-deadline", type=float, default=60.0, metavar="SECONDS",
                    help="iptables: kill a partial sync's restore running longer and resync in full (0: no deadline)")
+    p.add_argument("--healthz-bind-address", default="0.0.0.0:10256", metavar="IP:PORT",
+                   help="where /healthz and /livez are served in the node's netns ('' turns them off; "
+                        "upstream default 0.0.0.0:10256)")
     p.add_argument("--allow-any-netns", action="store_true", help="skip the network namespace check")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -105,6 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     from testbed.apiserver.client import ApiClient
     from testbed.proxy.conntrack import ConntrackCleaner
     from testbed.proxy.healthcheck import ServiceHealthServer
+    from testbed.proxy.healthz import ProxyHealthServer, parse_bind_address
+
+    try:
+        healthz_address = parse_bind_address(args.healthz_bind_address)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
 
     cfg = ProxyConfig(cluster=args.cluster, node_name=args.node, node_ip=args.node_ip,
                       cluster_cidr=args.cluster_cidr, service_cidrs=tuple(args.service_cidr),
@@ -116,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
                       cost_based_full_sync=not args.no_cost_based_full_sync,
                       restore_deadline=args.restore_deadline or None,
                       ipvs_scheduler=args.ipvs_scheduler,
-                      rules_file=os.path.join(args.state_dir, f"proxy-{args.node}.rules") if args.state_dir else None)
+                      rules_file=os.path.join(args.state_dir, f"proxy-{args.node}.rules") if args.state_dir else None,
+                      trace_socket=os.path.join(args.state_dir, f"proxy-{args.node}.trace.sock")
+                      if args.state_dir else None)
     client = ApiClient(args.api)
     events_client = ApiClient(args.api, timeout=5.0)
     loop: ProxyLoop | None = None
@@ -141,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     syncer = modes.get(args.mode).make_syncer(cfg)
     loop = ProxyLoop(cfg, syncer, cleaner=cleaner, health=health, post_event=events_client.create)
     loop.setup_host()
+    healthz = None
+    if healthz_address is not None:
+        healthz = ProxyHealthServer(healthz_address, healthy=loop.healthy, last_updated=lambda: loop.last_updated)
+        healthz.start()
     log.info("starting: %s mode, node %s (%s), cluster CIDR %s, min sync %.3gs, sync period %.3gs, "
              "full sync period %.3gs, api %s", args.mode, args.node, args.node_ip, args.cluster_cidr,
              cfg.min_sync_period, cfg.sync_period, cfg.full_sync_period, args.api)
@@ -149,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         pass
     log.info("stopping (rules are left in place)")
     loop.stop()
+    if healthz is not None:
+        healthz.close()
     client.close()
     events_client.close()
     return 0

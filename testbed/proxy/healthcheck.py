@@ -37,19 +37,23 @@ def health_body(nn: NamespacedName, local_endpoints: int, healthy: bool) -> str:
     return json.dumps(doc, indent="\t")
 
 
-class _Server(ThreadingHTTPServer):
+class NodeHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server for a node's netns (the proxy's health endpoints)."""
+
     daemon_threads = True
     allow_reuse_address = True
-
-    def __init__(self, addr, owner: "ServiceHealthServer", nn: NamespacedName):
-        self.owner, self.nn = owner, nn
-        super().__init__(addr, _Handler)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves socket.getfqdn(address): a reverse DNS lookup that
         # times out (10 s) in a node netns without DNS. Skip it.
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = self.server_address[:2]
+
+
+class _Server(NodeHTTPServer):
+    def __init__(self, addr, owner: "ServiceHealthServer", nn: NamespacedName):
+        self.owner, self.nn = owner, nn
+        super().__init__(addr, _Handler)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -137,12 +141,12 @@ class ServiceHealthServer:
         self.sync_services({})
 
 
-def probe(address: str, port: int, timeout: float = 2.0) -> tuple[int, dict, dict]:
-    """GET / from a health-check server: (status, headers, JSON body). For tests and tools."""
+def probe(address: str, port: int, timeout: float = 2.0, path: str = "/") -> tuple[int, dict, dict]:
+    """GET ``path`` from a health-check server: (status, headers, JSON body). For tests and tools."""
     import http.client
     conn = http.client.HTTPConnection(address, port, timeout=timeout)
     try:
-        conn.request("GET", "/")
+        conn.request("GET", path)
         resp = conn.getresponse()
         data = resp.read()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, json.loads(data)

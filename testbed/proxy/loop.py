@@ -118,6 +118,7 @@ class ProxyLoop:
         self.partial_sync_duration = Summary()
         self.programming_latency = Summary()
         self.last: SyncRecord | None = None
+        self.last_updated: tuple[float, float] | None = None   # (wall, clock) of the last good sync
         self.started_wall = wall()
 
     # ------------------------------------------------------------------ host setup
@@ -285,6 +286,8 @@ class ProxyLoop:
 
     def _finish(self, rec: SyncRecord) -> None:
         self.last = rec
+        if rec.ok:
+            self.last_updated = (self.wall(), self.clock())
         self.counters["syncs_total"] += 1
         self.counters["full_syncs_total" if rec.full else "partial_syncs_total"] += 1
         self.sync_duration.observe(rec.duration)

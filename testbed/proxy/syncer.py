@@ -40,6 +40,8 @@ class ProxyConfig:
     restore_deadline: float | None = None  # seconds an iptables-restore may run before it is killed
     # ipvs mode
     ipvs_scheduler: str = "rr"         # upstream --ipvs-scheduler default
+    # userspace mode
+    trace_socket: str | None = None    # unix socket where `testbed trace` hears the proxy's side
 
 
 @dataclass

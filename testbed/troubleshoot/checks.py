@@ -6,6 +6,7 @@ what to do about a problem; doctor.py gathers the inputs from the API and the ke
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 
 from testbed.k8s.selectors import matches_set
@@ -144,29 +145,38 @@ def endpoint_slices(svc: dict, chosen: list[dict], slices: list[dict]) -> Findin
                    "the endpointslice controller is behind or stuck: check the control plane's log")
 
 
-def proxy(node: str, metrics: dict | None, proc_state: str | None, newest: dict[str, int]) -> Finding:
-    """``proc_state``: the proxy process's state letter from /proc (None: no such process)."""
+def proxy(node: str, metrics: dict | None, proc_state: str | None, newest: dict[str, int],
+          healthz: tuple[str, int | None, dict | None, str]) -> Finding:
+    """``proc_state``: the proxy process's state letter from /proc (None: no such process);
+    ``healthz``: (url, HTTP status or None, JSON body, error) of a GET of its ``/healthz``."""
     subject = f"node/{node}"
+    url, status, body, err = healthz
+    got = f"GET {url}: " + (f"{status} {json.dumps(body, separators=(',', ':'))}" if status is not None else err)
     if not metrics:
-        return Finding("fail", "kube-proxy", subject, "no metrics file: kube-proxy never started",
+        return Finding("fail", "kube-proxy", subject, f"no metrics file: kube-proxy never started; {got}",
                        "check the control plane's log")
     pid = metrics.get("pid")
     if proc_state is None or metrics.get("stopped"):
-        return Finding("fail", "kube-proxy", subject, f"kube-proxy (pid {pid}) is not running",
+        return Finding("fail", "kube-proxy", subject, f"kube-proxy (pid {pid}) is not running; {got}",
                        "the daemon restarts it; if it keeps dying, read its log in the state directory")
     if proc_state == "T":
-        return Finding("fail", "kube-proxy", subject, f"kube-proxy (pid {pid}) is stopped (SIGSTOP)",
+        return Finding("fail", "kube-proxy", subject, f"kube-proxy (pid {pid}) is stopped (SIGSTOP); {got}",
                        f"kill -CONT {pid}")
-    if not metrics.get("healthy"):
-        return Finding("fail", "kube-proxy", subject, f"kube-proxy (pid {pid}) reports unhealthy "
-                       f"(last sync: {(metrics.get('last_sync') or {}).get('error')})", "read its log")
+    if status is None:
+        return Finding("fail", "kube-proxy", subject, f"kube-proxy (pid {pid}) runs but its healthz does not "
+                       f"answer: {got}", "read its log: it serves /healthz on --healthz-bind-address")
+    if status != 200:
+        return Finding("fail", "kube-proxy", subject, f"kube-proxy (pid {pid}) is unhealthy: a change has waited "
+                       f"longer than 2 x its sync period (last sync: {(metrics.get('last_sync') or {}).get('error')}); "
+                       f"{got}", "read its log")
     applied = metrics.get("applied_resource_versions") or {}
     behind = {k: (int(applied.get(k, 0)), rv) for k, rv in newest.items() if int(applied.get(k, 0)) < rv}
     if behind:
         what = ", ".join(f"{k} {a} < {rv}" for k, (a, rv) in behind.items())
         return Finding("warn", "kube-proxy", subject, f"kube-proxy (pid {pid}) has not synced the newest change ({what})",
                        "wait a sync period; if it stays behind, the proxy is stuck")
-    return Finding("ok", "kube-proxy", subject, f"kube-proxy (pid {pid}, {metrics.get('mode')}) running, healthy, synced")
+    return Finding("ok", "kube-proxy", subject, f"kube-proxy (pid {pid}, {metrics.get('mode')}) running, synced; "
+                   f"GET {url}: {status}")
 
 
 def rules(node: str, differences: list, summary: str, missing: list[str], checked: list[str]) -> Finding:

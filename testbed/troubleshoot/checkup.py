@@ -16,12 +16,13 @@ import socket
 from testbed import exec as ex
 from testbed import hostsettings, netns as _netns
 from testbed.errors import TestbedError
-from testbed.proxy import status
+from testbed.proxy import healthz, status
 
 from . import checks, evidence
 from .checks import Finding
 
 CONNECT_TIMEOUT = 1.0
+HEALTHZ_TIMEOUT = 1.0
 
 
 def _connect(ip: str, port: int) -> str:
@@ -44,6 +45,13 @@ def _proc_state(pid) -> str | None:
             return f.read().rsplit(")", 1)[1].split()[0]
     except (OSError, ValueError, TypeError, IndexError):
         return None
+
+
+def _healthz(node) -> tuple[str, int | None, dict | None, str]:
+    """GET the node's kube-proxy ``/healthz`` from inside the node's netns, as ``curl`` there."""
+    url = f"http://{node.ip}:{healthz.HEALTHZ_PORT}/healthz"
+    return (url, *_netns.run_in(node.netns, healthz.get, node.ip, healthz.HEALTHZ_PORT, "/healthz",
+                                HEALTHZ_TIMEOUT))
 
 
 # A proxy is allowed its minimum sync period (1 s by default) behind the newest change before
@@ -100,7 +108,8 @@ def doctor(cluster, target: str | None = None) -> list[Finding]:
         if plan.proxy_mode == "none":
             break
         m = metrics.get(n)
-        findings.append(checks.proxy(n, m, _proc_state(m.get("pid")) if m else None, newest))
+        findings.append(checks.proxy(n, m, _proc_state(m.get("pid")) if m else None, newest,
+                                     _healthz(plan.node(n))))
         diffs, summary = status.check_report(cluster.name, f"node/{n}")
         dump = status.dump_rules(cluster.name, f"node/{n}")
         labels = [f"{s['metadata'].get('namespace', 'default')}/{s['metadata']['name']}" for s in chosen_svcs
@@ -183,10 +192,17 @@ def _service(cluster, svc, pods, slices, events, plans, node_ns) -> list[Finding
     if cip and cip != "None" and any(p.get("protocol") == "UDP" for p in spec.get("ports") or []):
         for node, nns in node_ns.items():
             text = ex.run(["conntrack", "-L", "-p", "udp", "-d", cip], netns=nns, check=False).stdout
+            # userspace mode REDIRECTs to the proxy on the node itself: its own address is no endpoint
+            own = _local_addresses(nns) if cluster.plan.proxy_mode == "userspace" else set()
             stale = [e["reply"].get("src") for e in evidence.parse_conntrack(text)
-                     if e["reply"].get("src") not in live and e["reply"].get("src") != cip]
+                     if e["reply"].get("src") not in live | own and e["reply"].get("src") != cip]
             out.append(checks.stale_udp(node, f"svc/{ns}/{name}", stale))
     return out
+
+
+def _local_addresses(netns: str) -> set[str]:
+    text = ex.run(["ip", "-4", "-o", "addr", "show"], netns=netns, check=False).stdout
+    return {line.split()[3].split("/")[0] for line in text.splitlines() if len(line.split()) > 3}
 
 
 def _dns(cluster, chosen_svcs, services, plans) -> list[Finding]:

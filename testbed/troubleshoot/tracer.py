@@ -1,7 +1,8 @@
 """``trace(cluster, FROM, TO, port, protocol)``: one real connection attempt, followed through
 the kernel of every namespace it crosses (see nftrace.py for how packets are marked), with
 the NAT conntrack recorded, the route and VXLAN encapsulation taken, the bridge port it left
-by and the pod that answered.
+by and the pod that answered. In userspace mode the proxy's own account of the connection it
+accepted and the one it opened joins the two legs (proxyside.py).
 
 The trace tables (``ip testbed-trace-<id>``) are deleted in a ``finally``; a trace killed before
 that leaves them in the cluster's own namespaces only, which ``testbed down`` removes whole,
@@ -20,7 +21,9 @@ from testbed import netns as _netns
 from testbed.errors import TestbedError
 from testbed.verify import probe
 
-from . import evidence, explain, nftrace
+from testbed.proxy.userspace import mode as userspace_mode
+
+from . import evidence, explain, nftrace, proxyside
 from .explain import TraceResult, TraceStep
 from .monitor import Monitor
 
@@ -119,18 +122,16 @@ def _resolve(cluster, dest: Dest, protocol: str, pods: list):
     return ing[0]["ip"], int(sp["port"]), backends
 
 
-# Modes whose Service translation the kernel does (and nftrace/conntrack/IPVS show). In
-# userspace mode the proxy process accepts and re-connects: following that needs the proxy's
-# own account of the connection, which it does not publish yet.
-TRACEABLE_MODES = ("iptables", "ipvs", "nftables")
+# Modes whose Service translation the kernel does (and nftrace/conntrack/IPVS show); in
+# userspace mode the proxy process accepts and re-connects and tells the trace so itself.
+KERNEL_MODES = ("iptables", "ipvs", "nftables")
+TRACEABLE_MODES = KERNEL_MODES + ("userspace",)
 
 
 def trace(cluster, source: str, to: str, port: int | None = None, protocol: str = "tcp") -> TraceResult:
     mode = cluster.plan.proxy_mode
     if mode not in TRACEABLE_MODES and mode != "none":
-        raise TestbedError(f"trace follows the kernel's Service translation ({', '.join(TRACEABLE_MODES)} "
-                           f"modes); this cluster runs proxy mode {mode!r}, where the proxy process carries "
-                           f"the connection: see `testbed rules` (its port map) and `testbed metrics`")
+        raise TestbedError(f"trace: proxy mode {mode!r} is not followed; allowed: {', '.join(TRACEABLE_MODES)}")
     protocol = protocol.lower()
     if protocol not in ("tcp", "udp"):
         raise TestbedError(f"--protocol: {protocol!r}; allowed: tcp, udp")
@@ -150,6 +151,8 @@ def trace(cluster, source: str, to: str, port: int | None = None, protocol: str 
     table = nftrace.trace_table(trace_id, dscp, protocol)
     monitors: list[Monitor] = []
     installed: list[str] = []
+    subs = None
+    proxy_events: dict[str, list[dict]] = {}
     try:
         for ns in watch:
             ex.run(["nft", "-f", "-"], netns=ns, input=table)
@@ -158,7 +161,12 @@ def trace(cluster, source: str, to: str, port: int | None = None, protocol: str 
             monitors.append(Monitor(cluster.name, ns, trace_id))
         for m in monitors:
             m.handshake()
+        if mode == "userspace":
+            subs = proxyside.Subscriptions({n.netns: userspace_mode.trace_socket(cluster.name, n.name)
+                                            for n in cluster.plan.nodes}, dscp)
         answer = _send(src_ns, ip, dport, protocol, dscp, trace_id)
+        if subs is not None:
+            proxy_events = subs.collect()
         for ns in list(installed):
             ex.run(["nft", "-f", "-"], netns=ns, input=nftrace.delete_table(trace_id), check=False)
             installed.remove(ns)
@@ -169,11 +177,21 @@ def trace(cluster, source: str, to: str, port: int | None = None, protocol: str 
             ex.run(["nft", "-f", "-"], netns=ns, input=nftrace.delete_table(trace_id), check=False)
         for m in monitors:
             m.stop()
+        if subs is not None:
+            subs.close()
     own = (nftrace.table_name(trace_id),)
     hops = [h for m in monitors for h in nftrace.parse_monitor(m.netns, m.text(), own)]
-    ordered = nftrace.path_order(hops)
+    # userspace mode: the client's connection ends at the proxy, whose own connection is a
+    # second leg through the kernel; each leg is ordered and explained on its own
+    client_leg, upstream_leg = proxyside.split_legs(hops, proxyside.upstream_local(proxy_events))
+    ordered = nftrace.path_order(client_leg)
     steps = explain.rule_steps(ordered)
     steps = explain.insert_after_requests(steps, _kernel_steps(cluster, ordered, pods))
+    steps += proxyside.steps(proxy_events)
+    if upstream_leg:
+        ordered = nftrace.path_order(upstream_leg)
+        leg = explain.rule_steps(ordered)
+        steps += explain.insert_after_requests(leg, _kernel_steps(cluster, ordered, pods))
     # the echo workload names itself; any other server is found by where the request was delivered
     answered_by = answer.hostname or _delivered_to(ordered, pods)
     if answer.outcome == "answered":
@@ -181,10 +199,19 @@ def trace(cluster, source: str, to: str, port: int | None = None, protocol: str 
                                f"answered by {answered_by}; it saw the client as {answer.clientip}", "answer",
                                kind="answer"))
     detail = answer.detail if answer.outcome != "answered" else f"client seen as {answer.clientip}"
-    res = explain.verdict(answer.outcome, answered_by, steps, detail)
+    res = (answer.outcome != "answered" and proxyside.result(steps, detail)) or \
+        explain.verdict(answer.outcome, answered_by, steps, detail)
     notes = explain.notes_for(steps)
+    proxy_note = proxyside.note(proxy_events)
+    if proxy_note:
+        notes.append(proxy_note)
+    notes += [f"{ns}: no account from its userspace proxy ({why})" for ns, why in (subs.missing if subs else {}).items()]
+    if mode == "userspace" and dest.kind == "service":
+        with cluster.api() as api:
+            notes += list(dict.fromkeys(proxyside.unsupported(api.get("Service", dest.namespace, dest.name))))
     src_pod = next((p for p in pods if p.netns == src_ns), None)
-    if src_pod is not None and answered_by == src_pod.name:
+    # in userspace mode the proxy's own connection comes from the node: no hairpin involved
+    if src_pod is not None and answered_by == src_pod.name and mode != "userspace":
         notes.append(_hairpin_note(src_pod))
     return TraceResult(source, to, protocol, steps, res, notes, {m.netns: m.text() for m in monitors})
 

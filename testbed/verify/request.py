@@ -90,7 +90,9 @@ class RequestCheck:
             return tgt.ingress
         for n in self.v.plan.nodes:
             cap = self.caps.get(f"eth0-{n.name}")
-            frames = cap.frames if cap else self.caps_frames(f"eth0-{n.name}")
+            # the request crossed its node's eth0 before the answer came back, so its frame is
+            # queued to that capture: take it now rather than race the capture thread
+            frames = cap.sync() if cap else self.caps_frames(f"eth0-{n.name}")
             if any(token.encode() in f.data and not f.outgoing for f in frames):
                 return n
         return None

@@ -79,7 +79,7 @@ def cm(name: str) -> str:
     return f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n"
 
 
-def deployment(name: str, image: str = "testbed/echo:v1", replicas: int = 1) -> str:
+def deployment(name: str, image: str = "testbed/echo:v1", replicas: int = 1, env: bool = True) -> str:
     return f"""apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: {name}}}
@@ -93,11 +93,12 @@ spec:
       - name: web
         image: {image}
         ports: [{{containerPort: 8080}}]
-        env: [{{name: A, value: "1"}}]
-"""
+""" + ('        env: [{name: A, value: "1"}]\n' if env else "")
 
 
-# (id, args, stdin, expected in stdout: one string or all of a tuple) - run in order; names carry the kubectl's id so
+SSA = ["apply", "--server-side", "--validate=false", "-f", "-"]
+
+# (id, args, stdin, expected in stdout (and stderr for the rows in RC): one string or all of a tuple) - run in order; names carry the kubectl's id so
 # the versions do not step on each other in the one cluster
 OPS = [
     ("version", ["version", "-o", "json"], None, f'"gitVersion": "{GIT_VERSION}"'),
@@ -152,11 +153,42 @@ OPS = [
     ("logs-tail", ["logs", "logger", "--tail=1"], None, "line3"),
     ("rollout-undo", ["rollout", "undo", "deploy/{cm}"], None, "deployment.apps/{cm} rolled back"),
     ("delete-deploy", ["delete", "deploy", "{cm}"], None, 'deployment.apps "{cm}" deleted'),
+    # pods/exec over WebSocket (v5.channel.k8s.io), in the pod's container sandbox
+    ("exec", ["exec", "web-1", "--", "cat", "/etc/hostname"], None, "web-1"),
+    ("exec-container", ["exec", "web-2", "-c", "web", "--", "sh", "-c", "hostname; ip -4 -o addr show eth0"],
+     None, ("web-2", "10.244.1.")),
+    ("exec-stdin", ["exec", "-i", "web-1", "--", "wc", "-c"], "HELLO", "6"),
+    ("exec-exit-code", ["exec", "web-1", "--", "sh", "-c", "echo out; exit 3"], None, "out"),
+    # server-side apply: create, change, removal of what only the applier owned, managedFields, dry run
+    ("ssa-create", SSA, "SSA1", "deployment.apps/{cm}-ssa serverside-applied"),
+    ("ssa-change", SSA, "SSA2", "deployment.apps/{cm}-ssa serverside-applied"),
+    ("ssa-changed", ["get", "deploy", "{cm}-ssa", "-o", "jsonpath={.spec.replicas}|{.spec.template.spec.containers[0].env}"],
+     None, "2|"),  # env was only the applier's: gone
+    ("ssa-managed-fields", ["get", "deploy", "{cm}-ssa", "-o", "yaml", "--show-managed-fields"], None,
+     ("manager: kubectl\n    operation: Apply", "f:replicas: {}", 'k:{\"name\":\"web\"}:', "fieldsType: FieldsV1")),
+    ("ssa-dry-run", SSA + ["--dry-run=server"], "SSA5", "deployment.apps/{cm}-ssa serverside-applied (server dry run)"),
+    ("ssa-dry-run-not-stored", ["get", "deploy", "{cm}-ssa", "-o", "jsonpath={.spec.replicas}"], None, "2"),
+    # against a client-side applier: upstream's conflict (and kubectl's advice), then --force-conflicts
+    ("csa-create", ["apply", "--validate=false", "-f", "-"], "CSA1", "deployment.apps/{cm}-csa created"),
+    ("ssa-conflict", SSA, "CSA2", ('Apply failed with 1 conflict: conflict with "kubectl-client-side-apply" using '
+                                   "apps/v1: .spec.replicas", "Please review the fields above")),
+    ("ssa-force-conflicts", SSA + ["--force-conflicts"], "CSA2", "deployment.apps/{cm}-csa serverside-applied"),
+    # kubectl then migrates the client-side applier's fields to its own Apply entry (a JSON patch of managedFields)
+    ("ssa-forced", ["get", "deploy", "{cm}-csa", "-o", "jsonpath={.spec.replicas} "
+                    '{.metadata.managedFields[?(@.manager=="kubectl")].operation} '
+                    '{.metadata.managedFields[?(@.manager=="kubectl-client-side-apply")].operation}|'], None, "2 Apply |"),
+    ("ssa-edit-manager", ["label", "deploy", "{cm}-csa", "edited=yes"], None, "deployment.apps/{cm}-csa labeled"),
+    ("ssa-label-owner", ["get", "deploy", "{cm}-csa", "-o", "yaml", "--show-managed-fields"], None,
+     ("manager: kubectl-label", "f:edited: {}")),
+    ("ssa-delete", ["delete", "deploy", "{cm}-ssa", "{cm}-csa"], None, 'deployment.apps "{cm}-csa" deleted'),
 ]
+
+# rows whose kubectl exits non-zero by design (diff: a difference was found)
+RC = {"diff": 1, "exec-exit-code": 3, "ssa-conflict": 1}
 
 
 # rows an older kubectl cannot do yet: op -> first client minor version that can
-NEEDS = {"diff": 29}
+NEEDS = {"diff": 29, "exec": 30, "exec-container": 30, "exec-stdin": 30, "exec-exit-code": 30}
 
 
 def client_minor(kubectl: str) -> int:
@@ -176,11 +208,14 @@ def test_everyday_operations(cluster, kubectl):
             continue
         args = [a.replace("{cm}", name) for a in args]
         text = {"CM": cm(name), "DRY": cm(f"{name}-dry"), "DEPLOY": deployment(name),
-                "DEPLOY2": deployment(name, replicas=2), "DEPLOY3": deployment(name, replicas=3), None: None}[stdin]
+                "DEPLOY2": deployment(name, replicas=2), "DEPLOY3": deployment(name, replicas=3),
+                "HELLO": "hello\n", "SSA1": deployment(f"{name}-ssa"), "SSA2": deployment(f"{name}-ssa", replicas=2, env=False),
+                "SSA5": deployment(f"{name}-ssa", replicas=5, env=False), "CSA1": deployment(f"{name}-csa"),
+                "CSA2": deployment(f"{name}-csa", replicas=2), None: None}[stdin]
         res = run(kubectl, cfg, *args, stdin=text)
         wants = [w.replace("{cm}", name) for w in ((want,) if isinstance(want, str) else want)]
-        # kubectl diff exits 1 when it found a difference
-        ok = res.returncode == (1 if op == "diff" else 0) and (all(w in res.stdout for w in wants) if any(wants) else res.stdout.strip() == "")
+        out = res.stdout + (res.stderr if op in RC else "")
+        ok = res.returncode == RC.get(op, 0) and (all(w in out for w in wants) if any(wants) else out.strip() == "")
         if not ok:
             failed.append(f"{op}: kubectl {' '.join(args)} -> rc {res.returncode}, "
                           f"stdout {res.stdout.strip()[:300]!r}, stderr {res.stderr.strip()[-600:]!r}")
@@ -275,3 +310,73 @@ def test_kubeconfig_verb_prints_the_context(cluster):
     assert res.returncode == 0, res.stderr
     assert f"current-context: testbed-{c.name}" in res.stdout
     assert f"server: https://127.0.0.1:{_port(c)}" in res.stdout
+
+
+def _forwarded_ports(proc: subprocess.Popen, n: int) -> list[int]:
+    """The local ports kubectl port-forward picked (its "Forwarding from 127.0.0.1:P -> R" lines)."""
+    ports = []
+    while len(ports) < n:
+        line = proc.stdout.readline()
+        assert line, f"kubectl port-forward ended: {proc.stderr.read()}"
+        if line.startswith("Forwarding from 127.0.0.1:"):
+            ports.append(int(line.split(":")[1].split()[0]))
+    return ports
+
+
+@pytest.mark.parametrize("kubectl", _kubectls())
+def test_port_forward_is_answered_by_the_pod(cluster, kubectl):
+    """kubectl 1.31+ tunnels SPDY in WebSocket; the API server connects inside the pod's netns.
+    Older ones speak plain SPDY, which is refused with a message that says so."""
+    import urllib.request
+
+    _, cfg = cluster
+    env = {"KUBECONFIG": cfg, "HOME": os.path.dirname(cfg), "PATH": os.environ["PATH"]}
+    if client_minor(kubectl) < 31:
+        res = run(kubectl, cfg, "port-forward", "pod/web-1", "0:8080", "--pod-running-timeout=5s")
+        assert res.returncode != 0 and "SPDY is not supported" in res.stderr, res.stderr
+        return
+    p = subprocess.Popen([kubectl, "port-forward", "pod/web-2", "0:8080", "0:9"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        good, closed = _forwarded_ports(p, 2)
+        for _ in range(2):  # one SPDY connection, a stream pair per TCP connection
+            with urllib.request.urlopen(f"http://127.0.0.1:{good}/hostname", timeout=20) as r:
+                assert r.read() == b"web-2"
+        with urllib.request.urlopen(f"http://127.0.0.1:{good}/clientip", timeout=20) as r:
+            assert r.read().decode().startswith("127.0.0.1:")  # from inside the pod's own namespace
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{closed}/", timeout=20).read()
+    finally:
+        p.terminate()
+        _, err = p.communicate(timeout=20)
+    assert "error forwarding port 9 to pod web-2: failed to connect to localhost:9" in err
+
+
+def test_python_client_exec(cluster):
+    """The official client's exec (WebSocket, v4.channel.k8s.io), its exit code from the error channel."""
+    from kubernetes import client, config
+    from kubernetes.stream import stream
+
+    _, cfg = cluster
+    api = client.CoreV1Api(config.new_client_from_config(config_file=cfg))
+    assert stream(api.connect_get_namespaced_pod_exec, "web-1", "default", command=["hostname"],
+                  stdout=True, stderr=True, stdin=False, tty=False) == "web-1\n"
+    resp = stream(api.connect_get_namespaced_pod_exec, "web-1", "default", command=["sh", "-c", "exit 4"],
+                  stdout=True, stderr=True, stdin=False, tty=False, _preload_content=False)
+    resp.run_forever(timeout=20)
+    assert resp.returncode == 4
+
+
+def test_exec_with_a_terminal(cluster):
+    """``-it``: kubectl needs a terminal of its own (script(1) gives it one); the command gets a
+    pseudo-terminal in the pod, and its exit code still comes back."""
+    _, cfg = cluster
+    kubectl = _kubectls()[0].values[0]
+    script = shutil.which("script")
+    if script is None:
+        pytest.skip("script(1) (util-linux) is absent: no terminal to give kubectl")
+    env = {"KUBECONFIG": cfg, "HOME": os.path.dirname(cfg), "PATH": os.environ["PATH"]}
+    res = subprocess.run([script, "-qec", f"{kubectl} exec -it web-1 -- sh -c 'tty; exit 5'", "/dev/null"],
+                         capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+    assert res.returncode == 5, (res.stdout, res.stderr)
+    assert "/dev/pts/" in res.stdout

@@ -19,7 +19,7 @@ from testbed import exec as ex
 from testbed.cli import app
 from testbed.cluster import Cluster
 from testbed.proxy import modes
-from testbed.troubleshoot.tracer import TRACEABLE_MODES
+from testbed.troubleshoot.tracer import KERNEL_MODES
 from testbed.scenario import parse
 from testbed.troubleshoot import doctor, nftrace, trace
 from testbed.troubleshoot import tracer
@@ -29,7 +29,7 @@ from .netutil import uniq
 pytestmark = pytest.mark.root
 
 RUNNABLE = [m for m in modes.NAMES if modes.get(m).problem() is None]
-TRACED = [m for m in RUNNABLE if m in TRACEABLE_MODES]
+TRACED = [m for m in RUNNABLE if m in KERNEL_MODES]  # userspace: test_trace_userspace.py
 HTTP = [{"containerPort": 8080}]
 MANIFESTS = [
     {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client", "labels": {"role": "client"}},
@@ -235,11 +235,27 @@ def test_doctor_stopped_proxy(c):
     finally:
         os.kill(pid, signal.SIGCONT)
     assert f.level == "fail" and "stopped" in f.evidence and f.advice == f"kill -CONT {pid}"
+    # doctor asked its healthz over HTTP in node2's netns, and a stopped process answers nothing
+    url = f"http://{c.plan.node('node2').ip}:10256/healthz"
+    assert f"GET {url}: no answer within" in f.evidence, f.evidence
     with c.api() as api:  # whatever changed while it was stopped, it catches up
         objects = api.list("Service")[0] + api.list("EndpointSlice")[0]
     status.wait_programmed(c.name, objects, nodes=["node2"])
     [ok] = _by_check(doctor(c, "node/node2"), "kube-proxy")
-    assert ok.level == "ok"
+    assert ok.level == "ok" and ok.evidence.endswith(f"GET {url}: 200"), ok
+
+
+def test_proxy_serves_healthz_and_livez_in_its_node(c):
+    """What a user would get with curl inside the node's netns: upstream's JSON."""
+    for node in c.plan.nodes:
+        res = ex.run(["curl", "-s", "-i", f"http://{node.ip}:10256/healthz"], netns=node.netns)
+        head, _, body = res.stdout.partition("\r\n\r\n")
+        assert head.startswith("HTTP/1.1 200") and "Content-Type: application/json" in head, head
+        assert re.fullmatch(r'\{"lastUpdated": "[^"]+ \+0000 UTC m=\+[0-9.]+","currentTime": "[^"]+", '
+                            r'"nodeEligible": true\}', body), body
+        live = ex.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://{node.ip}:10256/livez"],
+                      netns=node.netns)
+        assert live.stdout == "200"
 
 
 def test_doctor_stale_udp_conntrack_while_the_proxy_is_stopped(c):
@@ -268,18 +284,3 @@ def test_doctor_stale_udp_conntrack_while_the_proxy_is_stopped(c):
     status.wait_programmed(c.name, slices, nodes=["node1"])
     [after] = [f for f in doctor(c, "svc/udp") if f.check == "conntrack" and f.subject == "node/node1"]
     assert after.level == "ok", after
-
-
-def test_trace_refuses_a_mode_it_cannot_follow():
-    """userspace mode: one clear line instead of a trace that would show no Service translation."""
-    from testbed.errors import TestbedError
-    from testbed.troubleshoot.tracer import trace
-
-    class _Plan:
-        proxy_mode = "userspace"
-
-    class _Cluster:
-        plan = _Plan()
-
-    with pytest.raises(TestbedError, match="proxy mode 'userspace', where the proxy process carries"):
-        trace(_Cluster(), "pod/client", "service/web")

@@ -9,10 +9,11 @@ so a proxy that died (rules left, listeners gone) shows as such.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 
-from testbed import netns
+from testbed import netns, state
 from testbed.errors import TestbedError
 from testbed.proxy.iptables import apply
 from testbed.proxy.iptables import mode as iptables_mode
@@ -26,6 +27,11 @@ _OURS = rules.NAT_CHAINS + rules.FILTER_CHAINS
 _COMMENT = re.compile(r'--comment ("[^"]*"|\S+)')
 _PROTO = re.compile(r" -p (tcp|udp) ")
 _PROXY_PORT = re.compile(r"(?:--to-ports |--to-destination \S*:)(\d+)$")
+
+
+def trace_socket(cluster: str, node: str) -> str:
+    """Where the node's proxy tells a trace about the connections it carried (tracing.py)."""
+    return os.path.join(state.directory(cluster), f"proxy-{node}.trace.sock")
 
 
 def make_syncer(cfg: ProxyConfig, **host) -> UserspaceSyncer:

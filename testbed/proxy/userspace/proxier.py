@@ -34,6 +34,7 @@ from testbed.proxy.model import EndpointInfo, ServicePortInfo, ServicePortName
 from testbed.proxy.userspace import rules
 from testbed.proxy.userspace.roundrobin import NoEndpointsError, RoundRobin, UnknownServiceError
 from testbed.proxy.userspace.support import Notice, notices
+from testbed.proxy.userspace.tracing import TraceHub, accepted_dscp, addr, original_dst, tos_from_cmsgs
 from testbed.proxy.userspace.udpsessions import UdpSessions
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ class _Listener:
         self.sock = socket.socket(socket.AF_INET, kind)
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # lets a trace see its DSCP on what arrives (tracing.py); read only while one subscribes
+            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
             self.sock.bind((proxier.listen_ip, 0))
             if kind == socket.SOCK_STREAM:
                 self.sock.listen(1024)
@@ -107,21 +110,41 @@ class _Listener:
                 log.error("accept on %s failed: %s", self.key, exc)
                 return
             conn.setblocking(False)
-            self.proxier._spawn(self.proxier._proxy_tcp(self.key, conn, addr[0]))
+            mark = self._traced(conn, addr) if self.proxier.hub.active else None
+            self.proxier._spawn(self.proxier._proxy_tcp(self.key, conn, addr[0], mark))
+
+    def _traced(self, conn: socket.socket, client) -> int | None:
+        """The trace DSCP this connection carries, if a trace waits for it (then reported)."""
+        dscp = accepted_dscp(conn)
+        if not self.proxier.hub.wants(dscp):
+            return None
+        self.proxier.hub.emit(dscp, "accept", service=str(self.key), protocol="TCP", client=addr(client),
+                              original_dst=original_dst(conn), listener=addr(conn.getsockname()))
+        return dscp
 
     # ---------------------------------------------------------------- UDP
     def _datagram(self) -> None:
+        hub = self.proxier.hub
         for _ in range(64):
+            mark = None
             try:
-                data, client = self.sock.recvfrom(_BUF)
+                if hub.active:
+                    data, cmsgs, _, client = self.sock.recvmsg(_BUF, socket.CMSG_SPACE(4))
+                    tos = tos_from_cmsgs(cmsgs)
+                    mark = tos >> 2 if tos is not None and hub.wants(tos >> 2) else None
+                else:
+                    data, client = self.sock.recvfrom(_BUF)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 log.error("recvfrom on %s failed: %s", self.key, exc)
                 return
             session = self.sessions.get(client)
+            if mark is not None:
+                hub.emit(mark, "accept", service=str(self.key), protocol="UDP", client=addr(client),
+                         listener=addr(self.sock.getsockname()), session="existing" if session else "new")
             if session is None:
-                session = self._open_session(client)
+                session = self._open_session(client, mark)
                 if session is None:
                     continue
             try:
@@ -130,21 +153,30 @@ class _Listener:
                 log.info("UDP %s to %s failed: %s", self.key, session.endpoint, exc)
                 self._close_session(client)
 
-    def _open_session(self, client: tuple[str, int]) -> _UdpSession | None:
+    def _open_session(self, client: tuple[str, int], mark: int | None = None) -> _UdpSession | None:
+        hub = self.proxier.hub
         try:
             endpoint = self.proxier.balancer.next_endpoint(self.key, client[0])
         except (NoEndpointsError, UnknownServiceError) as exc:
             log.info("dropping UDP from %s:%d: %s", client[0], client[1], exc)
+            if mark is not None:
+                hub.emit(mark, "no-endpoints", service=str(self.key), detail=f"datagram dropped: {exc}")
             return None
         host, _, port = endpoint.rpartition(":")
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             s.setblocking(False)
+            if mark is not None:
+                s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, mark << 2)
             s.connect((host.strip("[]"), int(port)))
         except OSError as exc:
             s.close()
             log.info("UDP %s to %s failed: %s", self.key, endpoint, exc)
+            if mark is not None:
+                hub.emit(mark, "dial-failed", service=str(self.key), endpoint=endpoint, error=str(exc))
             return None
+        if mark is not None:
+            hub.emit(mark, "connect", service=str(self.key), endpoint=endpoint, local=addr(s.getsockname()))
         session = _UdpSession(s, endpoint)
         self.sessions.add(client, session)
         self.proxier.loop.add_reader(s.fileno(), self._reply, client, session)
@@ -229,7 +261,7 @@ class UserspaceProxier:
     def __init__(self, host_ip: str, *, listen_ip: str = rules.ANY_IPV4,
                  udp_idle_timeout: float = DEFAULT_UDP_IDLE_TIMEOUT,
                  loop: asyncio.AbstractEventLoop | None = None,
-                 balancer: RoundRobin | None = None) -> None:
+                 balancer: RoundRobin | None = None, hub: TraceHub | None = None) -> None:
         if listen_ip in ("127.0.0.1", "::1"):
             raise ValueError(f"listen_ip: cannot proxy on localhost ({listen_ip}); "
                              f"use 0.0.0.0 or a node address")
@@ -241,6 +273,7 @@ class UserspaceProxier:
         self.udp_idle_timeout = udp_idle_timeout
         self.loop = loop or asyncio.get_running_loop()
         self.balancer = balancer or RoundRobin()
+        self.hub = hub or TraceHub()
         self._listeners: dict[ServicePortName, _Listener] = {}
         self._node_ports: dict[tuple[str, int], tuple[ServicePortName, socket.socket]] = {}
         self._services: dict[ServicePortName, ServicePortInfo] = {}
@@ -324,8 +357,9 @@ class UserspaceProxier:
         return text
 
     async def close(self) -> None:
-        """Close listeners, claims and every proxied connection."""
+        """Close listeners, claims, the trace socket and every proxied connection."""
         self.closed = True
+        self.hub.close()
         for lst in self._listeners.values():
             lst.close()
         self._listeners.clear()
@@ -356,35 +390,54 @@ class UserspaceProxier:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _dial(self, spn: ServicePortName, client_ip: str) -> socket.socket | None:
-        """Upstream ``TryConnectEndpoints``: on failure, the next endpoint (affinity reset)."""
+    async def _dial(self, spn: ServicePortName, client_ip: str, mark: int | None = None
+                    ) -> socket.socket | None:
+        """Upstream ``TryConnectEndpoints``: on failure, the next endpoint (affinity reset).
+        ``mark``: a trace's DSCP, copied to the upstream socket and each attempt reported."""
         reset = False
         for timeout in DIAL_TIMEOUTS:
             try:
                 endpoint = self.balancer.next_endpoint(spn, client_ip, reset)
             except (NoEndpointsError, UnknownServiceError) as exc:
                 log.info("Couldn't find an endpoint for %s: %s", spn, exc)
+                if mark is not None:
+                    self.hub.emit(mark, "no-endpoints", service=str(spn), detail=str(exc))
                 return None
             host, _, port = endpoint.rpartition(":")
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.setblocking(False)
+            if mark is not None:
+                s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, mark << 2)
             try:
                 await asyncio.wait_for(self.loop.sock_connect(s, (host.strip("[]"), int(port))),
                                        timeout)
+                if mark is not None:
+                    self.hub.emit(mark, "connect", service=str(spn), endpoint=endpoint,
+                                  local=addr(s.getsockname()))
                 return s
             except (OSError, asyncio.TimeoutError) as exc:
+                if mark is not None:
+                    local = s.getsockname() if s.fileno() >= 0 else None
+                    self.hub.emit(mark, "dial-failed", service=str(spn), endpoint=endpoint,
+                                  local=addr(local) if local else None, error=str(exc) or "timeout",
+                                  timeout=timeout)
                 s.close()
                 log.info("Dial %s for %s failed: %s", endpoint, spn, exc or "timeout")
                 reset = True
         log.info("failed to connect to an endpoint of %s", spn)
         return None
 
-    async def _proxy_tcp(self, spn: ServicePortName, conn: socket.socket, client_ip: str) -> None:
+    async def _proxy_tcp(self, spn: ServicePortName, conn: socket.socket, client_ip: str,
+                         mark: int | None = None) -> None:
         backend = None
         try:
-            backend = await self._dial(spn, client_ip)
+            backend = await self._dial(spn, client_ip, mark)
             if backend is None:
+                # upstream's ProxyLoop: "Failed to connect to balancer", then inConn.Close()
                 conn.close()
+                if mark is not None:
+                    self.hub.emit(mark, "closed", service=str(spn),
+                                  detail="no endpoint could be connected: the accepted client connection is closed")
                 return
             front, back = _Half(), _Half()
             front.peer, back.peer = back, front

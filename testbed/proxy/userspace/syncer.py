@@ -118,7 +118,13 @@ class UserspaceSyncer:
             self._runner = EventLoopThread(f"userspace-proxier:{self.cfg.node_name}")
 
             async def make() -> UserspaceProxier:
-                return UserspaceProxier(self.cfg.node_ip, udp_idle_timeout=self.udp_idle_timeout)
+                p = UserspaceProxier(self.cfg.node_ip, udp_idle_timeout=self.udp_idle_timeout)
+                if self.cfg.trace_socket:
+                    try:
+                        await p.hub.serve(self.cfg.trace_socket)
+                    except OSError as exc:  # the proxy works without it; only traces lose its side
+                        log.warning("cannot serve trace events on %s: %s", self.cfg.trace_socket, exc)
+                return p
             self.proxier = self._runner.call(make())
         return self.proxier
 

@@ -114,6 +114,8 @@ def test_error_status_mapping(api):
     with pytest.raises(errors.MethodNotAllowed):
         c.request("POST", "/api/v1/services", svc("x"))
     with pytest.raises(errors.UnsupportedMediaType):
+        c.request("PATCH", "/api/v1/namespaces/default/services/web", {}, content_type="text/plain")
+    with pytest.raises(errors.Invalid, match="fieldManager: Required value"):
         c.request("PATCH", "/api/v1/namespaces/default/services/web", {},
                   content_type="application/apply-patch+yaml")
     with pytest.raises(errors.Invalid):

@@ -40,6 +40,10 @@ class FakeApi:
 class FakeNginx:
     def __init__(self):
         self.starts = self.reloads = 0
+        self.tables: list[str] = []
+
+    def configure(self, table, version, drain=None):
+        self.tables.append(table)
 
     @property
     def running(self):
@@ -76,10 +80,40 @@ def test_first_sync_starts_then_only_changes_reload(ctl):
     assert (Path(ctl.opts.directory) / "ssl/default-foo-tls.pem").exists()
     assert [s["status"] for s in ctl.client.statuses] == [{"loadBalancer": {"ingress": [{"ip": "10.244.0.3"}]}}] * 2
     assert ctl.sync() is False and ctl.nginx.reloads == 0   # nothing changed: no reload
+    assert len(ctl.nginx.tables) == 1  # posted once, after the start
+
+
+def test_endpoint_change_is_posted_not_reloaded(ctl):
+    ctl.sync()
     sl = next(v for k, v in ctl.watches["EndpointSlice"].cache.items())
     sl["endpoints"][1]["conditions"]["ready"] = True
+    assert ctl.sync() is False and ctl.nginx.reloads == 0
+    assert "10.244.2.4:8080" in ctl.nginx.tables[-1]
+    assert "10.244.2.4" not in (Path(ctl.opts.directory) / "nginx.conf").read_text()
+
+
+def _ingress(ctl, name):
+    return next(v for k, v in ctl.watches["Ingress"].cache.items() if k[1] == name)
+
+
+def test_backend_switch_is_posted_not_reloaded(ctl):
+    ctl.sync()
+    before = ctl.nginx.tables[-1]
+    path = _ingress(ctl, "plain")["spec"]["rules"][0]["http"]["paths"][0]
+    path["backend"]["service"]["name"] = "other"
+    assert ctl.sync() is False and ctl.nginx.reloads == 0
+    assert ctl.nginx.tables[-1] != before and "\tdefault-other-" in ctl.nginx.tables[-1]
+
+
+def test_new_path_reloads_with_old_and_new_routes_during_the_reload(ctl):
+    ctl.sync()
+    old = ctl.nginx.tables[-1]
+    paths = _ingress(ctl, "plain")["spec"]["rules"][0]["http"]["paths"]
+    paths.append(dict(paths[0], path="/added"))
     assert ctl.sync() is True and ctl.nginx.reloads == 1
-    assert "10.244.2.4:8080" in (Path(ctl.opts.directory) / "nginx.conf").read_text()
+    during, after = ctl.nginx.tables[-2:]
+    assert during == old + after   # the old workers keep their routes until they exit
+    assert len(after.splitlines()) == len(old.splitlines()) + 2  # "= /added" and "/added/"
 
 
 def test_missing_secret_keeps_last_good_and_reports_once(ctl):

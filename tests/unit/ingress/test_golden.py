@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from testbed.ingress import nginx
+from testbed.ingress import nginx, render
 
 from .helpers import GOLDEN, NGINX, UPDATE, rendered
 
@@ -24,6 +25,20 @@ def test_golden(case):
     if UPDATE:
         expected.write_text(text)
     assert text == expected.read_text()
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_golden_dynamic_table(case):
+    """The routes and endpoints posted to nginx's balancer, next to the text they go with."""
+    _, cfg = rendered(case)
+    table = render.dynamic(cfg)
+    expected = GOLDEN / f"{case}.expected.table"
+    if UPDATE:
+        expected.write_text(table)
+    assert table == expected.read_text()
+    keys = {line.split("\t")[1] for line in table.splitlines() if line.startswith("route\t")}
+    text, _ = rendered(case)
+    assert keys == set(re.findall(r"set \$ingress_location (\w+);", text))
 
 
 @pytest.mark.parametrize("case", CASES)

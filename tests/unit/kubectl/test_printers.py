@@ -207,6 +207,13 @@ def test_json_single_and_list():
     assert list(json.loads(to_json([p]))) == ["apiVersion", "items", "kind", "metadata"]
 
 
+def test_managed_fields_are_hidden_as_kubectl_hides_them():
+    p = pod()
+    p["metadata"]["managedFields"] = [{"manager": "kubectl", "operation": "Apply", "fieldsV1": {"f:spec": {}}}]
+    assert "managedFields" not in to_json(p) and "managedFields" not in to_yaml([p])
+    assert json.loads(to_json(p)) == {**p, "metadata": {k: v for k, v in p["metadata"].items() if k != "managedFields"}}
+
+
 def test_yaml_output():
     svc = {"apiVersion": "v1", "kind": "Service",
            "metadata": {"name": "web", "namespace": "default", "creationTimestamp": "2024-04-29T10:00:00Z"},

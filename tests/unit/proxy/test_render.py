@@ -1,6 +1,5 @@
 """Hand-written cases for behaviour the goldens do not cover (rule text from upstream's logic)."""
 
-import time
 
 import pytest
 
@@ -260,21 +259,17 @@ def test_emission_is_sorted_order_modulo_chain_declarations(rig):
         ["ns1/a:p80 cluster IP", "ns1/b:p80 cluster IP"]
 
 
-def test_scale_generous_bound():
-    """10k services x 2 endpoints: full sync well under a (very generous) bound, partial fast."""
+def test_scale_10k_services():
+    """10k services x 2 endpoints: a full sync writes every chain, a change only its Service's
+    (the time is scripts/bench/proxy-sync's to measure)."""
     st = ProxyState("n1")
     for i in range(10000):
         st.update_service(svc(f"s{i}", f"ns{i % 50}", cip=f"172.30.{i // 256}.{i % 256}"))
         st.update_endpoint_slice(eps(f"s{i}", f"ns{i % 50}", ep(f"10.1.{i // 256}.{i % 256}", "n1"),
                                      ep(f"10.2.{i // 256}.{i % 256}")))
     r = Rig(node_name="n1")
-    t = time.perf_counter()
     res = r.renderer.sync(st, now=1.0)
-    full = time.perf_counter() - t
     assert res.full and len(res.written_chains) == 30000
     st.update_endpoint_slice(eps("s5", "ns5", ep("10.9.9.9")))
-    t = time.perf_counter()
     res = r.renderer.sync(st, now=2.0)
-    partial = time.perf_counter() - t
     assert not res.full and len(res.written_chains) == 2
-    assert full < 10.0 and partial < 1.0

@@ -57,13 +57,30 @@ def test_endpoint_slices_agree_or_not():
     assert checks.endpoint_slices(_svc({"app": "x"}), [], []).advice.startswith("no ready backends")
 
 
+URL = "http://172.20.10.2:10256/healthz"
+OK = (URL, 200, {"lastUpdated": "t", "currentTime": "t", "nodeEligible": True}, "")
+SILENT = (URL, None, None, "no answer within 1s")
+
+
 def test_proxy_states():
-    m = {"pid": 7, "healthy": True, "mode": "iptables", "applied_resource_versions": {"Service": "5"}}
-    assert checks.proxy("node1", m, "S", {"Service": 5}).level == "ok"
-    assert checks.proxy("node1", m, "T", {"Service": 5}).evidence.endswith("is stopped (SIGSTOP)")
-    assert checks.proxy("node1", m, None, {"Service": 5}).level == "fail"
-    assert checks.proxy("node1", m, "S", {"Service": 9}).level == "warn"
-    assert checks.proxy("node1", None, None, {}).level == "fail"
+    m = {"pid": 7, "mode": "iptables", "applied_resource_versions": {"Service": "5"}}
+    ok = checks.proxy("node1", m, "S", {"Service": 5}, OK)
+    assert ok.level == "ok" and ok.evidence.endswith(f"GET {URL}: 200")
+    stopped = checks.proxy("node1", m, "T", {"Service": 5}, SILENT)
+    assert stopped.level == "fail" and "is stopped (SIGSTOP); GET " in stopped.evidence
+    assert stopped.evidence.endswith("no answer within 1s") and stopped.advice == "kill -CONT 7"
+    assert checks.proxy("node1", m, None, {"Service": 5}, (URL, None, None, "connection refused")).level == "fail"
+    assert checks.proxy("node1", m, "S", {"Service": 9}, OK).level == "warn"
+    assert checks.proxy("node1", None, None, {}, SILENT).level == "fail"
+
+
+def test_proxy_health_comes_from_its_healthz():
+    m = {"pid": 7, "mode": "nftables", "healthy": True, "applied_resource_versions": {}}
+    sick = checks.proxy("node1", m, "S", {}, (URL, 503, {"lastUpdated": "a", "currentTime": "b",
+                                                           "nodeEligible": True}, ""))
+    assert sick.level == "fail" and "unhealthy" in sick.evidence and '503 {"lastUpdated":"a"' in sick.evidence
+    mute = checks.proxy("node1", m, "S", {}, SILENT)
+    assert mute.level == "fail" and "healthz does not answer" in mute.evidence
 
 
 def test_rules_hairpin_dns_conntrack_arp():

