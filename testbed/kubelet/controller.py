@@ -20,7 +20,7 @@ from .. import hostsettings, naming, netns, topology
 from ..controllers.base import Controller, key_of
 from ..ipam import HostLocal, RangeFull
 from ..plan import Plan, PodPlan
-from . import etcfiles
+from . import etcfiles, sandbox
 from .plan import pod_plan
 from .runtime import POD, PodRuntime
 
@@ -115,20 +115,26 @@ class Kubelet(Controller):
             mine = self._wired_here()
             orphans = [n for n in orphans if n in mine]
         for name in orphans:
+            key = self._pod_of(name)
+            if key:  # what a killed kubelet started for it before its status said so
+                sandbox.remove(self.plan.cluster, *key)
             netns.delete(name)
             etcfiles.remove(name)
         if adopt or orphans:
             log.info("kubelet: adopted %d pods, removed %d orphaned namespaces", len(adopt), len(orphans))
 
+    def _pod_of(self, netns_name: str) -> tuple[str, str] | None:
+        """(namespace, name) of a pod namespace's name (None for the shortened long ones)."""
+        ns, _, pod = netns_name[len(naming.cluster_prefix(self.plan.cluster) + "pod."):].partition(".")
+        return (ns, pod) if naming.pod_netns(self.plan.cluster, ns, pod) == netns_name else None
+
     def _wired_here(self) -> set[str]:
         """Pod namespaces whose node-side veth is in this kubelet's node."""
         links = {name for _, name in self.runner.run_in(self.plan.node(self.node).netns, socket.if_nameindex)}
-        prefix = naming.cluster_prefix(self.plan.cluster) + "pod."
         out = set()
-        for name in netns.list_names(prefix):
-            ns, _, pod = name[len(prefix):].partition(".")
-            if naming.pod_netns(self.plan.cluster, ns, pod) == name and \
-                    naming.host_veth(self.plan.cluster, ns, pod) in links:
+        for name in netns.list_names(naming.cluster_prefix(self.plan.cluster) + "pod."):
+            key = self._pod_of(name)
+            if key and naming.host_veth(self.plan.cluster, *key) in links:
                 out.add(name)
         return out
 

@@ -5,6 +5,7 @@ serves their default workload again (needs root)."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -13,10 +14,11 @@ import threading
 
 import pytest
 
-from testbed import cgroups, controlplane, netns, state
+from testbed import cgroups, controlplane, naming, netns, state
 from testbed.cluster import Cluster
 from testbed.controllers.base import wait_for
-from testbed.kubelet.sandbox import container_cgroup, running_sandbox
+from testbed.inotify import IN_DELETE, DirWatch
+from testbed.kubelet.sandbox import container_cgroup, pod_cgroup, running_sandbox
 from testbed.scenario import parse
 
 from .netutil import uniq
@@ -213,3 +215,30 @@ def test_a_daemon_that_lost_the_pids_adopts_the_kubelets_found_in_their_cgroups(
     for key in before:
         procs = cgroups.procs(cgroups.path(NAME, cgroups.kubelet_name(key.split("/")[1])))
         assert len([p for p in procs if b"testbed.kubelet" in open(f"/proc/{p}/cmdline", "rb").read()]) == 1
+
+
+def test_a_pod_force_deleted_while_its_kubelet_was_away_is_removed_with_its_processes(kp):
+    orphan = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "orphan"},
+              "spec": {"nodeName": "node2", "containers": [{"name": "c", "image": "busybox",
+                                                            "command": ["sh", "-c", "sleep 3601"]}]}}
+    with kp.api() as api:
+        api.create(orphan)
+        wait_for(api, "Pod", lambda ps: any(p["metadata"]["name"] == "orphan" and _ready(p) for p in ps), timeout=30)
+    pod_ns = naming.pod_netns(NAME, "default", "orphan")
+    cg = pod_cgroup(NAME, "default", "orphan")
+    assert netns.exists(pod_ns) and cgroups.procs(cg)
+    kubelet = _kubelet_pids(NAME)["kubelet/node2"]
+    fd = os.pidfd_open(kubelet)
+    try:
+        os.kill(kubelet, signal.SIGTERM)  # stopped on request: the daemon does not start it again
+        assert select.select([fd], [], [], 30)[0]
+    finally:
+        os.close(fd)
+    with kp.api() as api:
+        api.delete("Pod", "default", "orphan", grace_seconds=0)  # no kubelet to stop it
+    assert netns.exists(pod_ns) and cgroups.procs(cg)
+    with DirWatch(netns.RUN_DIR, mask=IN_DELETE) as w:
+        kp.restart_control_plane()  # starts node2's kubelet again, which finds the orphan
+        while netns.exists(pod_ns):
+            assert w.wait(30), "the orphaned pod namespace was not removed"
+    assert not os.path.exists(cg)
