@@ -12,7 +12,7 @@ runtime and workload server.  It watches Pods; a burst of new pods becomes one
 addresses from the node's host-local range (``.2`` upward).
 
 Containers are run by :class:`PodRuntime`: one thread with one event loop for every pod of
-every node (timers for probes, restart back-off and grace periods in heaps, process exits
+the node (timers for probes, restart back-off and grace periods in heaps, process exits
 watched through pidfds), plus a small pool of workers that enter namespaces to run probes and
 hooks.  What a container runs is decided once, by ``plan.program_for`` (``command:`` first,
 then a built-in image's workload, then ``args:``), and started by that program's launcher
