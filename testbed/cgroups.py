@@ -1,7 +1,8 @@
 """cgroup v2 ownership of a cluster's processes: ``<cgroup2>/testbed.<cluster>/...``.
 
 Every process a cluster runs sits in its cluster's cgroup (the control plane in
-``control-plane``, each kube-proxy in ``proxy.<node>``, each pod in ``pod.<ns>.<name>``), and
+``control-plane``, each kube-proxy in ``proxy.<node>``, each kubelet in ``kubelet.<node>``, each
+pod in ``pod.<ns>.<name>``), and
 the kernel keeps a forked child in its parent's cgroup, so nothing a pod or the daemon starts can
 leave it. ``cgroup.kill`` then stops exactly a pod's processes, or all of a cluster's, without
 knowing a single pid, also after the process that started them was killed.
@@ -58,6 +59,10 @@ def pod_name(namespace: str, name: str) -> str:
 
 def proxy_name(node: str) -> str:
     return f"proxy.{node}"
+
+
+def kubelet_name(node: str) -> str:
+    return f"kubelet.{node}"
 
 
 CONTROL_PLANE = "control-plane"

@@ -94,6 +94,7 @@ class Cluster:
                 store_config = etcd_cluster.start_member(scenario.name, store_config)
                 state.update_json(scenario.name, "state.json", store=store_config.to_dict())
                 _start_upstream(plan)
+                failpoints.hit("upstream")
                 if progress:
                     progress("control plane", 0, 1)
                 controlplane.start(scenario.name)
@@ -106,6 +107,9 @@ class Cluster:
                 _apply_manifests(scenario, addons.objects(scenario.addons, scenario), progress, timeout)
                 failpoints.hit("manifests")
             state.update_json(scenario.name, "state.json", up_seconds=round(time.monotonic() - started, 3))
+            # the cluster is complete (its pods run, the kubelets own them): a crash now must
+            # still leave ``down`` everything to find
+            failpoints.hit("ready")
         except BaseException:
             teardown.down(scenario.name)
             raise
@@ -262,7 +266,7 @@ def _apply_manifests(scenario: Scenario, extra: list[dict], progress: Progress |
     the scenario's pods to run. An
     object the API refuses is bad input: a ``ValidationError`` naming the scenario file and
     the object's place in it (``check_manifests`` finds most of these before ``up`` builds)."""
-    from .apiserver.errors import ApiError
+    from .apiserver.errors import AlreadyExists, ApiError
 
     order = {"Namespace": 0, "Service": 1, "EndpointSlice": 2, "Endpoints": 2}
     origins = scenario.manifest_origins or [f"manifests[{i}]" for i in range(len(scenario.manifests))]
@@ -275,7 +279,10 @@ def _apply_manifests(scenario: Scenario, extra: list[dict], progress: Progress |
         for i, (obj, where) in enumerate(objs):
             meta = obj.get("metadata") or {}
             try:
-                api.apply(obj)
+                try:  # a new cluster has none of them: one request each instead of apply's two
+                    api.create(obj)
+                except AlreadyExists:
+                    api.apply(obj)
             except ApiError as exc:
                 if not 400 <= exc.code < 500:
                     raise TestbedError(f"manifest {obj.get('kind')} {meta.get('name')!r} could not be applied: "

@@ -5,10 +5,13 @@
 It holds the API store (the embedded one persisted in the state directory, or the cluster's
 etcd as ``state.json`` records it: either survives a restart of this process), serves it on ``<state>/api.sock`` (a path-based unix socket: reachable from every
 node namespace), and runs the controllers (endpoint slices, scheduler, load balancer, and the
-load balancer's routes in the underlay: ``lbnet``), the kubelet with the pods' default workload,
-and one kube-proxy process per node, each started inside its node's namespace with the
-scenario's ``spec.proxy`` timing and restarted if it dies (``proxy.supervisor``).  SIGTERM stops it; the pods' namespaces and the proxies' rules
-stay in place (``testbed down`` removes them).
+load balancer's routes in the underlay: ``lbnet``), and supervises two processes per node, each
+restarted if it dies (``proxy.supervisor``) and adopted, not restarted, by the next daemon: the
+node's kubelet (``python -m testbed.kubelet``: its pods and their default workload, in the
+cgroup ``kubelet.<node>``) and its kube-proxy, started inside the node's namespace with the
+scenario's ``spec.proxy`` timing.  SIGTERM stops it; the kubelets, the pods and the proxies'
+rules stay in place (``testbed down`` removes them), so the data path never waits for the
+control plane.
 """
 
 from __future__ import annotations
@@ -35,12 +38,10 @@ from .controllers.events import EventRecorder
 from .controllers.manager import ControllerManager
 from .k8s.admission import Admission
 from .kubelet import plan as kubelet_plan
-from .kubelet.controller import Kubelet
 from .kubelet.sandbox import pod_command
 from .lbnet import LoadBalancerRoutes
 from .plan import Plan
 from .proxy.supervisor import ProxySupervisor
-from .workload.server import WorkloadServer
 
 log = logging.getLogger("testbed.daemon")
 
@@ -161,32 +162,71 @@ def _proxy_stopped_cleanly(log_dir: str, node: str, pid: int) -> bool:
     return m.get("pid") == pid and bool(m.get("stopped"))
 
 
+def start_kubelet(plan: Plan, node, log_dir: str) -> exec.Popen:
+    """The node's kubelet (``python -m testbed.kubelet``), born in its own cgroup: neither in the
+    control plane's (a restart of the daemon must not touch it) nor in a pod's."""
+    cg = cgroups.path(plan.cluster, cgroups.kubelet_name(node.name))
+    cgroups.create([cgroups.cluster_path(plan.cluster), cg])
+    args = [sys.executable, "-m", "testbed.kubelet", "--cluster", plan.cluster, "--node", node.name,
+            "--api", api_socket(plan.cluster)]
+    logf = open(os.path.join(log_dir, f"kubelet-{node.name}.log"), "ab")
+    try:
+        return exec.popen(args, stdout=logf, stderr=exec.STDOUT, cgroup=cg,
+                          env={**os.environ, "TESTBED_CLUSTER": plan.cluster})
+    finally:
+        logf.close()
+
+
 def start_proxies(cluster: str, plan: Plan, d: str) -> ProxySupervisor:
     """One supervised kube-proxy per node (adopting those a previous daemon left running)."""
-    def record(node: str, pid: int | None) -> None:
-        info = state.read_json(cluster, "state.json", {})
-        pids = dict(info.get("pids", {}))
-        if pid is None:
-            pids.pop(f"proxy/{node}", None)
-        else:
-            pids[f"proxy/{node}"] = pid
-        state.update_json(cluster, "state.json", pids=pids)
+    return _supervise(cluster, plan, "proxy", lambda name: start_proxy(plan, plan.node(name), d),
+                      clean_exit=lambda node, pid: _proxy_stopped_cleanly(d, node, pid))
 
-    sup = ProxySupervisor(lambda name: start_proxy(plan, plan.node(name), d), record,
-                          clean_exit=lambda node, pid: _proxy_stopped_cleanly(d, node, pid))
+
+def start_kubelets(cluster: str, plan: Plan, d: str) -> ProxySupervisor:
+    """One supervised kubelet per node, adopting those a previous daemon left running (with their
+    pods: a kubelet outlives the control plane)."""
+    return _supervise(cluster, plan, "kubelet", lambda name: start_kubelet(plan, plan.node(name), d), what="kubelet")
+
+
+def _recorder(cluster: str, what: str):
+    """Keep ``state.json``'s ``pids`` current: ``<what>/<node>`` -> pid."""
+    def record(node: str, pid: int | None) -> None:
+        with _PIDS:
+            info = state.read_json(cluster, "state.json", {})
+            pids = dict(info.get("pids", {}))
+            if pid is None:
+                pids.pop(f"{what}/{node}", None)
+            else:
+                pids[f"{what}/{node}"] = pid
+            state.update_json(cluster, "state.json", pids=pids)
+    return record
+
+
+# the supervisors' threads rewrite ``pids`` read-modify-write: one at a time
+_PIDS = threading.Lock()
+
+
+def _supervise(cluster: str, plan: Plan, kind: str, start, **options) -> ProxySupervisor:
+    """Watch ``<kind>/<node>`` processes: adopt the living ones ``state.json`` names, start the others."""
+    sup = ProxySupervisor(start, _recorder(cluster, kind), **options)
     info = state.read_json(cluster, "state.json", {})
     alive = {name: pid for name, pid in info.get("pids", {}).items()
-             if name.startswith("proxy/") and _alive(pid)}
+             if name.startswith(f"{kind}/") and _alive(pid, f"testbed.{kind}".encode())}
     for n in plan.nodes:
-        pid = alive.get(f"proxy/{n.name}")
+        # a daemon killed before it saved a pid left the process in its cgroup all the same
+        pid = alive.get(f"{kind}/{n.name}") or _in_cgroup(cgroups.path(cluster, f"{kind}.{n.name}"),
+                                                          f"testbed.{kind}".encode())
         if pid is not None:
             sup.watch(n.name, pid=pid)
+            alive[f"{kind}/{n.name}"] = pid
         else:
-            p = start_proxy(plan, n, d)
+            p = start(n.name)
             sup.watch(n.name, proc=p)
-            alive[f"proxy/{n.name}"] = p.pid
-    info = state.read_json(cluster, "state.json", {})
-    state.update_json(cluster, "state.json", pids={**info.get("pids", {}), **alive})
+            alive[f"{kind}/{n.name}"] = p.pid
+    with _PIDS:
+        info = state.read_json(cluster, "state.json", {})
+        state.update_json(cluster, "state.json", pids={**info.get("pids", {}), **alive})
     return sup.start()
 
 
@@ -213,16 +253,12 @@ def run(cluster: str, ready_fd: int | None = None) -> None:
     bootstrap(store, admission, plan)
     stop = threading.Event()
     recorder = EventRecorder(store, "testbed")
-    workloads = WorkloadServer().start()
-    runner = netns.Runner(1)
     manager = ControllerManager(store, {"lb_pool": plan.lb_pool})
     manager.start()
-    kubelet = Kubelet(store, plan, workloads, runner, stop, recorder=recorder)
-    kubelet.start()
     lb_routes = LoadBalancerRoutes(store, plan, manager.stop_event, recorder=recorder)
     lb_routes.start()
+    kubelets = start_kubelets(cluster, plan, d)
     supervisor = start_proxies(cluster, plan, d) if plan.proxy_mode not in ("none",) else None
-    kubelet.synced.wait(30)
     log.info("control plane of %s is up: api %s", cluster, sock)
     if ready_fd is not None:
         os.write(ready_fd, b"ready\n")
@@ -232,26 +268,29 @@ def run(cluster: str, ready_fd: int | None = None) -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     stop.wait()
     log.info("stopping")
-    if supervisor is not None:  # stops watching only: proxies keep running with their rules
+    # stops watching only: the proxies keep running with their rules, the kubelets with their pods
+    if supervisor is not None:
         supervisor.stop()
-    kubelet.stop()
+    kubelets.stop()
     manager.stop()
     lb_routes.join(5)
-    workloads.stop()
     https.close()
     server.close()
     store.close()
-    runner.close()
 
 
-def _alive(pid: int) -> bool:
+def _in_cgroup(cg: str, module: bytes) -> int | None:
+    return next((pid for pid in cgroups.procs(cg) if _alive(pid, module)), None) if os.path.isdir(cg) else None
+
+
+def _alive(pid: int, module: bytes) -> bool:
     try:
         os.kill(pid, 0)
     except OSError:
         return False
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"testbed.proxy" in f.read()
+            return module in f.read().split(b"\0")
     except OSError:
         return False
 

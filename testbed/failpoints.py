@@ -12,8 +12,8 @@ import signal
 ENV = "TESTBED_FAILPOINT"
 # Every point of ``testbed up``, in the order it passes them: the fault-injection test kills
 # ``up`` at each one (``pods`` is hit once per pod built without a control plane).
-POINTS = ("claimed", "state-written", "underlay", "nodes", "topology", "control-plane-ready", "control-plane",
-          "manifests")
+POINTS = ("claimed", "state-written", "underlay", "nodes", "topology", "upstream", "control-plane-ready",
+          "control-plane", "manifests", "ready")
 
 
 def hit(name: str, count: int = 1) -> None:

@@ -8,7 +8,8 @@ then unshares mount, UTS, IPC and PID namespaces (the network namespace is the p
 the thread that forked it) and forks the namespace's PID 1. That init makes every host mount a
 slave (nothing it mounts propagates back), bind-mounts the pod's ``/etc/hosts``,
 ``/etc/resolv.conf`` and ``/etc/hostname``, mounts a ``/proc`` of its own PID namespace, hides the
-testbed's state directory (API socket, store, logs) and ``/run/netns`` under empty tmpfs, sets
+testbed's state directory (API socket, store, logs) and ``/run/netns`` under empty tmpfs, bind-mounts
+back only what the spec's ``binds`` name (the API socket for a built-in that is an API client), sets
 the hostname, and forks the program with the capability bounding set, user, group and umask of
 the spec. Init forwards signals to the program, reaps orphans, and exits with its status; the
 kernel then kills whatever else is left in the PID namespace. The outer process relays signals to
@@ -156,10 +157,16 @@ def _init(spec: dict, argv: list[str], sync_fd: int | None) -> int:
     for dst, src in sorted(spec.get("files", {}).items()):
         if os.path.exists(dst):
             _mount(src, dst, None, MS_BIND)
+    # what ``binds`` makes visible again is opened before it is hidden
+    binds = [(os.open(src, os.O_PATH | os.O_CLOEXEC), dst) for src, dst in spec.get("binds", [])]
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    for d in spec.get("hide", []):
-        if os.path.isdir(d):
-            _mount("tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755,size=16k")
+    hidden = [d for d in spec.get("hide", []) if os.path.isdir(d)]
+    for d in hidden:
+        _mount("tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755,size=16k")
+    for fd, dst in binds:
+        _bind_target(fd, dst, hidden)
+        _mount(f"/proc/self/fd/{fd}", dst, None, MS_BIND)
+        os.close(fd)
     if spec.get("hostname"):
         name = spec["hostname"].encode()
         _check(_libc.sethostname(name, len(name)), "sethostname")
@@ -169,6 +176,20 @@ def _init(spec: dict, argv: list[str], sync_fd: int | None) -> int:
     if sync_fd is not None:
         os.close(sync_fd)
     return _supervise(child, reap_all=True)
+
+
+def _bind_target(fd: int, dst: str, hidden: list[str]) -> None:
+    """Make the mount point of a bind: only inside a hidden directory's empty tmpfs (where the
+    source itself was), never on the host's filesystem."""
+    if os.path.lexists(dst):
+        return
+    if not any(dst.startswith(d.rstrip("/") + "/") for d in hidden):
+        raise OSError(errno.ENOENT, f"bind mount target {dst} does not exist")
+    os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
+    if os.path.isdir(f"/proc/self/fd/{fd}"):
+        os.mkdir(dst, 0o755)
+    else:
+        os.close(os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
 
 
 def _relay(code: int) -> None:
@@ -186,6 +207,11 @@ def run(spec: dict, argv: list[str], netns: str | None = None, sync_fd: int | No
     """Start the container (never returns). ``netns``: a network namespace to join first, when
     the caller is not already in the pod's; ``sync_fd``: see ``_exec_program``."""
     _attach_cgroup(spec["cgroup"])
+    # the exit status, kept for a kubelet that restarted meanwhile (it is not this process's
+    # parent and cannot wait for it), as a container runtime's shim keeps it; opened now,
+    # before init hides the state directory it lives in
+    status = os.open(spec["status"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600) \
+        if spec.get("status") else None
     if netns:
         fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -202,7 +228,10 @@ def run(spec: dict, argv: list[str], netns: str | None = None, sync_fd: int | No
         os._exit(code)
     if sync_fd is not None:
         os.close(sync_fd)
-    _relay(_supervise(init, reap_all=False))
+    code = _supervise(init, reap_all=False)
+    if status is not None:
+        os.write(status, str(code).encode())
+    _relay(code)
 
 
 def init_pid(cg: str) -> int | None:

@@ -138,12 +138,14 @@ class _Inbox:
             self._cond.notify_all()
 
 
-def open_watch(store: Any, kind: str, namespace: str | None, resource_version: str | None):
+def open_watch(store: Any, kind: str, namespace: str | None, resource_version: str | None,
+               field_selector: str | None = None):
     """``store.watch`` sharing objects when the store supports it (MemoryStore)."""
+    extra = {"field_selector": field_selector} if field_selector else {}
     try:
-        return store.watch(kind, namespace, resource_version, copy=False)
+        return store.watch(kind, namespace, resource_version, copy=False, **extra)
     except TypeError:
-        return store.watch(kind, namespace, resource_version)
+        return store.watch(kind, namespace, resource_version, **extra)
 
 
 class _Pump:
@@ -172,8 +174,10 @@ class _Pump:
         backoff = 0.05
         while not stop.is_set():
             try:
+                selector = ctrl.field_selectors.get(self.kind)
                 if rv is None:
-                    items, rv = ctrl.store.list(self.kind, self.namespace)
+                    items, rv = ctrl.store.list(self.kind, self.namespace,
+                                                **({"field_selector": selector} if selector else {}))
                     seen = set()
                     for obj in items:
                         k = key_of(obj)
@@ -191,7 +195,7 @@ class _Pump:
                     else:
                         synced = True
                         put((self.kind, _SYNCED, None))
-                w = open_watch(ctrl.store, self.kind, self.namespace, rv)
+                w = open_watch(ctrl.store, self.kind, self.namespace, rv, selector)
                 with self._mu:
                     self._watch = w
                 if stop.is_set():
@@ -232,6 +236,8 @@ class Controller:
     name = "controller"
     component = "controller"
     kinds: tuple[str, ...] = ()
+    # kind -> field selector for its list and watch (a kubelet's ``spec.nodeName=<node>``)
+    field_selectors: dict[str, str] = {}
 
     def __init__(self, store: Any, stop: threading.Event | None = None, *, recorder: Any = None,
                  namespace: str | None = None):

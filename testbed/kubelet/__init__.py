@@ -5,13 +5,14 @@ Modules: ``plan`` (pure: pod names/addresses, environment, which program a conta
 ``workloads`` (how each kind of program is started and stopped), ``runtime`` (the event loop
 that runs containers) and ``controller`` (the Pod controller that batches namespaces).
 
-One :class:`Kubelet` controller serves every node of the cluster (they share a process, like
-the workload server does).  It watches Pods; a burst of new pods becomes one
+One :class:`Kubelet` controller per node runs in the node's kubelet process
+(``python -m testbed.kubelet``, outside the control plane, see ``__main__``) with that node's
+runtime and workload server.  It watches Pods; a burst of new pods becomes one
 ``topology.add_pods`` call (one netlink batch per pod namespace and one per node) with
 addresses from the node's host-local range (``.2`` upward).
 
 Containers are run by :class:`PodRuntime`: one thread with one event loop for every pod of
-every node (timers for probes, restart back-off and grace periods in heaps, process exits
+the node (timers for probes, restart back-off and grace periods in heaps, process exits
 watched through pidfds), plus a small pool of workers that enter namespaces to run probes and
 hooks.  What a container runs is decided once, by ``plan.program_for`` (``command:`` first,
 then a built-in image's workload, then ``args:``), and started by that program's launcher
@@ -22,9 +23,12 @@ then a built-in image's workload, then ``args:``), and started by that program's
   ``env``; stdout/stderr go to ``<state>/logs/<namespace>_<pod>_<container>.log``;
 * the **default workload** otherwise, served by the shared ``WorkloadServer`` on the
   container's ports (8080 when the pod declares none); "killing" it removes its sockets;
-* the **cluster DNS server** for ``registry.k8s.io/coredns/coredns`` (any tag): a process
-  running ``python -m testbed.dns`` with the Corefile from its configMap volume
-  (``volumes.py``: keys written to a per-pod directory, rewritten on ConfigMap changes).
+* the **cluster DNS server** for ``registry.k8s.io/coredns/coredns`` (any tag): a sandboxed
+  process running ``python -m testbed.dns`` with the Corefile from its configMap volume
+  (``volumes.py``: keys written to a per-pod directory, rewritten on ConfigMap changes), and
+  likewise ``python -m testbed.ingress`` for the ingress-nginx controller image; of the hidden
+  state directory their sandbox shows only the API socket (bind-mounted at its own path) and
+  their own files.
 
 Every pod gets its ``resolv.conf`` (by ``dnsPolicy``), ``hosts`` and ``hostname`` in
 ``/etc/netns/<netns>/`` (``etcfiles.py``), which ``ip netns exec`` bind-mounts over ``/etc``.

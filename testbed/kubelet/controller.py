@@ -1,9 +1,10 @@
-"""The Pod controller of the kubelet: one controller serves every node of the cluster.
+"""The Pod controller of the kubelet: the pods bound to one node (``node``), or to every node
+of the cluster (``node=None``, as tests that run it in-process use it).
 
 A burst of new pods becomes one ``topology.add_pods`` call (one netlink batch per pod
 namespace and one per node) with addresses from the node's host-local range (``.2`` upward);
 the containers are then handed to the runtime. Pods whose namespaces survived a restart of
-the control plane are adopted.
+the kubelet are adopted.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import socket
 import threading
 from typing import Any
 
@@ -18,7 +20,7 @@ from .. import hostsettings, naming, netns, topology
 from ..controllers.base import Controller, key_of
 from ..ipam import HostLocal, RangeFull
 from ..plan import Plan, PodPlan
-from . import etcfiles
+from . import etcfiles, sandbox
 from .plan import pod_plan
 from .runtime import POD, PodRuntime
 
@@ -32,12 +34,15 @@ class Kubelet(Controller):
     kinds = (POD,)
 
     def __init__(self, store: Any, plan: Plan, workloads: Any, runner: netns.Runner, stop=None, *, recorder=None,
-                 backoff_base: float | None = None):
+                 backoff_base: float | None = None, node: str | None = None):
         super().__init__(store, stop, recorder=recorder)
         self.plan = plan
         self.workloads = workloads
         self.runner = runner
-        self.nodes = {n.name for n in plan.nodes}
+        self.node = node
+        self.nodes = {node} if node else {n.name for n in plan.nodes}
+        if node:  # as upstream's kubelet: only the pods bound to this node reach it
+            self.field_selectors = {POD: f"spec.nodeName={node}"}
         self.ipam = {n.name: HostLocal(ipaddress.IPv4Network(n.pod_cidr)) for n in plan.nodes}
         self.running: dict[tuple, PodPlan] = {}
         self.uids: dict[tuple, str] = {}
@@ -84,7 +89,7 @@ class Kubelet(Controller):
         self._inbox.put((_LOCAL, "done", None))
 
     def on_synced(self) -> None:
-        """Adopt pods whose namespaces survived a restart of the control plane; remove orphans."""
+        """Adopt pods whose namespaces survived a restart of the kubelet; remove orphans."""
         known = set()
         adopt = []
         for pod in self.caches[POD].values():
@@ -104,11 +109,34 @@ class Kubelet(Controller):
         static = {p.netns for p in self.plan.pods}
         orphans = [n for n in netns.list_names(naming.cluster_prefix(self.plan.cluster) + "pod.")
                    if n not in known and n not in static]
+        if self.node and orphans:
+            # another node's kubelet may be building a pod this one has not listed yet: only
+            # the namespaces wired to this node's bridge are this kubelet's to remove
+            mine = self._wired_here()
+            orphans = [n for n in orphans if n in mine]
         for name in orphans:
+            key = self._pod_of(name)
+            if key:  # what a killed kubelet started for it before its status said so
+                sandbox.remove(self.plan.cluster, *key)
             netns.delete(name)
             etcfiles.remove(name)
         if adopt or orphans:
             log.info("kubelet: adopted %d pods, removed %d orphaned namespaces", len(adopt), len(orphans))
+
+    def _pod_of(self, netns_name: str) -> tuple[str, str] | None:
+        """(namespace, name) of a pod namespace's name (None for the shortened long ones)."""
+        ns, _, pod = netns_name[len(naming.cluster_prefix(self.plan.cluster) + "pod."):].partition(".")
+        return (ns, pod) if naming.pod_netns(self.plan.cluster, ns, pod) == netns_name else None
+
+    def _wired_here(self) -> set[str]:
+        """Pod namespaces whose node-side veth is in this kubelet's node."""
+        links = {name for _, name in self.runner.run_in(self.plan.node(self.node).netns, socket.if_nameindex)}
+        out = set()
+        for name in netns.list_names(naming.cluster_prefix(self.plan.cluster) + "pod."):
+            key = self._pod_of(name)
+            if key and naming.host_veth(self.plan.cluster, *key) in links:
+                out.add(name)
+        return out
 
     # -- reconcile in batches -------------------------------------------------------------------
     def _process_dirty(self) -> None:
@@ -165,8 +193,10 @@ class Kubelet(Controller):
         m = pod["metadata"]
         try:
             self.store.delete(POD, m.get("namespace"), m["name"], grace_seconds=0, uid=m.get("uid"))
-        except Exception as exc:  # already gone
+        except Exception as exc:  # already gone, or the API is away (a restart): then again later
             log.debug("finalize %s: %s", m["name"], exc)
+            if not (400 <= (getattr(exc, "code", 0) or 0) < 500):
+                self.requeue_after(key_of(pod), 1.0)
 
     _neigh_warned = False
 
@@ -191,7 +221,10 @@ class Kubelet(Controller):
                 self.recorder.event(pod, "Warning", "FailedCreatePodSandBox", str(exc))
                 continue
             plans.append((pod, pod_plan(self.plan, pod, ip)))
-        self._check_neighbour_limit(len(self.running) + len(plans), plans[0][0] if plans else None)
+        pods = len(self.running) + len(plans)
+        if self.node is not None:  # the ARP limit is host-wide: as if every node had as many
+            pods *= len(self.plan.nodes)
+        self._check_neighbour_limit(pods, plans[0][0] if plans else None)
         try:
             topology.add_pods(self.plan, [p for _, p in plans], self.runner)
             failed: list = []

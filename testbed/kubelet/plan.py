@@ -235,26 +235,37 @@ def security_context(pod: dict, ctr: dict) -> dict:
 
 def capabilities(sc: dict, last_cap: int = len(CAPABILITIES) - 1) -> list[int]:
     """The capability set of a container: every one when privileged, otherwise the runtime's
-    default set with ``capabilities.add`` then ``capabilities.drop`` applied (``ALL`` allowed)."""
+    default set, as containerd applies ``capabilities``: ``add: [ALL]`` gives every one,
+    ``drop: [ALL]`` then none, then the named ones are added and the named ones dropped (so
+    upstream's ``drop: [ALL], add: [NET_BIND_SERVICE]`` keeps just that one)."""
     every = set(range(last_cap + 1))
     if sc.get("privileged"):
         return sorted(every)
     caps = {CAPABILITIES.index(c) for c in DEFAULT_CAPABILITIES}
     spec = sc.get("capabilities") or {}
-    for name in spec.get("add") or []:
-        caps = every if str(name).upper() == "ALL" else caps | {_cap_number(name, "securityContext.capabilities.add")}
-    for name in spec.get("drop") or []:
-        caps = set() if str(name).upper() == "ALL" else caps - {_cap_number(name, "securityContext.capabilities.drop")}
+    add, drop = list(spec.get("add") or []), list(spec.get("drop") or [])
+    if any(str(n).upper() == "ALL" for n in add):
+        caps = set(every)
+    if any(str(n).upper() == "ALL" for n in drop):
+        caps = set()
+    for name in add:
+        if str(name).upper() != "ALL":
+            caps |= {_cap_number(name, "securityContext.capabilities.add")}
+    for name in drop:
+        if str(name).upper() != "ALL":
+            caps -= {_cap_number(name, "securityContext.capabilities.drop")}
     return sorted(caps & every)
 
 
 def sandbox_spec(pod: dict, ctr: dict, *, cgroup: str, files: dict[str, str], hide: list[str],
-                 last_cap: int = len(CAPABILITIES) - 1) -> dict:
+                 last_cap: int = len(CAPABILITIES) - 1, binds: list[tuple[str, str]] = ()) -> dict:
     """What ``testbed.sandbox`` makes of a container: cgroup, hostname, the pod's own files
-    bind-mounted over the host's (``files``: target -> source), directories hidden, and the
-    credentials (capability set, user, group, umask 022 as container runtimes use)."""
+    bind-mounted over the host's (``files``: target -> source), directories hidden, paths inside
+    them shown again (``binds``: (source, target), only when given), and the credentials
+    (capability set, user, group, umask 022 as container runtimes use)."""
     sc = security_context(pod, ctr)
     return {"cgroup": cgroup, "hostname": pod_hostname(pod)[0], "files": dict(files), "hide": list(hide),
+            **({"binds": [list(b) for b in binds]} if binds else {}),
             "capabilities": capabilities(sc, last_cap), "uid": sc.get("runAsUser"), "gid": sc.get("runAsGroup"),
             "groups": [int(g) for g in sc.get("supplementalGroups") or []], "umask": 0o022,
             "cwd": ctr.get("workingDir") or None}

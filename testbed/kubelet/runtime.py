@@ -79,7 +79,7 @@ class PodRuntime:
         try:
             self.loop.run_forever()
         finally:
-            for run in self.runs.values():  # leave processes to the next daemon (adopted) or to down
+            for run in self.runs.values():  # leave processes to the next kubelet (re-attached) or to down
                 for c in run.all():
                     if c.pidfd is not None:
                         with contextlib.suppress(Exception):
@@ -117,7 +117,12 @@ class PodRuntime:
             self.runs[run.key] = run
             if adopted:
                 self._adopt_status(run)
-                # what a previous control plane left running is restarted, not adopted
+                if self._reattach(run):
+                    if pod["metadata"].get("deletionTimestamp"):
+                        self._terminate(run)
+                    self._mark(run)
+                    continue
+                # a pod that cannot be taken over as a whole is started again
                 cgroups.kill(sandbox.pod_cgroup(cluster, p.namespace, p.name))
             if pod["metadata"].get("deletionTimestamp"):
                 self._terminate(run)
@@ -127,6 +132,41 @@ class PodRuntime:
             else:
                 self._start_main(run)
             self._mark(run)
+
+    def _reattach(self, run: PodRun) -> bool:
+        """Take over a pod an earlier kubelet of this node ran: every container process whose
+        sandbox still runs is watched again (its exit status comes from the file the sandbox
+        writes), the default workload's ports are served again by this process, probes start
+        over. False (nothing taken over) when its init containers had not completed or one of its
+        container processes is gone."""
+        if not run.init_done:
+            return False
+        found = {}
+        for c in run.ctrs:
+            if c.process:
+                pid = sandbox.running_sandbox(self.container_cgroup(run, c))
+                if pid is None:
+                    return False
+                found[c.name] = pid
+        reported = {s.get("name"): s for s in (run.pod.get("status") or {}).get("containerStatuses") or []}
+        for c in run.ctrs:
+            if c.name not in found:
+                self._start(run, c)
+                continue
+            c.gen += 1
+            c.ever_ran = True
+            c.state, c.reason = "running", ""
+            c.started_at = (((reported.get(c.name) or {}).get("state") or {}).get("running") or {}).get(
+                "startedAt") or now()
+            try:
+                self.launchers[c.program.kind].adopt(run, c, found[c.name])
+            except OSError:  # it exited a moment ago
+                rc, c.proc = c.proc.wait(), None
+                self.exited(run, c, 128 - rc if rc < 0 else rc, -rc if rc < 0 else None)
+                continue
+            self._up(run, c)
+        log.info("kubelet: re-attached pod %s/%s (%d container processes)", *run.key, len(found))
+        return True
 
     def _adopt_status(self, run: PodRun) -> None:
         st = run.pod.get("status") or {}
@@ -183,9 +223,9 @@ class PodRuntime:
         for c in run.ctrs:
             self._start(run, c)
 
-    def sandbox_spec(self, run: PodRun, c: Ctr) -> str:
+    def sandbox_spec(self, run: PodRun, c: Ctr, binds: list[tuple[str, str]] = ()) -> str:
         """Write the pod's files and the container's sandbox spec; the spec file's path."""
-        return sandbox.prepare(self.plan, run.pod, run.plan.ip, c.spec, self.last_cap)
+        return sandbox.prepare(self.plan, run.pod, run.plan.ip, c.spec, self.last_cap, binds)
 
     def container_cgroup(self, run: PodRun, c: Ctr) -> str:
         return sandbox.container_cgroup(self.plan.cluster, run.key[0], run.key[1], c.name)
@@ -625,3 +665,7 @@ class PodRuntime:
             run.last_status = st
         except Exception as exc:  # noqa: BLE001 - gone, or replaced by a pod of the same name
             log.debug("status of %s/%s: %s", ns, name, exc)
+            if not 400 <= (getattr(exc, "code", 0) or 0) < 500:
+                # the API is away (the control plane restarts): the status is written again when
+                # it is back, as a kubelet's status manager keeps retrying
+                self.loop.call_later(1.0, self._guard, self._mark, run)

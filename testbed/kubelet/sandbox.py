@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
 
 from .. import cgroups, naming, netns, sandbox, state
@@ -41,6 +42,44 @@ def spec_path(cluster: str, namespace: str, name: str, container: str) -> str:
     return os.path.join(pod_dir(cluster, namespace, name), f"{container}.json")
 
 
+def status_path(cluster: str, namespace: str, name: str, container: str) -> str:
+    """Where a container's sandbox writes its exit status (what a restarted kubelet reads)."""
+    return os.path.join(pod_dir(cluster, namespace, name), f"{container}.status")
+
+
+def running_sandbox(cg: str) -> int | None:
+    """The pid of the outer process of the container sandbox running in ``cg`` (``run``, not an
+    ``enter`` of an exec session), or None."""
+    helper = HELPER[-1].encode()
+    for pid in cgroups.procs(cg):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if helper in argv and argv[argv.index(helper) + 1:argv.index(helper) + 2] == [b"run"]:
+            return pid
+    return None
+
+
+class Adopted:
+    """A container's sandbox started by an earlier kubelet: not our child, so its exit status
+    comes from the file it writes (``status_path``); one killed outright (SIGKILL) wrote none."""
+
+    def __init__(self, pid: int, status: str):
+        self.pid = pid
+        self.status = status
+
+    def wait(self) -> int:
+        """As ``Popen.wait``: the exit code, or minus the signal that ended the program."""
+        try:
+            with open(self.status) as f:
+                code = int(f.read().strip())
+        except (OSError, ValueError):
+            return -9
+        return -(code - 128) if 128 < code < 128 + signal.NSIG else code
+
+
 def _write(path: str, text: str, mode: int) -> None:
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
@@ -50,8 +89,9 @@ def _write(path: str, text: str, mode: int) -> None:
     os.replace(tmp, path)
 
 
-def prepare(plan, pod: dict, ip: str | None, ctr: dict, last_cap: int) -> str:
-    """Write the pod's files and the container's spec; create its cgroup; return the spec's path."""
+def prepare(plan, pod: dict, ip: str | None, ctr: dict, last_cap: int, binds: list[tuple[str, str]] = ()) -> str:
+    """Write the pod's files and the container's spec; create its cgroup; return the spec's path.
+    ``binds``: (source, target) paths inside the hidden directories the container sees after all."""
     meta = pod["metadata"]
     ns, name = meta.get("namespace", "default"), meta["name"]
     cluster = plan.cluster
@@ -64,7 +104,8 @@ def prepare(plan, pod: dict, ip: str | None, ctr: dict, last_cap: int) -> str:
     _write(files["/etc/hostname"], pod_hostname(pod)[0] + "\n", 0o644)
     cg = container_cgroup(cluster, ns, name, ctr["name"])
     cgroups.create([cgroups.cluster_path(cluster), pod_cgroup(cluster, ns, name), cg])
-    spec = sandbox_spec(pod, ctr, cgroup=cg, files=files, hide=list(HIDDEN), last_cap=last_cap)
+    spec = sandbox_spec(pod, ctr, cgroup=cg, files=files, hide=list(HIDDEN), last_cap=last_cap, binds=binds)
+    spec["status"] = status_path(cluster, ns, name, ctr["name"])
     path = spec_path(cluster, ns, name, ctr["name"])
     _write(path, json.dumps(spec), 0o600)
     return path

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from .. import cgroups, controlplane, exec, state
 from ..workload.http import workload_mode
-from . import etcfiles, sandbox, volumes
+from . import sandbox, volumes
 from .plan import COREDNS, DEFAULT_WORKLOAD, ECHOSERVER, INGRESS_NGINX, PROCESS, container_env, image_version
 from .status import Ctr, PodRun, now
 
@@ -38,11 +38,6 @@ class Launcher(Protocol):
         """Deliver ``sig``; the runtime learns of the exit through ``PodRuntime._exited``."""
 
 
-# What container runtimes give a container's first process (runc's default, as containerd and
-# CRI-O pass it); the daemon's own umask (077) protects the cluster's state files, not the pods'.
-CONTAINER_UMASK = 0o022
-
-
 class ProcessLauncher:
     """``command``/``args``: a sandboxed container (``testbed.sandbox``) forked in the pod's
     network namespace, its exit watched by pidfd; stdout/stderr go to the container's log file."""
@@ -53,12 +48,16 @@ class ProcessLauncher:
         self.rt = rt
 
     def start(self, run: PodRun, c: Ctr) -> str:
-        env = container_env(run.pod, c.spec, run.plan.ip, run.node_ip)
+        self.sandboxed(run, c, container_env(run.pod, c.spec, run.plan.ip, run.node_ip))
+        return " ".join(c.argv)
+
+    def sandboxed(self, run: PodRun, c: Ctr, env: dict[str, str], binds: list[tuple[str, str]] = ()) -> None:
+        """Start ``c.argv`` in the container's sandbox (``binds``: see ``sandbox.prepare``)."""
         # The program is looked up here, where a missing one is still a synchronous start error
         # (the sandbox shares the host's root filesystem, so the answer is the same inside).
         if shutil.which(c.argv[0], path=env.get("PATH")) is None:
             raise FileNotFoundError(f'exec: "{c.argv[0]}": executable file not found in $PATH')
-        spec = self.rt.sandbox_spec(run, c)
+        spec = self.rt.sandbox_spec(run, c, binds)
         r, w = os.pipe2(os.O_CLOEXEC)
         try:
             with open(self.rt.log_file(run, c), "ab") as logf:
@@ -72,16 +71,17 @@ class ProcessLauncher:
             os.close(w)
         c.sync_fd = r  # the runtime reports the container running once the program is exec'd
         self._watch(run, c)
-        return " ".join(c.argv)
 
-    def spawn(self, run: PodRun, c: Ctr, env: dict[str, str]) -> None:
-        """Fork a built-in program in the pod's network namespace and the container's cgroup,
-        outside the sandbox (a built-in that reads the API needs the socket the sandbox hides)."""
-        cg = self.rt.container_cgroup(run, c)
-        cgroups.create([cgroups.cluster_path(self.rt.plan.cluster), os.path.dirname(cg), cg])
-        with open(self.rt.log_file(run, c), "ab") as logf:
-            c.proc = exec.popen(c.argv, netns=run.plan.netns, stdout=logf, stderr=exec.STDOUT, env=env,
-                                umask=CONTAINER_UMASK, cgroup=cg)
+    def api_client(self, run: PodRun, c: Ctr, env: dict[str, str], binds: list[tuple[str, str]] = ()) -> None:
+        """Start a built-in program that reads the API, as a pod with a service account does: in
+        its sandbox, which shows of the hidden state directory only the API socket, at the path
+        its ``--api`` names (``API_SOCKET_IN_POD``), and what ``binds`` add."""
+        sock = controlplane.socket_path(self.rt.plan.cluster)
+        self.sandboxed(run, c, {**env, "TESTBED_CLUSTER": self.rt.plan.cluster}, [(sock, sock), *binds])
+
+    def adopt(self, run: PodRun, c: Ctr, pid: int) -> None:
+        """Watch the sandbox ``pid`` an earlier kubelet started for this container."""
+        c.proc = sandbox.Adopted(pid, sandbox.status_path(self.rt.plan.cluster, *run.key, c.name))
         self._watch(run, c)
 
     def _watch(self, run: PodRun, c: Ctr) -> None:
@@ -155,27 +155,36 @@ def corefile_arg(args: list[str]) -> str:
 
 class CorednsLauncher(ProcessLauncher):
     """registry.k8s.io/coredns/coredns: the testbed's DNS server (``python -m testbed.dns``) in
-    the pod's namespace. Its ``-conf`` path is resolved through the container's configMap
-    mounts (materialized and kept current by ``volumes``, so ``reload`` follows ConfigMap
-    edits); ``forward . /etc/resolv.conf`` reads the pod's own resolv.conf (``dnsPolicy:
-    Default``: the underlay's resolver). The API socket is handed over explicitly, so the
-    server does not depend on what the pod's filesystem view shows."""
+    the pod's sandbox. Its ``-conf`` path is resolved through the container's configMap
+    mounts (materialized and kept current by ``volumes``, their directories bind-mounted into
+    the sandbox, so ``reload`` follows ConfigMap edits); ``forward . /etc/resolv.conf`` reads the
+    pod's own resolv.conf (``dnsPolicy: Default``: the underlay's resolver); the API socket is
+    the one thing of the state directory it sees (``api_client``)."""
 
     config_maps: volumes.ConfigMapVolumes | None = None
 
+    def _volumes(self, run: PodRun) -> None:
+        if self.config_maps is None:  # one ConfigMap watch, only in clusters that run CoreDNS
+            self.config_maps = volumes.ConfigMapVolumes(self.rt.store, self.rt.plan.cluster)
+        self.config_maps.materialize(run.pod, lambda: not run.done)
+
+    def adopt(self, run: PodRun, c: Ctr, pid: int) -> None:
+        self._volumes(run)  # a re-attached server's Corefile keeps following its ConfigMap
+        super().adopt(run, c, pid)
+
     def start(self, run: PodRun, c: Ctr) -> str:
         cluster = self.rt.plan.cluster
-        if self.config_maps is None:  # one ConfigMap watch, only in clusters that run CoreDNS
-            self.config_maps = volumes.ConfigMapVolumes(self.rt.store, cluster)
-        self.config_maps.materialize(run.pod, lambda: not run.done)
+        self._volumes(run)
         conf = corefile_arg(list(c.program.argv))
         if not posixpath.isabs(conf):
             conf = posixpath.join(c.spec.get("workingDir") or "/", conf)
-        conf = volumes.host_path(conf, volumes.mounts(cluster, run.pod, c.spec)) or conf
+        mounts = volumes.mounts(cluster, run.pod, c.spec)
+        conf = volumes.host_path(conf, mounts) or conf
+        # the configMap volumes' directories are where the server reads (and reloads) them
         c.argv = [sys.executable, "-m", "testbed.dns", "--corefile", conf,
-                  "--api", os.path.join(state.directory(cluster), "api.sock"),
-                  "--resolv-conf", os.path.join(etcfiles.ETC_NETNS, run.plan.netns, "resolv.conf")]
-        self.spawn(run, c, {**container_env(run.pod, c.spec, run.plan.ip, run.node_ip), "TESTBED_CLUSTER": cluster})
+                  "--api", controlplane.socket_path(cluster), "--resolv-conf", "/etc/resolv.conf"]
+        self.api_client(run, c, container_env(run.pod, c.spec, run.plan.ip, run.node_ip),
+                        [(d, d) for d in sorted(set(mounts.values()))])
         return "the cluster DNS server (CoreDNS-1.11.3 equivalent)"
 
 
@@ -203,10 +212,11 @@ def ingress_controller_flags(args: list[str] | tuple[str, ...]) -> tuple[list[st
 
 
 class IngressNginxLauncher(ProcessLauncher):
-    """The ingress-nginx controller image: ``python -m testbed.ingress`` forked in the pod's
-    namespace; it runs nginx as its child there, reloads it on changes and stops it (SIGQUIT,
-    in-flight requests finish) when SIGTERM stops the pod. Its files live in the cluster's state
-    directory, so ``down`` removes them."""
+    """The ingress-nginx controller image: ``python -m testbed.ingress`` in the pod's sandbox; it
+    runs nginx as its child there, reloads it on changes and stops it (SIGQUIT, in-flight
+    requests finish) when SIGTERM stops the pod. Its files live in the cluster's state directory
+    (so ``down`` removes them), of which the sandbox shows only their directory and the API
+    socket (``api_client``)."""
 
     def start(self, run: PodRun, c: Ctr) -> str:
         ns, name = run.key
@@ -222,10 +232,9 @@ class IngressNginxLauncher(ProcessLauncher):
         if ignored:
             with open(self.rt.log_file(run, c), "a") as f:
                 f.write(f"{now()} flags the testbed controller does not implement, ignored: {' '.join(ignored)}\n")
-        env = container_env(run.pod, c.spec, run.plan.ip, run.node_ip)
-        env["TESTBED_CLUSTER"] = cluster
+        os.makedirs(directory, mode=0o700, exist_ok=True)
         c.argv = argv
-        self.spawn(run, c, env)
+        self.api_client(run, c, container_env(run.pod, c.spec, run.plan.ip, run.node_ip), [(directory, directory)])
         return f"the ingress-nginx controller (nginx, state in {directory})"
 
 

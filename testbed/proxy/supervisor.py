@@ -8,6 +8,8 @@ with ``restartPolicy: Always`` -- and the new process takes over the rules its p
 ``testbed down`` or an operator) stays stopped. Restarts of a proxy that keeps dying within
 ``min_uptime`` back off exponentially (0.5 s doubling, at most ``max_backoff``).
 
+The daemon supervises each node's kubelet the same way (``what="kubelet"``).
+
 Processes adopted from a previous daemon (not our children) are watched the same way; their
 exit status is unknown, so ``clean_exit(node, pid)`` decides (the daemon reads the proxy's
 metrics file, which a proxy that stopped on request marks ``"stopped": true``).
@@ -43,7 +45,8 @@ class _Watched:
 class ProxySupervisor:
     def __init__(self, start: Callable[[str], ex.Popen], on_pid: Callable[[str, int | None], None],
                  *, clean_exit: Callable[[str, int], bool] | None = None,
-                 min_uptime: float = 2.0, max_backoff: float = 10.0):
+                 min_uptime: float = 2.0, max_backoff: float = 10.0, what: str = "kube-proxy"):
+        self.what = what
         self._start = start
         self._clean_exit = clean_exit
         self._on_pid = on_pid
@@ -55,7 +58,7 @@ class ProxySupervisor:
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         self.restarts = 0
-        self._thread = threading.Thread(target=self._run, name="proxy-supervisor", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{what}-supervisor", daemon=True)
 
     def watch(self, node: str, proc: ex.Popen | None = None, pid: int | None = None) -> None:
         """Supervise a proxy: one we started (``proc``) or one adopted by ``pid``."""
@@ -115,13 +118,13 @@ class ProxySupervisor:
                     status = 0
         if status in (0, 2):   # stopped on request, or refused its configuration (usage error)
             log.log(logging.INFO if status == 0 else logging.ERROR,
-                    "kube-proxy on %s (pid %d) exited with status %d; not restarting", w.node, w.pid, status)
+                    "%s on %s (pid %d) exited with status %d; not restarting", self.what, w.node, w.pid, status)
             self._on_pid(w.node, None)
             return
         up = time.monotonic() - w.started
         w.failures = w.failures + 1 if up < self.min_uptime else 0
         delay = 0.0 if not w.failures else min(0.5 * 2 ** (w.failures - 1), self.max_backoff)
-        log.warning("kube-proxy on %s (pid %d) died (%s) after %.1fs; restarting%s", w.node, w.pid,
+        log.warning("%s on %s (pid %d) died (%s) after %.1fs; restarting%s", self.what, w.node, w.pid,
                     "unknown status" if status is None else
                     (f"signal {-status}" if status < 0 else f"exit {status}"), up,
                     f" in {delay:.1f}s" if delay else "")
@@ -143,7 +146,7 @@ class ProxySupervisor:
             try:
                 p = self._start(w.node)
             except Exception as exc:  # noqa: BLE001 - e.g. the node netns is being deleted
-                log.error("restarting kube-proxy on %s failed: %s", w.node, exc)
+                log.error("restarting %s on %s failed: %s", self.what, w.node, exc)
                 w.failures += 1
                 w.restart_at = time.monotonic() + min(0.5 * 2 ** w.failures, self.max_backoff)
                 with self._mu:
@@ -155,7 +158,7 @@ class ProxySupervisor:
             nw = _Watched(w.node, p.pid, fd, p, time.monotonic(), w.failures)
             with self._mu:
                 self._watched[w.node] = nw
-            log.info("kube-proxy on %s restarted: pid %d", w.node, p.pid)
+            log.info("%s on %s restarted: pid %d", self.what, w.node, p.pid)
             self._on_pid(w.node, p.pid)
         return min(later) if later else None
 

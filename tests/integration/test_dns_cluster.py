@@ -61,6 +61,18 @@ def test_dns_lifecycle():
             assert api.get("Service", "kube-system", "kube-dns")["spec"]["clusterIP"] == "10.96.0.10"
             assert api.get("Deployment", "kube-system", "coredns")["spec"]["replicas"] == 2
 
+        # the server runs in its pod's sandbox: of the state directory it sees the API socket
+        # and its own configMap volume, nothing else (no store, no other pod's files, no logs)
+        with c.api() as api:
+            name = _coredns(api)[0]["metadata"]["name"]
+        res = subprocess.run([sys.executable, "-m", "testbed.cli", "exec", "-c", c.name, f"pod/kube-system/{name}",
+                              "--", "find", "/run/testbed", "-type", "f", "-o", "-type", "s"],
+                             capture_output=True, text=True, timeout=30)
+        assert res.returncode == 0, res.stderr
+        seen = res.stdout.split()
+        own = os.path.join("/run/testbed", c.name, "pods", f"kube-system_{name}", "volumes", "config-volume")
+        assert sorted(seen) == [os.path.join("/run/testbed", c.name, "api.sock"), os.path.join(own, "Corefile")]
+
         # ExternalName end to end: curl by the Service's name reaches the external client
         ext = c.netns_of("external/client")
         srv = exec.popen([sys.executable, "-m", "http.server", "8000", "--bind", "172.20.10.100"], netns=ext,

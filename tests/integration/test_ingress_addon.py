@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from testbed import state
+from testbed import cgroups
 from testbed.addons import ingress_nginx
 from testbed.cluster import Cluster
 from testbed.controllers.base import wait_for
+from testbed.kubelet.sandbox import pod_cgroup
 from testbed.scenario import parse
 from testbed.verify import http
 from testbed.verify.model import HttpRequest
@@ -98,9 +99,13 @@ def test_controller_image_serves_ingresses_through_its_node_port(cluster):
 
 def test_nginx_stops_with_its_pod_and_the_replacement_serves(cluster):
     old = controller_pod(cluster)
-    directory = Path(state.directory(cluster.name)) / "ingress" / f"ingress-nginx_{old.name}"
-    master = int((directory / "nginx.pid").read_text())
-    assert os.readlink(f"/proc/{master}/ns/net") != os.readlink("/proc/self/ns/net")  # in the pod, not the host
+    # nginx.pid names it as the pod's PID namespace sees it: found through the pod's cgroup instead
+    masters = [pid for pid in cgroups.procs(pod_cgroup(cluster.name, "ingress-nginx", old.name))
+               if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"nginx: master")]
+    assert len(masters) == 1, masters
+    master = masters[0]
+    for ns in ("net", "pid", "mnt"):  # in the pod's sandbox, not the host's namespaces
+        assert os.readlink(f"/proc/{master}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}")
     with cluster.api() as api:
         api.delete("Pod", "ingress-nginx", old.name)
         wait_for(api, "Pod", lambda items: all(p["metadata"]["name"] != old.name for p in items),

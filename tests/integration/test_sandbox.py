@@ -212,6 +212,10 @@ def test_up_killed_at_any_point_then_down_leaves_nothing(tmp_path, point):
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == -9, res.stderr
     pids = cgroups.procs(cgroups.cluster_path(name)) if os.path.isdir(cgroups.cluster_path(name)) else []
+    if point in ("manifests", "ready"):
+        # the pod runs, owned by a kubelet outside the control plane: both outlive the killed `up`
+        assert cgroups.procs(cgroups.path(name, cgroups.kubelet_name("node1")))
+        assert cgroups.procs(pod_cgroup(name, "default", "p"))
     res = subprocess.run([sys.executable, "-m", "testbed.cli", "down", name], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert not [p for p in pids if alive(p)]

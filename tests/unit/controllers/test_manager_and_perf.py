@@ -150,3 +150,40 @@ def test_preloaded_1000_services_x_2_pods():
         assert ctrl.reconciles >= N_SERVICES
     finally:
         store.close()
+
+
+def test_a_field_selector_limits_what_a_controller_sees(store):
+    from testbed.controllers.base import Controller
+
+    class OnNodeA(Controller):
+        kinds = ("Pod",)
+        field_selectors = {"Pod": "spec.nodeName=node-a"}
+
+        def __init__(self, store):
+            super().__init__(store)
+            self.seen: list[tuple] = []
+            self.changed = threading.Event()
+
+        def handle(self, kind, old, new, own=False):
+            self.seen.append((new or old)["metadata"]["name"] if new else ("gone", old["metadata"]["name"]))
+            self.changed.set()
+
+        def reconcile(self, key):
+            pass
+
+    c = OnNodeA(store)
+    c.start()
+    try:
+        assert c.synced.wait(5)
+        add_pod(store, "elsewhere", {}, node_name="node-b")
+        add_pod(store, "here", {}, node_name="node-a")
+        while "here" not in c.seen:
+            assert c.changed.wait(5)
+            c.changed.clear()
+        store.delete("Pod", "default", "here", grace_seconds=0)
+        while ("gone", "here") not in c.seen:
+            assert c.changed.wait(5)
+            c.changed.clear()
+        assert "elsewhere" not in c.seen and set(c.caches["Pod"].objects) == set()
+    finally:
+        c.stop()

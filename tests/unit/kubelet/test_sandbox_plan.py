@@ -30,8 +30,21 @@ def test_privileged_is_every_capability_of_the_kernel():
 def test_add_then_drop_with_all():
     sc = {"capabilities": {"add": ["NET_ADMIN", "CAP_SYS_TIME"], "drop": ["KILL"]}}
     assert capabilities(sc) == sorted(set(idx(*DEFAULT_CAPABILITIES, "NET_ADMIN", "SYS_TIME")) - set(idx("KILL")))
-    assert capabilities({"capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}}) == []
+    # as containerd: ALL first, then the named ones, so upstream's CoreDNS keeps NET_BIND_SERVICE
+    assert capabilities({"capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}}) == idx("NET_BIND_SERVICE")
+    assert capabilities({"capabilities": {"drop": ["ALL"]}}) == []
+    assert capabilities({"capabilities": {"add": ["ALL"], "drop": ["CHOWN"]}}, last_cap=40) == \
+        [c for c in range(41) if c != CAPABILITIES.index("CHOWN")]
     assert capabilities({"capabilities": {"add": ["ALL"]}}, last_cap=40) == list(range(41))
+
+
+def test_binds_are_in_the_spec_only_when_given():
+    p = pod()
+    spec = sandbox_spec(p, p["spec"]["containers"][0], cgroup="/cg", files={}, hide=["/run/testbed"])
+    assert "binds" not in spec
+    spec = sandbox_spec(p, p["spec"]["containers"][0], cgroup="/cg", files={}, hide=["/run/testbed"],
+                        binds=[("/run/testbed/c/api.sock", "/run/testbed/c/api.sock")])
+    assert spec["binds"] == [["/run/testbed/c/api.sock", "/run/testbed/c/api.sock"]]
 
 
 def test_unknown_capability_is_one_clear_line():
