@@ -106,6 +106,8 @@ class Cluster:
                 # own Pods, never for the add-ons' rollout (verify settles Deployments)
                 _apply_manifests(scenario, addons.objects(scenario.addons, scenario), progress, timeout)
                 failpoints.hit("manifests")
+                if plan.proxy_mode != "none":
+                    _wait_proxies(scenario.name, len(plan.nodes), progress, warn, min(timeout, 30.0))
             state.update_json(scenario.name, "state.json", up_seconds=round(time.monotonic() - started, 3))
             # the cluster is complete (its pods run, the kubelets own them): a crash now must
             # still leave ``down`` everything to find
@@ -294,6 +296,31 @@ def _apply_manifests(scenario: Scenario, extra: list[dict], progress: Progress |
             if progress:
                 progress("manifests", i + 1, len(objs))
         controlplane.wait_pods_running(api, pods, timeout)
+
+
+def _wait_proxies(cluster: str, nodes: int, progress: Progress | None, warn, timeout: float) -> None:
+    """Services answer when ``up`` returns: wait until every node's kube-proxy has programmed the
+    Services and EndpointSlices as they stand now (a proxy still behind at the timeout is a
+    warning, not a failed ``up``: ``testbed status`` and ``doctor`` show it)."""
+    from .proxy import status as proxy_status
+
+    want = []
+    with controlplane.client(cluster) as api:
+        for kind in ("Service", "EndpointSlice"):
+            rvs = [int(o["metadata"]["resourceVersion"]) for o in api.list(kind)[0]]
+            if rvs:
+                want.append({"kind": kind, "metadata": {"resourceVersion": str(max(rvs))}})
+    if progress:
+        progress("proxies programmed", 0, nodes)
+    try:
+        proxy_status.wait_metrics(cluster, lambda ms: len(ms) >= nodes, timeout, "every node's kube-proxy")
+        proxy_status.wait_programmed(cluster, want, timeout=timeout)
+    except TimeoutError as e:
+        if warn:
+            warn(f"kube-proxy has not programmed every Service yet: {e}")
+        return
+    if progress:
+        progress("proxies programmed", nodes, nodes)
 
 
 def owned_netns(cluster: str) -> list[str]:
