@@ -59,6 +59,31 @@ def test_render_iptables_steps_keeps_its_format():
     assert res.stdout == "".join(f"### step {i}\n{t}" for i, t in enumerate(texts, 1))
 
 
+@pytest.mark.parametrize("content, message", [
+    (None, "file not found"),
+    ("dir", "is a directory, not a file"),
+    ("", "no KubeProxyTestHarness document (the fake proxier's parameters, as in tests/golden/*.inputs.yaml)"),
+    ("kind: [\n", "not valid YAML at line 2, column 1: expected the node content, but found '<stream end>' "
+                  "(while parsing a flow node)"),
+    ("- a list\n", "every document must be a mapping (a KubeProxyTestHarness or a Kubernetes object)"),
+])
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+def test_render_bad_input_is_one_line_and_exit_2(tmp_path, content, message, mode):
+    f = tmp_path / "in.inputs.yaml"
+    if content == "dir":
+        f.mkdir()
+    elif content is not None:
+        f.write_text(content)
+    res = run("render", "-f", str(f), "--proxy-mode", mode)
+    assert res.returncode == 2
+    assert res.stderr.splitlines() == [f"error: {f}: {message}"]
+
+
+def test_render_missing_steps_file_is_one_line(tmp_path):
+    res = run("render", "-f", str(tmp_path / "x.steps.txt"))
+    assert (res.returncode, res.stderr.splitlines()) == (2, [f"error: {tmp_path / 'x.steps.txt'}: file not found"])
+
+
 NFT_INPUTS = sorted(str(p) for p in Path("tests/golden").glob("nftables-*.inputs.yaml"))
 
 
