@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Optional
 
 import typer
@@ -16,13 +17,25 @@ from .common import ClusterOpt, NsOpt, api
 
 def rollout_status(ref: list[str] = typer.Argument(..., help="deploy/NAME or deploy NAME"),
                    watch: bool = typer.Option(True, "-w/--no-watch", "--watch"),
-                   timeout: float = typer.Option(300.0, "--timeout"), namespace: str = NsOpt,
-                   cluster: Optional[str] = ClusterOpt) -> None:
+                   timeout: str = typer.Option("5m", "--timeout",
+                                               help="how long to wait, as kubectl: 90s, 5m, 1m30s; 0 waits forever"),
+                   namespace: str = NsOpt, cluster: Optional[str] = ClusterOpt) -> None:
     """Wait for a rollout to finish, printing its progress like kubectl."""
     name = parse_ref(ref, DEPLOY_KINDS, "deploy")
+    seconds = rollout_timeout(timeout)
     with api(cluster) as a:
-        for line in ops.rollout_status(a, name, namespace, watch=watch, timeout=timeout):
+        for line in ops.rollout_status(a, name, namespace, watch=watch, timeout=seconds):
             print(line, flush=True)
+
+
+def rollout_timeout(value: str) -> float:
+    """``--timeout`` in seconds: a Go duration like kubectl's flag (a bare number is seconds)."""
+    from ..scenario import parse_duration
+
+    seconds = parse_duration(float(value) if value.replace(".", "", 1).isdigit() else value)
+    if seconds is None:
+        raise ValueError(f"--timeout: {value!r} is not a duration (e.g. 90s, 5m, 1m30s)")
+    return seconds or threading.TIMEOUT_MAX  # kubectl: zero means never
 
 
 def rollout_history(ref: list[str] = typer.Argument(...), namespace: str = NsOpt,

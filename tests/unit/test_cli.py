@@ -232,3 +232,15 @@ def test_etcdctl_runs_with_the_recorded_endpoint_and_passes_the_exit_code_throug
         '{"store": {"kind": "etcd", "endpoints": "http://127.0.0.1:1"}}')
     res = run("etcdctl", "-c", "c1", "--command-timeout=1s", "get", "/x", state_root=str(tmp_path / "state"))
     assert res.returncode == 1 and "127.0.0.1:1" in res.stderr, res.stderr
+
+
+def test_rollout_status_timeout_is_a_duration_like_kubectl():
+    import threading
+
+    from testbed.cli.workloads import rollout_timeout
+
+    assert (rollout_timeout("90s"), rollout_timeout("1m30s"), rollout_timeout("2")) == (90.0, 90.0, 2.0)
+    assert rollout_timeout("0") == threading.TIMEOUT_MAX
+    res = run("rollout", "status", "deploy/web", "--timeout", "9x", "-c", "none")
+    assert (res.returncode, res.stderr.splitlines()) == (
+        2, ["error: --timeout: '9x' is not a duration (e.g. 90s, 5m, 1m30s)"])
