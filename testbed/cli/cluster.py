@@ -19,7 +19,7 @@ from ..errors import TestbedError
 from ..kubectl.table import format_rows
 from ..apiserver.etcd import TLS
 from ..scenario import PROXY_MODES, STORES, load as load_scenario
-from .common import ClusterOpt, err
+from .common import ClusterOpt, err, output_format
 
 
 def up(scenario: str = typer.Argument(..., help="scenario file (see scenarios/)"),
@@ -104,15 +104,14 @@ def _print_status(s: dict) -> None:
 def status(name: Optional[str] = typer.Argument(None), output: str = typer.Option("table", "-o", "--output",
                                                                                   help="table|json|yaml")) -> None:
     """Show what a cluster is made of."""
+    output_format(output, ("table", "json", "yaml"))
     s = Cluster(state.resolve(name)).status()
     if output == "json":
         print(json.dumps(s, indent=2))
     elif output == "yaml":
         print(yaml.safe_dump(s, sort_keys=False), end="")
-    elif output == "table":
-        _print_status(s)
     else:
-        raise TestbedError(f"unknown output format {output!r}; allowed: table, json, yaml")
+        _print_status(s)
 
 
 def restart(name: Optional[str] = typer.Argument(None)) -> None:

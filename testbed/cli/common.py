@@ -16,6 +16,13 @@ ClusterOpt = typer.Option(None, "-c", "--cluster", help="cluster name (default: 
 NsOpt = typer.Option("default", "-n", "--namespace")
 
 
+def output_format(value: str, allowed: tuple[str, ...]) -> str:
+    """An ``-o`` value, checked before any cluster is looked at; a bad one is invalid input (exit 2)."""
+    if value not in allowed:
+        raise ValueError(f"unknown output format {value!r}; allowed: {', '.join(allowed)}")
+    return value
+
+
 def api(cluster: Optional[str]):
     """A client of the API server of *cluster* (default: the only one that is up)."""
     from .. import controlplane

@@ -244,3 +244,15 @@ def test_rollout_status_timeout_is_a_duration_like_kubectl():
     res = run("rollout", "status", "deploy/web", "--timeout", "9x", "-c", "none")
     assert (res.returncode, res.stderr.splitlines()) == (
         2, ["error: --timeout: '9x' is not a duration (e.g. 90s, 5m, 1m30s)"])
+
+
+@pytest.mark.parametrize("argv, allowed", [
+    (["status", "-o", "wide"], "table, json, yaml"),
+    (["metrics", "-o", "yaml"], "table, json"),
+    (["doctor", "-o", "yaml"], "table, json"),
+    (["trace", "pod/a", "service/b", "-o", "wide"], "table, json"),
+])
+def test_bad_output_format_is_invalid_input_before_any_cluster_lookup(argv, allowed):
+    res = run(*argv, *(["-c", NOSUCH] if argv[0] != "status" else [NOSUCH]))
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.splitlines() == [f"error: unknown output format {argv[-1]!r}; allowed: {allowed}"]
