@@ -47,7 +47,8 @@ def up(scenario: str = typer.Argument(..., help="scenario file (see scenarios/)"
     started = time.monotonic()
     loaded = load_scenario(scenario, name=name)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=err, transient=True, disable=quiet) as progress:
+                  TimeElapsedColumn(), console=err, transient=True,
+                  disable=quiet or not err.is_terminal) as progress:  # a log gets no bar and no blank line
         tasks: dict[str, int] = {}
 
         def report(step: str, done: int, total: int) -> None:

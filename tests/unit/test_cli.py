@@ -256,3 +256,15 @@ def test_bad_output_format_is_invalid_input_before_any_cluster_lookup(argv, allo
     res = run(*argv, *(["-c", NOSUCH] if argv[0] != "status" else [NOSUCH]))
     assert res.returncode == 2, res.stderr
     assert res.stderr.splitlines() == [f"error: unknown output format {argv[-1]!r}; allowed: {allowed}"]
+
+
+@pytest.mark.parametrize("option, line", [
+    (["--proxy-mode", "bogus"], "error: --proxy-mode: unsupported value 'bogus'; allowed: iptables, ipvs, nftables, "
+                                "userspace, none"),
+    (["--store", "mysql"], "error: --store: unsupported value 'mysql'; allowed: embedded, etcd"),
+])
+def test_up_with_a_bad_option_value_is_one_line_and_exit_2(tmp_path, option, line):
+    res = run("up", "scenarios/quickstart.yaml", "--name", "qa-none", *option, euid=0,
+              state_root=str(tmp_path / "state"))
+    assert (res.returncode, res.stdout, res.stderr.splitlines()) == (2, "", [line])
+    assert not (tmp_path / "state" / "qa-none").exists()
