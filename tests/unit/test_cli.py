@@ -268,3 +268,20 @@ def test_up_with_a_bad_option_value_is_one_line_and_exit_2(tmp_path, option, lin
               state_root=str(tmp_path / "state"))
     assert (res.returncode, res.stdout, res.stderr.splitlines()) == (2, "", [line])
     assert not (tmp_path / "state" / "qa-none").exists()
+
+
+def test_capture_of_a_pod_that_is_not_there_is_exec_s_one_line_error():
+    from testbed.capture import capture_point
+    from testbed.errors import TestbedError
+
+    class NoPods:
+        name = "c1"
+
+        def netns_of(self, target):
+            raise TestbedError(f"no pod {target.partition('/')[2]!r} in cluster c1")
+
+        def pod(self, name, namespace=None):
+            raise KeyError(name)
+
+    with pytest.raises(TestbedError, match="^no pod 'nope' in cluster c1$"):
+        capture_point(NoPods(), "pod/nope")
