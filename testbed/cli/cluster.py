@@ -41,7 +41,7 @@ def up(scenario: str = typer.Argument(..., help="scenario file (see scenarios/)"
        etcd_key: Optional[str] = typer.Option(None, "--etcd-key", help="client key for etcd"),
        kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig",
                                                 help="write a kubeconfig for the cluster's API to this file (0600)"),
-       quiet: bool = typer.Option(False, "-q", "--quiet")) -> None:
+       quiet: bool = typer.Option(False, "-q", "--quiet", help="print nothing (no progress, no summary)")) -> None:
     """Build a cluster from a scenario file and return when it is usable."""
     require_root("testbed up")
     started = time.monotonic()
