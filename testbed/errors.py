@@ -44,6 +44,12 @@ class NotRootError(TestbedError):
         super().__init__(f"{what} needs root: it creates network namespaces and netfilter rules; run it with sudo")
 
 
+class BadOptionError(TestbedError):
+    """An option or argument a verb cannot take: invalid input, like the parser's usage errors."""
+
+    exit_code = 2
+
+
 class ClusterExistsError(TestbedError):
     exit_code = 3
 

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from .. import state
+from ..errors import BadOptionError
 
 err = Console(stderr=True)
 
@@ -19,7 +20,7 @@ NsOpt = typer.Option("default", "-n", "--namespace")
 def output_format(value: str, allowed: tuple[str, ...]) -> str:
     """An ``-o`` value, checked before any cluster is looked at; a bad one is invalid input (exit 2)."""
     if value not in allowed:
-        raise ValueError(f"unknown output format {value!r}; allowed: {', '.join(allowed)}")
+        raise BadOptionError(f"unknown output format {value!r}; allowed: {', '.join(allowed)}")
     return value
 
 

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from ..errors import TestbedError
+from ..errors import BadOptionError
 from ..kubectl import workloads as ops
 from ..kubectl.workloads import DEPLOY_KINDS, parse_ref
 from .common import ClusterOpt, NsOpt, api
@@ -34,7 +34,7 @@ def rollout_timeout(value: str) -> float:
 
     seconds = parse_duration(float(value) if value.replace(".", "", 1).isdigit() else value)
     if seconds is None:
-        raise ValueError(f"--timeout: {value!r} is not a duration (e.g. 90s, 5m, 1m30s)")
+        raise BadOptionError(f"--timeout: {value!r} is not a duration (e.g. 90s, 5m, 1m30s)")
     return seconds or threading.TIMEOUT_MAX  # kubectl: zero means never
 
 
@@ -67,7 +67,7 @@ def set_image(args: list[str] = typer.Argument(..., help="deploy/NAME CONTAINER=
     refs = [a for a in args if "=" not in a]
     pairs = [a for a in args if "=" in a]
     if not pairs:
-        raise TestbedError("give at least one CONTAINER=IMAGE")
+        raise BadOptionError("give at least one CONTAINER=IMAGE")
     with api(cluster) as a:
         print(ops.set_image(a, parse_ref(refs, DEPLOY_KINDS, "deploy"), pairs, namespace))
 
@@ -86,7 +86,7 @@ def readiness(pod: str = typer.Argument(..., help="pod/NAME"),
               namespace: str = NsOpt, cluster: Optional[str] = ClusterOpt) -> None:
     """Make a pod's readiness fail or pass (the default workload's /readyz)."""
     if fail == pass_:
-        raise TestbedError("give exactly one of --fail and --pass")
+        raise BadOptionError("give exactly one of --fail and --pass")
     with api(cluster) as a:
         print(ops.set_readiness(a, pod, pass_, namespace))
 

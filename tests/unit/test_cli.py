@@ -285,3 +285,23 @@ def test_capture_of_a_pod_that_is_not_there_is_exec_s_one_line_error():
 
     with pytest.raises(TestbedError, match="^no pod 'nope' in cluster c1$"):
         capture_point(NoPods(), "pod/nope")
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["readiness", "pod/web-1"], "error: give exactly one of --fail and --pass"),
+    (["set", "image", "deploy/web"], "error: give at least one CONTAINER=IMAGE"),
+])
+def test_missing_required_choice_is_invalid_input(argv, line):
+    res = run(*argv, "-c", NOSUCH)
+    assert (res.returncode, res.stderr.splitlines()) == (2, [line])
+
+
+def test_verify_check_that_the_scenario_does_not_have_is_invalid_input():
+    from testbed.errors import BadOptionError
+    from testbed.verify.runner import Verifier
+
+    v = Verifier.__new__(Verifier)
+    v.checks = [type("C", (), {"name": "a"})()]
+    with pytest.raises(BadOptionError, match="^--check: no check b; checks: a$") as e:
+        v.run(["b"])
+    assert e.value.exit_code == 2
