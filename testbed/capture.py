@@ -186,6 +186,7 @@ def capture_point(cluster, target: str, iface: str | None = None) -> tuple[str, 
     sends and receives is seen before any rule of the node touches it."""
     kind, _, rest = target.partition("/")
     if kind in ("pod", "po", "pods") and iface is None:
+        cluster.netns_of(target)  # a pod that is not there (or is ambiguous): exec's one-line error
         ns, _, name = rest.rpartition("/")
         p = cluster.pod(name, ns or None)
         node = next(n for n in cluster.plan.nodes if n.name == p.node)

@@ -63,7 +63,8 @@ class Cluster:
             from .scenario import PROXY_MODES
 
             if proxy_mode not in PROXY_MODES:
-                raise TestbedError(f"--proxy-mode: unsupported value {proxy_mode!r}; allowed: {', '.join(PROXY_MODES)}")
+                raise ValidationError("--proxy-mode", [Problem("", f"unsupported value {proxy_mode!r}; "
+                                                                   f"allowed: {', '.join(PROXY_MODES)}")])
             scenario.proxy_mode = proxy_mode
         store_config = etcd_cluster.requested(store or os.environ.get("TESTBED_STORE") or scenario.store,
                                               etcd_endpoints, etcd_tls, etcd_prefix, scenario.name)

@@ -29,7 +29,10 @@ class ValidationError(TestbedError):
     def __init__(self, source: str, problems: list[Problem]):
         self.source = source
         self.problems = problems
-        lines = [f"{source}: {len(problems)} problem{'s' if len(problems) != 1 else ''}:"]
+        if len(problems) == 1:  # errors are one line; a list only when there are several
+            super().__init__(f"{source}: {problems[0]}")
+            return
+        lines = [f"{source}: {len(problems)} problems:"]
         lines += [f"  - {p}" for p in problems]
         super().__init__("\n".join(lines))
 
@@ -41,9 +44,33 @@ class NotRootError(TestbedError):
         super().__init__(f"{what} needs root: it creates network namespaces and netfilter rules; run it with sudo")
 
 
+class BadOptionError(TestbedError):
+    """An option or argument a verb cannot take: invalid input, like the parser's usage errors."""
+
+    exit_code = 2
+
+
 class ClusterExistsError(TestbedError):
     exit_code = 3
 
 
 class ClusterNotFoundError(TestbedError):
     exit_code = 4
+
+
+def unreadable(exc: OSError) -> str:
+    """Why a file could not be read, in words (no errno, no traceback)."""
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory, not a file"
+    return f"cannot be read: {exc.strerror or exc}"
+
+
+def yaml_problem(exc: Exception) -> str:
+    """A YAML parser error as one line: PyYAML's own text spans several lines with a snippet."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    return f"not valid YAML{where}: {problem}" + (f" ({context})" if context else "")

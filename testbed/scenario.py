@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from .errors import Problem, ValidationError
+from .errors import Problem, ValidationError, unreadable as _unreadable, yaml_problem
 from .k8s import admission as k8s_admission, errors as k8s_errors, kinds, schema, schemas
 from .addons import DEFAULT as ADDON_DEFAULT, NAMES as ADDON_NAMES
 from .proxy.modes import NAMES as _PROXY_MODE_NAMES
@@ -131,7 +131,7 @@ def load(path: str, *, name: str | None = None) -> Scenario:
     except OSError as exc:
         raise ValidationError(path, [Problem("", _unreadable(exc))]) from None
     except yaml.YAMLError as exc:
-        raise ValidationError(path, [Problem("", f"not valid YAML: {exc}")]) from None
+        raise ValidationError(path, [Problem("", yaml_problem(exc))]) from None
     if doc is None:
         raise ValidationError(path, [Problem("", f"the file is empty; a scenario starts with "
                                                  f"apiVersion: {API_VERSION} and kind: Scenario")])
@@ -155,14 +155,6 @@ def check_manifests(scenario: Scenario) -> None:
             problems.append(Problem(where, exc.message))
     if problems:
         raise ValidationError(scenario.source, problems)
-
-
-def _unreadable(exc: OSError) -> str:
-    if isinstance(exc, FileNotFoundError):
-        return "file not found"
-    if isinstance(exc, IsADirectoryError):
-        return "is a directory, not a file"
-    return f"cannot be read: {exc.strerror or exc}"
 
 
 def parse(doc: Any, *, source: str = "<scenario>", base_dir: str = ".", name: str | None = None) -> Scenario:
@@ -446,7 +438,7 @@ class _Parser:
                     self.err(f"{path}.file", f"{rel!r} {_unreadable(exc)}")
                     continue
                 except yaml.YAMLError as exc:
-                    self.err(f"{path}.file", f"{rel!r} is not valid YAML: {exc}")
+                    self.err(f"{path}.file", f"{rel!r} is {yaml_problem(exc)}")
                     continue
                 for j, d in enumerate(docs):
                     out += self.objects(d, f"{path} ({rel} document {j + 1})")

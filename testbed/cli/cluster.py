@@ -19,7 +19,7 @@ from ..errors import TestbedError
 from ..kubectl.table import format_rows
 from ..apiserver.etcd import TLS
 from ..scenario import PROXY_MODES, STORES, load as load_scenario
-from .common import ClusterOpt, err
+from .common import ClusterOpt, err, output_format
 
 
 def up(scenario: str = typer.Argument(..., help="scenario file (see scenarios/)"),
@@ -44,13 +44,14 @@ def up(scenario: str = typer.Argument(..., help="scenario file (see scenarios/)"
                                                       "in its own member, /testbed/NAME/registry on --etcd-endpoints)"),
        kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig",
                                                 help="write a kubeconfig for the cluster's API to this file (0600)"),
-       quiet: bool = typer.Option(False, "-q", "--quiet")) -> None:
+       quiet: bool = typer.Option(False, "-q", "--quiet", help="print nothing (no progress, no summary)")) -> None:
     """Build a cluster from a scenario file and return when it is usable."""
     require_root("testbed up")
     started = time.monotonic()
     loaded = load_scenario(scenario, name=name)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=err, transient=True, disable=quiet) as progress:
+                  TimeElapsedColumn(), console=err, transient=True,
+                  disable=quiet or not err.is_terminal) as progress:  # a log gets no bar and no blank line
         tasks: dict[str, int] = {}
 
         def report(step: str, done: int, total: int) -> None:
@@ -108,15 +109,14 @@ def _print_status(s: dict) -> None:
 def status(name: Optional[str] = typer.Argument(None), output: str = typer.Option("table", "-o", "--output",
                                                                                   help="table|json|yaml")) -> None:
     """Show what a cluster is made of."""
+    output_format(output, ("table", "json", "yaml"))
     s = Cluster(state.resolve(name)).status()
     if output == "json":
         print(json.dumps(s, indent=2))
     elif output == "yaml":
         print(yaml.safe_dump(s, sort_keys=False), end="")
-    elif output == "table":
-        _print_status(s)
     else:
-        raise TestbedError(f"unknown output format {output!r}; allowed: table, json, yaml")
+        _print_status(s)
 
 
 def restart(name: Optional[str] = typer.Argument(None)) -> None:

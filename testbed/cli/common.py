@@ -9,11 +9,19 @@ import typer
 from rich.console import Console
 
 from .. import state
+from ..errors import BadOptionError
 
 err = Console(stderr=True)
 
 ClusterOpt = typer.Option(None, "-c", "--cluster", help="cluster name (default: the only one that is up)")
 NsOpt = typer.Option("default", "-n", "--namespace")
+
+
+def output_format(value: str, allowed: tuple[str, ...]) -> str:
+    """An ``-o`` value, checked before any cluster is looked at; a bad one is invalid input (exit 2)."""
+    if value not in allowed:
+        raise BadOptionError(f"unknown output format {value!r}; allowed: {', '.join(allowed)}")
+    return value
 
 
 def api(cluster: Optional[str]):

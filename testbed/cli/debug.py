@@ -67,6 +67,10 @@ def capture(target: str = typer.Argument(..., help="node/NAME, pod/[NS/]NAME (it
 
     require_root("testbed capture")
     netns_name, dev = capture_point(Cluster(state.resolve(cluster)), target, iface)
+    try:  # before capturing, not after the frames were collected
+        open(output, "ab").close()
+    except OSError as exc:
+        raise TestbedError(f"-o {output}: cannot be written: {exc.strerror or exc}") from None
     cap = Capture(netns_name, dev, bpf=bpf, count=count).start()
     stop = threading.Event()
     old = signal.signal(signal.SIGINT, lambda *a: stop.set())

@@ -15,7 +15,7 @@ from ..cluster import require_root
 from ..errors import TestbedError
 from ..kubectl.table import format_rows
 from ..proxy import modes, status
-from .common import ClusterOpt
+from .common import ClusterOpt, output_format
 
 
 def rules(target: str = typer.Argument(..., help="node/NAME"),
@@ -44,17 +44,16 @@ def metrics(target: Optional[str] = typer.Argument(None, help="node/NAME (defaul
             output: str = typer.Option("table", "-o", "--output", help="table | json"),
             cluster: Optional[str] = ClusterOpt) -> None:
     """kube-proxy metrics: sync duration, network programming latency (NPL), counts."""
+    output_format(output, ("table", "json"))
     name = state.resolve(cluster)
     node = status.node_name(target) if target else None
     m = status.proxy_metrics(name, node)
     if output == "json":
         print(json.dumps(m, indent=1, sort_keys=True))
-    elif output == "table":
+    else:
         if not m:
             raise TestbedError(f"no kube-proxy metrics in cluster {name} yet")
         sys.stdout.write(format_rows(status.METRIC_COLUMNS, status.metrics_rows(m)))
-    else:
-        raise ValueError(f"unknown output format {output!r}; use table or json")
 
 
 def render(file: str = typer.Option(..., "-f", "--filename", help="KubeProxyTestHarness inputs or steps file"),

@@ -11,16 +11,13 @@ import typer
 
 from .. import state
 from ..cluster import Cluster, require_root
-from ..errors import TestbedError
-from .common import ClusterOpt
+from .common import ClusterOpt, output_format
 
 OUTPUTS = ("table", "json")
 
 
 def _output(value: str) -> str:
-    if value not in OUTPUTS:
-        raise TestbedError(f"-o/--output: {value!r}; allowed: {', '.join(OUTPUTS)}")
-    return value
+    return output_format(value, OUTPUTS)
 
 
 def trace(source: str = typer.Argument(..., metavar="FROM", help="pod/NAME, node/NAME or external/NAME"),

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Optional
 
 import typer
 
-from ..errors import TestbedError
+from ..errors import BadOptionError
 from ..kubectl import workloads as ops
 from ..kubectl.workloads import DEPLOY_KINDS, parse_ref
 from .common import ClusterOpt, NsOpt, api
@@ -16,13 +17,25 @@ from .common import ClusterOpt, NsOpt, api
 
 def rollout_status(ref: list[str] = typer.Argument(..., help="deploy/NAME or deploy NAME"),
                    watch: bool = typer.Option(True, "-w/--no-watch", "--watch"),
-                   timeout: float = typer.Option(300.0, "--timeout"), namespace: str = NsOpt,
-                   cluster: Optional[str] = ClusterOpt) -> None:
+                   timeout: str = typer.Option("5m", "--timeout",
+                                               help="how long to wait, as kubectl: 90s, 5m, 1m30s; 0 waits forever"),
+                   namespace: str = NsOpt, cluster: Optional[str] = ClusterOpt) -> None:
     """Wait for a rollout to finish, printing its progress like kubectl."""
     name = parse_ref(ref, DEPLOY_KINDS, "deploy")
+    seconds = rollout_timeout(timeout)
     with api(cluster) as a:
-        for line in ops.rollout_status(a, name, namespace, watch=watch, timeout=timeout):
+        for line in ops.rollout_status(a, name, namespace, watch=watch, timeout=seconds):
             print(line, flush=True)
+
+
+def rollout_timeout(value: str) -> float:
+    """``--timeout`` in seconds: a Go duration like kubectl's flag (a bare number is seconds)."""
+    from ..scenario import parse_duration
+
+    seconds = parse_duration(float(value) if value.replace(".", "", 1).isdigit() else value)
+    if seconds is None:
+        raise BadOptionError(f"--timeout: {value!r} is not a duration (e.g. 90s, 5m, 1m30s)")
+    return seconds or threading.TIMEOUT_MAX  # kubectl: zero means never
 
 
 def rollout_history(ref: list[str] = typer.Argument(...), namespace: str = NsOpt,
@@ -54,7 +67,7 @@ def set_image(args: list[str] = typer.Argument(..., help="deploy/NAME CONTAINER=
     refs = [a for a in args if "=" not in a]
     pairs = [a for a in args if "=" in a]
     if not pairs:
-        raise TestbedError("give at least one CONTAINER=IMAGE")
+        raise BadOptionError("give at least one CONTAINER=IMAGE")
     with api(cluster) as a:
         print(ops.set_image(a, parse_ref(refs, DEPLOY_KINDS, "deploy"), pairs, namespace))
 
@@ -73,7 +86,7 @@ def readiness(pod: str = typer.Argument(..., help="pod/NAME"),
               namespace: str = NsOpt, cluster: Optional[str] = ClusterOpt) -> None:
     """Make a pod's readiness fail or pass (the default workload's /readyz)."""
     if fail == pass_:
-        raise TestbedError("give exactly one of --fail and --pass")
+        raise BadOptionError("give exactly one of --fail and --pass")
     with api(cluster) as a:
         print(ops.set_readiness(a, pod, pass_, namespace))
 

@@ -62,18 +62,20 @@ def apply(api: Any, objs: list[dict], namespace: str | None = None) -> list[str]
     return out
 
 
-def delete(api: Any, refs: list[tuple[str, str | None, str]], *, ignore_not_found: bool = False) -> list[str]:
-    """Delete (kind, namespace, name) triples; ``kind "name" deleted`` lines."""
-    out = []
+def delete(api: Any, refs: list[tuple[str, str | None, str]], *, ignore_not_found: bool = False) -> Iterator[str]:
+    """Delete (kind, namespace, name) triples, yielding ``kind "name" deleted`` lines. As kubectl,
+    an object that is not there does not stop the others: the first NotFound is raised at the end."""
+    missing: NotFound | None = None
     for kind, ns, name in refs:
         info = resolve(kind)
         try:
             api.delete(info.kind, ns if info.namespaced else None, name)
-            out.append(f'{info.singular} "{name}" deleted')
-        except NotFound:
-            if not ignore_not_found:
-                raise
-    return out
+            yield f'{info.singular} "{name}" deleted'
+        except NotFound as exc:
+            if not ignore_not_found and missing is None:
+                missing = exc
+    if missing is not None:
+        raise missing
 
 
 def get(api: Any, args: list[str], *, namespace: str | None = "default", all_namespaces: bool = False,

@@ -32,6 +32,7 @@ from typing import Callable
 
 import yaml
 
+from testbed.errors import unreadable, yaml_problem
 from testbed.proxy.iptables.render import IptablesConfig, IptablesRenderer, LocalDetector
 from testbed.proxy.iptables.sortorder import sort_restore_text
 from testbed.proxy.model import IPV4, LABEL_SERVICE_NAME
@@ -83,11 +84,25 @@ def config_from_harness(doc: dict) -> IptablesConfig:
     )
 
 
+def read_text(path: str | Path) -> str:
+    """A golden input's text; an unreadable file is bad input (one line), not a traceback."""
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise ValueError(f"{path}: {unreadable(exc)}") from None
+
+
 def load_inputs(path: str | Path) -> HarnessInputs:
-    docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
+    try:
+        docs = [d for d in yaml.safe_load_all(read_text(path)) if d]
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: {yaml_problem(exc)}") from None
+    if not all(isinstance(d, dict) for d in docs):
+        raise ValueError(f"{path}: every document must be a mapping (a {HARNESS_KIND} or a Kubernetes object)")
     harness = next((d for d in docs if d.get("kind") == HARNESS_KIND), None)
     if harness is None:
-        raise ValueError(f"{path}: no {HARNESS_KIND} document")
+        raise ValueError(f"{path}: no {HARNESS_KIND} document (the fake proxier's parameters, as in "
+                         f"tests/golden/*.inputs.yaml)")
     objects = [d for d in docs if d is not harness]
     # Other modes read the harness document themselves (testbed.proxy.nftables.golden).
     config = config_from_harness(harness) if harness.get("mode") != "nftables" else None
@@ -271,7 +286,7 @@ def parse_operations(title: str) -> tuple[list[Operation], bool, bool]:
 
 def parse_steps(path: str | Path) -> StepsFile:
     path = Path(path)
-    text = path.read_text()
+    text = read_text(path)
     m = re.search(r"Step 1 is (\S+?)\.\{inputs\.yaml", text)
     if not m:
         raise ValueError(f"{path}: header does not name the first step's inputs ('Step 1 is ...')")

@@ -93,7 +93,8 @@ def _resolve(cluster, dest: Dest, protocol: str, pods: list):
         (p for p in ports if dest.port in (str(p.get("port")), p.get("name"))), None)
     if sp is None:
         have = ", ".join(f"{p.get('name') or p.get('port')}/{p.get('protocol', 'TCP')}" for p in spec.get("ports") or [])
-        raise TestbedError(f"TO service/{dest.name}: no {protocol.upper()} port {dest.port or ''}; ports: {have or 'none'}")
+        wanted = f"{protocol.upper()} port {dest.port}" if dest.port else f"{protocol.upper()} port"
+        raise TestbedError(f"TO service/{dest.name}: no {wanted}; ports: {have or 'none'}")
     backends = []
     for sl in slices:
         for ep in sl.get("endpoints") or []:

@@ -74,10 +74,11 @@ def write_junit(path: str, suite: str, results: list[Result]) -> None:
 
 
 def table(results: list[Result]):
-    """A rich Table: check, expectation, expected, observed, result."""
+    """A rich Table: check, expectation, expected, observed, result; borderless columns like
+    kubectl's (what logs and the README show), colour only on a terminal."""
     from rich.table import Table
 
-    t = Table(show_lines=False, header_style="bold")
+    t = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), show_lines=False, header_style="bold")
     for col in ("CHECK", "EXPECT", "EXPECTED", "OBSERVED", "RESULT"):
         t.add_column(col, overflow="fold")
     for r in results:

@@ -18,7 +18,7 @@ import time
 
 from .. import state
 from ..capture import Capture, Frame
-from ..errors import TestbedError
+from ..errors import BadOptionError, TestbedError
 from .captures import Captures
 from .dns import DnsCheck
 from .doctor import DoctorCheck
@@ -47,7 +47,8 @@ class Verifier(Settler, Resolver):
     def run(self, names: list[str] | None = None) -> list[Result]:
         unknown = [n for n in names or [] if n not in {c.name for c in self.checks}]
         if unknown:
-            raise TestbedError(f"no check {', '.join(unknown)}; checks: {', '.join(c.name for c in self.checks)}")
+            raise BadOptionError(f"--check: no check {', '.join(unknown)}; "
+                                 f"checks: {', '.join(c.name for c in self.checks)}")
         results = []
         self.settle()
         for check in self.checks:

@@ -291,7 +291,7 @@ def test_manifest_refused_at_apply_names_the_scenario_and_place(monkeypatch):
     with pytest.raises(ValidationError) as e:
         Cluster.up(parse(doc, source="bad-nodeport.yaml"))
     assert e.value.exit_code == 2
-    assert str(e.value).startswith("bad-nodeport.yaml: 1 problem:\n  - manifests[1]: Service 'web' was refused: ")
+    assert str(e.value).startswith("bad-nodeport.yaml: manifests[1]: Service 'web' was refused: ")
     assert "spec.ports[0].nodePort: Invalid value: 80" in str(e.value)
     assert not netns.list_names(f"tb.{ITATOM2}.")
     assert ITATOM2 not in state.clusters()

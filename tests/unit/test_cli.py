@@ -59,6 +59,31 @@ def test_render_iptables_steps_keeps_its_format():
     assert res.stdout == "".join(f"### step {i}\n{t}" for i, t in enumerate(texts, 1))
 
 
+@pytest.mark.parametrize("content, message", [
+    (None, "file not found"),
+    ("dir", "is a directory, not a file"),
+    ("", "no KubeProxyTestHarness document (the fake proxier's parameters, as in tests/golden/*.inputs.yaml)"),
+    ("kind: [\n", "not valid YAML at line 2, column 1: expected the node content, but found '<stream end>' "
+                  "(while parsing a flow node)"),
+    ("- a list\n", "every document must be a mapping (a KubeProxyTestHarness or a Kubernetes object)"),
+])
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+def test_render_bad_input_is_one_line_and_exit_2(tmp_path, content, message, mode):
+    f = tmp_path / "in.inputs.yaml"
+    if content == "dir":
+        f.mkdir()
+    elif content is not None:
+        f.write_text(content)
+    res = run("render", "-f", str(f), "--proxy-mode", mode)
+    assert res.returncode == 2
+    assert res.stderr.splitlines() == [f"error: {f}: {message}"]
+
+
+def test_render_missing_steps_file_is_one_line(tmp_path):
+    res = run("render", "-f", str(tmp_path / "x.steps.txt"))
+    assert (res.returncode, res.stderr.splitlines()) == (2, [f"error: {tmp_path / 'x.steps.txt'}: file not found"])
+
+
 NFT_INPUTS = sorted(str(p) for p in Path("tests/golden").glob("nftables-*.inputs.yaml"))
 
 
@@ -207,3 +232,76 @@ def test_etcdctl_runs_with_the_recorded_endpoint_and_passes_the_exit_code_throug
         '{"store": {"kind": "etcd", "endpoints": "http://127.0.0.1:1"}}')
     res = run("etcdctl", "-c", "c1", "--command-timeout=1s", "get", "/x", state_root=str(tmp_path / "state"))
     assert res.returncode == 1 and "127.0.0.1:1" in res.stderr, res.stderr
+
+
+def test_rollout_status_timeout_is_a_duration_like_kubectl():
+    import threading
+
+    from testbed.cli.workloads import rollout_timeout
+
+    assert (rollout_timeout("90s"), rollout_timeout("1m30s"), rollout_timeout("2")) == (90.0, 90.0, 2.0)
+    assert rollout_timeout("0") == threading.TIMEOUT_MAX
+    res = run("rollout", "status", "deploy/web", "--timeout", "9x", "-c", "none")
+    assert (res.returncode, res.stderr.splitlines()) == (
+        2, ["error: --timeout: '9x' is not a duration (e.g. 90s, 5m, 1m30s)"])
+
+
+@pytest.mark.parametrize("argv, allowed", [
+    (["status", "-o", "wide"], "table, json, yaml"),
+    (["metrics", "-o", "yaml"], "table, json"),
+    (["doctor", "-o", "yaml"], "table, json"),
+    (["trace", "pod/a", "service/b", "-o", "wide"], "table, json"),
+])
+def test_bad_output_format_is_invalid_input_before_any_cluster_lookup(argv, allowed):
+    res = run(*argv, *(["-c", NOSUCH] if argv[0] != "status" else [NOSUCH]))
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.splitlines() == [f"error: unknown output format {argv[-1]!r}; allowed: {allowed}"]
+
+
+@pytest.mark.parametrize("option, line", [
+    (["--proxy-mode", "bogus"], "error: --proxy-mode: unsupported value 'bogus'; allowed: iptables, ipvs, nftables, "
+                                "userspace, none"),
+    (["--store", "mysql"], "error: --store: unsupported value 'mysql'; allowed: embedded, etcd"),
+])
+def test_up_with_a_bad_option_value_is_one_line_and_exit_2(tmp_path, option, line):
+    res = run("up", "scenarios/quickstart.yaml", "--name", "qa-none", *option, euid=0,
+              state_root=str(tmp_path / "state"))
+    assert (res.returncode, res.stdout, res.stderr.splitlines()) == (2, "", [line])
+    assert not (tmp_path / "state" / "qa-none").exists()
+
+
+def test_capture_of_a_pod_that_is_not_there_is_exec_s_one_line_error():
+    from testbed.capture import capture_point
+    from testbed.errors import TestbedError
+
+    class NoPods:
+        name = "c1"
+
+        def netns_of(self, target):
+            raise TestbedError(f"no pod {target.partition('/')[2]!r} in cluster c1")
+
+        def pod(self, name, namespace=None):
+            raise KeyError(name)
+
+    with pytest.raises(TestbedError, match="^no pod 'nope' in cluster c1$"):
+        capture_point(NoPods(), "pod/nope")
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["readiness", "pod/web-1"], "error: give exactly one of --fail and --pass"),
+    (["set", "image", "deploy/web"], "error: give at least one CONTAINER=IMAGE"),
+])
+def test_missing_required_choice_is_invalid_input(argv, line):
+    res = run(*argv, "-c", NOSUCH)
+    assert (res.returncode, res.stderr.splitlines()) == (2, [line])
+
+
+def test_verify_check_that_the_scenario_does_not_have_is_invalid_input():
+    from testbed.errors import BadOptionError
+    from testbed.verify.runner import Verifier
+
+    v = Verifier.__new__(Verifier)
+    v.checks = [type("C", (), {"name": "a"})()]
+    with pytest.raises(BadOptionError, match="^--check: no check b; checks: a$") as e:
+        v.run(["b"])
+    assert e.value.exit_code == 2

@@ -109,8 +109,7 @@ def test_up_exits_2_for_what_the_api_refuses_before_building_anything(tmp_path):
     res = run("up", str(tmp_path / "s.yaml"), euid=0, state_root=str(tmp_path / "state"))
     assert res.returncode == 2, res.stderr
     assert res.stderr.strip().splitlines() == [
-        f"error: {tmp_path / 's.yaml'}: 1 problem:",
-        '  - manifests[0]: Pod "web" is invalid: spec.containers[0].image: Required value']
+        f"error: {tmp_path / 's.yaml'}: manifests[0]: Pod \"web\" is invalid: spec.containers[0].image: Required value"]
     assert not (tmp_path / "state").exists()
 
 
@@ -135,3 +134,22 @@ def test_malformed_objects_are_problems_not_crashes():
         "v1 Service, v1 Endpoints, discovery.k8s.io/v1 EndpointSlice, apps/v1 Deployment, apps/v1 ReplicaSet, "
         "networking.k8s.io/v1 Ingress, networking.k8s.io/v1 IngressClass, v1 Secret, v1 Node, v1 Event, v1 ConfigMap",
     ]
+
+
+def test_one_problem_is_one_line(tmp_path):
+    (tmp_path / "s.yaml").write_text("apiVersion: testbed/v1\nkind: Scenario\nspec: {backend: udp}\n")
+    res = run("up", str(tmp_path / "s.yaml"), euid=0, state_root=str(tmp_path / "state"))
+    assert res.returncode == 2
+    assert res.stderr.splitlines() == [
+        f"error: {tmp_path / 's.yaml'}: spec.backend: unsupported value 'udp'; allowed: vxlan, host-gw"]
+
+
+def test_yaml_syntax_error_is_one_line_with_its_place(tmp_path):
+    (tmp_path / "s.yaml").write_text("apiVersion: testbed/v1\nspec: {nodes: [1\n")
+    (tmp_path / "m.yaml").write_text("kind: [\n")
+    assert problems(lambda: load(str(tmp_path / "s.yaml"))) == [
+        "not valid YAML at line 3, column 1: expected ',' or ']', but got '<stream end>' "
+        "(while parsing a flow sequence)"]
+    assert problems(lambda: parse(base(["m.yaml"]), base_dir=str(tmp_path))) == [
+        "manifests[0].file: 'm.yaml' is not valid YAML at line 2, column 1: expected the node content, "
+        "but found '<stream end>' (while parsing a flow node)"]

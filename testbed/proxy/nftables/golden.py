@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from testbed.proxy.harness import HarnessInputs, ObjectStore, load_inputs, parse_operations
+from testbed.proxy.harness import HarnessInputs, ObjectStore, load_inputs, parse_operations, read_text
 from testbed.proxy.model import IPV4
 from testbed.proxy.nftables.render import LOCAL_DETECTOR_MODES, NftablesConfig
 from testbed.proxy.nftables.sync import NftablesSyncer
@@ -147,7 +147,7 @@ def _actions(title: str) -> list[tuple[str, object]]:
 def render_steps(path: str | Path) -> list[StepResult]:
     """Replay a steps file; step 1 is its base inputs' full sync."""
     path = Path(path)
-    text = path.read_text()
+    text = read_text(path)
     m = re.search(r"Step 1 is (\S+?)\.\{inputs\.yaml", text)
     if not m:
         raise ValueError(f"{path}: header does not name the first step's inputs ('Step 1 is ...')")

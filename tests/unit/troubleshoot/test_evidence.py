@@ -61,3 +61,29 @@ def test_ipvs_connection_of_one_client_socket():
     assert evidence.parse_ipvs_conn(text, "10.244.0.2", 40000) == [
         "TCP 10.244.0.2:40000 -> 10.96.0.10:80 -> 10.244.1.2:8080 ESTABLISHED 899s"]
     assert evidence.parse_ipvs_conn(text, "10.244.0.9", 40000) == []
+
+
+@pytest.mark.parametrize("to, message", [
+    ("service/web", "TO service/web: no UDP port; ports: http/TCP"),
+    ("service/web:81", "TO service/web: no UDP port 81; ports: http/TCP"),
+])
+def test_service_without_the_protocol_names_what_it_has(to, message):
+    from contextlib import contextmanager
+
+    from testbed.troubleshoot.tracer import _resolve
+
+    class Api:
+        def get(self, kind, ns, name):
+            return {"spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}
+
+        def list(self, kind, ns, label_selector=None):
+            return [], "1"
+
+    class Cluster:
+        @contextmanager
+        def api(self):
+            yield Api()
+
+    with pytest.raises(TestbedError) as e:
+        _resolve(Cluster(), parse_dest(to), "udp", [])
+    assert str(e.value) == message

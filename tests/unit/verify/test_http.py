@@ -118,6 +118,14 @@ def test_request_reads_the_echoed_pod_and_headers():
     assert seen[0].startswith(b"GET /api HTTP/1.1\r\nHost: foo.example.com\r\n")
 
 
+def test_a_non_echo_body_is_a_one_line_excerpt():
+    page = b"<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n"
+    port, t, _ = serve_once(b"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n" + page)
+    a = http.request(lambda kind: socket.socket(socket.AF_INET, kind), "127.0.0.1", port, HttpRequest(), timeout=5)
+    t.join()
+    assert (a.status, a.detail) == (404, "<html> <head><title>404 Not Found</title></head> <body>")
+
+
 def test_request_to_a_closed_port_is_refused():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

@@ -49,6 +49,21 @@ def test_table_renders():
     assert "good" in text and "FAIL" in text and "pass" in text and "not running" in text
 
 
+def test_table_is_borderless_columns_like_kubectl():
+    from rich.console import Console
+
+    con = Console(record=True, width=200)
+    con.print(table(results()))
+    lines = [line.rstrip() for line in con.export_text().splitlines()]
+    assert lines == [
+        "CHECK   EXPECT  EXPECTED             OBSERVED                      RESULT",
+        "good    reach   answered             answered by web-1             pass",
+        "bad     reach   answered             answered                      pass",
+        "        source  client = 10.244.0.2  backend saw 10.244.0.0        FAIL",
+        "broken  -       -                    pod default/x is not running  FAIL",
+    ]
+
+
 def test_pcap_and_evidence_dir(tmp_path):
     d = evidence_dir(str(tmp_path), "c1")
     p = f"{d}/x.pcap"
