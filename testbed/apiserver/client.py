@@ -258,6 +258,16 @@ class ApiClient:
         assert last is not None
         raise last
 
+    def server_apply(self, obj: dict, manager: str, *, force: bool = True) -> dict:
+        """Server-side apply of *obj* as *manager* (creates it when missing): the fields it sets
+        become the manager's, fields it stops setting are removed when nobody else owns them, and
+        what others wrote (a controller's annotations, allocated addresses) stays. ``force`` takes
+        over fields another manager owns instead of answering 409."""
+        info, ns, name = self._obj_parts(obj)
+        return self.request("PATCH", self._item_path(info, ns, name, None), obj,
+                            query={"fieldManager": manager, "force": "true" if force else None},
+                            content_type="application/apply-patch+yaml")
+
     def list_and_watch(self, kind: str, namespace: str | None = None, label_selector=None,
                        field_selector=None) -> "ListWatch":
         """An informer-like event source; see :class:`ListWatch`."""

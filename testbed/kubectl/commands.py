@@ -32,8 +32,16 @@ def _ref(obj: dict) -> str:
     return f"{info.singular}{'.' + info.group if info.group else ''}/{obj['metadata']['name']}"
 
 
+# the field manager of ``testbed apply``: the user's declaration, applied server-side
+APPLY_MANAGER = "testbed-apply"
+
+
 def apply(api: Any, objs: list[dict], namespace: str | None = None) -> list[str]:
-    """``kubectl apply``: create or update each object; one ``kind/name created|configured|unchanged`` line each."""
+    """``kubectl apply``: create or update each object; one ``kind/name created|configured|unchanged`` line each.
+
+    Server-side apply (forced: the file is the user's word), so what the user does not set is
+    left as others wrote it (a Deployment's revision annotation, a Service's allocated
+    addresses) and applying the same file again changes nothing."""
     out = []
     for obj in objs:
         src = mf.source_of(obj)
@@ -46,7 +54,7 @@ def apply(api: Any, objs: list[dict], namespace: str | None = None) -> list[str]
         except NotFound:
             before = None
         try:
-            after = api.apply(obj)
+            after = api.server_apply(obj, APPLY_MANAGER)
         except ApiError as exc:  # kubectl: Error from server (Invalid): error when creating "f.yaml": ...
             where = f' "{src}"' if src else ""
             reason = getattr(exc, "reason", "") or type(exc).__name__
