@@ -81,6 +81,13 @@ def daemon_pids(cluster: str) -> list[int]:
 def client(cluster: str) -> ApiClient:
     path = socket_path(cluster)
     if not os.path.exists(path):
+        try:
+            with_control_plane = state.read_json(cluster, "plan.json").get("control_plane", True)
+        except (OSError, ValueError):
+            with_control_plane = True
+        if not with_control_plane:
+            raise TestbedError(f"cluster {cluster} was built with --no-control-plane: it has no API "
+                               f"(testbed ls, exec, trace and verify work on it)")
         raise TestbedError(f"the control plane of cluster {cluster} is not running (no {path}); "
                            f"restart it with: testbed restart {cluster}")
     return ApiClient(path)
