@@ -86,8 +86,8 @@ def client(cluster: str) -> ApiClient:
         except (OSError, ValueError):
             with_control_plane = True
         if not with_control_plane:
-            raise TestbedError(f"cluster {cluster} was built with --no-control-plane: it has no API "
-                               f"(testbed ls, exec, trace and verify work on it)")
+            raise TestbedError(f"cluster {cluster} was built with --no-control-plane: it has no API server"
+                               f" (testbed ls and exec work on its namespaces)")
         raise TestbedError(f"the control plane of cluster {cluster} is not running (no {path}); "
                            f"restart it with: testbed restart {cluster}")
     return ApiClient(path)
