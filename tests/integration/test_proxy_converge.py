@@ -68,20 +68,30 @@ def _burst_then_small(services, endpoints):
     for i in range(services):
         r.state.update_service(_svc(i))
         r.state.update_endpoint_slice(_slice(i, endpoints))
+    # a foreign rule (flannel's kind) that the whole-table write must carry over
+    subprocess.run(["iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "10.99.0.0/16", "-j", "RETURN"], check=True)
     first = r.sync()
     before = _sep_chains()
+    ipt, saves = r.syncer.iptables, []
+    ipt.save = lambda real=ipt.save: saves.append(1) or real()
     for i in range(services):   # every endpoint replaced: a partial sync would write 2 x all chains
         r.state.update_endpoint_slice(_slice(i, endpoints, gen=1))
     burst = r.sync()
     after = _sep_chains()
     r.state.update_endpoint_slice(_slice(0, endpoints + 1, gen=1))
     small = r.sync()
-    return first, burst, small, r.counters, before, after, _sep_chains(), r.syncer.renderer.active_chains
+    nat = apply.parse_save(HostIptables().save()).rules["nat"]
+    kept = {"saves": len(saves), "foreign": nat.count("-A POSTROUTING -s 10.99.0.0/16 -j RETURN"),
+            "jumps": sum(1 for j in apply.JUMP_RULES if j.table == "nat" and j.saved_form() in nat),
+            "jump_lines": sum(1 for rule in nat if "-j KUBE-POSTROUTING" in rule)}
+    return first, burst, small, r.counters, before, after, _sep_chains(), r.syncer.renderer.active_chains, kept
 
 
 def test_burst_is_written_whole_small_change_stays_partial(node_ns):
     _, run = node_ns
-    first, burst, small, counters, before, after, final, active = run(_burst_then_small, 40, 250)
+    first, burst, small, counters, before, after, final, active, kept = run(_burst_then_small, 40, 250)
+    # written whole without reading the kernel again; foreign and jump rules kept, once each
+    assert kept == {"saves": 0, "foreign": 1, "jumps": 3, "jump_lines": 1}
     assert first.ok and first.full
     assert burst.ok and not burst.full                     # asked for as a partial sync ...
     assert counters["partial_syncs_written_whole_total"] == 1   # ... written as the whole table

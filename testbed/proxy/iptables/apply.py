@@ -8,6 +8,7 @@
 - ``JUMP_RULES`` / ``missing_jump_rules`` / ``add_host_rules``: upstream's
   ``iptablesJumpChains`` + ``iptablesKubeletJumpChains`` (``EnsureChain`` + ``EnsureRule(Prepend)``
   on full syncs) and the ``KUBE-PROXY-CANARY`` chains, folded into the one restore of a full sync;
+  ``after_full_sync``: what the kernel then holds besides kube-proxy's chains;
 - ``replay_restore`` / ``compare_rules``: what the restores of a sync journal leave in the
   kernel, and how the kernel differs from it (``testbed rules --check``);
 - ``chain_blocks`` / ``drop_unchanged_chains`` / ``replace_tables_text``: the restore input
@@ -192,6 +193,28 @@ def add_host_rules(text: str, missing: Iterable[JumpRule], saved: SavedTables) -
         extra = host_extras(table, lambda chain, body=body: _declared(body, chain), missing, saved)
         sections[table] = body + "".join(extra) + "COMMIT\n"
     return mangle_canary(saved) + sections["filter"] + sections["nat"]
+
+
+def after_full_sync(saved: SavedTables, missing: Iterable[JumpRule],
+                    ours: Callable[[str, str], bool]) -> SavedTables:
+    """What the kernel holds outside kube-proxy's own chains once a full sync of ``saved``
+    (its ``iptables-save``) with ``missing`` jump rules succeeded: ``saved`` without the chains
+    ``ours(table, chain)`` names, plus the canary chains and the jump rules (each ``-I`` at the
+    top of its built-in chain, in ``JUMP_RULES`` order) and their targets the sync created.
+    A later full sync can carry this over instead of reading the kernel again."""
+    chains = {t: {c: p for c, p in cs.items() if not ours(t, c)} for t, cs in saved.chains.items()}
+    rules = {t: [r for r in rs if not ours(t, r[3:].split(" ", 1)[0])] for t, rs in saved.rules.items()}
+    for table in CANARY_TABLES:
+        chains.setdefault(table, {}).setdefault(CANARY_CHAIN, "-")
+        rules.setdefault(table, [])
+    for j in missing:
+        if not ours(j.table, j.dst):
+            chains[j.table].setdefault(j.dst, "-")
+        table_rules = rules[j.table]
+        prefix = f"-A {j.src} "
+        at = next((i for i, r in enumerate(table_rules) if r.startswith(prefix)), len(table_rules))
+        table_rules.insert(at, j.saved_form())
+    return SavedTables(chains, rules)
 
 
 # --------------------------------------------------------------------------- intended rules

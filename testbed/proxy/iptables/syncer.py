@@ -13,7 +13,12 @@
 - Full syncs first run one ``iptables-save``: its nat chain names are the renderer's
   ``existing_nat_chains`` (so a restarted proxy deletes chains its predecessor left stale,
   without flushing anything first) and its rules tell which of upstream's jump rules / canary
-  chains are missing; those are folded into the same restore.
+  chains are missing; those are folded into the same restore. A partial sync written whole
+  (below) does not read the kernel: it carries over what the last full sync read, less
+  kube-proxy's own chains, plus what that sync added (``apply.after_full_sync``) -- the save
+  of a 400k-line table costs seconds, and upstream reads the table only to learn which chains
+  to delete, which the renderer tracks itself. A failed restore, a forced full sync (the canary
+  is gone) and every full sync the loop asks for read the kernel again.
 - A partial sync is done as a full one when it would cost more (``cost_based_full_sync``,
   ``cost.py``: ``--noflush`` is quadratic in the chains written, a whole-table restore linear
   in the table): a burst of 100k endpoint changes is one whole-table restore of a few seconds
@@ -36,7 +41,7 @@ import time
 from typing import Callable
 
 from testbed.proxy.iptables import apply, cost
-from testbed.proxy.iptables.names import NAT_CHAINS, is_service_chain_name
+from testbed.proxy.iptables.names import FILTER_CHAINS, NAT_CHAINS, is_service_chain_name
 from testbed.proxy.iptables.render import IptablesConfig, IptablesRenderer, LocalDetector
 from testbed.proxy.iptables.restore import BufferedRestore, HostIptables, Iptables
 from testbed.proxy.model import IPV4
@@ -59,6 +64,11 @@ def _digests(blocks: dict[tuple[str, str], str]) -> dict[tuple[str, str], bytes]
 def _ours_nat(chain: str) -> bool:
     """The nat chains a full sync writes (or, when stale, drops): the rest is carried over."""
     return chain in NAT_CHAINS or is_service_chain_name(chain)
+
+
+def _ours(table: str, chain: str) -> bool:
+    """The chains every full sync writes whole, so a kept copy of the kernel leaves them out."""
+    return _ours_nat(chain) if table == "nat" else table == "filter" and chain in FILTER_CHAINS
 
 
 class IptablesSyncer:
@@ -84,6 +94,8 @@ class IptablesSyncer:
         self._journal_base = 0
         # (table, chain) -> digest of the rules the kernel holds in it, from our own restores
         self._kernel_blocks: dict[tuple[str, str], bytes] = {}
+        # the kernel's tables less kube-proxy's chains, as the last full sync left them
+        self._foreign: apply.SavedTables | None = None
         self.last_full = False   # what the last sync was: the loop's choice, or promoted by cost
 
     @property
@@ -91,9 +103,11 @@ class IptablesSyncer:
         return self.renderer.needs_full_sync
 
     def force_full_sync(self) -> None:
+        self._foreign = None
         self.renderer.force_full_sync()
 
     def sync_failed(self) -> None:
+        self._foreign = None
         self.renderer.restore_failed()
 
     def setup_host(self) -> None:
@@ -113,11 +127,15 @@ class IptablesSyncer:
         self.last_full = full
         saved = None
         ts = self.clock()
+        fresh = False   # saved was read from the kernel by this sync
         if full:
-            try:
-                saved = apply.parse_save(self.iptables.save())
-            except OSError as exc:
-                log.warning("%s; stale chains are tracked from what this process wrote", exc)
+            saved = self._foreign if promoted else None
+            if saved is None:
+                try:
+                    saved = apply.parse_save(self.iptables.save())
+                    fresh = True
+                except OSError as exc:
+                    log.warning("%s; stale chains are tracked from what this process wrote", exc)
         t_save = self.clock() - ts
         stream = None
         missing = apply.missing_jump_rules(saved) if saved is not None else []
@@ -126,7 +144,7 @@ class IptablesSyncer:
         try:
             result = self.renderer.sync(
                 state, changes=changes, full=full, now=now,
-                existing_nat_chains=saved.chain_names("nat") if saved is not None else None,
+                existing_nat_chains=saved.chain_names("nat") if fresh else None,
                 on_chunk=stream.write if stream is not None else None)
             if stream is not None:   # the child can commit nat while the rest is prepared
                 extra = apply.host_extras("nat", NAT_CHAINS.__contains__, missing, saved)
@@ -177,6 +195,7 @@ class IptablesSyncer:
             # the kernel kept its previous rules; a whole-table restore is the cheap way out
             out.resync_now = True
         if rc != 0:
+            self._foreign = None
             self.renderer.restore_failed()
             line = apply.restore_error_line(stderr)
             msg = stderr.strip().splitlines()[0] if stderr.strip() else f"exit status {rc}"
@@ -191,6 +210,8 @@ class IptablesSyncer:
             if not full:
                 out.counters["partial_restore_failures_total"] = 1
             return out
+        if fresh:
+            self._foreign = apply.after_full_sync(saved, missing, _ours)
         self.journal(text, full)
         return out
 

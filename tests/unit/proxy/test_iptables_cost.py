@@ -77,11 +77,29 @@ def test_expensive_partial_sync_is_written_whole(cost_based, monkeypatch):
     _add(r, "EndpointSlice", eps("s0", "ns1", *_ips(6)))
     rec = r.sync()
     assert rec.ok and not rec.full                      # the loop asked for a partial sync
+    assert ipt.saves == 1   # written whole or not, the kernel is not read again
     if cost_based:
-        assert ipt.saves == 2 and r.counters["partial_syncs_written_whole_total"] == 1
+        assert r.counters["partial_syncs_written_whole_total"] == 1
         assert ":KUBE-SERVICES - [0:0]" in ipt.restores[-1]   # the whole table
+        # the jump rules the first sync inserted are known to be there: not inserted twice
+        assert "\n-I " in ipt.restores[0] and "\n-I " not in ipt.restores[-1]
     else:
-        assert ipt.saves == 1 and r.counters["partial_syncs_written_whole_total"] == 0
+        assert r.counters["partial_syncs_written_whole_total"] == 0
+
+
+def test_forced_or_failed_full_sync_reads_the_kernel_again(monkeypatch):
+    r, ipt = _loop(cost_based_full_sync=True)
+    _add(r, "Service", svc("s0"))
+    _add(r, "EndpointSlice", eps("s0", "ns1", *_ips(5)))
+    assert r.sync().ok and ipt.saves == 1
+    r.request_sync(full=True)                  # e.g. the canary is gone
+    assert r.sync().full and ipt.saves == 2
+    monkeypatch.setattr(cost, "NOFLUSH_SECONDS_PER_CHAIN2", 1.0)
+    ipt.fail_next = "iptables-restore: line 3 failed\n"
+    _add(r, "EndpointSlice", eps("s0", "ns1", *_ips(6)))
+    assert not r.sync().ok and ipt.saves == 2   # promoted: the kept copy, then it failed
+    _add(r, "EndpointSlice", eps("s0", "ns1", *_ips(7)))
+    assert r.sync().ok and ipt.saves == 3       # after a failure the kernel is read again
 
 
 class _Stream:
