@@ -101,6 +101,37 @@ def test_burst_is_written_whole_small_change_stays_partial(node_ns):
     assert len(final) == 10_001 and {c for c in active if c.startswith("KUBE-SEP-")} == final
 
 
+def _split_partial(services, endpoints):
+    r = _loop(restore_batch_chains=500)
+    for i in range(services):
+        r.state.update_service(_svc(i))
+        r.state.update_endpoint_slice(_slice(i, endpoints))
+    first = r.sync()
+    before = _sep_chains()
+    ipt, opened = r.syncer.iptables, []
+    ipt.open_restore = lambda *a, real=ipt.open_restore: opened.append(a) or real(*a)
+    for i in range(services // 2):           # new endpoints for half, the rest deleted
+        r.state.update_endpoint_slice(_slice(i, endpoints, gen=1))
+    for i in range(services // 2, services):
+        r.state.delete_service(_svc(i))
+        r.state.delete_endpoint_slice(_slice(i, endpoints))
+    part = r.sync()
+    kernel = apply.parse_save(HostIptables().save())
+    return first, part, len(opened), before, _sep_chains(), r.syncer.renderer.active_chains, kernel
+
+
+def test_large_partial_sync_is_split_and_converges(node_ns):
+    _, run = node_ns
+    first, part, restores, before, after, active, kernel = run(_split_partial, 20, 100)
+    assert first.ok and first.full and len(before) == 2_000
+    # 1,010 chains written, 2,010 deleted: 2 restores of whole Services (505 chains each), the
+    # rest, 5 of deletions
+    assert part.ok and not part.full and part.written_chains == 1_010 and restores == 8
+    assert after == {c for c in active if c.startswith("KUBE-SEP-")} and len(after) == 1_000 and not after & before
+    svc_chains = {c for c in kernel.chain_names("nat") if c.startswith("KUBE-SVC-")}
+    assert svc_chains == {c for c in active if c.startswith("KUBE-SVC-")} and len(svc_chains) == 10
+
+
 def _deadline_then_resync(services, endpoints):
     r = _loop(restore_deadline=0.2, sync_period=30.0)   # full syncs have no deadline
     for i in range(services):

@@ -11,8 +11,8 @@
   ``after_full_sync``: what the kernel then holds besides kube-proxy's chains;
 - ``replay_restore`` / ``compare_rules``: what the restores of a sync journal leave in the
   kernel, and how the kernel differs from it (``testbed rules --check``);
-- ``chain_blocks`` / ``drop_unchanged_chains`` / ``replace_tables_text``: the restore input
-  shaped for speed, leaving the kernel as the plain ``--noflush`` input would.
+- ``chain_blocks`` / ``drop_unchanged_chains`` / ``split_restore`` / ``replace_tables_text``:
+  the restore input shaped for speed, leaving the kernel as the plain ``--noflush`` input would.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Mapping, NamedTuple
+
+from testbed.proxy.iptables.names import EXT_PREFIX, FW_PREFIX, SEP_PREFIX, SVC_PREFIX, SVL_PREFIX
 
 # --------------------------------------------------------------------------- restore errors
 
@@ -445,6 +447,70 @@ def drop_unchanged_chains(text: str, kernel: Mapping[tuple[str, str], str],
     out = [piece for table, kind, chain, piece in _spans(text)
            if not (kind in ("decl", "rules") and (table, chain) in skip)]
     return "".join(out), len(skip)
+
+
+_DROP_ORDER = (FW_PREFIX, EXT_PREFIX, SVC_PREFIX, SVL_PREFIX, SEP_PREFIX)   # referrers first
+
+
+def _drop_rank(chain: str) -> int:
+    return next((i for i, prefix in enumerate(_DROP_ORDER) if chain.startswith(prefix)), len(_DROP_ORDER))
+
+
+def split_restore(text: str, groups: Iterable[Iterable[str]], max_chains: int) -> list[str]:
+    """A ``--noflush`` input that writes more than ``max_chains`` chains as several inputs,
+    restored one after the other, none writing many more than ``max_chains`` (iptables-nft's
+    ``--noflush`` costs time quadratic in the chains one restore writes).
+
+    ``groups``: the nat chains of one Service each (its KUBE-SVC/SVL/EXT/FW/SEP chains), which
+    only refer to each other and to fixed chains. Whole groups are restored first, packed into
+    inputs of about ``max_chains`` chains: a new Service's chains are not referred to yet, an
+    updated one's switch over at once. Then everything else in one input, as ``text`` has it
+    (the filter table, ``KUBE-SERVICES`` now jumping to the new chains, any chain in no group);
+    then the stale chains it no longer refers to are deleted, ``max_chains`` an input. Each input
+    is a transaction of its own, so every state in between is a consistent ruleset; together
+    they leave the kernel as ``text`` would."""
+    spans = list(_spans(text))
+    if sum(1 for _, kind, _, _ in spans if kind == "decl") <= max_chains:
+        return [text]
+    group_of: dict[str, int] = {}
+    for i, chains in enumerate(groups):
+        for chain in chains:
+            group_of[chain] = i
+    deleted = {chain for table, kind, chain, _ in spans if kind == "delete" and table == "nat"}
+    decls: dict[int, list[str]] = {}
+    rules: dict[int, list[str]] = {}
+    rest: list[str] = []
+    drops: list[str] = []
+    for table, kind, chain, piece in spans:
+        if table == "nat" and kind in ("decl", "rules") and chain in group_of:
+            (decls if kind == "decl" else rules).setdefault(group_of[chain], []).append(piece)
+        elif table == "nat" and len(deleted) > max_chains and (kind == "delete" or
+                                                              (kind == "decl" and chain in deleted)):
+            if kind == "delete":
+                drops.append(chain)
+        else:
+            rest.append(piece)
+    out: list[str] = []
+    batch: list[str] = []
+    batch_rules: list[str] = []
+    n = 0
+    for g in sorted(decls):
+        batch += decls[g]
+        batch_rules += rules.get(g, [])
+        n += len(decls[g])
+        if n >= max_chains:
+            out.append("*nat\n" + "".join(batch) + "".join(batch_rules) + "COMMIT\n")
+            batch, batch_rules, n = [], [], 0
+    if batch:
+        out.append("*nat\n" + "".join(batch) + "".join(batch_rules) + "COMMIT\n")
+    out.append("".join(rest))
+    # a stale chain still jumped to by another stale one cannot go first: referrers lead
+    drops.sort(key=_drop_rank)
+    for i in range(0, len(drops), max_chains):
+        part = drops[i:i + max_chains]
+        out.append("*nat\n" + "".join(f":{c} - [0:0]\n" for c in part) + "".join(f"-X {c}\n" for c in part)
+                   + "COMMIT\n")
+    return out
 
 
 def replace_tables_text(text: str, saved: SavedTables) -> str:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from testbed.proxy.iptables.names import (
@@ -156,6 +156,9 @@ class SyncResult:
     updated_services: set[NamespacedName]
     changes: StateChange
     large_cluster_mode: bool
+    # partial syncs: the chains of each updated Service, which refer only to each other and to
+    # fixed chains (``apply.split_restore`` may restore them ahead of the rest)
+    written_groups: list[tuple[str, ...]] = field(default_factory=list)
 
     def sorted_text(self) -> str:
         """The text in upstream's test order (see ``sortorder``)."""
@@ -269,6 +272,7 @@ class IptablesRenderer:
         nat_chain_parts: list[str] = [self._fixed["nat_chains"]]
         nat_rule_parts: list[str] = [self._fixed["nat_head"]]
         written: list[str] = []
+        groups: list[tuple[str, ...]] = []
         frags = self._frags
         dirty_chunks = set()
         if not do_full:
@@ -296,6 +300,7 @@ class IptablesRenderer:
                         nat_rule_parts.append(frag.nat_all)
                         nat_chain_parts.append(frag.chain_lines)
                         written.extend(frag.chains)
+                        groups.append(frag.chains)
                     else:
                         nat_rule_parts.append(frag.nat_top)
 
@@ -329,7 +334,7 @@ class IptablesRenderer:
             self._last_full = now
         return SyncResult(text=text, full=do_full, written_chains=written,
                           deleted_chains=deleted, updated_services=updated, changes=changes,
-                          large_cluster_mode=large)
+                          large_cluster_mode=large, written_groups=groups)
 
     def nat_prelude(self) -> tuple[str, str]:
         """(declarations of the fixed nat chains, the fixed rules written before any service's)."""

@@ -24,6 +24,12 @@
   in the table): a burst of 100k endpoint changes is one whole-table restore of a few seconds
   instead of a ``--noflush`` one of minutes. Stale chains are left out of (replace) or deleted
   in (``--noflush``) the same restore.
+- A partial sync writing more than ``restore_batch_chains`` chains is split into restores of
+  about that many (``apply.split_restore``: each Service's chains whole, then the top-level
+  chains, then the stale chains' deletion), each its own transaction and every state in between
+  a consistent ruleset: the quadratic cost is paid per restore, so a sync of 20k new endpoint
+  chains costs ~3 s instead of ~14 s and a growing table is written as it grows, not again and
+  again whole.
 - A ``--noflush`` restore running past ``restore_deadline`` is killed (nothing is committed)
   and a full sync, restoring the whole table, follows at once; a restore child dies with the proxy (``restore.RestoreStream``).
 - On a failed restore the kernel keeps its previous rules (``--noflush``; tables that failed
@@ -118,7 +124,7 @@ class IptablesSyncer:
     def sync(self, state: ProxyState, changes: StateChange, full: bool, now: float) -> SyncOutcome:
         promoted = False
         if not full and self.cfg.cost_based_full_sync:
-            est = cost.estimate(state, changes, self.cfg.skip_unchanged_chains)
+            est = cost.estimate(state, changes, self.cfg.skip_unchanged_chains, self.cfg.restore_batch_chains)
             if est.full_is_cheaper:
                 log.info("partial sync would write %d chains (~%.1f s with --noflush): writing the "
                          "whole table instead (%d lines, ~%.1f s)", est.chains, est.partial_seconds,
@@ -165,18 +171,35 @@ class IptablesSyncer:
             if self._kernel_blocks:
                 text, _ = apply.drop_unchanged_chains(ours, self._kernel_blocks, blocks)
         t1 = self.clock()
-        if stream is None:
-            # only partial syncs have a deadline: theirs is the cost that explodes (quadratic in
-            # the chains written) and a full sync is the way out; a full one is linear in the
-            # table (and fed while the renderer runs), and killing it would leave no way out
-            stream = self._open_restore(noflush=True, deadline=None if full else self.cfg.restore_deadline)
-            stream.write(text)
-        if blocks is None and self.cfg.skip_unchanged_chains:
-            blocks = _digests(apply.chain_blocks(ours))   # while the child parses and commits
-        rc, stderr = stream.close()
-        text = stream.text
+        if stream is not None:
+            if blocks is None and self.cfg.skip_unchanged_chains:
+                blocks = _digests(apply.chain_blocks(ours))   # while the child parses and commits
+            rc, stderr = stream.close()
+            text = stream.text
+            lines = text.count("\n")
+        else:
+            pieces = [text]
+            if not full and self.cfg.restore_batch_chains:
+                pieces = apply.split_restore(text, result.written_groups, self.cfg.restore_batch_chains)
+                if len(pieces) > 1:
+                    log.info("partial sync written as %d restores of at most ~%d chains each",
+                             len(pieces), self.cfg.restore_batch_chains)
+            done: list[str] = []
+            for piece in pieces:
+                # only partial syncs have a deadline: theirs is the cost that explodes (quadratic
+                # in the chains written) and a full sync is the way out; a full one is linear in
+                # the table (and fed while the renderer runs), and killing it would leave no way out
+                stream = self._open_restore(noflush=True, deadline=None if full else self.cfg.restore_deadline)
+                stream.write(piece)
+                if blocks is None and self.cfg.skip_unchanged_chains:
+                    blocks = _digests(apply.chain_blocks(ours))   # while the child parses and commits
+                rc, stderr = stream.close()
+                done.append(piece)
+                if rc != 0:   # the inputs before it are committed: a full sync follows
+                    break
+            lines = sum(piece.count("\n") for piece in done)
+            text = "".join(done) if rc == 0 else done[-1]   # error lines refer to the failed input
         t2 = self.clock()
-        lines = text.count("\n")
         if blocks is not None:
             if rc != 0:
                 self._kernel_blocks = {}

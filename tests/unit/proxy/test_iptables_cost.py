@@ -55,6 +55,17 @@ def test_small_change_stays_partial_burst_goes_full():
     assert cost.restore_cost(edge + 10, 400_000).full_is_cheaper
 
 
+def test_split_partial_sync_pays_the_quadratic_term_per_restore():
+    # 30k new endpoint chains into a 400k-line table: one --noflush restore is dearer than the
+    # whole table, 10 restores of 2,000 are not; rewriting every endpoint chain still is
+    assert cost.restore_cost(30_000, 400_000).full_is_cheaper
+    split = cost.restore_cost(30_000, 400_000, batch=2_000)
+    assert not split.full_is_cheaper and split.partial_seconds < 6
+    assert cost.noflush_seconds(2_000, 2_000) == cost.noflush_seconds(2_000)
+    assert cost.noflush_seconds(4_000, 2_000) == 2 * cost.noflush_seconds(2_000) + cost.RESTORE_FIXED_SECONDS
+    assert cost.restore_cost(200_000, 400_000, batch=2_000).full_is_cheaper
+
+
 def _loop(**kw):
     ipt = FakeIptables()
     cfg = ProxyConfig(cluster="c", node_name=NODE, node_ip="192.168.0.2", cluster_cidr="10.0.0.0/8",
