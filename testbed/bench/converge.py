@@ -10,6 +10,9 @@ created through the API: services x replicas endpoints, on every node. Measured:
 - cleaned up: from the last delete (Services and Deployment) until every proxy holds none;
 - RSS of each kube-proxy and of the control-plane daemon: before the load, at its peak
   (programmed) and after the deletion;
+- CPU seconds each kube-proxy (with its iptables-restore children) and the control plane used
+  from the first Service write until programmed, and until cleaned up (their cgroups'
+  ``cpu.stat``): less at the mercy of a loaded machine than the times;
 - the proxies' sync counters (full, partial, written whole, deadline kills, failures).
 """
 
@@ -26,7 +29,7 @@ import time
 from ..cluster import Cluster
 from ..controllers.base import wait_for
 from ..proxy import status
-from .. import state
+from .. import cgroups, state
 from ..errors import TestbedError
 
 APP = "converge"
@@ -72,6 +75,25 @@ def memory(cluster: str) -> dict:
     for node, m in sorted(status.proxy_metrics(cluster).items()):
         out[f"kube-proxy/{node}"] = rss_mib(m.get("pid"))
     return out
+
+
+def cpu_seconds(cluster: str) -> dict:
+    """CPU used so far by the control plane and each kube-proxy cgroup (children included)."""
+    groups = {"control-plane": cgroups.CONTROL_PLANE}
+    groups.update((f"kube-proxy/{n}", cgroups.proxy_name(n)) for n in sorted(status.proxy_metrics(cluster)))
+    out = {}
+    for name, group in groups.items():
+        try:
+            with open(os.path.join(cgroups.path(cluster, group), "cpu.stat")) as f:
+                usage = next(int(line.split()[1]) for line in f if line.startswith("usage_usec "))
+        except (OSError, StopIteration):
+            continue
+        out[name] = usage / 1e6
+    return out
+
+
+def _since(now: dict, then: dict) -> dict:
+    return {k: round(v - then.get(k, 0.0), 1) for k, v in now.items()}
 
 
 def _synced(nodes: int):
@@ -128,6 +150,7 @@ def run(nodes: int, replicas: int, services: int, timeout: float, log=print, log
                 namespace="default", timeout=timeout)
             result["pods_ready_seconds"] = round(time.monotonic() - t, 2)
             log(f"{replicas} pods ready in {result['pods_ready_seconds']} s; creating {services} Services")
+            cpu0 = cpu_seconds(name)
             t = time.monotonic()
             for i in range(services):
                 api.create(service(i))
@@ -137,8 +160,10 @@ def run(nodes: int, replicas: int, services: int, timeout: float, log=print, log
                                      f"{services * replicas} endpoints programmed on every node")
             result["programmed_seconds"] = round(time.monotonic() - t_last, 2)
             result["rss_mib_peak"] = memory(name)
+            result["cpu_seconds_to_programmed"] = _since(cpu_seconds(name), cpu0)
             result["syncs_after_load"] = counters(ms)
             log(f"programmed on every node {result['programmed_seconds']} s after the last write; deleting")
+            cpu1 = cpu_seconds(name)
             t = time.monotonic()
             for i in range(services):
                 api.delete("Service", "default", f"{APP}-{i}")
@@ -148,6 +173,7 @@ def run(nodes: int, replicas: int, services: int, timeout: float, log=print, log
             ms = status.wait_metrics(name, _holding(base, 0, 0), timeout, "every kube-proxy emptied")
             result["cleaned_up_seconds"] = round(time.monotonic() - t_last, 2)
             result["syncs_total"] = counters(ms)
+            result["cpu_seconds_to_cleaned_up"] = _since(cpu_seconds(name), cpu1)
             result["rss_mib_after_delete"] = memory(name)
         finally:
             if logs:

@@ -184,13 +184,15 @@ def mangle_canary(saved: SavedTables) -> str:
 
 
 def add_host_rules(text: str, missing: Iterable[JumpRule], saved: SavedTables) -> str:
-    """Fold ``host_extras`` into a filter + nat restore input, before each table's ``COMMIT``
-    (a ``*mangle`` section first if the mangle canary is missing)."""
+    """Fold ``host_extras`` into a filter + nat (or filter only) restore input, before each
+    table's ``COMMIT`` (a ``*mangle`` section first if the mangle canary is missing)."""
     missing = list(missing)
     filt_end = text.index("COMMIT\n") + len("COMMIT\n")
     sections = {"filter": text[:filt_end], "nat": text[filt_end:]}
     for table in ("filter", "nat"):
         sec = sections[table]
+        if not sec:   # a filter table alone (a streamed full sync writes nat itself)
+            continue
         body = sec[: sec.rindex("COMMIT\n")]
         extra = host_extras(table, lambda chain, body=body: _declared(body, chain), missing, saved)
         sections[table] = body + "".join(extra) + "COMMIT\n"
@@ -417,6 +419,16 @@ def _spans(text: str) -> Iterator[tuple[str, str, str, str]]:
 def chain_blocks(text: str) -> dict[tuple[str, str], str]:
     """(table, chain) -> its rules as written, for every chain a restore input declares and
     does not delete (what ``--noflush`` leaves in that chain)."""
+    return {key: "".join(parts)[:-1] for key, parts in _chain_parts(text).items()}
+
+
+def chain_digests(text: str, digest: Callable[[str], bytes]) -> dict[tuple[str, str], bytes]:
+    """``chain_blocks`` digested, one block at a time: the blocks of a full sync are another
+    ~35 MB of small strings at 100k endpoints, which would all be alive at once."""
+    return {key: digest("".join(parts)[:-1]) for key, parts in _chain_parts(text).items()}
+
+
+def _chain_parts(text: str) -> dict[tuple[str, str], list[str]]:
     rules: dict[tuple[str, str], list[str]] = {}
     for table, kind, chain, piece in _spans(text):
         if kind == "decl":
@@ -427,7 +439,7 @@ def chain_blocks(text: str) -> dict[tuple[str, str], str]:
                 got.append(piece)
         elif kind == "delete":
             rules.pop((table, chain), None)
-    return {key: "".join(parts)[:-1] for key, parts in rules.items()}
+    return rules
 
 
 def drop_unchanged_chains(text: str, kernel: Mapping[tuple[str, str], str],

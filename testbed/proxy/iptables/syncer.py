@@ -61,10 +61,10 @@ ROUTE_LOCALNET = "net.ipv4.conf.all.route_localnet"
 BE_LIBERAL = "net.netfilter.nf_conntrack_tcp_be_liberal"
 
 
-def _digests(blocks: dict[tuple[str, str], str]) -> dict[tuple[str, str], bytes]:
+def _digest(block: str) -> bytes:
     """Chain rules by digest: what the kernel holds is compared, never read back, and its text
     would be a second copy of the whole ruleset (~30 MB at 100k endpoints)."""
-    return {key: hashlib.blake2b(text.encode(), digest_size=16).digest() for key, text in blocks.items()}
+    return hashlib.blake2b(block.encode(), digest_size=16).digest()
 
 
 def _ours_nat(chain: str) -> bool:
@@ -160,22 +160,22 @@ class IptablesSyncer:
                 text = apply.add_host_rules(text, missing, saved)
             ours = text
             if stream is not None:   # then filter (and the mangle canary), replaced whole
-                stream.write(apply.replace_tables_text(ours[: ours.index("\n*nat\n") + 1], saved))
+                stream.write(apply.replace_tables_text(ours, saved))
         except BaseException:
             if stream is not None:
                 stream.abort()   # no child is left waiting for input
             raise
         blocks = None
         if stream is None and not full and self.cfg.skip_unchanged_chains:
-            blocks = _digests(apply.chain_blocks(ours))
+            blocks = apply.chain_digests(ours, _digest)
             if self._kernel_blocks:
                 text, _ = apply.drop_unchanged_chains(ours, self._kernel_blocks, blocks)
         t1 = self.clock()
         if stream is not None:
-            if blocks is None and self.cfg.skip_unchanged_chains:
-                blocks = _digests(apply.chain_blocks(ours))   # while the child parses and commits
-            rc, stderr = stream.close()
             text = stream.text
+            if self.cfg.skip_unchanged_chains:
+                blocks = apply.chain_digests(text, _digest)   # while the child parses and commits
+            rc, stderr = stream.close()
             lines = text.count("\n")
         else:
             pieces = [text]
@@ -192,7 +192,7 @@ class IptablesSyncer:
                 stream = self._open_restore(noflush=True, deadline=None if full else self.cfg.restore_deadline)
                 stream.write(piece)
                 if blocks is None and self.cfg.skip_unchanged_chains:
-                    blocks = _digests(apply.chain_blocks(ours))   # while the child parses and commits
+                    blocks = apply.chain_digests(ours, _digest)   # while the child parses and commits
                 rc, stderr = stream.close()
                 done.append(piece)
                 if rc != 0:   # the inputs before it are committed: a full sync follows
