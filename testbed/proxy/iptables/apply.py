@@ -378,7 +378,15 @@ def _run_of(chain: str) -> re.Pattern:
     return pat
 
 
-def _spans(text: str) -> Iterator[tuple[str, str, str, str]]:
+Span = tuple[str, str, str, str]
+
+
+def spans(text: str) -> list[Span]:
+    """``_spans`` as a list, for a caller that shapes one input several ways (one parse)."""
+    return list(_spans(text))
+
+
+def _spans(text: str) -> Iterator[Span]:
     """(table, kind, chain, text) pieces of a restore input, in order: kind is ``head``
     (``*table``), ``decl`` (one ``:CHAIN`` line), ``rules`` (a run of ``-A CHAIN`` lines),
     ``delete`` (``-X CHAIN``), ``commit`` or ``other``; every piece ends with a newline."""
@@ -422,15 +430,17 @@ def chain_blocks(text: str) -> dict[tuple[str, str], str]:
     return {key: "".join(parts)[:-1] for key, parts in _chain_parts(text).items()}
 
 
-def chain_digests(text: str, digest: Callable[[str], bytes]) -> dict[tuple[str, str], bytes]:
+def chain_digests(text: str, digest: Callable[[str], bytes], spans: Iterable[Span] | None = None
+                  ) -> dict[tuple[str, str], bytes]:
     """``chain_blocks`` digested, one block at a time: the blocks of a full sync are another
-    ~35 MB of small strings at 100k endpoints, which would all be alive at once."""
-    return {key: digest("".join(parts)[:-1]) for key, parts in _chain_parts(text).items()}
+    ~35 MB of small strings at 100k endpoints, which would all be alive at once. ``spans``:
+    ``spans(text)`` if the caller has it."""
+    return {key: digest("".join(parts)[:-1]) for key, parts in _chain_parts(text, spans).items()}
 
 
-def _chain_parts(text: str) -> dict[tuple[str, str], list[str]]:
+def _chain_parts(text: str, spans: Iterable[Span] | None = None) -> dict[tuple[str, str], list[str]]:
     rules: dict[tuple[str, str], list[str]] = {}
-    for table, kind, chain, piece in _spans(text):
+    for table, kind, chain, piece in (_spans(text) if spans is None else spans):
         if kind == "decl":
             rules[(table, chain)] = []
         elif kind == "rules":
@@ -453,12 +463,17 @@ def drop_unchanged_chains(text: str, kernel: Mapping[tuple[str, str], str],
     Returns (text, chains left out)."""
     if blocks is None:
         blocks = chain_blocks(text)
+    kept, skipped = drop_unchanged_spans(_spans(text), kernel, blocks)
+    return (text, 0) if not skipped else ("".join(piece for _, _, _, piece in kept), skipped)
+
+
+def drop_unchanged_spans(spans: Iterable[Span], kernel: Mapping[tuple[str, str], str],
+                         blocks: Mapping[tuple[str, str], str]) -> tuple[list[Span], int]:
+    """``drop_unchanged_chains`` on ``spans(text)``: (the spans kept, chains left out)."""
     skip = {key for key, block in blocks.items() if kernel.get(key) == block}
     if not skip:
-        return text, 0
-    out = [piece for table, kind, chain, piece in _spans(text)
-           if not (kind in ("decl", "rules") and (table, chain) in skip)]
-    return "".join(out), len(skip)
+        return list(spans), 0
+    return [sp for sp in spans if not (sp[1] in ("decl", "rules") and (sp[0], sp[2]) in skip)], len(skip)
 
 
 _DROP_ORDER = (FW_PREFIX, EXT_PREFIX, SVC_PREFIX, SVL_PREFIX, SEP_PREFIX)   # referrers first
@@ -468,7 +483,8 @@ def _drop_rank(chain: str) -> int:
     return next((i for i, prefix in enumerate(_DROP_ORDER) if chain.startswith(prefix)), len(_DROP_ORDER))
 
 
-def split_restore(text: str, groups: Iterable[Iterable[str]], max_chains: int) -> list[str]:
+def split_restore(text: str, groups: Iterable[Iterable[str]], max_chains: int,
+                  spans: list[Span] | None = None) -> list[str]:
     """A ``--noflush`` input that writes more than ``max_chains`` chains as several inputs,
     restored one after the other, none writing many more than ``max_chains`` (iptables-nft's
     ``--noflush`` costs time quadratic in the chains one restore writes).
@@ -480,8 +496,9 @@ def split_restore(text: str, groups: Iterable[Iterable[str]], max_chains: int) -
     (the filter table, ``KUBE-SERVICES`` now jumping to the new chains, any chain in no group);
     then the stale chains it no longer refers to are deleted, ``max_chains`` an input. Each input
     is a transaction of its own, so every state in between is a consistent ruleset; together
-    they leave the kernel as ``text`` would."""
-    spans = list(_spans(text))
+    they leave the kernel as ``text`` would. ``spans``: ``spans(text)`` if the caller has it."""
+    if spans is None:
+        spans = list(_spans(text))
     if sum(1 for _, kind, _, _ in spans if kind == "decl") <= max_chains:
         return [text]
     group_of: dict[str, int] = {}

@@ -166,10 +166,14 @@ class IptablesSyncer:
                 stream.abort()   # no child is left waiting for input
             raise
         blocks = None
+        spans = None   # the partial input parsed once, for every way it is shaped below
         if stream is None and not full and self.cfg.skip_unchanged_chains:
-            blocks = apply.chain_digests(ours, _digest)
+            spans = apply.spans(ours)
+            blocks = apply.chain_digests(ours, _digest, spans)
             if self._kernel_blocks:
-                text, _ = apply.drop_unchanged_chains(ours, self._kernel_blocks, blocks)
+                spans, skipped = apply.drop_unchanged_spans(spans, self._kernel_blocks, blocks)
+                if skipped:
+                    text = "".join(piece for _, _, _, piece in spans)
         t1 = self.clock()
         if stream is not None:
             text = stream.text
@@ -180,7 +184,7 @@ class IptablesSyncer:
         else:
             pieces = [text]
             if not full and self.cfg.restore_batch_chains:
-                pieces = apply.split_restore(text, result.written_groups, self.cfg.restore_batch_chains)
+                pieces = apply.split_restore(text, result.written_groups, self.cfg.restore_batch_chains, spans)
                 if len(pieces) > 1:
                     log.info("partial sync written as %d restores of at most ~%d chains each",
                              len(pieces), self.cfg.restore_batch_chains)
