@@ -129,7 +129,8 @@ def keep_logs(cluster: str, dest: str) -> None:
             shutil.copy(os.path.join(d, f), dest)
 
 
-def run(nodes: int, replicas: int, services: int, timeout: float, log=print, logs: str | None = None) -> dict:
+def run(nodes: int, replicas: int, services: int, timeout: float, log=print, logs: str | None = None,
+        settle: float = 0.0) -> dict:
     name = f"conv{os.getpid()}"
     result: dict = {"nodes": nodes, "replicas": replicas, "services": services,
                     "endpoints_per_node": replicas * services}
@@ -175,6 +176,9 @@ def run(nodes: int, replicas: int, services: int, timeout: float, log=print, log
             result["syncs_total"] = counters(ms)
             result["cpu_seconds_to_cleaned_up"] = _since(cpu_seconds(name), cpu1)
             result["rss_mib_after_delete"] = memory(name)
+            if settle > 0:   # the API's watch history lets deleted objects go 75 s on
+                time.sleep(settle)   # a figure taken this long after, not a wait for some state
+                result[f"rss_mib_{settle:g}s_after_delete"] = memory(name)
         finally:
             if logs:
                 keep_logs(name, logs)
@@ -188,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replicas", type=int, default=200)
     p.add_argument("--services", type=int, default=500)
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for each stage")
+    p.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
+                   help="also report RSS this long after the cleanup (the API keeps deleted objects' "
+                        "events 75 s)")
     p.add_argument("--logs", metavar="DIR", help="copy the cluster's logs (kube-proxy's syncs) here")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     args = p.parse_args(argv)
@@ -196,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--{flag}: must be at least 1")
     try:
         res = run(args.nodes, args.replicas, args.services, args.timeout,
-                  log=(lambda m: print(m, file=sys.stderr)), logs=args.logs)
+                  log=(lambda m: print(m, file=sys.stderr)), logs=args.logs, settle=args.settle)
     except (TimeoutError, TestbedError) as exc:
         print(f"converge: {exc}", file=sys.stderr)
         return 1

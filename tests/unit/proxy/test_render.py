@@ -4,12 +4,12 @@ import time
 
 import pytest
 
-from testbed.proxy.iptables.render import LocalDetector
+from testbed.proxy.iptables.render import IptablesRenderer, LocalDetector
 from testbed.proxy.iptables.servicechains import compute_probability
 from testbed.proxy.iptables.sortorder import sort_restore_text
 from testbed.proxy.tracker import ProxyState
 
-from .conftest import Rig, ep, eps, svc
+from .conftest import NODE, Rig, config, ep, eps, svc
 
 H = "XPGD46QRK7WJZT7O"                 # ns1/svc1:p80 + tcp
 SVC, SVL, EXT, FW = (f"KUBE-{p}-{H}" for p in ("SVC", "SVL", "EXT", "FW"))
@@ -278,3 +278,16 @@ def test_scale_generous_bound():
     partial = time.perf_counter() - t
     assert not res.full and len(res.written_chains) == 2
     assert full < 10.0 and partial < 1.0
+
+
+def test_endpoint_chain_names_of_gone_endpoints_are_forgotten():
+    st = ProxyState(NODE)
+    st.update_service(svc("s0"))
+    r = IptablesRenderer(config())
+    for gen in range(4):   # every endpoint replaced each time
+        st.update_endpoint_slice(eps("s0", "ns1", *[ep(f"10.{gen}.{i // 256}.{i % 256}") for i in range(1500)]))
+        r.sync(st, changes=st.checkout(), now=float(gen))
+    rules = r._rules
+    assert rules._sep_count == sum(len(n) for n in rules._sep.values()) <= 2 * 1500
+    assert set(n for names in rules._sep.values() for n in names.values()) >= \
+        {c for c in r.active_chains if c.startswith("KUBE-SEP-")}
