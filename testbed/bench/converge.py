@@ -13,12 +13,15 @@ created through the API: services x replicas endpoints, on every node. Measured:
 - CPU seconds each kube-proxy (with its iptables-restore children) and the control plane used
   from the first Service write until programmed, and until cleaned up (their cgroups'
   ``cpu.stat``): less at the mercy of a loaded machine than the times;
+- when the EndpointSlice controller wrote its last slice (from its Events), after the last
+  Service write;
 - the proxies' sync counters (full, partial, written whole, deadline kills, failures).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import shutil
@@ -92,6 +95,18 @@ def cpu_seconds(cluster: str) -> dict:
     return out
 
 
+def slices_done(api, since_wall: float) -> float | None:
+    """Seconds from ``since_wall`` to the EndpointSlice controller's last EndpointSlice write
+    (its newest EndpointSliceCreated/Updated Event; whole seconds, as Events are stamped)."""
+    items, _ = api.list("Event", "default")
+    stamps = [e.get("lastTimestamp") for e in items
+              if e.get("reason") in ("EndpointSliceCreated", "EndpointSliceUpdated") and e.get("lastTimestamp")]
+    if not stamps:
+        return None
+    last = datetime.datetime.strptime(max(stamps), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    return round(last.timestamp() - since_wall, 1)
+
+
 def _since(now: dict, then: dict) -> dict:
     return {k: round(v - then.get(k, 0.0), 1) for k, v in now.items()}
 
@@ -155,13 +170,14 @@ def run(nodes: int, replicas: int, services: int, timeout: float, log=print, log
             t = time.monotonic()
             for i in range(services):
                 api.create(service(i))
-            t_last = time.monotonic()
+            t_last, wall_last = time.monotonic(), time.time()
             result["service_writes_seconds"] = round(t_last - t, 2)
             ms = status.wait_metrics(name, _holding(base, services, services * replicas), timeout,
                                      f"{services * replicas} endpoints programmed on every node")
             result["programmed_seconds"] = round(time.monotonic() - t_last, 2)
             result["rss_mib_peak"] = memory(name)
             result["cpu_seconds_to_programmed"] = _since(cpu_seconds(name), cpu0)
+            result["last_slice_write_seconds"] = slices_done(api, wall_last)
             result["syncs_after_load"] = counters(ms)
             log(f"programmed on every node {result['programmed_seconds']} s after the last write; deleting")
             cpu1 = cpu_seconds(name)
