@@ -86,8 +86,10 @@ def restore_cost(chains: int, lines: int, batch: int = 0) -> RestoreCost:
 
 
 def estimate(state: ProxyState, changes: StateChange, skip_unchanged: bool = True,
-             batch: int = 0) -> RestoreCost:
-    return restore_cost(partial_chains(state, changes, skip_unchanged), table_lines(state), batch)
+             batch: int = 0, stale: int = 0) -> RestoreCost:
+    """``stale``: chains the sync deletes besides the changed Services' (a large cluster's
+    periodic sweep of stale chains)."""
+    return restore_cost(partial_chains(state, changes, skip_unchanged) + stale, table_lines(state), batch)
 
 
 def noflush_seconds(chains: int, batch: int = 0) -> float:

@@ -208,6 +208,15 @@ class IptablesRenderer:
         """Every per-service nat chain the last sync's rules use."""
         return frozenset(self._active)
 
+    def stale_chains_due(self, now: float) -> int:
+        """Chains a sync at ``now`` would delete besides those of the Services it rewrites:
+        stale chains earlier syncs left in place (a large cluster sweeps them once per
+        ``sync_period``, as upstream), which a sweep deletes all at once."""
+        large, last = self._large, self._last_cleanup
+        if large and last is not None and now - last <= self.config.sync_period:
+            return 0
+        return sum(1 for c in self._existing if c not in self._active)
+
     def force_full_sync(self) -> None:
         """``forceSyncProxyRules`` (e.g. the canary chain disappeared)."""
         self._need_full = True

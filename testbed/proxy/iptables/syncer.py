@@ -124,7 +124,8 @@ class IptablesSyncer:
     def sync(self, state: ProxyState, changes: StateChange, full: bool, now: float) -> SyncOutcome:
         promoted = False
         if not full and self.cfg.cost_based_full_sync:
-            est = cost.estimate(state, changes, self.cfg.skip_unchanged_chains, self.cfg.restore_batch_chains)
+            est = cost.estimate(state, changes, self.cfg.skip_unchanged_chains, self.cfg.restore_batch_chains,
+                                self.renderer.stale_chains_due(now))
             if est.full_is_cheaper:
                 log.info("partial sync would write %d chains (~%.1f s with --noflush): writing the "
                          "whole table instead (%d lines, ~%.1f s)", est.chains, est.partial_seconds,

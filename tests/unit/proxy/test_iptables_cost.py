@@ -66,6 +66,14 @@ def test_split_partial_sync_pays_the_quadratic_term_per_restore():
     assert cost.restore_cost(200_000, 400_000, batch=2_000).full_is_cheaper
 
 
+def test_swept_stale_chains_count_in_the_estimate():
+    st = _state(2, 5)
+    st.checkout()
+    st.update_endpoint_slice(eps("s1", "ns1", *_ips(5, 5)))
+    ch = st.checkout()
+    assert cost.estimate(st, ch, stale=40_000).chains == cost.estimate(st, ch).chains + 40_000
+
+
 def _loop(**kw):
     ipt = FakeIptables()
     cfg = ProxyConfig(cluster="c", node_name=NODE, node_ip="192.168.0.2", cluster_cidr="10.0.0.0/8",
