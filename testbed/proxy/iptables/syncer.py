@@ -30,8 +30,8 @@
   a consistent ruleset: the quadratic cost is paid per restore, so a sync of 20k new endpoint
   chains costs ~3 s instead of ~14 s and a growing table is written as it grows, not again and
   again whole.
-- A ``--noflush`` restore running past ``restore_deadline`` is killed (nothing is committed)
-  and a full sync, restoring the whole table, follows at once; a restore child dies with the proxy (``restore.RestoreStream``).
+- A ``--noflush`` restore running past ``restore_deadline`` is killed (nothing of it is
+  committed; the restores of a split sync before it are) and a full sync, restoring the whole table, follows at once; a restore child dies with the proxy (``restore.RestoreStream``).
 - On a failed restore the kernel keeps its previous rules (``--noflush``; tables that failed
   are not committed), the offending input line is logged and ``restore_failed()`` makes the
   next sync full.
