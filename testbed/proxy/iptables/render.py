@@ -15,8 +15,9 @@ A pure re-implementation of upstream ``pkg/proxy/iptables/proxier.go`` ``syncPro
   wrote (like upstream's ``iptables-save -t nat``); a caller that can run ``iptables-save`` may
   pass the real set to ``sync(existing_nat_chains=...)``.
 
-Per-service text is cached between syncs, so a partial sync costs little more than joining the
-cached pieces.
+Per-service text is cached between syncs (each Service's top-level, filter and declaration
+lines; its chain rules only until the sync that rendered them is done, a full sync renders them
+again), so a partial sync costs little more than joining the cached pieces.
 """
 
 from __future__ import annotations
@@ -296,7 +297,7 @@ class IptablesRenderer:
                 chunk = self._chunk_text[k] = self._build_chunk(state, names, large)
             filter_parts.append(chunk.filter_rules)
             if do_full:
-                nat_all = "".join(frags[nn].nat_all for nn in names)
+                nat_all = "".join(self._nat_all(state, nn, large) for nn in names)
                 written.extend(chunk.chains)
                 if on_chunk is not None:
                     on_chunk(chunk.chain_lines + nat_all)
@@ -329,6 +330,10 @@ class IptablesRenderer:
 
         nat_rule_parts.append(self._fixed["nat_tail"])
         filter_parts.append(self._fixed["filter_tail"])
+        # a Service's chain rules are only needed again by a full sync, which renders them anew:
+        # kept, they would be most of the proxy's memory (~300 B per endpoint)
+        for frag in frags.values():
+            frag.nat_all = None
         if on_chunk is not None and do_full:   # the nat table went out chunk by chunk
             text = "".join(filter_parts)
         else:
@@ -359,6 +364,10 @@ class IptablesRenderer:
     def nat_tail(self) -> str:
         """The fixed nat rules written after every service's (the KUBE-NODEPORTS jump)."""
         return self._fixed["nat_tail"]
+
+    def _nat_all(self, state: ProxyState, nn: NamespacedName, large: bool) -> str:
+        text = self._frags[nn].nat_all
+        return text if text is not None else self._rules.render_service(state, nn, large).nat_all
 
     def _drop(self, nn: NamespacedName) -> None:
         frag = self._frags.pop(nn, None)

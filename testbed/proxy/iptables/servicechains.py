@@ -55,7 +55,8 @@ class Fragment:
 
     filter_rules: str
     nat_top: str          # KUBE-SERVICES / KUBE-NODEPORTS rules: written on every sync
-    nat_all: str          # top rules interleaved with per-service chain rules (written syncs)
+    nat_all: str | None   # top rules interleaved with per-service chain rules (written syncs);
+                          # the renderer drops it after the sync that rendered it
     chain_lines: str
     chains: tuple[str, ...]
 
