@@ -396,11 +396,14 @@ class ListWatch:
     Iterating yields ``{"type": ADDED|MODIFIED|DELETED, "object": ...}``: the first list
     yields ADDED for every object; a relist yields the difference to :attr:`cache` (so a
     consumer sees deletions it missed). :attr:`cache` maps (namespace, name) to the latest
-    object; :attr:`synced` is set after the first list. :meth:`stop` works from any thread.
+    object (``keep``: to what ``keep(object)`` returns, e.g. just its metadata, for a consumer
+    that keeps its own digest of the objects); :attr:`synced` is set after the first list.
+    :meth:`stop` works from any thread.
     """
 
     def __init__(self, client: ApiClient, kind: str, namespace: str | None = None, label_selector=None,
-                 field_selector=None, *, min_backoff: float = 0.05, max_backoff: float = 2.0):
+                 field_selector=None, *, min_backoff: float = 0.05, max_backoff: float = 2.0,
+                 keep: Callable[[dict], dict] | None = None):
         self.client = client
         self.kind = kind
         self.namespace = namespace
@@ -414,6 +417,7 @@ class ListWatch:
         self._mu = threading.Lock()
         self._min_backoff, self._max_backoff = min_backoff, max_backoff
         self.relists = 0
+        self._keep = keep if keep is not None else (lambda obj: obj)
 
     @staticmethod
     def _key(obj: dict) -> tuple[str, str]:
@@ -430,7 +434,7 @@ class ListWatch:
                 out.append({"type": ADDED, "object": obj})
             elif old["metadata"].get("resourceVersion") != obj["metadata"].get("resourceVersion"):
                 out.append({"type": MODIFIED, "object": obj})
-            self.cache[k] = obj
+            self.cache[k] = self._keep(obj)
         for k in [k for k in self.cache if k not in seen]:
             out.append({"type": DELETED, "object": self.cache.pop(k)})
         return out
@@ -470,7 +474,7 @@ class ListWatch:
                     if ev["type"] == DELETED:
                         self.cache.pop(self._key(obj), None)
                     else:
-                        self.cache[self._key(obj)] = obj
+                        self.cache[self._key(obj)] = self._keep(obj)
                     self.resource_version = w.resource_version
                     backoff = self._min_backoff
                     yield ev

@@ -10,12 +10,18 @@ created through the API: services x replicas endpoints, on every node. Measured:
 - cleaned up: from the last delete (Services and Deployment) until every proxy holds none;
 - RSS of each kube-proxy and of the control-plane daemon: before the load, at its peak
   (programmed) and after the deletion;
+- CPU seconds each kube-proxy (with its iptables-restore children) and the control plane used
+  from the first Service write until programmed, and until cleaned up (their cgroups'
+  ``cpu.stat``): less at the mercy of a loaded machine than the times;
+- when the EndpointSlice controller wrote its last slice (from its Events), after the last
+  Service write;
 - the proxies' sync counters (full, partial, written whole, deadline kills, failures).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import shutil
@@ -26,7 +32,7 @@ import time
 from ..cluster import Cluster
 from ..controllers.base import wait_for
 from ..proxy import status
-from .. import state
+from .. import cgroups, state
 from ..errors import TestbedError
 
 APP = "converge"
@@ -74,6 +80,37 @@ def memory(cluster: str) -> dict:
     return out
 
 
+def cpu_seconds(cluster: str) -> dict:
+    """CPU used so far by the control plane and each kube-proxy cgroup (children included)."""
+    groups = {"control-plane": cgroups.CONTROL_PLANE}
+    groups.update((f"kube-proxy/{n}", cgroups.proxy_name(n)) for n in sorted(status.proxy_metrics(cluster)))
+    out = {}
+    for name, group in groups.items():
+        try:
+            with open(os.path.join(cgroups.path(cluster, group), "cpu.stat")) as f:
+                usage = next(int(line.split()[1]) for line in f if line.startswith("usage_usec "))
+        except (OSError, StopIteration):
+            continue
+        out[name] = usage / 1e6
+    return out
+
+
+def slices_done(api, since_wall: float) -> float | None:
+    """Seconds from ``since_wall`` to the EndpointSlice controller's last EndpointSlice write
+    (its newest EndpointSliceCreated/Updated Event; whole seconds, as Events are stamped)."""
+    items, _ = api.list("Event", "default")
+    stamps = [e.get("lastTimestamp") for e in items
+              if e.get("reason") in ("EndpointSliceCreated", "EndpointSliceUpdated") and e.get("lastTimestamp")]
+    if not stamps:
+        return None
+    last = datetime.datetime.strptime(max(stamps), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    return round(last.timestamp() - since_wall, 1)
+
+
+def _since(now: dict, then: dict) -> dict:
+    return {k: round(v - then.get(k, 0.0), 1) for k, v in now.items()}
+
+
 def _synced(nodes: int):
     def check(ms: dict):
         ok = [m for m in ms.values() if (m.get("last_sync") or {}).get("ok")]
@@ -107,7 +144,8 @@ def keep_logs(cluster: str, dest: str) -> None:
             shutil.copy(os.path.join(d, f), dest)
 
 
-def run(nodes: int, replicas: int, services: int, timeout: float, log=print, logs: str | None = None) -> dict:
+def run(nodes: int, replicas: int, services: int, timeout: float, log=print, logs: str | None = None,
+        settle: float = 0.0) -> dict:
     name = f"conv{os.getpid()}"
     result: dict = {"nodes": nodes, "replicas": replicas, "services": services,
                     "endpoints_per_node": replicas * services}
@@ -128,17 +166,21 @@ def run(nodes: int, replicas: int, services: int, timeout: float, log=print, log
                 namespace="default", timeout=timeout)
             result["pods_ready_seconds"] = round(time.monotonic() - t, 2)
             log(f"{replicas} pods ready in {result['pods_ready_seconds']} s; creating {services} Services")
+            cpu0 = cpu_seconds(name)
             t = time.monotonic()
             for i in range(services):
                 api.create(service(i))
-            t_last = time.monotonic()
+            t_last, wall_last = time.monotonic(), time.time()
             result["service_writes_seconds"] = round(t_last - t, 2)
             ms = status.wait_metrics(name, _holding(base, services, services * replicas), timeout,
                                      f"{services * replicas} endpoints programmed on every node")
             result["programmed_seconds"] = round(time.monotonic() - t_last, 2)
             result["rss_mib_peak"] = memory(name)
+            result["cpu_seconds_to_programmed"] = _since(cpu_seconds(name), cpu0)
+            result["last_slice_write_seconds"] = slices_done(api, wall_last)
             result["syncs_after_load"] = counters(ms)
             log(f"programmed on every node {result['programmed_seconds']} s after the last write; deleting")
+            cpu1 = cpu_seconds(name)
             t = time.monotonic()
             for i in range(services):
                 api.delete("Service", "default", f"{APP}-{i}")
@@ -148,7 +190,11 @@ def run(nodes: int, replicas: int, services: int, timeout: float, log=print, log
             ms = status.wait_metrics(name, _holding(base, 0, 0), timeout, "every kube-proxy emptied")
             result["cleaned_up_seconds"] = round(time.monotonic() - t_last, 2)
             result["syncs_total"] = counters(ms)
+            result["cpu_seconds_to_cleaned_up"] = _since(cpu_seconds(name), cpu1)
             result["rss_mib_after_delete"] = memory(name)
+            if settle > 0:   # the API's watch history lets deleted objects go 75 s on
+                time.sleep(settle)   # a figure taken this long after, not a wait for some state
+                result[f"rss_mib_{settle:g}s_after_delete"] = memory(name)
         finally:
             if logs:
                 keep_logs(name, logs)
@@ -162,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replicas", type=int, default=200)
     p.add_argument("--services", type=int, default=500)
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for each stage")
+    p.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
+                   help="also report RSS this long after the cleanup (the API keeps deleted objects' "
+                        "events 75 s)")
     p.add_argument("--logs", metavar="DIR", help="copy the cluster's logs (kube-proxy's syncs) here")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     args = p.parse_args(argv)
@@ -170,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--{flag}: must be at least 1")
     try:
         res = run(args.nodes, args.replicas, args.services, args.timeout,
-                  log=(lambda m: print(m, file=sys.stderr)), logs=args.logs)
+                  log=(lambda m: print(m, file=sys.stderr)), logs=args.logs, settle=args.settle)
     except (TimeoutError, TestbedError) as exc:
         print(f"converge: {exc}", file=sys.stderr)
         return 1

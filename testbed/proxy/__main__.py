@@ -60,9 +60,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="iptables: always restore a partial sync with --noflush, however many chains it writes")
     p.add_argument("--restore-deadline", type=float, default=60.0, metavar="SECONDS",
                    help="iptables: kill a partial sync's restore running longer and resync in full (0: no deadline)")
-    p.add_argument("--healthz-bind-address", default="0.0.0.0:10256", metavar="IP:PORT",
+   p.add_argument("--healthz-bind-address", default="0.0.0.0:10256", metavar="IP:PORT",
                    help="where /healthz and /livez are served in the node's netns ('' turns them off; "
                         "upstream default 0.0.0.0:10256)")
+    p.add_argument("--restore-batch-chains", type=int, default=2000, metavar="N",
+                   help="iptables: split a partial sync writing more chains into restores of about N (0: never)")
     p.add_argument("--allow-any-netns", action="store_true", help="skip the network namespace check")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -125,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                       replace_full_sync=not args.noflush_full_sync, skip_unchanged_chains=not args.rewrite_all_chains,
                       cost_based_full_sync=not args.no_cost_based_full_sync,
                       restore_deadline=args.restore_deadline or None,
+                      restore_batch_chains=max(args.restore_batch_chains, 0),
                       ipvs_scheduler=args.ipvs_scheduler,
                       rules_file=os.path.join(args.state_dir, f"proxy-{args.node}.rules") if args.state_dir else None,
                       trace_socket=os.path.join(args.state_dir, f"proxy-{args.node}.trace.sock")

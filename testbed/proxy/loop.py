@@ -430,6 +430,15 @@ class _HookedClient:
         return self._client.watch(*a, **kw)
 
 
+def _metadata_only(obj: dict) -> dict:
+    """What the proxy's watch cache keeps of an object: enough to find it again on a relist
+    (and to delete it from ``ProxyState``). ``ProxyState`` holds what it parsed; a whole
+    EndpointSlice per slice here was ~800 B per endpoint (tracemalloc)."""
+    meta = obj.get("metadata") or {}
+    return {"kind": obj.get("kind"), "metadata": {k: meta[k] for k in ("namespace", "name", "resourceVersion")
+                                                  if k in meta}}
+
+
 def _listwatch(client, kind: str, loop: ProxyLoop):
     from testbed.apiserver.client import ListWatch
-    return ListWatch(_HookedClient(client, lambda: loop.mark_listed(kind)), kind)
+    return ListWatch(_HookedClient(client, lambda: loop.mark_listed(kind)), kind, keep=_metadata_only)

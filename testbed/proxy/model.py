@@ -102,6 +102,9 @@ def join_host_port(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
+_host_port = functools.lru_cache(maxsize=16384)(join_host_port)   # one string per endpoint value
+
+
 # ----------------------------------------------------------------------------- services
 
 class ServicePortName(NamedTuple):
@@ -265,7 +268,7 @@ def service_port_map(service: Mapping, family: str = IPV4) -> dict[ServicePortNa
 
 # ----------------------------------------------------------------------------- endpoints
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EndpointInfo:
     """Upstream ``BaseEndpointInfo``. ``str()`` is ``ip:port`` (``[ip]:port`` for IPv6)."""
 
@@ -281,13 +284,13 @@ class EndpointInfo:
     endpoint: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "endpoint", join_host_port(self.ip, self.port))
+        object.__setattr__(self, "endpoint", _host_port(self.ip, self.port))
 
     def __str__(self) -> str:
         return self.endpoint
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _SliceEndpoint:
     ip: str
     node_name: str | None
@@ -298,7 +301,7 @@ class _SliceEndpoint:
     node_hints: frozenset[str]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ParsedSlice:
     """The parts of an EndpointSlice kube-proxy uses."""
 
@@ -332,16 +335,32 @@ def parse_endpoint_slice(es: Mapping, family: str = IPV4) -> ParsedSlice | None:
         ip = canonical_ip(addrs[0])
         cond = ep.get("conditions") or {}
         hints = ep.get("hints") or {}
-        eps.append(_SliceEndpoint(
-            ip=ip[0] if ip is not None else addrs[0],
-            node_name=ep.get("nodeName"),
-            ready=cond.get("ready") is None or bool(cond.get("ready")),
-            serving=cond.get("serving") is None or bool(cond.get("serving")),
-            terminating=cond.get("terminating") is not None and bool(cond.get("terminating")),
-            zone_hints=frozenset(z.get("name", "") for z in hints.get("forZones") or []),
-            node_hints=frozenset(n.get("name", "") for n in hints.get("forNodes") or []),
+        eps.append(_slice_endpoint(
+            ip[0] if ip is not None else addrs[0],
+            ep.get("nodeName"),
+            cond.get("ready") is None or bool(cond.get("ready")),
+            cond.get("serving") is None or bool(cond.get("serving")),
+            cond.get("terminating") is not None and bool(cond.get("terminating")),
+            _names(hints.get("forZones")),
+            _names(hints.get("forNodes")),
         ))
     return ParsedSlice((ns, svc), name, tuple(ports), tuple(eps))
+
+
+_NO_HINTS: frozenset[str] = frozenset()
+
+
+def _names(hints: list | None) -> frozenset[str]:
+    # one shared empty set: a new one per endpoint is 216 bytes, 20 MB at 100k endpoints
+    return frozenset(h.get("name", "") for h in hints) if hints else _NO_HINTS
+
+
+# Endpoints are values: 500 Services over one 200-pod Deployment are 100k endpoints but 200
+# distinct values (per slice entry, and per EndpointInfo for each port number). Sharing one
+# object per value is most of the tracker's memory at that size; the caches are bounded, so a
+# cluster of distinct endpoints costs a few MB of them at most.
+_slice_endpoint = functools.lru_cache(maxsize=16384)(_SliceEndpoint)
+_endpoint_info = functools.lru_cache(maxsize=16384)(EndpointInfo)
 
 
 def endpoints_for_service(slices: Iterable[ParsedSlice], node_name: str
@@ -355,8 +374,8 @@ def endpoints_for_service(slices: Iterable[ParsedSlice], node_name: str
             epset = by_spn.setdefault(spn, {})
             for e in sl.endpoints:
                 is_local = bool(e.node_name) and bool(node_name) and e.node_name == node_name
-                info = EndpointInfo(e.ip, pnum, is_local, e.ready, e.serving, e.terminating,
-                                    e.zone_hints, e.node_hints, e.node_name)
+                info = _endpoint_info(e.ip, pnum, is_local, e.ready, e.serving, e.terminating,
+                                      e.zone_hints, e.node_hints, e.node_name)
                 key = info.endpoint
                 if key not in epset or not e.terminating:
                     epset[key] = info

@@ -38,6 +38,7 @@ class ProxyConfig:
     skip_unchanged_chains: bool = False  # partial syncs leave out chains the kernel holds as is
     cost_based_full_sync: bool = False   # a partial sync dearer than a full one is done as a full one
     restore_deadline: float | None = None  # seconds an iptables-restore may run before it is killed
+    restore_batch_chains: int = 0      # a partial sync writing more chains is split (apply.split_restore)
     # ipvs mode
     ipvs_scheduler: str = "rr"         # upstream --ipvs-scheduler default
     # userspace mode

@@ -11,6 +11,7 @@ Everything here is plain data; no I/O.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
@@ -21,6 +22,10 @@ from testbed.proxy.model import (IPV4, EndpointInfo, NamespacedName, ParsedSlice
 
 
 # ----------------------------------------------------------------------------- change tracking
+
+def _fingerprint(obj: Mapping) -> bytes:
+    return hashlib.blake2b(json.dumps(obj, sort_keys=True, default=str).encode(), digest_size=16).digest()
+
 
 @dataclass(frozen=True)
 class ServiceEndpoint:
@@ -90,8 +95,8 @@ class ProxyState:
         self._slices: dict[NamespacedName, dict[str, ParsedSlice]] = {}
         self._slice_owner: dict[tuple[str, str], NamespacedName] = {}
         self._slice_parsed: dict[tuple[str, str], ParsedSlice] = {}
-        self._slice_applied: dict[tuple[str, str], tuple[str, bool]] = {}
-        self._slice_pending: dict[tuple[str, str], tuple[str, bool]] = {}
+        self._slice_applied: dict[tuple[str, str], tuple[bytes, bool]] = {}
+        self._slice_pending: dict[tuple[str, str], tuple[bytes, bool]] = {}
         self._svc_prev: dict[NamespacedName, dict] = {}
         self._eps_count: dict[NamespacedName, int] = {}
         self._total_eps = 0
@@ -137,8 +142,9 @@ class ProxyState:
 
         Like upstream, *any* change to the slice object (compared by value against the pending,
         else the applied version) marks its service as updated, even if the endpoints that
-        kube-proxy derives from it stay the same. Objects are compared through a JSON
-        fingerprint, so callers may mutate and re-submit the same dict.
+        kube-proxy derives from it stay the same. Objects are compared through a digest of
+        their JSON (not the JSON itself: 40 kB per 200-endpoint slice, kept until the next
+        change), so callers may mutate and re-submit the same dict.
         """
         meta = es.get("metadata") or {}
         key = (meta.get("namespace") or "", meta.get("name") or "")
@@ -154,7 +160,7 @@ class ProxyState:
             ps = parse_endpoint_slice(es, self.family)
             if ps is None:
                 return
-            data = (json.dumps(es, sort_keys=True, default=str), False)
+            data = (_fingerprint(es), False)
         if key in self._slice_pending:
             changed = data != self._slice_pending[key]
         elif key in self._slice_applied:

@@ -68,20 +68,30 @@ def _burst_then_small(services, endpoints):
     for i in range(services):
         r.state.update_service(_svc(i))
         r.state.update_endpoint_slice(_slice(i, endpoints))
+    # a foreign rule (flannel's kind) that the whole-table write must carry over
+    subprocess.run(["iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "10.99.0.0/16", "-j", "RETURN"], check=True)
     first = r.sync()
     before = _sep_chains()
+    ipt, saves = r.syncer.iptables, []
+    ipt.save = lambda real=ipt.save: saves.append(1) or real()
     for i in range(services):   # every endpoint replaced: a partial sync would write 2 x all chains
         r.state.update_endpoint_slice(_slice(i, endpoints, gen=1))
     burst = r.sync()
     after = _sep_chains()
     r.state.update_endpoint_slice(_slice(0, endpoints + 1, gen=1))
     small = r.sync()
-    return first, burst, small, r.counters, before, after, _sep_chains(), r.syncer.renderer.active_chains
+    nat = apply.parse_save(HostIptables().save()).rules["nat"]
+    kept = {"saves": len(saves), "foreign": nat.count("-A POSTROUTING -s 10.99.0.0/16 -j RETURN"),
+            "jumps": sum(1 for j in apply.JUMP_RULES if j.table == "nat" and j.saved_form() in nat),
+            "jump_lines": sum(1 for rule in nat if "-j KUBE-POSTROUTING" in rule)}
+    return first, burst, small, r.counters, before, after, _sep_chains(), r.syncer.renderer.active_chains, kept
 
 
 def test_burst_is_written_whole_small_change_stays_partial(node_ns):
     _, run = node_ns
-    first, burst, small, counters, before, after, final, active = run(_burst_then_small, 40, 250)
+    first, burst, small, counters, before, after, final, active, kept = run(_burst_then_small, 40, 250)
+    # written whole without reading the kernel again; foreign and jump rules kept, once each
+    assert kept == {"saves": 0, "foreign": 1, "jumps": 3, "jump_lines": 1}
     assert first.ok and first.full
     assert burst.ok and not burst.full                     # asked for as a partial sync ...
     assert counters["partial_syncs_written_whole_total"] == 1   # ... written as the whole table
@@ -89,6 +99,37 @@ def test_burst_is_written_whole_small_change_stays_partial(node_ns):
     assert small.ok and not small.full and small.lines < 1_000   # one endpoint: its Service's chains
     assert counters["partial_syncs_written_whole_total"] == 1
     assert len(final) == 10_001 and {c for c in active if c.startswith("KUBE-SEP-")} == final
+
+
+def _split_partial(services, endpoints):
+    r = _loop(restore_batch_chains=500)
+    for i in range(services):
+        r.state.update_service(_svc(i))
+        r.state.update_endpoint_slice(_slice(i, endpoints))
+    first = r.sync()
+    before = _sep_chains()
+    ipt, opened = r.syncer.iptables, []
+    ipt.open_restore = lambda *a, real=ipt.open_restore: opened.append(a) or real(*a)
+    for i in range(services // 2):           # new endpoints for half, the rest deleted
+        r.state.update_endpoint_slice(_slice(i, endpoints, gen=1))
+    for i in range(services // 2, services):
+        r.state.delete_service(_svc(i))
+        r.state.delete_endpoint_slice(_slice(i, endpoints))
+    part = r.sync()
+    kernel = apply.parse_save(HostIptables().save())
+    return first, part, len(opened), before, _sep_chains(), r.syncer.renderer.active_chains, kernel
+
+
+def test_large_partial_sync_is_split_and_converges(node_ns):
+    _, run = node_ns
+    first, part, restores, before, after, active, kernel = run(_split_partial, 20, 100)
+    assert first.ok and first.full and len(before) == 2_000
+    # 1,010 chains written, 2,010 deleted: 2 restores of whole Services (505 chains each), the
+    # rest, 5 of deletions
+    assert part.ok and not part.full and part.written_chains == 1_010 and restores == 8
+    assert after == {c for c in active if c.startswith("KUBE-SEP-")} and len(after) == 1_000 and not after & before
+    svc_chains = {c for c in kernel.chain_names("nat") if c.startswith("KUBE-SVC-")}
+    assert svc_chains == {c for c in active if c.startswith("KUBE-SVC-")} and len(svc_chains) == 10
 
 
 def _deadline_then_resync(services, endpoints):

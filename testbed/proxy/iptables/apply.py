@@ -8,10 +8,11 @@
 - ``JUMP_RULES`` / ``missing_jump_rules`` / ``add_host_rules``: upstream's
   ``iptablesJumpChains`` + ``iptablesKubeletJumpChains`` (``EnsureChain`` + ``EnsureRule(Prepend)``
   on full syncs) and the ``KUBE-PROXY-CANARY`` chains, folded into the one restore of a full sync;
+  ``after_full_sync``: what the kernel then holds besides kube-proxy's chains;
 - ``replay_restore`` / ``compare_rules``: what the restores of a sync journal leave in the
   kernel, and how the kernel differs from it (``testbed rules --check``);
-- ``chain_blocks`` / ``drop_unchanged_chains`` / ``replace_tables_text``: the restore input
-  shaped for speed, leaving the kernel as the plain ``--noflush`` input would.
+- ``chain_blocks`` / ``drop_unchanged_chains`` / ``split_restore`` / ``replace_tables_text``:
+  the restore input shaped for speed, leaving the kernel as the plain ``--noflush`` input would.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Mapping, NamedTuple
+
+from testbed.proxy.iptables.names import EXT_PREFIX, FW_PREFIX, SEP_PREFIX, SVC_PREFIX, SVL_PREFIX
 
 # --------------------------------------------------------------------------- restore errors
 
@@ -181,17 +184,41 @@ def mangle_canary(saved: SavedTables) -> str:
 
 
 def add_host_rules(text: str, missing: Iterable[JumpRule], saved: SavedTables) -> str:
-    """Fold ``host_extras`` into a filter + nat restore input, before each table's ``COMMIT``
-    (a ``*mangle`` section first if the mangle canary is missing)."""
+    """Fold ``host_extras`` into a filter + nat (or filter only) restore input, before each
+    table's ``COMMIT`` (a ``*mangle`` section first if the mangle canary is missing)."""
     missing = list(missing)
     filt_end = text.index("COMMIT\n") + len("COMMIT\n")
     sections = {"filter": text[:filt_end], "nat": text[filt_end:]}
     for table in ("filter", "nat"):
         sec = sections[table]
+        if not sec:   # a filter table alone (a streamed full sync writes nat itself)
+            continue
         body = sec[: sec.rindex("COMMIT\n")]
         extra = host_extras(table, lambda chain, body=body: _declared(body, chain), missing, saved)
         sections[table] = body + "".join(extra) + "COMMIT\n"
     return mangle_canary(saved) + sections["filter"] + sections["nat"]
+
+
+def after_full_sync(saved: SavedTables, missing: Iterable[JumpRule],
+                    ours: Callable[[str, str], bool]) -> SavedTables:
+    """What the kernel holds outside kube-proxy's own chains once a full sync of ``saved``
+    (its ``iptables-save``) with ``missing`` jump rules succeeded: ``saved`` without the chains
+    ``ours(table, chain)`` names, plus the canary chains and the jump rules (each ``-I`` at the
+    top of its built-in chain, in ``JUMP_RULES`` order) and their targets the sync created.
+    A later full sync can carry this over instead of reading the kernel again."""
+    chains = {t: {c: p for c, p in cs.items() if not ours(t, c)} for t, cs in saved.chains.items()}
+    rules = {t: [r for r in rs if not ours(t, r[3:].split(" ", 1)[0])] for t, rs in saved.rules.items()}
+    for table in CANARY_TABLES:
+        chains.setdefault(table, {}).setdefault(CANARY_CHAIN, "-")
+        rules.setdefault(table, [])
+    for j in missing:
+        if not ours(j.table, j.dst):
+            chains[j.table].setdefault(j.dst, "-")
+        table_rules = rules[j.table]
+        prefix = f"-A {j.src} "
+        at = next((i for i, r in enumerate(table_rules) if r.startswith(prefix)), len(table_rules))
+        table_rules.insert(at, j.saved_form())
+    return SavedTables(chains, rules)
 
 
 # --------------------------------------------------------------------------- intended rules
@@ -351,7 +378,15 @@ def _run_of(chain: str) -> re.Pattern:
     return pat
 
 
-def _spans(text: str) -> Iterator[tuple[str, str, str, str]]:
+Span = tuple[str, str, str, str]
+
+
+def spans(text: str) -> list[Span]:
+    """``_spans`` as a list, for a caller that shapes one input several ways (one parse)."""
+    return list(_spans(text))
+
+
+def _spans(text: str) -> Iterator[Span]:
     """(table, kind, chain, text) pieces of a restore input, in order: kind is ``head``
     (``*table``), ``decl`` (one ``:CHAIN`` line), ``rules`` (a run of ``-A CHAIN`` lines),
     ``delete`` (``-X CHAIN``), ``commit`` or ``other``; every piece ends with a newline."""
@@ -392,8 +427,20 @@ def _spans(text: str) -> Iterator[tuple[str, str, str, str]]:
 def chain_blocks(text: str) -> dict[tuple[str, str], str]:
     """(table, chain) -> its rules as written, for every chain a restore input declares and
     does not delete (what ``--noflush`` leaves in that chain)."""
+    return {key: "".join(parts)[:-1] for key, parts in _chain_parts(text).items()}
+
+
+def chain_digests(text: str, digest: Callable[[str], bytes], spans: Iterable[Span] | None = None
+                  ) -> dict[tuple[str, str], bytes]:
+    """``chain_blocks`` digested, one block at a time: the blocks of a full sync are another
+    ~35 MB of small strings at 100k endpoints, which would all be alive at once. ``spans``:
+    ``spans(text)`` if the caller has it."""
+    return {key: digest("".join(parts)[:-1]) for key, parts in _chain_parts(text, spans).items()}
+
+
+def _chain_parts(text: str, spans: Iterable[Span] | None = None) -> dict[tuple[str, str], list[str]]:
     rules: dict[tuple[str, str], list[str]] = {}
-    for table, kind, chain, piece in _spans(text):
+    for table, kind, chain, piece in (_spans(text) if spans is None else spans):
         if kind == "decl":
             rules[(table, chain)] = []
         elif kind == "rules":
@@ -402,7 +449,7 @@ def chain_blocks(text: str) -> dict[tuple[str, str], str]:
                 got.append(piece)
         elif kind == "delete":
             rules.pop((table, chain), None)
-    return {key: "".join(parts)[:-1] for key, parts in rules.items()}
+    return rules
 
 
 def drop_unchanged_chains(text: str, kernel: Mapping[tuple[str, str], str],
@@ -416,12 +463,83 @@ def drop_unchanged_chains(text: str, kernel: Mapping[tuple[str, str], str],
     Returns (text, chains left out)."""
     if blocks is None:
         blocks = chain_blocks(text)
+    kept, skipped = drop_unchanged_spans(_spans(text), kernel, blocks)
+    return (text, 0) if not skipped else ("".join(piece for _, _, _, piece in kept), skipped)
+
+
+def drop_unchanged_spans(spans: Iterable[Span], kernel: Mapping[tuple[str, str], str],
+                         blocks: Mapping[tuple[str, str], str]) -> tuple[list[Span], int]:
+    """``drop_unchanged_chains`` on ``spans(text)``: (the spans kept, chains left out)."""
     skip = {key for key, block in blocks.items() if kernel.get(key) == block}
     if not skip:
-        return text, 0
-    out = [piece for table, kind, chain, piece in _spans(text)
-           if not (kind in ("decl", "rules") and (table, chain) in skip)]
-    return "".join(out), len(skip)
+        return list(spans), 0
+    return [sp for sp in spans if not (sp[1] in ("decl", "rules") and (sp[0], sp[2]) in skip)], len(skip)
+
+
+_DROP_ORDER = (FW_PREFIX, EXT_PREFIX, SVC_PREFIX, SVL_PREFIX, SEP_PREFIX)   # referrers first
+
+
+def _drop_rank(chain: str) -> int:
+    return next((i for i, prefix in enumerate(_DROP_ORDER) if chain.startswith(prefix)), len(_DROP_ORDER))
+
+
+def split_restore(text: str, groups: Iterable[Iterable[str]], max_chains: int,
+                  spans: list[Span] | None = None) -> list[str]:
+    """A ``--noflush`` input that writes more than ``max_chains`` chains as several inputs,
+    restored one after the other, none writing many more than ``max_chains`` (iptables-nft's
+    ``--noflush`` costs time quadratic in the chains one restore writes).
+
+    ``groups``: the nat chains of one Service each (its KUBE-SVC/SVL/EXT/FW/SEP chains), which
+    only refer to each other and to fixed chains. Whole groups are restored first, packed into
+    inputs of about ``max_chains`` chains: a new Service's chains are not referred to yet, an
+    updated one's switch over at once. Then everything else in one input, as ``text`` has it
+    (the filter table, ``KUBE-SERVICES`` now jumping to the new chains, any chain in no group);
+    then the stale chains it no longer refers to are deleted, ``max_chains`` an input. Each input
+    is a transaction of its own, so every state in between is a consistent ruleset; together
+    they leave the kernel as ``text`` would. ``spans``: ``spans(text)`` if the caller has it."""
+    if spans is None:
+        spans = list(_spans(text))
+    if sum(1 for _, kind, _, _ in spans if kind == "decl") <= max_chains:
+        return [text]
+    group_of: dict[str, int] = {}
+    for i, chains in enumerate(groups):
+        for chain in chains:
+            group_of[chain] = i
+    deleted = {chain for table, kind, chain, _ in spans if kind == "delete" and table == "nat"}
+    decls: dict[int, list[str]] = {}
+    rules: dict[int, list[str]] = {}
+    rest: list[str] = []
+    drops: list[str] = []
+    for table, kind, chain, piece in spans:
+        if table == "nat" and kind in ("decl", "rules") and chain in group_of:
+            (decls if kind == "decl" else rules).setdefault(group_of[chain], []).append(piece)
+        elif table == "nat" and len(deleted) > max_chains and (kind == "delete" or
+                                                              (kind == "decl" and chain in deleted)):
+            if kind == "delete":
+                drops.append(chain)
+        else:
+            rest.append(piece)
+    out: list[str] = []
+    batch: list[str] = []
+    batch_rules: list[str] = []
+    n = 0
+    for g in sorted(decls):
+        batch += decls[g]
+        batch_rules += rules.get(g, [])
+        n += len(decls[g])
+        if n >= max_chains:
+            out.append("*nat\n" + "".join(batch) + "".join(batch_rules) + "COMMIT\n")
+            batch, batch_rules, n = [], [], 0
+    if batch:
+        out.append("*nat\n" + "".join(batch) + "".join(batch_rules) + "COMMIT\n")
+    out.append("".join(rest))
+    # a stale chain still jumped to by another stale one cannot go first: referrers lead
+    drops.sort(key=_drop_rank)
+    for i in range(0, len(drops), max_chains):
+        part = drops[i:i + max_chains]
+        out.append("*nat\n" + "".join(f":{c} - [0:0]\n" for c in part) + "".join(f"-X {c}\n" for c in part)
+                   + "COMMIT\n")
+    return out
 
 
 def replace_tables_text(text: str, saved: SavedTables) -> str:

@@ -13,6 +13,11 @@ cores under load), one restore each, chains of two or four rules:
 so a ``--noflush`` restore costs ~1e-4 s per chain plus ~3e-8 s per chain squared, and a
 whole-table one ~4e-5 s per line. At 100k endpoints (~400k lines) a partial sync pays off up
 to ~20k chains; past that the whole table is written.
+
+A partial sync split into restores of at most ``batch`` chains each (``apply.split_restore``)
+pays the quadratic term per restore only: ~1.6e-4 s per chain at 2,000 chains a restore, so it
+stays cheaper than the whole table until it writes about as many chains as the table holds
+endpoints.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ FULL_SECONDS_PER_LINE = 4e-5
 # a full sync's iptables-save and the start of a restore, whatever the size: a small partial
 # sync stays partial even when the table is nearly empty
 FULL_FIXED_SECONDS = 0.05
+RESTORE_FIXED_SECONDS = 0.02   # one more iptables-restore process, for a split partial sync
 # per service port: its KUBE-SVC- chain and a few KUBE-SERVICES/KUBE-NODEPORTS lines; per
 # endpoint: its KUBE-SEP- chain (declaration, mark rule, DNAT rule) and a jump from KUBE-SVC-
 LINES_PER_PORT = 4
@@ -74,17 +80,25 @@ def table_lines(state: ProxyState) -> int:
     return LINES_PER_PORT * len(state.svc_port_map) + LINES_PER_ENDPOINT * state.total_endpoints()
 
 
-def restore_cost(chains: int, lines: int) -> RestoreCost:
-    return RestoreCost(chains, lines, noflush_seconds(chains),
+def restore_cost(chains: int, lines: int, batch: int = 0) -> RestoreCost:
+    return RestoreCost(chains, lines, noflush_seconds(chains, batch),
                        FULL_FIXED_SECONDS + FULL_SECONDS_PER_LINE * lines)
 
 
-def estimate(state: ProxyState, changes: StateChange, skip_unchanged: bool = True) -> RestoreCost:
-    return restore_cost(partial_chains(state, changes, skip_unchanged), table_lines(state))
+def estimate(state: ProxyState, changes: StateChange, skip_unchanged: bool = True,
+             batch: int = 0, stale: int = 0) -> RestoreCost:
+    """``stale``: chains the sync deletes besides the changed Services' (a large cluster's
+    periodic sweep of stale chains)."""
+    return restore_cost(partial_chains(state, changes, skip_unchanged) + stale, table_lines(state), batch)
 
 
-def noflush_seconds(chains: int) -> float:
-    return NOFLUSH_SECONDS_PER_CHAIN * chains + NOFLUSH_SECONDS_PER_CHAIN2 * chains * chains
+def noflush_seconds(chains: int, batch: int = 0) -> float:
+    """One ``--noflush`` restore of ``chains`` chains, or (``batch``) as many restores of at
+    most ``batch`` chains each as it takes."""
+    if batch <= 0 or chains <= batch:
+        return NOFLUSH_SECONDS_PER_CHAIN * chains + NOFLUSH_SECONDS_PER_CHAIN2 * chains * chains
+    full, rest = divmod(chains, batch)
+    return full * noflush_seconds(batch) + noflush_seconds(rest) + (full - (rest == 0)) * RESTORE_FIXED_SECONDS
 
 
 def break_even_chains(lines: int) -> int:

@@ -15,15 +15,16 @@ A pure re-implementation of upstream ``pkg/proxy/iptables/proxier.go`` ``syncPro
   wrote (like upstream's ``iptables-save -t nat``); a caller that can run ``iptables-save`` may
   pass the real set to ``sync(existing_nat_chains=...)``.
 
-Per-service text is cached between syncs, so a partial sync costs little more than joining the
-cached pieces.
+Per-service text is cached between syncs (each Service's top-level, filter and declaration
+lines; its chain rules only until the sync that rendered them is done, a full sync renders them
+again), so a partial sync costs little more than joining the cached pieces.
 """
 
 from __future__ import annotations
 
 import bisect
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from testbed.proxy.iptables.names import (
@@ -156,6 +157,9 @@ class SyncResult:
     updated_services: set[NamespacedName]
     changes: StateChange
     large_cluster_mode: bool
+    # partial syncs: the chains of each updated Service, which refer only to each other and to
+    # fixed chains (``apply.split_restore`` may restore them ahead of the rest)
+    written_groups: list[tuple[str, ...]] = field(default_factory=list)
 
     def sorted_text(self) -> str:
         """The text in upstream's test order (see ``sortorder``)."""
@@ -205,6 +209,15 @@ class IptablesRenderer:
         """Every per-service nat chain the last sync's rules use."""
         return frozenset(self._active)
 
+    def stale_chains_due(self, now: float) -> int:
+        """Chains a sync at ``now`` would delete besides those of the Services it rewrites:
+        stale chains earlier syncs left in place (a large cluster sweeps them once per
+        ``sync_period``, as upstream), which a sweep deletes all at once."""
+        large, last = self._large, self._last_cleanup
+        if large and last is not None and now - last <= self.config.sync_period:
+            return 0
+        return sum(1 for c in self._existing if c not in self._active)
+
     def force_full_sync(self) -> None:
         """``forceSyncProxyRules`` (e.g. the canary chain disappeared)."""
         self._need_full = True
@@ -243,7 +256,9 @@ class IptablesRenderer:
         tracked kernel chains (e.g. parsed from ``iptables-save -t nat``).
         ``on_chunk`` (full syncs only) is called with each chunk's nat chain declarations and
         rules as soon as the chunk is rendered, in emission order, so a caller can stream them
-        into ``iptables-restore`` while the rest renders (see ``nat_prelude``/``nat_tail``).
+        into ``iptables-restore`` while the rest renders (see ``nat_prelude``/``nat_tail``);
+        the result's ``text`` is then the filter table only (the nat table is ~30 MB at 100k
+        endpoints: it is not kept twice).
         """
         cfg = self.config
         if changes is None:
@@ -269,6 +284,7 @@ class IptablesRenderer:
         nat_chain_parts: list[str] = [self._fixed["nat_chains"]]
         nat_rule_parts: list[str] = [self._fixed["nat_head"]]
         written: list[str] = []
+        groups: list[tuple[str, ...]] = []
         frags = self._frags
         dirty_chunks = set()
         if not do_full:
@@ -281,12 +297,13 @@ class IptablesRenderer:
                 chunk = self._chunk_text[k] = self._build_chunk(state, names, large)
             filter_parts.append(chunk.filter_rules)
             if do_full:
-                nat_all = "".join(frags[nn].nat_all for nn in names)
-                nat_rule_parts.append(nat_all)
-                nat_chain_parts.append(chunk.chain_lines)
+                nat_all = "".join(self._nat_all(state, nn, large) for nn in names)
                 written.extend(chunk.chains)
                 if on_chunk is not None:
                     on_chunk(chunk.chain_lines + nat_all)
+                else:
+                    nat_rule_parts.append(nat_all)
+                    nat_chain_parts.append(chunk.chain_lines)
             elif k not in dirty_chunks:
                 nat_rule_parts.append(chunk.nat_top)
             else:
@@ -296,6 +313,7 @@ class IptablesRenderer:
                         nat_rule_parts.append(frag.nat_all)
                         nat_chain_parts.append(frag.chain_lines)
                         written.extend(frag.chains)
+                        groups.append(frag.chains)
                     else:
                         nat_rule_parts.append(frag.nat_top)
 
@@ -312,8 +330,15 @@ class IptablesRenderer:
 
         nat_rule_parts.append(self._fixed["nat_tail"])
         filter_parts.append(self._fixed["filter_tail"])
-        text = "".join(filter_parts) + "".join(nat_chain_parts) + "".join(nat_rule_parts) + \
-            "COMMIT\n"
+        # a Service's chain rules are only needed again by a full sync, which renders them anew:
+        # kept, they would be most of the proxy's memory (~300 B per endpoint)
+        for frag in frags.values():
+            frag.nat_all = None
+        if on_chunk is not None and do_full:   # the nat table went out chunk by chunk
+            text = "".join(filter_parts)
+        else:
+            text = "".join(filter_parts) + "".join(nat_chain_parts) + "".join(nat_rule_parts) + \
+                "COMMIT\n"
 
         # assume success (restore_failed() rolls back)
         if existing_nat_chains is not None:
@@ -329,7 +354,7 @@ class IptablesRenderer:
             self._last_full = now
         return SyncResult(text=text, full=do_full, written_chains=written,
                           deleted_chains=deleted, updated_services=updated, changes=changes,
-                          large_cluster_mode=large)
+                          large_cluster_mode=large, written_groups=groups)
 
     def nat_prelude(self) -> tuple[str, str]:
         """(declarations of the fixed nat chains, the fixed rules written before any service's)."""
@@ -339,6 +364,10 @@ class IptablesRenderer:
     def nat_tail(self) -> str:
         """The fixed nat rules written after every service's (the KUBE-NODEPORTS jump)."""
         return self._fixed["nat_tail"]
+
+    def _nat_all(self, state: ProxyState, nn: NamespacedName, large: bool) -> str:
+        text = self._frags[nn].nat_all
+        return text if text is not None else self._rules.render_service(state, nn, large).nat_all
 
     def _drop(self, nn: NamespacedName) -> None:
         frag = self._frags.pop(nn, None)

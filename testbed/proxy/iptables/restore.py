@@ -85,7 +85,9 @@ class RestoreStream:
 
     @property
     def text(self) -> str:
-        return "".join(self._parts)
+        if len(self._parts) > 1:   # joined once: the pieces and the whole are not both kept
+            self._parts = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
 
     def abort(self) -> None:
         """Kill the child before it saw ``COMMIT``: nothing is committed."""

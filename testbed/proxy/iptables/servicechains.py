@@ -55,7 +55,8 @@ class Fragment:
 
     filter_rules: str
     nat_top: str          # KUBE-SERVICES / KUBE-NODEPORTS rules: written on every sync
-    nat_all: str          # top rules interleaved with per-service chain rules (written syncs)
+    nat_all: str | None   # top rules interleaved with per-service chain rules (written syncs);
+                          # the renderer drops it after the sync that rendered it
     chain_lines: str
     chains: tuple[str, ...]
 
@@ -73,14 +74,19 @@ class ServiceRules:
         self._node_ip = parse_ip(config.node_ip) if config.node_ip else None
         self.topology_labels: dict[str, str] = {}
         self._names: dict[ServicePortName, ServiceChainNames] = {}
-        self._sep: dict[tuple[ServicePortName, str], str] = {}
+        # per service port, endpoint -> KUBE-SEP- name (nested: a (port, endpoint) key tuple
+        # per endpoint would be 56 bytes more each)
+        self._sep: dict[ServicePortName, dict[str, str]] = {}
+        self._sep_count = 0
         self._prob = ["<bad value>"]
 
     def prune(self, total_endpoints: int, active: set[str]) -> None:
         """Forget the endpoint chain names of endpoints that are gone: without this the cache
         keeps every endpoint ever seen (25 MB per 100k)."""
-        if len(self._sep) > 2 * max(total_endpoints, 1024):
-            self._sep = {k: v for k, v in self._sep.items() if v in active}
+        if self._sep_count > 2 * max(total_endpoints, 1024):
+            kept = {spn: {e: n for e, n in names.items() if n in active} for spn, names in self._sep.items()}
+            self._sep = {spn: names for spn, names in kept.items() if names}
+            self._sep_count = sum(len(names) for names in self._sep.values())
 
     def probability(self, n: int) -> str:
         prob = self._prob
@@ -89,11 +95,13 @@ class ServiceRules:
         return prob[n]
 
     def sep_chain(self, spn: ServicePortName, proto: str, ep: EndpointInfo) -> str:
-        key = (spn, ep.endpoint)
-        name = self._sep.get(key)
+        names = self._sep.get(spn)
+        if names is None:
+            names = self._sep[spn] = {}
+        name = names.get(ep.endpoint)
         if name is None:
-            name = endpoint_chain_name(str(spn), proto, ep.endpoint)
-            self._sep[key] = name
+            name = names[ep.endpoint] = endpoint_chain_name(str(spn), proto, ep.endpoint)
+            self._sep_count += 1
         return name
 
     def render_service(self, state: ProxyState, nn: NamespacedName, large: bool) -> Fragment:

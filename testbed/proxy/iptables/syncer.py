@@ -13,14 +13,25 @@
 - Full syncs first run one ``iptables-save``: its nat chain names are the renderer's
   ``existing_nat_chains`` (so a restarted proxy deletes chains its predecessor left stale,
   without flushing anything first) and its rules tell which of upstream's jump rules / canary
-  chains are missing; those are folded into the same restore.
+  chains are missing; those are folded into the same restore. A partial sync written whole
+  (below) does not read the kernel: it carries over what the last full sync read, less
+  kube-proxy's own chains, plus what that sync added (``apply.after_full_sync``) -- the save
+  of a 400k-line table costs seconds, and upstream reads the table only to learn which chains
+  to delete, which the renderer tracks itself. A failed restore, a forced full sync (the canary
+  is gone) and every full sync the loop asks for read the kernel again.
 - A partial sync is done as a full one when it would cost more (``cost_based_full_sync``,
   ``cost.py``: ``--noflush`` is quadratic in the chains written, a whole-table restore linear
   in the table): a burst of 100k endpoint changes is one whole-table restore of a few seconds
   instead of a ``--noflush`` one of minutes. Stale chains are left out of (replace) or deleted
   in (``--noflush``) the same restore.
-- A ``--noflush`` restore running past ``restore_deadline`` is killed (nothing is committed)
-  and a full sync, restoring the whole table, follows at once; a restore child dies with the proxy (``restore.RestoreStream``).
+- A partial sync writing more than ``restore_batch_chains`` chains is split into restores of
+  about that many (``apply.split_restore``: each Service's chains whole, then the top-level
+  chains, then the stale chains' deletion), each its own transaction and every state in between
+  a consistent ruleset: the quadratic cost is paid per restore, so a sync of 20k new endpoint
+  chains costs ~3 s instead of ~14 s and a growing table is written as it grows, not again and
+  again whole.
+- A ``--noflush`` restore running past ``restore_deadline`` is killed (nothing of it is
+  committed; the restores of a split sync before it are) and a full sync, restoring the whole table, follows at once; a restore child dies with the proxy (``restore.RestoreStream``).
 - On a failed restore the kernel keeps its previous rules (``--noflush``; tables that failed
   are not committed), the offending input line is logged and ``restore_failed()`` makes the
   next sync full.
@@ -36,7 +47,7 @@ import time
 from typing import Callable
 
 from testbed.proxy.iptables import apply, cost
-from testbed.proxy.iptables.names import NAT_CHAINS, is_service_chain_name
+from testbed.proxy.iptables.names import FILTER_CHAINS, NAT_CHAINS, is_service_chain_name
 from testbed.proxy.iptables.render import IptablesConfig, IptablesRenderer, LocalDetector
 from testbed.proxy.iptables.restore import BufferedRestore, HostIptables, Iptables
 from testbed.proxy.model import IPV4
@@ -50,15 +61,20 @@ ROUTE_LOCALNET = "net.ipv4.conf.all.route_localnet"
 BE_LIBERAL = "net.netfilter.nf_conntrack_tcp_be_liberal"
 
 
-def _digests(blocks: dict[tuple[str, str], str]) -> dict[tuple[str, str], bytes]:
+def _digest(block: str) -> bytes:
     """Chain rules by digest: what the kernel holds is compared, never read back, and its text
     would be a second copy of the whole ruleset (~30 MB at 100k endpoints)."""
-    return {key: hashlib.blake2b(text.encode(), digest_size=16).digest() for key, text in blocks.items()}
+    return hashlib.blake2b(block.encode(), digest_size=16).digest()
 
 
 def _ours_nat(chain: str) -> bool:
     """The nat chains a full sync writes (or, when stale, drops): the rest is carried over."""
     return chain in NAT_CHAINS or is_service_chain_name(chain)
+
+
+def _ours(table: str, chain: str) -> bool:
+    """The chains every full sync writes whole, so a kept copy of the kernel leaves them out."""
+    return _ours_nat(chain) if table == "nat" else table == "filter" and chain in FILTER_CHAINS
 
 
 class IptablesSyncer:
@@ -84,6 +100,8 @@ class IptablesSyncer:
         self._journal_base = 0
         # (table, chain) -> digest of the rules the kernel holds in it, from our own restores
         self._kernel_blocks: dict[tuple[str, str], bytes] = {}
+        # the kernel's tables less kube-proxy's chains, as the last full sync left them
+        self._foreign: apply.SavedTables | None = None
         self.last_full = False   # what the last sync was: the loop's choice, or promoted by cost
 
     @property
@@ -91,9 +109,11 @@ class IptablesSyncer:
         return self.renderer.needs_full_sync
 
     def force_full_sync(self) -> None:
+        self._foreign = None
         self.renderer.force_full_sync()
 
     def sync_failed(self) -> None:
+        self._foreign = None
         self.renderer.restore_failed()
 
     def setup_host(self) -> None:
@@ -104,7 +124,8 @@ class IptablesSyncer:
     def sync(self, state: ProxyState, changes: StateChange, full: bool, now: float) -> SyncOutcome:
         promoted = False
         if not full and self.cfg.cost_based_full_sync:
-            est = cost.estimate(state, changes, self.cfg.skip_unchanged_chains)
+            est = cost.estimate(state, changes, self.cfg.skip_unchanged_chains, self.cfg.restore_batch_chains,
+                                self.renderer.stale_chains_due(now))
             if est.full_is_cheaper:
                 log.info("partial sync would write %d chains (~%.1f s with --noflush): writing the "
                          "whole table instead (%d lines, ~%.1f s)", est.chains, est.partial_seconds,
@@ -113,11 +134,15 @@ class IptablesSyncer:
         self.last_full = full
         saved = None
         ts = self.clock()
+        fresh = False   # saved was read from the kernel by this sync
         if full:
-            try:
-                saved = apply.parse_save(self.iptables.save())
-            except OSError as exc:
-                log.warning("%s; stale chains are tracked from what this process wrote", exc)
+            saved = self._foreign if promoted else None
+            if saved is None:
+                try:
+                    saved = apply.parse_save(self.iptables.save())
+                    fresh = True
+                except OSError as exc:
+                    log.warning("%s; stale chains are tracked from what this process wrote", exc)
         t_save = self.clock() - ts
         stream = None
         missing = apply.missing_jump_rules(saved) if saved is not None else []
@@ -126,7 +151,7 @@ class IptablesSyncer:
         try:
             result = self.renderer.sync(
                 state, changes=changes, full=full, now=now,
-                existing_nat_chains=saved.chain_names("nat") if saved is not None else None,
+                existing_nat_chains=saved.chain_names("nat") if fresh else None,
                 on_chunk=stream.write if stream is not None else None)
             if stream is not None:   # the child can commit nat while the rest is prepared
                 extra = apply.host_extras("nat", NAT_CHAINS.__contains__, missing, saved)
@@ -136,29 +161,50 @@ class IptablesSyncer:
                 text = apply.add_host_rules(text, missing, saved)
             ours = text
             if stream is not None:   # then filter (and the mangle canary), replaced whole
-                stream.write(apply.replace_tables_text(ours[: ours.index("\n*nat\n") + 1], saved))
+                stream.write(apply.replace_tables_text(ours, saved))
         except BaseException:
             if stream is not None:
                 stream.abort()   # no child is left waiting for input
             raise
         blocks = None
+        spans = None   # the partial input parsed once, for every way it is shaped below
         if stream is None and not full and self.cfg.skip_unchanged_chains:
-            blocks = _digests(apply.chain_blocks(ours))
+            spans = apply.spans(ours)
+            blocks = apply.chain_digests(ours, _digest, spans)
             if self._kernel_blocks:
-                text, _ = apply.drop_unchanged_chains(ours, self._kernel_blocks, blocks)
+                spans, skipped = apply.drop_unchanged_spans(spans, self._kernel_blocks, blocks)
+                if skipped:
+                    text = "".join(piece for _, _, _, piece in spans)
         t1 = self.clock()
-        if stream is None:
-            # only partial syncs have a deadline: theirs is the cost that explodes (quadratic in
-            # the chains written) and a full sync is the way out; a full one is linear in the
-            # table (and fed while the renderer runs), and killing it would leave no way out
-            stream = self._open_restore(noflush=True, deadline=None if full else self.cfg.restore_deadline)
-            stream.write(text)
-        if blocks is None and self.cfg.skip_unchanged_chains:
-            blocks = _digests(apply.chain_blocks(ours))   # while the child parses and commits
-        rc, stderr = stream.close()
-        text = stream.text
+        if stream is not None:
+            text = stream.text
+            if self.cfg.skip_unchanged_chains:
+                blocks = apply.chain_digests(text, _digest)   # while the child parses and commits
+            rc, stderr = stream.close()
+            lines = text.count("\n")
+        else:
+            pieces = [text]
+            if not full and self.cfg.restore_batch_chains:
+                pieces = apply.split_restore(text, result.written_groups, self.cfg.restore_batch_chains, spans)
+                if len(pieces) > 1:
+                    log.info("partial sync written as %d restores of at most ~%d chains each",
+                             len(pieces), self.cfg.restore_batch_chains)
+            done: list[str] = []
+            for piece in pieces:
+                # only partial syncs have a deadline: theirs is the cost that explodes (quadratic
+                # in the chains written) and a full sync is the way out; a full one is linear in
+                # the table (and fed while the renderer runs), and killing it would leave no way out
+                stream = self._open_restore(noflush=True, deadline=None if full else self.cfg.restore_deadline)
+                stream.write(piece)
+                if blocks is None and self.cfg.skip_unchanged_chains:
+                    blocks = apply.chain_digests(ours, _digest)   # while the child parses and commits
+                rc, stderr = stream.close()
+                done.append(piece)
+                if rc != 0:   # the inputs before it are committed: a full sync follows
+                    break
+            lines = sum(piece.count("\n") for piece in done)
+            text = "".join(done) if rc == 0 else done[-1]   # error lines refer to the failed input
         t2 = self.clock()
-        lines = text.count("\n")
         if blocks is not None:
             if rc != 0:
                 self._kernel_blocks = {}
@@ -177,6 +223,7 @@ class IptablesSyncer:
             # the kernel kept its previous rules; a whole-table restore is the cheap way out
             out.resync_now = True
         if rc != 0:
+            self._foreign = None
             self.renderer.restore_failed()
             line = apply.restore_error_line(stderr)
             msg = stderr.strip().splitlines()[0] if stderr.strip() else f"exit status {rc}"
@@ -191,6 +238,8 @@ class IptablesSyncer:
             if not full:
                 out.counters["partial_restore_failures_total"] = 1
             return out
+        if fresh:
+            self._foreign = apply.after_full_sync(saved, missing, _ours)
         self.journal(text, full)
         return out
 

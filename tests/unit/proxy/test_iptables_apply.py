@@ -76,6 +76,23 @@ def test_parse_save_empty():
 
 # ----------------------------------------------------------------------------- jump rules
 
+def test_after_full_sync_keeps_the_foreign_rules_and_adds_what_the_sync_created():
+    saved = apply.parse_save(SAVE)
+    missing = apply.missing_jump_rules(saved)
+    ours = lambda table, chain: table == "nat" and chain.startswith(("KUBE-SVC-", "KUBE-SEP-", "KUBE-SERVICES"))
+    kept = apply.after_full_sync(saved, missing, ours)
+    assert "KUBE-SEP-SXIVWICOYRO3J4NJ" not in kept.chains["nat"] and "FLANNEL-POSTRTG" in kept.chains["nat"]
+    assert not any("KUBE-SVC-" in r for r in kept.rules["nat"])
+    assert kept.chains["filter"]["FORWARD"] == "DROP"
+    assert all(kept.has_chain(t, "KUBE-PROXY-CANARY") for t in ("mangle", "nat", "filter"))
+    # as the kernel holds it after the -I lines: nothing is missing any more, each on top
+    assert apply.missing_jump_rules(kept) == []
+    post = [r for r in kept.rules["nat"] if r.startswith("-A POSTROUTING ")]
+    assert post[0] == "-A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING"
+    out = [r for r in kept.rules["filter"] if r.startswith("-A OUTPUT ")]
+    assert out[0] == "-A OUTPUT -j KUBE-FIREWALL"   # the last -I OUTPUT comes first
+
+
 def test_missing_jump_rules_compares_saved_text():
     missing = apply.missing_jump_rules(apply.parse_save(SAVE))
     present = {(j.table, j.src, j.dst) for j in apply.JUMP_RULES} - {(j.table, j.src, j.dst) for j in missing}

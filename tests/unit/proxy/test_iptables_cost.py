@@ -55,6 +55,25 @@ def test_small_change_stays_partial_burst_goes_full():
     assert cost.restore_cost(edge + 10, 400_000).full_is_cheaper
 
 
+def test_split_partial_sync_pays_the_quadratic_term_per_restore():
+    # 30k new endpoint chains into a 400k-line table: one --noflush restore is dearer than the
+    # whole table, 10 restores of 2,000 are not; rewriting every endpoint chain still is
+    assert cost.restore_cost(30_000, 400_000).full_is_cheaper
+    split = cost.restore_cost(30_000, 400_000, batch=2_000)
+    assert not split.full_is_cheaper and split.partial_seconds < 6
+    assert cost.noflush_seconds(2_000, 2_000) == cost.noflush_seconds(2_000)
+    assert cost.noflush_seconds(4_000, 2_000) == 2 * cost.noflush_seconds(2_000) + cost.RESTORE_FIXED_SECONDS
+    assert cost.restore_cost(200_000, 400_000, batch=2_000).full_is_cheaper
+
+
+def test_swept_stale_chains_count_in_the_estimate():
+    st = _state(2, 5)
+    st.checkout()
+    st.update_endpoint_slice(eps("s1", "ns1", *_ips(5, 5)))
+    ch = st.checkout()
+    assert cost.estimate(st, ch, stale=40_000).chains == cost.estimate(st, ch).chains + 40_000
+
+
 def _loop(**kw):
     ipt = FakeIptables()
     cfg = ProxyConfig(cluster="c", node_name=NODE, node_ip="192.168.0.2", cluster_cidr="10.0.0.0/8",
@@ -77,11 +96,29 @@ def test_expensive_partial_sync_is_written_whole(cost_based, monkeypatch):
     _add(r, "EndpointSlice", eps("s0", "ns1", *_ips(6)))
     rec = r.sync()
     assert rec.ok and not rec.full                      # the loop asked for a partial sync
+    assert ipt.saves == 1   # written whole or not, the kernel is not read again
     if cost_based:
-        assert ipt.saves == 2 and r.counters["partial_syncs_written_whole_total"] == 1
+        assert r.counters["partial_syncs_written_whole_total"] == 1
         assert ":KUBE-SERVICES - [0:0]" in ipt.restores[-1]   # the whole table
+        # the jump rules the first sync inserted are known to be there: not inserted twice
+        assert "\n-I " in ipt.restores[0] and "\n-I " not in ipt.restores[-1]
     else:
-        assert ipt.saves == 1 and r.counters["partial_syncs_written_whole_total"] == 0
+        assert r.counters["partial_syncs_written_whole_total"] == 0
+
+
+def test_forced_or_failed_full_sync_reads_the_kernel_again(monkeypatch):
+    r, ipt = _loop(cost_based_full_sync=True)
+    _add(r, "Service", svc("s0"))
+    _add(r, "EndpointSlice", eps("s0", "ns1", *_ips(5)))
+    assert r.sync().ok and ipt.saves == 1
+    r.request_sync(full=True)                  # e.g. the canary is gone
+    assert r.sync().full and ipt.saves == 2
+    monkeypatch.setattr(cost, "NOFLUSH_SECONDS_PER_CHAIN2", 1.0)
+    ipt.fail_next = "iptables-restore: line 3 failed\n"
+    _add(r, "EndpointSlice", eps("s0", "ns1", *_ips(6)))
+    assert not r.sync().ok and ipt.saves == 2   # promoted: the kept copy, then it failed
+    _add(r, "EndpointSlice", eps("s0", "ns1", *_ips(7)))
+    assert r.sync().ok and ipt.saves == 3       # after a failure the kernel is read again
 
 
 class _Stream:

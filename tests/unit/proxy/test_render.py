@@ -3,12 +3,12 @@
 
 import pytest
 
-from testbed.proxy.iptables.render import LocalDetector
+from testbed.proxy.iptables.render import IptablesRenderer, LocalDetector
 from testbed.proxy.iptables.servicechains import compute_probability
 from testbed.proxy.iptables.sortorder import sort_restore_text
 from testbed.proxy.tracker import ProxyState
 
-from .conftest import Rig, ep, eps, svc
+from .conftest import NODE, Rig, config, ep, eps, svc
 
 H = "XPGD46QRK7WJZT7O"                 # ns1/svc1:p80 + tcp
 SVC, SVL, EXT, FW = (f"KUBE-{p}-{H}" for p in ("SVC", "SVL", "EXT", "FW"))
@@ -273,3 +273,33 @@ def test_scale_10k_services():
     st.update_endpoint_slice(eps("s5", "ns5", ep("10.9.9.9")))
     res = r.renderer.sync(st, now=2.0)
     assert not res.full and len(res.written_chains) == 2
+
+
+def test_endpoint_chain_names_of_gone_endpoints_are_forgotten():
+    st = ProxyState(NODE)
+    st.update_service(svc("s0"))
+    r = IptablesRenderer(config())
+    for gen in range(4):   # every endpoint replaced each time
+        st.update_endpoint_slice(eps("s0", "ns1", *[ep(f"10.{gen}.{i // 256}.{i % 256}") for i in range(1500)]))
+        r.sync(st, changes=st.checkout(), now=float(gen))
+    rules = r._rules
+    assert rules._sep_count == sum(len(n) for n in rules._sep.values()) <= 2 * 1500
+    assert set(n for names in rules._sep.values() for n in names.values()) >= \
+        {c for c in r.active_chains if c.startswith("KUBE-SEP-")}
+
+
+def test_stale_chains_a_large_cluster_sweeps_later_are_counted_when_due():
+    st = ProxyState(NODE)
+    for i in range(3):   # 1,800 endpoints: large cluster mode
+        st.update_service(svc(f"s{i}", cip=f"172.30.0.{i + 1}"))
+        st.update_endpoint_slice(eps(f"s{i}", "ns1", *[ep(f"10.{i}.{k // 256}.{k % 256}") for k in range(600)]))
+    r = IptablesRenderer(config(sync_period=30.0))
+    r.sync(st, changes=st.checkout(), full=True, now=0.0)
+    st.delete_service(svc("s2", cip="172.30.0.3"))
+    st.delete_endpoint_slice(eps("s2", "ns1"))
+    res = r.sync(st, changes=st.checkout(), now=1.0)
+    assert res.large_cluster_mode and res.deleted_chains == []   # swept later, as upstream
+    assert r.stale_chains_due(2.0) == 0
+    assert r.stale_chains_due(31.5) == 601                      # its KUBE-SVC- and 600 KUBE-SEP-
+    assert len(r.sync(st, changes=st.checkout(), now=31.5).deleted_chains) == 601
+    assert r.stale_chains_due(62.0) == 0
