@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="iptables: always restore a partial sync with --noflush, however many chains it writes")
     p.add_argument("--restore-deadline", type=float, default=60.0, metavar="SECONDS",
                    help="iptables: kill a partial sync's restore running longer and resync in full (0: no deadline)")
-   p.add_argument("--healthz-bind-address", default="0.0.0.0:10256", metavar="IP:PORT",
+    p.add_argument("--healthz-bind-address", default="0.0.0.0:10256", metavar="IP:PORT",
                    help="where /healthz and /livez are served in the node's netns ('' turns them off; "
                         "upstream default 0.0.0.0:10256)")
     p.add_argument("--restore-batch-chains", type=int, default=2000, metavar="N",
