@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 # before a reload, the longest nginx asks clients to close their keep-alive connections: a
 # client that sends nothing for that long has its idle connection closed by the old worker
-DRAIN_SECONDS = 0.5
+DRAIN_SECONDS = 0.25
 WATCHED = ("Ingress", "IngressClass", "Service", "EndpointSlice", "Secret")
 COMPONENT = "nginx-ingress-controller"
 
