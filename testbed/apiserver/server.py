@@ -19,7 +19,8 @@ Paths (``<prefix>`` is ``/api/v1`` or ``/apis/<group>/<version>``, see ``kinds.p
     /healthz, /readyz, /livez, /version
 
 Query parameters: ``labelSelector``, ``fieldSelector`` (see ``labels.py``), ``watch=true``
-with ``resourceVersion`` and ``timeoutSeconds``, ``gracePeriodSeconds`` on DELETE (or a
+with ``resourceVersion`` and ``timeoutSeconds`` (and ``allowWatchBookmarks``,
+``sendInitialEvents``, ``resourceVersionMatch``: ``watchlist.py``), ``gracePeriodSeconds`` on DELETE (or a
 ``DeleteOptions`` body with ``gracePeriodSeconds`` and ``preconditions``). PATCH accepts
 ``application/merge-patch+json`` (and plain ``application/json``, treated the same),
 strategic merge and JSON patches (``patch.py``) and server-side apply (``serverapply.py``,
