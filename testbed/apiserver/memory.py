@@ -13,8 +13,9 @@ from .history import HISTORY_SECONDS, WatchHistory
 from .kinds import KindInfo, kind_info
 from .labels import combine, field_predicate, label_predicate
 from .persistence import StateLog
-from .store import StoreCore, parse_watch_rv
+from .store import StoreCore, check_not_newer, parse_watch_rv
 from .watch import ADDED, DELETED, Event, Watch, clone, filter_event
+from .watchlist import bookmark
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +135,11 @@ class MemoryStore(StoreCore):
         return [clone(o) for o in refs], rv
 
     def watch(self, kind: str, namespace: str | None = None, resource_version: str | None = None,
-              label_selector=None, field_selector=None, *, copy: bool = True) -> Watch:
+              label_selector=None, field_selector=None, *, copy: bool = True,
+              send_initial_events: bool | None = None, bookmarks: bool = False) -> Watch:
         """Events of *kind* (in *namespace*, or all) after *resource_version*; see the
-        module docstring. With ``copy=False`` event objects are shared and must not be
-        modified."""
+        module docstring and ``watchlist.py`` for *send_initial_events* and *bookmarks*.
+        With ``copy=False`` event objects are shared and must not be modified."""
         info = kind_info(kind)
         pred = combine(label_predicate(label_selector), field_predicate(field_selector))
         if namespace is not None and not info.namespaced:
@@ -146,6 +148,11 @@ class MemoryStore(StoreCore):
         with self._lock:
             self._check_open()
             initial: list[Event] = []
+            if send_initial_events:
+                check_not_newer(start, self._rv)
+                start = None  # the current state: at least as new as asked
+            elif send_initial_events is False and start is None:
+                start = self._rv  # no initial state: the changes from now on
             if start is None:
                 by_ns = self._objects.get(info.kind, {})
                 if namespace is not None:
@@ -169,8 +176,11 @@ class MemoryStore(StoreCore):
                     if fev is not None:
                         initial.append(fev)
                 initial.reverse()
+            if send_initial_events and bookmarks:
+                initial.append(bookmark(info, self._rv, initial_events_end=True))
             w = Watch(self, info.kind, namespace, pred, initial, self._watch_queue_limit, copy,
-                      after=start if start is not None and start > self._rv else 0)
+                      after=start if start is not None and start > self._rv else 0,
+                      since=self._rv if start is None else min(start, self._rv))
             self._watchers.setdefault(info.kind, set()).add(w)
         return w
 

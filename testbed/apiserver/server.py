@@ -19,7 +19,8 @@ Paths (``<prefix>`` is ``/api/v1`` or ``/apis/<group>/<version>``, see ``kinds.p
     /healthz, /readyz, /livez, /version
 
 Query parameters: ``labelSelector``, ``fieldSelector`` (see ``labels.py``), ``watch=true``
-with ``resourceVersion`` and ``timeoutSeconds``, ``gracePeriodSeconds`` on DELETE (or a
+with ``resourceVersion`` and ``timeoutSeconds`` (and ``allowWatchBookmarks``,
+``sendInitialEvents``, ``resourceVersionMatch``: ``watchlist.py``), ``gracePeriodSeconds`` on DELETE (or a
 ``DeleteOptions`` body with ``gracePeriodSeconds`` and ``preconditions``). PATCH accepts
 ``application/merge-patch+json`` (and plain ``application/json``, treated the same),
 strategic merge and JSON patches (``patch.py``) and server-side apply (``serverapply.py``,
@@ -60,6 +61,7 @@ from .patch import JSON_PATCH, STRATEGIC, json_patch, strategic_merge
 from .scale import SCALE_KINDS, to_scale, with_replicas
 from .store import ERROR, Store, clone, dry_run, merge_patch
 from .tables import table, wants_table
+from .watchlist import BookmarkTimer, watch_options
 from .watchmux import WatchMux
 from .tls import peer_user
 
@@ -448,9 +450,11 @@ class Handler(BaseHTTPRequestHandler):
         store: Store = self.server.store
         timeout = _int_param(query, "timeoutSeconds")
         deadline = time.monotonic() + timeout if timeout and timeout > 0 else None
+        opts = watch_options(query)
         try:
-            w = store.watch(r.info.kind, r.namespace, _one(query, "resourceVersion"),
-                            _one(query, "labelSelector"), _one(query, "fieldSelector"), copy=False)
+            w = store.watch(r.info.kind, r.namespace, opts.resource_version, _one(query, "labelSelector"),
+                            _one(query, "fieldSelector"), copy=False,
+                            send_initial_events=opts.send_initial_events, bookmarks=opts.allow_bookmarks)
         except errors.Gone as exc:
             w, gone = None, exc
         self.close_connection = True  # one watch per connection, closed when it ends
@@ -467,12 +471,12 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(line), line))
             return
         if isinstance(self.connection, ssl.SSLSocket):
-            self._watch_blocking(w, deadline)
+            self._watch_blocking(w, deadline, opts.allow_bookmarks)
             return
-        done = self.server.mux.add(w, self.connection, deadline)
+        done = self.server.mux.add(w, self.connection, deadline, opts.allow_bookmarks)
         done.wait()
 
-    def _watch_blocking(self, w, deadline: float | None) -> None:
+    def _watch_blocking(self, w, deadline: float | None, bookmarks: bool) -> None:
         """A watch on a TLS connection, written by this thread (the mux's non-blocking writes
         and peeks do not apply to TLS records). It sleeps in select() on the client's socket
         (readable: the client left, it sends nothing while it watches; or the server shut the
@@ -485,17 +489,23 @@ class Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 wake_wr.send(b"x")
 
+        marker = BookmarkTimer(w, deadline, time.monotonic()) if bookmarks else None
         try:
             w.set_listener(wake)
             while True:
                 batch = w.get_raw_batch(0, 4096)
+                if marker is not None:
+                    batch += marker.due(time.monotonic())
                 if batch:
                     data = b"".join(ev.encoded() for ev in batch)
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
                     continue
-                left = None if deadline is None else deadline - time.monotonic()
+                now = time.monotonic()
+                left = None if deadline is None else deadline - now
                 if w.closed or (left is not None and left <= 0):
                     break
+                if marker is not None and marker.at is not None:
+                    left = min(x for x in (left, max(0.0, marker.at - now)) if x is not None)
                 ready, _, _ = select.select([self.connection, wake_rd], [], [], left)
                 if self.connection in ready:
                     return

@@ -202,9 +202,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def watch(self, kind: str, namespace: str | None = None, resource_version: str | None = None,
-              label_selector=None, field_selector=None, *, copy: bool = True) -> Watch:
+              label_selector=None, field_selector=None, *, copy: bool = True,
+              send_initial_events: bool | None = None, bookmarks: bool = False) -> Watch:
         """A :class:`Watch` (the HTTP server uses ``Watch.get_raw_batch`` and the events'
-        ``encoded()``, so every store returns that class)."""
+        ``encoded()``, so every store returns that class). *send_initial_events* and
+        *bookmarks* are watch-list's (``watchlist.py``)."""
 
     @property
     @abc.abstractmethod
@@ -225,6 +227,15 @@ def parse_watch_rv(resource_version: str | None) -> int | None:
     except (TypeError, ValueError):
         raise BadRequest(f'invalid resourceVersion "{resource_version}"') from None
     return start
+
+
+def check_not_newer(start: int | None, current: int) -> None:
+    """Refuse a "not older than" read of a resourceVersion the store has not reached, as
+    upstream does once its watch cache gives up waiting for it (504 Timeout)."""
+    if start is not None and start > current:
+        raise errors.ApiError(f"Too large resource version: {start}, current: {current}", code=504,
+                              reason="Timeout", details={"retryAfterSeconds": 1, "causes": [
+                                  {"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}]})
 
 
 class StoreCore(Store):

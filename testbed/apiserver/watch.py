@@ -70,9 +70,12 @@ class Watch:
     :meth:`get` with a timeout. :meth:`stop` may be called from any thread."""
 
     def __init__(self, store, kind: str, namespace: str | None, pred,
-                 initial: list, limit: int, copy: bool = True, after: int = 0):
+                 initial: list, limit: int, copy: bool = True, after: int = 0, since: int = 0):
         self._store = store
         self._after = after  # only changes with a higher resourceVersion (for a future RV)
+        # every change up to this resourceVersion is queued or was filtered out: what a
+        # bookmark may claim (the state *initial* stands for, then each change offered)
+        self._seen = since
         self.kind = kind
         self.namespace = namespace
         self._pred = pred
@@ -100,11 +103,15 @@ class Watch:
         if ev.rv <= self._after:
             return True
         if self.namespace is not None and (ev.obj.get("metadata") or {}).get("namespace") != self.namespace:
+            self._seen = ev.rv
             return True
-        ev = filter_event(ev, self._pred)
-        if ev is None:
+        fev = filter_event(ev, self._pred)
+        if fev is None:
+            self._seen = ev.rv
             return True
+        ev = fev
         with self._cond:
+            self._seen = ev.rv
             if self._stopped or self._ending:
                 return False
             if len(self._queue) >= self._limit:
@@ -138,6 +145,19 @@ class Watch:
             listener = self._listener
         if listener is not None:
             listener(self)
+
+    def bookmark_rv(self) -> int | None:
+        """The resourceVersion a bookmark may carry now: every change up to it has been taken
+        from the queue. None while events are queued (send those first) or once ending."""
+        with self._cond:
+            if self._queue or self._stopped or self._ending:
+                return None
+            return self._seen
+
+    @property
+    def ending(self) -> bool:
+        """No more changes will be queued (stopped, or an ERROR event ends the stream)."""
+        return self._stopped or self._ending
 
     @property
     def closed(self) -> bool:

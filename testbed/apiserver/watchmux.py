@@ -9,14 +9,17 @@ import socket
 import threading
 import time
 
+from .watchlist import BookmarkTimer
+
 log = logging.getLogger("testbed.apiserver.server")
 
 
 class _Entry:
-    __slots__ = ("w", "conn", "deadline", "buf", "ending", "mask", "done")
+    __slots__ = ("w", "conn", "deadline", "buf", "ending", "mask", "done", "marks")
 
-    def __init__(self, w, conn: socket.socket, deadline: float | None):
+    def __init__(self, w, conn: socket.socket, deadline: float | None, bookmarks: bool):
         self.w, self.conn, self.deadline = w, conn, deadline
+        self.marks = BookmarkTimer(w, deadline, time.monotonic()) if bookmarks else None
         self.buf = bytearray()
         self.ending = False  # the terminating chunk is queued; finish once flushed
         self.mask = 0
@@ -28,7 +31,8 @@ class WatchMux:
     the watch's listener) the events are encoded once and sent with non-blocking writes, so a
     change reaches dozens of watchers without waking dozens of threads. The same select()
     notices clients that disconnect (their socket becomes readable at EOF) and
-    ``timeoutSeconds`` deadlines. A client more than ``max_buffer`` bytes behind is dropped.
+    ``timeoutSeconds`` deadlines, and its timeout sends the periodic bookmarks of watches that
+    allow them. A client more than ``max_buffer`` bytes behind is dropped.
     The request thread that started a watch waits until the mux is done with its socket."""
 
     def __init__(self, max_buffer: int = 64 << 20):
@@ -48,8 +52,8 @@ class WatchMux:
         self._thread.start()
 
     # -- called from other threads ----------------------------------------------------------
-    def add(self, w, conn: socket.socket, deadline: float | None) -> threading.Event:
-        e = _Entry(w, conn, deadline)
+    def add(self, w, conn: socket.socket, deadline: float | None, bookmarks: bool = False) -> threading.Event:
+        e = _Entry(w, conn, deadline, bookmarks)
         with self._mu:
             if self._closing:
                 e.done.set()
@@ -125,6 +129,7 @@ class WatchMux:
     def _end(self, e: _Entry) -> None:
         if not e.ending:
             e.ending = True
+            e.marks = None
             e.w.stop()
             e.buf += b"0\r\n\r\n"
         self._flush(e)
@@ -133,6 +138,8 @@ class WatchMux:
         if e.ending:
             return
         batch = e.w.get_raw_batch(0, 4096)
+        if e.marks is not None:
+            batch += e.marks.due(time.monotonic())
         if batch:
             data = b"".join(ev.encoded() for ev in batch)
             e.buf += b"%x\r\n" % len(data)
@@ -155,7 +162,8 @@ class WatchMux:
     def _run(self) -> None:
         while True:
             timeout = None
-            deadlines = [e.deadline for e in self._entries.values() if e.deadline is not None]
+            deadlines = [t for e in self._entries.values()
+                         for t in (e.deadline, e.marks and e.marks.at) if t is not None]
             if deadlines:
                 timeout = max(0.0, min(deadlines) - time.monotonic())
             for key, mask in self._sel.select(timeout):
@@ -193,11 +201,13 @@ class WatchMux:
                 self._set_mask(e, selectors.EVENT_READ)
                 ready.add(e.w)
                 e.w.set_listener(self._notify)
+            now = time.monotonic()
+            ready.update(e.w for e in self._entries.values()
+                         if e.marks is not None and e.marks.at is not None and e.marks.at <= now)
             for w in ready:
                 e = self._entries.get(w)
                 if e is not None:
                     self._pump(e)
-            now = time.monotonic()
             for e in [e for e in self._entries.values() if e.deadline is not None and e.deadline <= now]:
                 e.deadline = None
                 self._end(e)

@@ -276,8 +276,8 @@ def test_python_client_lists_nodes_and_pods(cluster):
 
 def _restarted(c, pod: str):
     """A generator: the first ``next()`` notes where the pod stands, the second waits on a watch
-    for its first restart (True) or 30 s (False). kubectl 1.37's ``wait`` would need the
-    watch-list's initial-events bookmark, which the server does not send."""
+    for its first restart (True) or 30 s (False). (kubectl 1.37's ``wait`` does the same:
+    test_kubectl_watch.py.)"""
     with c.api() as api:
         _, rv = api.list("Pod", "default", field_selector=f"metadata.name={pod}")
         yield

@@ -30,8 +30,9 @@ from .. import errors
 from ..errors import ServiceUnavailable
 from ..kinds import KindInfo, kind_info
 from ..labels import combine, field_predicate, label_predicate
-from ..store import ADDED, DELETED, MODIFIED, Stale, StoreCore, Watch, parse_watch_rv
+from ..store import ADDED, DELETED, MODIFIED, Stale, StoreCore, Watch, check_not_newer, parse_watch_rv
 from ..watch import Event
+from ..watchlist import bookmark
 from .client import TLS, EtcdClient, EtcdError, WatchStream, b64, unb64
 from .hub import KindHub
 from .keys import DEFAULT_PREFIX, collection_key, object_key
@@ -207,7 +208,8 @@ class EtcdStore(StoreCore):
 
     # -- watch ------------------------------------------------------------------------------
     def watch(self, kind: str, namespace: str | None = None, resource_version: str | None = None,
-              label_selector=None, field_selector=None, *, copy: bool = True) -> Watch:
+              label_selector=None, field_selector=None, *, copy: bool = True,
+              send_initial_events: bool | None = None, bookmarks: bool = False) -> Watch:
         info = kind_info(kind)
         pred = combine(label_predicate(label_selector), field_predicate(field_selector))
         if namespace is not None and not info.namespaced:
@@ -215,12 +217,18 @@ class EtcdStore(StoreCore):
         start = parse_watch_rv(resource_version)
         self._check_open()
         initial: list[Event] = []
-        if start is None:
+        if send_initial_events is False and start is None:
+            start = int(self.resource_version)  # no initial state: the changes from now on
+        if start is None or send_initial_events:
             items, rv = self.list(kind, namespace)
+            check_not_newer(start, int(rv))
             initial = [Event(ADDED, o, None, int(o["metadata"]["resourceVersion"]))
                        for o in items if pred is None or pred(o)]
             start = int(rv)
-        w = Watch(self, info.kind, namespace, pred, initial, self._watch_queue_limit, copy, after=start)
+            if send_initial_events and bookmarks:
+                initial.append(bookmark(info, start, initial_events_end=True))
+        w = Watch(self, info.kind, namespace, pred, initial, self._watch_queue_limit, copy, after=start,
+                  since=start)
         hub = self._hub(info, start)
         if hub is not None and hub.add(w, start):
             return w
