@@ -79,7 +79,6 @@ http {
         balancer_by_lua_block {
             require("testbed_ingress").balance()
         }
-        keepalive 320;
     }
 """
 
