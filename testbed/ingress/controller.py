@@ -25,9 +25,6 @@ from . import model, nginx, render
 
 log = logging.getLogger(__name__)
 
-# before a reload, the longest nginx asks clients to close their keep-alive connections: a
-# client that sends nothing for that long has its idle connection closed by the old worker
-DRAIN_SECONDS = 0.25
 WATCHED = ("Ingress", "IngressClass", "Service", "EndpointSlice", "Secret")
 COMPONENT = "nginx-ingress-controller"
 
@@ -140,11 +137,11 @@ class Controller:
         self._set_status([i for i in owned if f"{i['metadata'].get('namespace')}/{i['metadata']['name']}" in served])
         return changed
 
-    def _post(self, table: str, drain: float | None = None) -> None:
+    def _post(self, table: str) -> None:
         self.posts += 1
         try:
             t0 = time.monotonic()
-            answer = self.nginx.configure(table, f"{os.getpid()}-{self.posts}", drain=drain)
+            answer = self.nginx.configure(table, f"{os.getpid()}-{self.posts}")
             log.info("posted the routes: %s (%.0f ms)", answer, (time.monotonic() - t0) * 1000)
         except nginx.NginxError as e:  # the next sync posts again
             log.error("%s", e)
@@ -168,7 +165,7 @@ class Controller:
         if self.nginx.running:
             # the old workers keep serving their locations until they exit: give them the old
             # routes next to the new ones (a later line wins in the table) until the reload is done
-            self._post((self.table or "") + table, drain=DRAIN_SECONDS)
+            self._post((self.table or "") + table)
             self.nginx.reload()
             self.reloads += 1
         else:

@@ -163,15 +163,11 @@ class Nginx:
             if not done or not self.running:
                 raise NginxError(f"nginx did not finish the reload within {timeout:g}s; see {self.log_path}")
 
-    def configure(self, table: str, version: str, drain: float | None = None, timeout: float = 10.0) -> str:
+    def configure(self, table: str, version: str, timeout: float = 10.0) -> str:
         """Post the dynamic table (routes, endpoints) to the running nginx's control server
-        (``127.0.0.1``: the caller is in nginx's network namespace). *drain*: a reload follows;
-        nginx asks clients to close their keep-alive connections, and answers once none is idle
-        or after *drain* seconds."""
-        conn = http.client.HTTPConnection("127.0.0.1", CONTROL_PORT, timeout=timeout + (drain or 0))
+        (``127.0.0.1``: the caller is in nginx's network namespace)."""
+        conn = http.client.HTTPConnection("127.0.0.1", CONTROL_PORT, timeout=timeout)
         headers = {"X-Version": version, "Content-Type": "text/plain"}
-        if drain:
-            headers["X-Drain"] = f"{drain:g}"
         try:
             conn.request("POST", "/configuration", body=table.encode(), headers=headers)
             r = conn.getresponse()

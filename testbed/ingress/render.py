@@ -70,10 +70,6 @@ http {
     lua_package_path "$prefix/lua/?.lua;;";
     lua_shared_dict configuration 16m;
 
-    header_filter_by_lua_block {
-        require("testbed_ingress").header_filter()
-    }
-
     upstream upstream_balancer {
         server 0.0.0.1;  # a placeholder: the balancer sets each try's peer
         balancer_by_lua_block {

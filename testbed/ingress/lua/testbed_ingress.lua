@@ -1,8 +1,8 @@
 -- The dynamic half of the testbed's ingress controller, as ingress-nginx's Lua balancer:
 -- which Service each location sends to and the ready endpoints of each backend live in a
 -- shared dict, posted by the controller to the control server (127.0.0.1:10246 in the pod),
--- so endpoint changes and backend switches need no reload (a reload closes clients'
--- idle keep-alive connections, racing their next request).
+-- so endpoint changes and backend switches need no reload (a reload closes clients' idle
+-- keep-alive connections, and a request sent on one at that moment fails).
 --
 -- The controller posts the whole table at once (one version string + one text blob, so a
 -- worker never sees half a change); each worker parses it again only when the version moved.
@@ -59,29 +59,7 @@ function _M.configure()
     ngx.say(err)
     return ngx.exit(ngx.status)
   end
-  local drain = tonumber(ngx.req.get_headers()["X-Drain"] or "")
-  if not drain then
-    dict:delete("drain")
-    return ngx.say("version ", version)
-  end
-  -- a reload follows: every response says "Connection: close" until then, so busy clients
-  -- close their keep-alive connections after a complete response instead of the old worker
-  -- closing them idle under a request in flight. Answer once no connection is idle in
-  -- keep-alive (nginx counts them, but has no event for it: look every 2 ms) or at the bound.
-  dict:set("drain", true, drain + 1)
-  local deadline = ngx.now() + drain
-  while tonumber(ngx.var.connections_waiting) > 0 and ngx.now() < deadline do
-    ngx.sleep(0.002)
-    ngx.update_time()
-  end
-  ngx.say("version ", version, " idle keep-alive connections ", ngx.var.connections_waiting)
-end
-
--- every response while draining before a reload
-function _M.header_filter()
-  if dict:get("drain") then
-    ngx.header["Connection"] = "close"
-  end
+  ngx.say("version ", version)
 end
 
 -- /healthz: ready once the controller has posted a table

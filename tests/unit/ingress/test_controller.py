@@ -42,7 +42,7 @@ class FakeNginx:
         self.starts = self.reloads = 0
         self.tables: list[str] = []
 
-    def configure(self, table, version, drain=None):
+    def configure(self, table, version):
         self.tables.append(table)
 
     @property
