@@ -23,22 +23,13 @@ pytestmark = pytest.mark.root
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCENARIOS = sorted(glob.glob(os.path.join(REPO, "scenarios", "*.yaml")))
 KERNEL_LANE = {"ipvs"}      # modes whose kernel support this host lacks (scripts/test)
-# The kernel lane is a TCG-emulated VM: the whole catalogue there takes longer than the suite's
-# 20-minute budget, so by default it runs the scenarios where IPVS has a data path of its own
-# (virtual servers, persistence, no real servers, ETP Local, UDP real server removal, the LB
-# address on kube-ipvs0). TESTBED_LANE_CATALOGUE=all runs all of them.
-LANE_SCENARIOS = ("clusterip", "dns-services", "loadbalancer", "no-endpoints", "nodeport-local",
-                  "session-affinity", "udp-replace")
 
 
 def _params():
-    everything = os.environ.get("TESTBED_LANE_CATALOGUE") == "all"
     for mode in modes.NAMES:
         marks = [pytest.mark.ipvs] if mode in KERNEL_LANE else []
         for i, path in enumerate(SCENARIOS):
             scenario = os.path.basename(path)[:-5]
-            if mode in KERNEL_LANE and not everything and scenario not in LANE_SCENARIOS:
-                continue
             # a cluster name of its own per mode and scenario (at most 20 characters)
             name = uniq(f"sc{i:02d}{mode[:2]}")
             yield pytest.param(mode, path, name, id=f"{mode}-{scenario}", marks=marks)
