@@ -23,13 +23,28 @@ pytestmark = pytest.mark.root
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCENARIOS = sorted(glob.glob(os.path.join(REPO, "scenarios", "*.yaml")))
 KERNEL_LANE = {"ipvs"}      # modes whose kernel support this host lacks (scripts/test)
+# What testbed's IPVS mode gets wrong in these scenarios, as the kernel lane measured it: gaps
+# of this implementation, not upstream differences, so testbed.verify.parity does not declare
+# them. They run, and must fail (strict): once fixed, the test fails until it leaves this list.
+IPVS_KNOWN_FAILURES = {
+    "externalips": "from-outside: an external client's connection to the externalIP is dropped",
+    "hairpin-promiscuous": "hairpin-fails: the request comes back on the pod's port (2 frames) while "
+                           "the connection fails; not analysed yet",
+    "readiness": "unready-gets-nothing: 2 frames reach the unready pod",
+    "rolling-update": "rollout-without-failures: 1 of 27 requests dropped (real servers are deleted at "
+                      "once, without upstream's graceful termination)",
+    "troubleshooting": "doctor's rules check reads iptables mode's journal (proxy-NODE.rules), which "
+                       "the IPVS proxy does not write",
+}
 
 
 def _params():
     for mode in modes.NAMES:
-        marks = [pytest.mark.ipvs] if mode in KERNEL_LANE else []
         for i, path in enumerate(SCENARIOS):
             scenario = os.path.basename(path)[:-5]
+            marks = [pytest.mark.ipvs] if mode in KERNEL_LANE else []
+            if mode == "ipvs" and scenario in IPVS_KNOWN_FAILURES:
+                marks.append(pytest.mark.xfail(strict=True, reason=f"IPVS mode: {IPVS_KNOWN_FAILURES[scenario]}"))
             # a cluster name of its own per mode and scenario (at most 20 characters)
             name = uniq(f"sc{i:02d}{mode[:2]}")
             yield pytest.param(mode, path, name, id=f"{mode}-{scenario}", marks=marks)
@@ -49,8 +64,9 @@ def test_scenario(mode, path, name, tmp_path, record_property):
     scenario = load(path, name=name)
     if mode in KERNEL_LANE and not scenario_name.startswith("dns-"):
         # under emulation two CoreDNS replicas per scenario double its bring-up; the lane shows
-        # DNS through this mode in the dns- scenarios
-        scenario.addons = []
+        # DNS through this mode in the dns- scenarios (the other add-ons, e.g. ingress-nginx,
+        # are what their scenarios check)
+        scenario.addons = [a for a in scenario.addons if a != "coredns"]
     c = Cluster.up(scenario, proxy_mode=mode)
     try:
         results = verify_cluster(c, scenario, None, str(tmp_path / "evidence"))
