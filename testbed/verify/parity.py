@@ -49,8 +49,7 @@ class Difference:
 # IPVS translates in LOCAL_IN, after the bridge: the Service address is local (kube-ipvs0)
 _IPVS_HAIRPIN = ("IPVS mode binds the Service address to kube-ipvs0, so the node receives the request and "
                  "IPVS sends the translated packet out through the node's routing (from cni0's own MAC, TTL 63, "
-                 "masqueraded by KUBE-LOOP-BACK): the bridge never hairpins it, and a pod reaches itself "
-                 "whatever hairpin_mode is")
+                 "masqueraded by KUBE-LOOP-BACK): the bridge does not hairpin it")
 
 DIFFERENCES: tuple[Difference, ...] = (
     Difference(
@@ -127,15 +126,6 @@ DIFFERENCES: tuple[Difference, ...] = (
         "IPVS mode with externalTrafficPolicy: Local on a node without a local endpoint falls back "
         "to the cluster's endpoints (upstream PR #97081) instead of dropping",
         scenario="nodeport-local", check="node-without-endpoint"),
-    Difference(
-        "ipvs-hairpin-routed", "ipvs", "reach", r"dropped .*", r"answered by .*",
-        _IPVS_HAIRPIN, scenario="hairpin-none", check="hairpin-fails"),
-    Difference(
-        "ipvs-hairpin-routed", "ipvs", "drop", r".*no answer is seen", r".*answers seen: [1-9]\d*",
-        _IPVS_HAIRPIN, scenario="hairpin-none", check="hairpin-fails"),
-    Difference(
-        "ipvs-hairpin-routed", "ipvs", "hairpin", r"request arrives on .*, nothing comes back on it",
-        r"in: [1-9]\d* frames; back: [1-9]\d* frames", _IPVS_HAIRPIN, scenario="hairpin-none", check="hairpin-fails"),
     Difference(
         "ipvs-hairpin-routed", "ipvs", "hairpin", r"request leaves .* and comes back on it: .*",
         rf"in: .*; back: \S+ > \S+ {_NODE_SRC}:\d+ > 10\.244\.\d+\.\d+:\d+ ttl 63", _IPVS_HAIRPIN,
