@@ -25,7 +25,9 @@ SCENARIOS = sorted(glob.glob(os.path.join(REPO, "scenarios", "*.yaml")))
 KERNEL_LANE = {"ipvs"}      # modes whose kernel support this host lacks (scripts/test)
 # What testbed's IPVS mode gets wrong in these scenarios, as the kernel lane measured it: gaps
 # of this implementation, not upstream differences, so testbed.verify.parity does not declare
-# them. They run, and must fail (strict): once fixed, the test fails until it leaves this list.
+# them. They run and are expected to fail (xfail, not strict: each was measured once or twice,
+# and some, e.g. rolling-update's one dropped request, depend on timing); the JUnit file and
+# the parity table show the failure, an XPASS shows a fix.
 IPVS_KNOWN_FAILURES = {
     "externalips": "from-outside: an external client's connection to the externalIP is dropped",
     "hairpin-none": "hairpin-fails: the translated request comes back to the pod through the node's "
@@ -47,7 +49,7 @@ def _params():
             scenario = os.path.basename(path)[:-5]
             marks = [pytest.mark.ipvs] if mode in KERNEL_LANE else []
             if mode == "ipvs" and scenario in IPVS_KNOWN_FAILURES:
-                marks.append(pytest.mark.xfail(strict=True, reason=f"IPVS mode: {IPVS_KNOWN_FAILURES[scenario]}"))
+                marks.append(pytest.mark.xfail(strict=False, reason=f"IPVS mode: {IPVS_KNOWN_FAILURES[scenario]}"))
             # a cluster name of its own per mode and scenario (at most 20 characters)
             name = uniq(f"sc{i:02d}{mode[:2]}")
             yield pytest.param(mode, path, name, id=f"{mode}-{scenario}", marks=marks)
