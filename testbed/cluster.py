@@ -105,7 +105,8 @@ class Cluster:
                 # add-on objects after the scenario's, so its pods keep the first addresses of
                 # their nodes (the documented .2 upward); `up` waits only for the scenario's
                 # own Pods, never for the add-ons' rollout (verify settles Deployments)
-                _apply_manifests(scenario, addons.objects(scenario.addons, scenario), progress, timeout)
+                _apply_manifests(scenario, addons.objects(scenario.addons, scenario), progress,
+                                 timeout * controlplane.slowdown())
                 failpoints.hit("manifests")
                 if plan.proxy_mode != "none":
                     _wait_proxies(scenario.name, len(plan.nodes), progress, warn, min(timeout, 30.0))

@@ -16,8 +16,23 @@ def socket_path(cluster: str) -> str:
     return os.path.join(state.directory(cluster), "api.sock")
 
 
+def slowdown() -> float:
+    """``$TESTBED_SLOWDOWN`` (default 1): how many times slower than a native host this one runs
+    (the kernel lane's emulated VM sets it); start-up waits are multiplied by it, so that they
+    stay bounds on a broken start rather than on a slow one."""
+    raw = os.environ.get("TESTBED_SLOWDOWN", "1")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value >= 1:
+        raise TestbedError(f"$TESTBED_SLOWDOWN: {raw!r}; allowed: a number >= 1")
+    return value
+
+
 def start(cluster: str, timeout: float = 60.0) -> int:
     """Start the daemon detached from the caller; return once its API answers."""
+    timeout *= slowdown()
     d = state.directory(cluster)
     r, w = os.pipe()
     log = state.open_private(os.path.join(d, "control-plane.log"), "ab")

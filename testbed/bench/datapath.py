@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -256,6 +257,18 @@ def run(sizes: list[int], mode_names: list[str], args, progress=print) -> list[d
     return rows
 
 
+def descriptor_problem(sizes: list[int], mode_names: list[str], hard_limit: int) -> str | None:
+    """Userspace mode holds a listening socket per Service port in this process: past the hard
+    descriptor limit its sync fails half-way (EMFILE), so say so before building anything."""
+    if "userspace" not in mode_names or hard_limit == resource.RLIM_INFINITY:
+        return None
+    need = max(sizes) + 1024    # the listeners, plus what the bench and the cluster hold open
+    if need <= hard_limit:
+        return None
+    return (f"--modes: userspace at {max(sizes)} Services needs about {need} open files, the hard "
+            f"limit is {hard_limit} (raise it with ulimit -Hn, or leave userspace out with --modes)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)), help="comma-separated Service counts")
@@ -278,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
             for m in names:
                 if modes.get(m).problem():
                     raise TestbedError(f"--modes: {m}: {modes.get(m).problem()}")
+        problem = descriptor_problem(sizes, names, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+        if problem:
+            raise TestbedError(problem)
         rows = run(sizes, names, args, progress=lambda s: print(s, file=sys.stderr, flush=True))
     except TestbedError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -94,6 +94,11 @@ def _hexaddr(ip: str, port: int | str) -> tuple[str, str]:
     return "".join(f"{int(o):02X}" for o in ip.split(".")), f"{int(port):04X}"
 
 
+def _addr(h: str, p: str) -> str:
+    """``0A600001``, ``0050`` (the kernel's hex) -> ``10.96.0.1:80``."""
+    return ".".join(str(int(h[i:i + 2], 16)) for i in range(0, 8, 2)) + f":{int(p, 16)}"
+
+
 def parse_ipvs_conn(text: str, client_ip: str, client_port: int | str) -> list[str]:
     """``/proc/net/ip_vs_conn`` lines of one client socket, readable:
     ``TCP 10.244.0.2:40000 -> 10.96.0.10:80 -> 10.244.1.2:8080 ESTABLISHED 899s``."""
@@ -103,8 +108,25 @@ def parse_ipvs_conn(text: str, client_ip: str, client_port: int | str) -> list[s
         f = line.split()
         if len(f) < 9 or (f[1], f[2]) != (want_ip, want_port):
             continue
+        out.append(f"{f[0]} {_addr(f[1], f[2])} -> {_addr(f[3], f[4])} -> {_addr(f[5], f[6])} {f[7]} {f[8]}s")
+    return out
 
-        def addr(h: str, p: str) -> str:
-            return ".".join(str(int(h[i:i + 2], 16)) for i in range(0, 8, 2)) + f":{int(p, 16)}"
-        out.append(f"{f[0]} {addr(f[1], f[2])} -> {addr(f[3], f[4])} -> {addr(f[5], f[6])} {f[7]} {f[8]}s")
+
+def parse_ipvs_services(text: str) -> dict[str, list[str]]:
+    """``/proc/net/ip_vs`` -> {``TCP 10.96.0.10:80``: [its real servers, ``10.244.1.2:8080``...]}
+    (address-based virtual servers; firewall-mark ones, which kube-proxy does not create, are
+    left out)."""
+    out: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) < 2:
+            continue
+        if f[0] == "->":   # a real server of the virtual server above (or the column header)
+            if current is not None:
+                current.append(_addr(*f[1].split(":")))
+        elif f[0] in ("TCP", "UDP", "SCTP"):
+            current = out.setdefault(f"{f[0]} {_addr(*f[1].split(':'))}", [])
+        else:              # the headers, a firewall-mark virtual server
+            current = None
     return out

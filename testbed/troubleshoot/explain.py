@@ -122,7 +122,8 @@ def verdict(outcome: str, answered_by: str | None, steps: list[TraceStep], detai
     """The trace's result: answered by which pod, or rejected/dropped where and by which rule."""
     if outcome == "answered":
         return {"outcome": "answered", "pod": answered_by, "detail": detail}
-    final = next((s for s in steps if s.kind == "rule" and s.verdict in ("reject", "drop")), None)
+    # a rule, or IPVS refusing for a virtual server without real servers
+    final = next((s for s in steps if s.kind in ("rule", "ipvs") and s.verdict in ("reject", "drop")), None)
     if final is not None:
         return {"outcome": "rejected" if final.verdict == "reject" else "dropped", "netns": final.netns,
                 "chain": final.chain, "rule": final.rule, "detail": detail}

@@ -270,8 +270,11 @@ def _kernel_steps(cluster, hops, pods) -> list[TraceStep]:
             # IPVS balances in the kernel without a netfilter rule per backend: its connection
             # table says which real server this client socket was given
             table = ex.run(["cat", "/proc/net/ip_vs_conn"], netns=h.netns, check=False).stdout
-            for conn in evidence.parse_ipvs_conn(table, pkt["ip saddr"], pkt[f"{proto} sport"]):
+            conns = evidence.parse_ipvs_conn(table, pkt["ip saddr"], pkt[f"{proto} sport"])
+            for conn in conns:
                 out.append(TraceStep(h.netns, h.interface, "ipvs", "-", "-", conn, "ipvs", kind="ipvs"))
+            if not conns:
+                out.extend(_ipvs_refusal(h, proto, pkt))
         route = evidence.parse_route(ex.run(["ip", "route", "get", dst], netns=h.netns, check=False).stdout)
         out.append(TraceStep(h.netns, route.get("dev", "-"), "routing", "-", "-", route["text"], "route", kind="route"))
         dev = route.get("dev", "")
@@ -286,6 +289,18 @@ def _kernel_steps(cluster, hops, pods) -> list[TraceStep]:
                                      f"cni0 port {p.host_veth} -> pod {p.namespace}/{p.name} (hairpin_mode={hp or '?'})",
                                      "forward", kind="bridge"))
     return out
+
+
+def _ipvs_refusal(h, proto: str, pkt: dict) -> list[TraceStep]:
+    """A virtual server without real servers refuses in the kernel, no rule involved: IPVS
+    finds nothing to schedule and answers ICMP port unreachable (``ip_vs_leave``)."""
+    vs = f"{proto.upper()} {pkt['ip daddr']}:{pkt[f'{proto} dport']}"
+    services = evidence.parse_ipvs_services(ex.run(["cat", "/proc/net/ip_vs"], netns=h.netns, check=False).stdout)
+    if services.get(vs, None) != []:
+        return []
+    return [TraceStep(h.netns, h.interface, "ipvs", "-", "-",
+                      f"IPVS virtual server {vs} has no real server: the kernel answers ICMP port unreachable",
+                      "reject", kind="ipvs")]
 
 
 def _vxlan_step(netns: str, dev: str, via: str | None) -> TraceStep:

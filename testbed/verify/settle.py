@@ -26,8 +26,9 @@ class Settler:
         """Wait until the API's Deployments are rolled out, LoadBalancers have an address and
         every node's proxy has programmed the newest Service and EndpointSlice."""
         from ..controllers.base import wait_for
+        from ..controlplane import slowdown
 
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * slowdown()
         with self.c.api() as api:
             deps, _ = api.list("Deployment") if self._has_kind(api, "Deployment") else ([], None)
             if deps:

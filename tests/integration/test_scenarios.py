@@ -23,22 +23,33 @@ pytestmark = pytest.mark.root
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCENARIOS = sorted(glob.glob(os.path.join(REPO, "scenarios", "*.yaml")))
 KERNEL_LANE = {"ipvs"}      # modes whose kernel support this host lacks (scripts/test)
-# The kernel lane is a TCG-emulated VM: the whole catalogue there takes longer than the suite's
-# 20-minute budget, so by default it runs the scenarios where IPVS has a data path of its own
-# (virtual servers, persistence, no real servers, ETP Local, UDP real server removal, the LB
-# address on kube-ipvs0). TESTBED_LANE_CATALOGUE=all runs all of them.
-LANE_SCENARIOS = ("clusterip", "dns-services", "loadbalancer", "no-endpoints", "nodeport-local",
-                  "session-affinity", "udp-replace")
+# What testbed's IPVS mode gets wrong in these scenarios, as the kernel lane measured it: gaps
+# of this implementation, not upstream differences, so testbed.verify.parity does not declare
+# them. They run and are expected to fail (xfail, not strict: each was measured once or twice,
+# and some, e.g. rolling-update's one dropped request, depend on timing); the JUnit file and
+# the parity table show the failure, an XPASS shows a fix.
+IPVS_KNOWN_FAILURES = {
+    "externalips": "from-outside: an external client's connection to the externalIP is dropped",
+    "hairpin-none": "hairpin-fails: the translated request comes back to the pod through the node's "
+                    "routing; the connection was answered in one lane run and dropped in the next: "
+                    "not analysed yet",
+    "hairpin-promiscuous": "hairpin-fails: the request comes back on the pod's port (2 frames) while "
+                           "the connection fails; not analysed yet",
+    "readiness": "unready-gets-nothing: 2 frames reach the unready pod",
+    "rolling-update": "rollout-without-failures: 1 of 27 requests dropped (real servers are deleted at "
+                      "once, without upstream's graceful termination)",
+    "troubleshooting": "doctor's rules check reads iptables mode's journal (proxy-NODE.rules), which "
+                       "the IPVS proxy does not write",
+}
 
 
 def _params():
-    everything = os.environ.get("TESTBED_LANE_CATALOGUE") == "all"
     for mode in modes.NAMES:
-        marks = [pytest.mark.ipvs] if mode in KERNEL_LANE else []
         for i, path in enumerate(SCENARIOS):
             scenario = os.path.basename(path)[:-5]
-            if mode in KERNEL_LANE and not everything and scenario not in LANE_SCENARIOS:
-                continue
+            marks = [pytest.mark.ipvs] if mode in KERNEL_LANE else []
+            if mode == "ipvs" and scenario in IPVS_KNOWN_FAILURES:
+                marks.append(pytest.mark.xfail(strict=False, reason=f"IPVS mode: {IPVS_KNOWN_FAILURES[scenario]}"))
             # a cluster name of its own per mode and scenario (at most 20 characters)
             name = uniq(f"sc{i:02d}{mode[:2]}")
             yield pytest.param(mode, path, name, id=f"{mode}-{scenario}", marks=marks)
@@ -58,8 +69,9 @@ def test_scenario(mode, path, name, tmp_path, record_property):
     scenario = load(path, name=name)
     if mode in KERNEL_LANE and not scenario_name.startswith("dns-"):
         # under emulation two CoreDNS replicas per scenario double its bring-up; the lane shows
-        # DNS through this mode in the dns- scenarios
-        scenario.addons = []
+        # DNS through this mode in the dns- scenarios (the other add-ons, e.g. ingress-nginx,
+        # are what their scenarios check)
+        scenario.addons = [a for a in scenario.addons if a != "coredns"]
     c = Cluster.up(scenario, proxy_mode=mode)
     try:
         results = verify_cluster(c, scenario, None, str(tmp_path / "evidence"))

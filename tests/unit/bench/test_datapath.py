@@ -2,7 +2,7 @@
 
 import pytest
 
-from testbed.bench.datapath import Latency, parse_latency, parse_list, parse_rate, percentile, ratios, table
+from testbed.bench.datapath import Latency, descriptor_problem, parse_latency, parse_list, parse_rate, percentile, ratios, table
 from testbed.errors import TestbedError
 
 
@@ -66,3 +66,11 @@ def test_parse_list_errors_name_the_option():
         parse_list("ipvz", "--modes", allowed=("iptables", "ipvs"))
     with pytest.raises(TestbedError, match="--sizes: empty list"):
         parse_list(",", "--sizes", cast=int)
+
+
+def test_userspace_needs_a_descriptor_per_service_port():
+    # the kernel lane's guest had 4096: userspace failed half-way through 5,000 Services
+    assert "hard limit is 4096" in descriptor_problem([100, 5000], ["iptables", "userspace"], 4096)
+    assert descriptor_problem([100, 1000], ["userspace"], 4096) is None
+    assert descriptor_problem([10000], ["iptables", "ipvs"], 4096) is None
+    assert descriptor_problem([10000], ["userspace"], 524288) is None

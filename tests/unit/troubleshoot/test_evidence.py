@@ -87,3 +87,20 @@ def test_service_without_the_protocol_names_what_it_has(to, message):
     with pytest.raises(TestbedError) as e:
         _resolve(Cluster(), parse_dest(to), "udp", [])
     assert str(e.value) == message
+
+
+def test_ipvs_virtual_servers_and_their_real_servers():
+    text = ("IP Virtual Server version 1.2.1 (size=4096)\n"
+            "Prot LocalAddress:Port Scheduler Flags\n"
+            "  -> RemoteAddress:Port Forward Weight ActiveConn InActConn\n"
+            "TCP  0A60000A:0050 rr\n"
+            "  -> 0AF40102:1F90      Masq    1      0          0\n"
+            "  -> 0AF40203:1F90      Masq    1      1          0\n"
+            "UDP  0A60000B:0035 rr persistent 10800 FFFFFFFF\n"
+            "FWM  00000001 rr\n"
+            "  -> 0AF40104:1F90      Masq    1      0          0\n"
+            "TCP  AC120002:7918 rr\n")
+    assert evidence.parse_ipvs_services(text) == {
+        "TCP 10.96.0.10:80": ["10.244.1.2:8080", "10.244.2.3:8080"],
+        "UDP 10.96.0.11:53": [],
+        "TCP 172.18.0.2:31000": []}

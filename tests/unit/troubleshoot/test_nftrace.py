@@ -94,6 +94,15 @@ def test_no_endpoint_reject():
     assert any("no ready endpoints" in n for n in explain.notes_for(steps))
 
 
+def test_ipvs_virtual_server_without_real_servers_is_what_rejected():
+    """IPVS mode: no rule rejects; the step the tracer adds for the empty virtual server does."""
+    refusal = explain.TraceStep(NODE1, "cni0", "ipvs", "-", "-",
+                                "IPVS virtual server TCP 10.96.0.20:80 has no real server: "
+                                "the kernel answers ICMP port unreachable", "reject", kind="ipvs")
+    res = explain.verdict("refused", None, _steps("nodeport") + [refusal])
+    assert res["outcome"] == "rejected" and res["netns"] == NODE1 and res["rule"] == refusal.rule
+
+
 def test_hairpin_leaves_through_the_bridge_it_came_from_and_is_masqueraded():
     steps = _steps("hairpin")
     fwd = next(s for s in steps if s.hook == "forward")

@@ -93,6 +93,24 @@ def test_table_from_junit(tmp_path):
     assert table.rstrip().endswith("not run: none of the JUnit files read has this test.")
 
 
+def test_an_expected_failure_shows_as_a_failure_not_a_skip(tmp_path):
+    p = tmp_path / "junit.xml"
+    p.write_text("""<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest">
+<testcase classname="tests.integration.test_scenarios" name="test_scenario[ipvs-readiness]">
+  <properties><property name="check:unready" value="fail: silent: 2 frames"/><property name="check:b" value="pass"/>
+  </properties><skipped type="pytest.xfail" message="IPVS mode: 2 frames reach the unready pod"/></testcase>
+<testcase classname="tests.integration.test_scenarios" name="test_scenario[ipvs-ports]">
+  <skipped type="pytest.xfail" message="IPVS mode: refused before any check"/></testcase>
+<testcase classname="tests.integration.test_scenarios" name="test_scenario[ipvs-clusterip]">
+  <skipped type="pytest.skip" message="no kernel"/></testcase>
+</testsuite></testsuites>""")
+    cells = parity_table.read_cells([str(p)])
+    table = parity_table.render(cells, ["ipvs"], ["clusterip", "ports", "readiness"])
+    assert table.splitlines()[2:5] == ["| clusterip | skipped |",
+                                       "| ports | **FAIL** (IPVS mode: refused before any check) |",
+                                       "| readiness | **FAIL** (unready) |"]
+
+
 def test_readme_section_is_replaced_between_markers():
     text = f"# T\n{parity_table.BEGIN}\nold\n{parity_table.END}\nafter\n"
     assert parity_table.replace_section(text, "new\n") == f"# T\n{parity_table.BEGIN}\nnew\n{parity_table.END}\nafter\n"
