@@ -1,5 +1,7 @@
 """``pods/portforward`` the way kubectl 1.31+ asks first: WebSocket with subprotocol
-``SPDY/3.1+portforward.k8s.io``, whose binary messages carry a SPDY/3.1 connection (``spdy.py``).
+``SPDY/3.1+portforward.k8s.io``, whose binary messages carry a SPDY/3.1 connection (``spdy.py``);
+and the way older clients ask: an HTTP upgrade to ``SPDY/3.1`` (``X-Stream-Protocol-Version:
+portforward.k8s.io``), after which the same SPDY connection runs on the socket itself.
 
 Per forwarded connection the client opens two streams with the same ``requestID`` and ``port``:
 ``streamType: error`` (the server writes why it could not connect, if it could not) and
@@ -44,13 +46,48 @@ def serve(handler, pod: dict, query: dict, dial: Dialer | None) -> None:
         raise BadRequest(f"cannot port-forward to a completed pod; current phase is {phase}")
     if dial is None:
         raise BadRequest("port-forward is not served on this listener (the API's HTTPS port serves it)")
+    if _is_spdy_upgrade(handler.headers):
+        handler.close_connection = True
+        handler.wfile.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+                            b"X-Stream-Protocol-Version: " + SPDY_PROTOCOL.encode() + b"\r\n\r\n")
+        handler.wfile.flush()
+        _Session(_RawConn(handler), pod, dial).run()
+        return
     if not websocket.is_upgrade(handler.headers):
-        raise BadRequest(f"Upgrade request required: pods/portforward is served over WebSocket ({PROTOCOLS[0]}); "
-                         "SPDY is not supported")
+        raise BadRequest("Upgrade request required: pods/portforward is served over WebSocket "
+                         f"({PROTOCOLS[0]}) or SPDY/3.1 ({SPDY_PROTOCOL})")
     head, _ = websocket.handshake(handler.headers, PROTOCOLS)
     handler.close_connection = True
     handler.wfile.write(head)
     _Session(websocket.Conn(handler.rfile.read, handler.wfile.write), pod, dial).run()
+
+
+SPDY_PROTOCOL = "portforward.k8s.io"
+
+
+def _is_spdy_upgrade(headers) -> bool:
+    upgrade = (headers.get("Upgrade") or "").lower()
+    versions = [v.strip() for v in ",".join(headers.get_all("X-Stream-Protocol-Version") or []).split(",")]
+    return upgrade.startswith("spdy/3.1") and SPDY_PROTOCOL in versions
+
+
+class _RawConn:
+    """The connection itself as the SPDY byte stream (what ``websocket.Conn`` is for the tunnel)."""
+
+    def __init__(self, handler):
+        self.handler = handler
+
+    def recv(self) -> bytes | None:
+        data = self.handler.rfile.read1(65536)
+        return data or None
+
+    def send(self, payload: bytes) -> None:
+        self.handler.wfile.write(payload)
+        self.handler.wfile.flush()
+
+    def close(self, code: int = 0, reason: str = "") -> None:
+        with contextlib.suppress(OSError):
+            self.handler.connection.shutdown(socket.SHUT_RDWR)
 
 
 class _Tunnel:
