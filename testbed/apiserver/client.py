@@ -275,6 +275,15 @@ class ApiClient:
         return self.request("PATCH", self._item_path(kind_info(kind), namespace, name, subresource), patch,
                             content_type="application/merge-patch+json")
 
+    def bind(self, namespace: str | None, name: str, node: str, *, uid: str | None = None,
+             resource_version: str | None = None, annotations: dict | None = None) -> dict:
+        """``pods/binding`` (see ``Store.bind``); the server answers a ``Status``, not the pod."""
+        meta = {k: v for k, v in (("name", name), ("uid", uid), ("resourceVersion", resource_version),
+                                  ("annotations", annotations)) if v}
+        return self.request("POST", self._item_path(kind_info("Pod"), namespace, name, "binding"),
+                            {"apiVersion": "v1", "kind": "Binding", "metadata": meta,
+                             "target": {"kind": "Node", "name": node}})
+
     def delete(self, kind: str, namespace: str | None, name: str, *, grace_seconds: int | None = None,
                resource_version: str | None = None, uid: str | None = None) -> dict:
         opts: dict = {"kind": "DeleteOptions", "apiVersion": "v1"}
