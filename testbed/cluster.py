@@ -10,6 +10,7 @@ The CLI is a thin layer over this module; pytest suites use it directly (see pyt
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import time
@@ -280,23 +281,26 @@ def _apply_manifests(scenario: Scenario, extra: list[dict], progress: Progress |
     objs = sorted(zip(scenario.manifests + extra, origins), key=lambda o: order.get(o[0].get("kind"), 3))
     pods = set()
     with controlplane.client(scenario.name) as api:
-        for i, (obj, where) in enumerate(objs):
-            meta = obj.get("metadata") or {}
-            try:
-                try:  # a new cluster has none of them: one request each instead of apply's two
-                    api.create(obj)
-                except AlreadyExists:
-                    api.apply(obj)
-            except ApiError as exc:
-                if not 400 <= exc.code < 500:
-                    raise TestbedError(f"manifest {obj.get('kind')} {meta.get('name')!r} could not be applied: "
-                                       f"{exc}") from None
-                raise ValidationError(scenario.source, [Problem(where, f"{obj.get('kind')} {meta.get('name')!r} "
-                                                                       f"was refused: {exc}")]) from None
-            if obj.get("kind") == "Pod":
-                pods.add((meta.get("namespace", "default"), meta["name"]))
-            if progress:
-                progress("manifests", i + 1, len(objs))
+        # a new cluster has none of them: a create each (pipelined, in order) instead of apply's
+        # read and write; one that exists after all is applied
+        with contextlib.closing(api.create_pipelined([o for o, _ in objs])) as created:
+            for i, ((obj, where), res) in enumerate(zip(objs, created)):
+                meta = obj.get("metadata") or {}
+                try:
+                    if isinstance(res, AlreadyExists):
+                        api.apply(obj)
+                    elif isinstance(res, ApiError):
+                        raise res
+                except ApiError as exc:
+                    if not 400 <= exc.code < 500:
+                        raise TestbedError(f"manifest {obj.get('kind')} {meta.get('name')!r} could not be "
+                                           f"applied: {exc}") from None
+                    raise ValidationError(scenario.source, [Problem(where, f"{obj.get('kind')} "
+                                                            f"{meta.get('name')!r} was refused: {exc}")]) from None
+                if obj.get("kind") == "Pod":
+                    pods.add((meta.get("namespace", "default"), meta["name"]))
+                if progress:
+                    progress("manifests", i + 1, len(objs))
         controlplane.wait_pods_running(api, pods, timeout)
 
 

@@ -15,6 +15,7 @@ Paths (``<prefix>`` is ``/api/v1`` or ``/apis/<group>/<version>``, see ``kinds.p
     <prefix>/namespaces/<ns>/<plural>/<name>       GET / PUT / PATCH / DELETE
     <prefix>/namespaces/<ns>/<plural>/<name>/status  GET / PUT / PATCH
     /api/v1/namespaces/<ns>/pods/<name>/log|exec|portforward   (podlogs.py, podexec.py, portforward.py)
+    /api/v1/namespaces/<ns>/pods/<name>/binding    POST a Binding: spec.nodeName + PodScheduled, one write
     /api, /apis, <prefix>                          discovery (minimal)
     /healthz, /readyz, /livez, /version
 
@@ -103,7 +104,7 @@ def parse_route(path: str) -> _Route | None:
     sub = rest[2] if len(rest) == 3 else None
     if sub is not None and not ((sub == "status" and info.status_subresource)
                                 or (sub == "scale" and info.kind in SCALE_KINDS)
-                                or (sub in ("log", "exec", "portforward") and info.kind == "Pod")):
+                                or (sub in ("log", "exec", "portforward", "binding") and info.kind == "Pod")):
         raise _not_found_path(path)
     if name is not None and info.namespaced and namespace is None:
         raise _not_found_path(path)
@@ -254,6 +255,9 @@ class Handler(BaseHTTPRequestHandler):
         if r.subresource == "log":
             self._log(method, r, query)
             return
+        if r.subresource == "binding":
+            self._bind(method, r, body)
+            return
         if r.subresource in ("exec", "portforward"):
             if method not in ("GET", "POST"):
                 raise MethodNotAllowed(f"{method} is not supported on pods/{r.subresource}")
@@ -328,6 +332,26 @@ class Handler(BaseHTTPRequestHandler):
                                              resource_version=pre.get("resourceVersion"), uid=pre.get("uid")))
         else:
             raise MethodNotAllowed(f"{method} is not supported on {info.plural}/{r.name}")
+
+    def _bind(self, method: str, r: _Route, body: bytes) -> None:
+        """``pods/binding``: a Binding (``target``: the node) assigns the pod in one write."""
+        if method != "POST":
+            raise MethodNotAllowed(f"{method} is not supported on pods/binding")
+        b = self._json_body(body)
+        if not isinstance(b, dict) or b.get("kind", "Binding") != "Binding":
+            raise BadRequest("the request body must be a Binding")
+        meta = b.get("metadata") if isinstance(b.get("metadata"), dict) else {}
+        target = b.get("target") if isinstance(b.get("target"), dict) else {}
+        if meta.get("name") not in (None, "", r.name):
+            raise BadRequest(f"the name of the object ({meta['name']}) does not match the name on the URL ({r.name})")
+        if target.get("kind") not in (None, "", "Node"):
+            raise errors.Invalid(f'Binding "{r.name}" is invalid: target.kind: Unsupported value: '
+                                 f'"{target["kind"]}": supported values: "Node"',
+                                 details={"kind": "Binding", "name": r.name})
+        self.server.store.bind(r.namespace, r.name, target.get("name") or "", uid=meta.get("uid"),
+                               resource_version=meta.get("resourceVersion"), annotations=meta.get("annotations"))
+        self._send_obj(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                             "code": 201})
 
     def _log(self, method: str, r: _Route, query: dict) -> None:
         if method != "GET":

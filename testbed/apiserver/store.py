@@ -88,6 +88,8 @@ import time
 import uuid
 from typing import Any, Iterable
 
+from ..k8s.conditions import scheduled
+
 from . import errors
 from .errors import BadRequest, Invalid, NotFound, ServiceUnavailable
 from .kinds import KindInfo, kind_info
@@ -408,7 +410,8 @@ class StoreCore(Store):
         return self._locked_write(self._write_lock(info, ns, name),
                                   lambda: self._update_locked(info, ns, name, clone(obj), status_only))
 
-    def _update_locked(self, info: KindInfo, ns: str, name: str, obj: dict, status_only: bool) -> dict:
+    def _update_locked(self, info: KindInfo, ns: str, name: str, obj: dict, status_only: bool,
+                       binding: bool = False) -> dict:
         old = self._require(info, ns, name)
         old_meta = old["metadata"]
         meta = self._meta(obj)
@@ -428,7 +431,7 @@ class StoreCore(Store):
             new = obj
             new["kind"] = info.kind
             new.setdefault("apiVersion", old.get("apiVersion", info.api_version))
-            if info.status_subresource:
+            if info.status_subresource and not binding:  # a binding sets spec and status
                 if "status" in old:
                     new["status"] = clone(old["status"])
                 else:
@@ -446,8 +449,9 @@ class StoreCore(Store):
         new_meta = new["metadata"]
         new_meta["resourceVersion"] = old_meta.get("resourceVersion")
         with self._admission_lock:
-            if status_only and self._admit_update_takes_subresource:
-                new = self._admission.admit_update(new, clone(old), subresource="status") or new
+            if (status_only or binding) and self._admit_update_takes_subresource:
+                new = self._admission.admit_update(new, clone(old),
+                                                   subresource="status" if status_only else "binding") or new
             else:
                 new = self._admission.admit_update(new, clone(old)) or new
         new_meta = self._meta(new)
@@ -490,6 +494,42 @@ class StoreCore(Store):
         if info.namespaced:
             merged["metadata"]["namespace"] = ns
         return self._update_locked(info, ns, name, merged, status_only)
+
+    def bind(self, namespace: str | None, name: str, node: str, *, uid: str | None = None,
+             resource_version: str | None = None, annotations: dict | None = None) -> dict:
+        """``pods/binding``: one write that sets the pod's ``spec.nodeName`` (and merges the
+        binding's annotations) and its ``PodScheduled=True`` condition, as upstream's BindingREST
+        does; *uid* and *resource_version* are preconditions. Returns the bound pod."""
+        info = kind_info("Pod")
+        if not node:
+            raise Invalid(f'Binding "{name}" is invalid: target.name: Required value',
+                          details={"kind": "Binding", "name": name})
+        ns = self._ns(info, namespace)
+        return self._locked_write(self._write_lock(info, ns, name), self._bind_locked,
+                                  info, ns, name, node, uid, resource_version, annotations or {})
+
+    def _bind_locked(self, info: KindInfo, ns: str, name: str, node: str, uid: str | None,
+                     resource_version: str | None, annotations: dict) -> dict:
+        old = self._require(info, ns, name)
+        refused = f'Operation cannot be fulfilled on pods/binding "{name}": '
+        if old["metadata"].get("deletionTimestamp"):
+            raise errors.Conflict(refused + f"pod {name} is being deleted, cannot be assigned to a host",
+                                  details=errors._details("pods/binding", name))
+        have = (old.get("spec") or {}).get("nodeName")
+        if have:
+            raise errors.Conflict(refused + f'pod {name} is already assigned to node "{have}"',
+                                  details=errors._details("pods/binding", name))
+        new = clone(old)
+        meta = new["metadata"]
+        if uid:
+            meta["uid"] = uid  # preconditions, checked by _update_locked
+        if resource_version:
+            meta["resourceVersion"] = resource_version
+        if annotations:
+            meta["annotations"] = {**(meta.get("annotations") or {}), **annotations}
+        new["spec"] = {**(new.get("spec") or {}), "nodeName": node}
+        new["status"] = scheduled(new.get("status"), now_rfc3339())
+        return self._update_locked(info, ns, name, new, False, binding=True)
 
     def delete(self, kind: str, namespace: str | None, name: str, *,
                grace_seconds: int | None = None, resource_version: str | None = None,

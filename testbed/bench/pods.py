@@ -12,11 +12,14 @@ weighs on each alike. Imports are absolute, so this file runs against any checko
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -128,9 +131,19 @@ def run_once(name: str, nodes: int, pods: int) -> dict:
     return at
 
 
-def _child(tree: str, name: str, nodes: int, pods: int) -> dict:
+def _env(tree: str, pycache: str) -> dict:
+    """The environment of a run with ``tree``'s code. Bytecode is cached (under *pycache*, never
+    in the tree) whatever the caller's PYTHONDONTWRITEBYTECODE says: otherwise every process
+    ``up`` starts (daemon, a kubelet and a kube-proxy per node) compiles its modules again, a
+    cost an installed testbed does not have."""
+    env = {**os.environ, "PYTHONPATH": tree, "PYTHONPYCACHEPREFIX": pycache}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def _child(tree: str, name: str, nodes: int, pods: int, pycache: str) -> dict:
     """One run with the code of ``tree`` (a checkout of the repository), in a process of its own."""
-    env = {**os.environ, "PYTHONPATH": tree}
+    env = _env(tree, pycache)
     code = (f"import json, runpy; m = runpy.run_path({__file__!r}, run_name='bench'); "
             f"print(json.dumps(m['run_once']({name!r}, {nodes}, {pods})))")
     res = subprocess.run([sys.executable, "-c", code], cwd=tree, env=env, capture_output=True, text=True)
@@ -150,9 +163,14 @@ def main() -> None:
     here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     trees = [t.split("=", 1) for t in args.tree] + [["this", here]]
     results: dict[str, list[dict]] = {n: [] for n, _ in trees}
+    pycache = tempfile.mkdtemp(prefix="testbed-bench-pycache-")
+    atexit.register(shutil.rmtree, pycache, True)
+    for _, path in trees:  # compiled before the first run, not during it
+        subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(path, "testbed")],
+                       env=_env(path, pycache), stdout=subprocess.DEVNULL, check=True)
     for i in range(args.runs):
         for label, path in trees:
-            r = _child(path, f"podbench{os.getpid() % 10000}{i}", args.nodes, args.pods)
+            r = _child(path, f"podbench{os.getpid() % 10000}{i}", args.nodes, args.pods, pycache)
             results[label].append(r)
             print(f"# run {i + 1} {label}: " + ", ".join(f"{k} {v:.2f}" for k, v in r.items()), file=sys.stderr)
     with open("/proc/loadavg") as f:

@@ -1,9 +1,9 @@
 """The scheduler: binds pods without ``spec.nodeName`` to a node chosen by
 :func:`testbed.k8s.scheduler.schedule` (filters, then fewest pods, random tie-break).
 
-Binding is an update of ``spec.nodeName`` with the pod's resourceVersion as precondition
-(the testbed's stand-in for the binding subresource), followed by the ``PodScheduled=True``
-condition on the status. The choice is applied to the local pod cache at once, so pods
+Binding is one write through the store's ``pods/binding`` (``Store.bind``): ``spec.nodeName``
+and the ``PodScheduled=True`` condition together, with the pod's uid and resourceVersion as
+preconditions, as upstream's BindingREST does. The choice is applied to the local pod cache at once, so pods
 scheduled in the same batch see each other (like the scheduler cache's "assumed" pods).
 
 A pod that fits nowhere gets ``PodScheduled=False`` (reason ``Unschedulable``) and a
@@ -21,6 +21,7 @@ import random
 from typing import Any, Callable, Mapping
 
 from testbed.k8s import scheduler as sched
+from testbed.k8s.conditions import with_condition
 
 from .base import Controller, Key, key_of
 from .events import rfc3339
@@ -34,22 +35,6 @@ def _spec(o: Mapping) -> Mapping:
 
 def _meta(o: Mapping) -> Mapping:
     return o.get("metadata") or {}
-
-
-def with_condition(status: Mapping | None, cond: dict, now: str) -> dict:
-    """*status* with condition *cond* set (lastTransitionTime kept if the status is unchanged)."""
-    status = dict(status or {})
-    conds = [dict(c) for c in status.get("conditions") or []]
-    for c in conds:
-        if c.get("type") == cond["type"]:
-            same = c.get("status") == cond["status"]
-            c.update(cond)
-            c["lastTransitionTime"] = c.get("lastTransitionTime") if same and c.get("lastTransitionTime") else now
-            break
-    else:
-        conds.append(dict(cond, lastProbeTime=None, lastTransitionTime=now))
-    status["conditions"] = conds
-    return status
 
 
 class SchedulerController(Controller):
@@ -118,21 +103,10 @@ class SchedulerController(Controller):
             self.recorder.warning(pod, "FailedScheduling", e.reason)
             return
         self._unschedulable.discard(key)
+        # one write, as upstream's binding: spec.nodeName and PodScheduled=True together, with
+        # the pod's uid and resourceVersion as preconditions
         m = _meta(pod)
-        bound = self.store.patch(POD, key[0], key[1], {
-            "metadata": {"resourceVersion": m.get("resourceVersion")}, "spec": {"nodeName": node}})
+        bound = self.store.bind(key[0], key[1], node, uid=m.get("uid"), resource_version=m.get("resourceVersion"))
         self.written(POD, bound)
-        status = with_condition(bound.get("status"), {"type": "PodScheduled", "status": "True"}, now)
-        for c in status["conditions"]:
-            if c["type"] == "PodScheduled":
-                c.pop("reason", None)
-                c.pop("message", None)
-        if status != (bound.get("status") or {}):
-            try:
-                bound = self.store.update_status({**bound, "status": status})
-                self.written(POD, bound)
-            except Exception as e:  # noqa: BLE001 - the binding stands; the kubelet writes status too
-                if getattr(e, "code", None) not in (404, 409):
-                    raise
         self.bound += 1
         self.recorder.normal(bound, "Scheduled", f"Successfully assigned {key[0]}/{key[1]} to {node}")

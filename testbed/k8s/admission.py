@@ -8,7 +8,7 @@ allocations back.  It never stores objects; the API store calls it for every wri
 * ``obj = admission.admit_create(obj)`` before storing a new object;
 * ``obj = admission.admit_update(new, old)`` (``subresource="status"`` for status writes:
   spec comes from ``old``, status from ``new``; on the main resource, status is kept
-  from ``old`` as upstream does);
+  from ``old`` as upstream does; ``subresource="binding"``, a pod's binding, keeps both from ``new``);
 * ``admission.admit_delete(obj)`` when an object is finally removed (releases IPs/ports);
 * ``admission.rebuild(all_objects)`` once after loading persisted objects.
 
@@ -129,9 +129,10 @@ class Admission:
                 new["spec"] = copy.deepcopy(old["spec"])
             self._raise(info, new, fields.validate_object_meta_update(new.get("metadata") or {}, old.get("metadata") or {}))
             return new
-        if subresource is not None:
+        if subresource not in (None, "binding"):
             raise BadRequest(f"unsupported subresource {subresource!r}")
-        if "status" in old and info.kind in ("Pod", "Service", "Deployment", "ReplicaSet", "Namespace", "Ingress"):
+        if subresource is None and "status" in old and \
+                info.kind in ("Pod", "Service", "Deployment", "ReplicaSet", "Namespace", "Ingress"):
             new["status"] = copy.deepcopy(old["status"])
         if info.kind in ("Deployment", "ReplicaSet"):
             gen = (old.get("metadata") or {}).get("generation", 1)
