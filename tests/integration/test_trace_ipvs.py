@@ -13,13 +13,10 @@ import re
 
 import pytest
 
-from testbed.cluster import Cluster
 from testbed.proxy.ipvs.preflight import ipvs_problem
-from testbed.scenario import parse
 from testbed.troubleshoot import explain, trace
 
-from .netutil import uniq
-from .test_troubleshoot import MANIFESTS, _no_trace_tables
+from .test_troubleshoot import MANIFESTS, _no_trace_tables, settled
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _PROBLEM = ipvs_problem()
@@ -34,16 +31,7 @@ WANTED = {"client", "web-2", "web", "nobody"}
 
 @pytest.fixture(scope="module")
 def c():
-    manifests = [m for m in MANIFESTS if m["metadata"]["name"] in WANTED]
-    doc = {"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": uniq("trcipvs")},
-           "spec": {"nodes": 2, "externals": 1}, "manifests": manifests}
-    cluster = Cluster.up(parse(doc), proxy_mode="ipvs")
-    try:
-        from testbed.verify import verify_cluster  # settle: every proxy has programmed every Service
-        verify_cluster(cluster, parse(doc), None, None, lambda m: None)
-        yield cluster
-    finally:
-        cluster.down()
+    yield from settled("trcipvs", "ipvs", [m for m in MANIFESTS if m["metadata"]["name"] in WANTED])
 
 
 def _vip(c, name):

@@ -14,15 +14,11 @@ import signal
 
 import pytest
 
-from testbed import exec as ex
-from testbed.cluster import Cluster
 from testbed.proxy import modes
 from testbed.proxy import status
-from testbed.scenario import parse
-from testbed.troubleshoot import doctor, nftrace, trace
+from testbed.troubleshoot import doctor, trace
 
-from .netutil import uniq
-from .test_troubleshoot import MANIFESTS
+from .test_troubleshoot import MANIFESTS, _no_trace_tables, settled
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(modes.get("userspace").problem() is not None, reason="iptables-restore missing")]
@@ -30,24 +26,11 @@ pytestmark = [pytest.mark.root,
 
 @pytest.fixture(scope="module")
 def c():
-    doc = {"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": uniq("trcusr")},
-           "spec": {"nodes": 2, "externals": 1, "hairpinMode": "hairpin-veth"}, "manifests": MANIFESTS}
-    cluster = Cluster.up(parse(doc), proxy_mode="userspace")
-    try:
-        from testbed.verify import verify_cluster  # settle: every proxy has programmed every Service
-        verify_cluster(cluster, parse(doc), None, None, lambda m: None)
-        yield cluster
-    finally:
-        cluster.down()
+    yield from settled("trcusr", "userspace", MANIFESTS, hairpinMode="hairpin-veth")
 
 
 def _node(c, name):
     return c.plan.node(name).netns
-
-
-def _no_trace_tables(c):
-    for ns in [n.netns for n in c.plan.nodes] + [p.netns for p in c.pods()] + [e.netns for e in c.plan.externals]:
-        assert nftrace.TABLE_PREFIX not in ex.run(["nft", "list", "tables"], netns=ns).stdout, ns
 
 
 def _proxy_steps(res):

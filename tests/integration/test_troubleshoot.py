@@ -60,18 +60,23 @@ MANIFESTS = [
 ]
 
 
-@pytest.fixture(scope="module", params=TRACED)
-def c(request):
-    mode = request.param
-    doc = {"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": uniq(f"trc{mode[:3]}")},
-           "spec": {"nodes": 2, "externals": 1, "hairpinMode": "hairpin-veth"}, "manifests": MANIFESTS}
+def settled(name: str, mode: str, manifests: list, **spec):
+    """A two-node cluster of *manifests* in proxy *mode*, yielded once every proxy has programmed
+    every Service (the module fixtures of the trace tests ``yield from`` it)."""
+    doc = {"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": uniq(name)},
+           "spec": {"nodes": 2, "externals": 1, **spec}, "manifests": manifests}
     cluster = Cluster.up(parse(doc), proxy_mode=mode)
     try:
-        from testbed.verify import verify_cluster  # settle: every proxy has programmed every Service
+        from testbed.verify import verify_cluster
         verify_cluster(cluster, parse(doc), None, None, lambda m: None)
         yield cluster
     finally:
         cluster.down()
+
+
+@pytest.fixture(scope="module", params=TRACED)
+def c(request):
+    yield from settled(f"trc{request.param[:3]}", request.param, MANIFESTS, hairpinMode="hairpin-veth")
 
 
 def _node(c, name):
