@@ -56,11 +56,10 @@ SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
            "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    doc = {"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": NAME},
-           "spec": {"nodes": 2, "proxyMode": "none"},
-           "manifests": [_pod("web-1", "node1"), _pod("web-2", "node2"), SERVICE, LOGGER]}
+def with_kubeconfig(tmp_path_factory, name: str, nodes: int, manifests: list):
+    """A cluster without kube-proxy and a kubeconfig for it: yields (cluster, kubeconfig path)."""
+    doc = {"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": name},
+           "spec": {"nodes": nodes, "proxyMode": "none"}, "manifests": manifests}
     c = Cluster.up(parse(doc))
     path = str(tmp_path_factory.mktemp("kubeconfig") / "config")
     try:
@@ -68,6 +67,12 @@ def cluster(tmp_path_factory):
         yield c, path
     finally:
         c.down()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    yield from with_kubeconfig(tmp_path_factory, NAME, 2,
+                               [_pod("web-1", "node1"), _pod("web-2", "node2"), SERVICE, LOGGER])
 
 
 def run(kubectl: str, cfg: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -12,12 +12,8 @@ import uuid
 
 import pytest
 
-from testbed.cli import kubeconfig
-from testbed.cluster import Cluster
-from testbed.scenario import parse
-
 from .netutil import uniq
-from .test_kubectl import _kubectls, run
+from .test_kubectl import _kubectls, run, with_kubeconfig
 
 pytestmark = pytest.mark.root
 NAME = uniq("ikw")
@@ -28,15 +24,7 @@ KUBECTLS = [p for p in _kubectls() if p.values[0]]
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    doc = {"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": NAME},
-           "spec": {"nodes": 1, "proxyMode": "none"}, "manifests": [SLEEPER]}
-    c = Cluster.up(parse(doc))
-    path = str(tmp_path_factory.mktemp("kubeconfig") / "config")
-    try:
-        kubeconfig.write(c.name, path)
-        yield c, path
-    finally:
-        c.down()
+    yield from with_kubeconfig(tmp_path_factory, NAME, 1, [SLEEPER])
 
 
 def popen(kubectl: str, cfg: str, *args: str) -> subprocess.Popen:
