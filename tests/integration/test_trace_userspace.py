@@ -9,16 +9,13 @@ answered. Same cluster layout as test_troubleshoot.py.
 
 from __future__ import annotations
 
-import os
-import signal
-
 import pytest
 
 from testbed.proxy import modes
 from testbed.proxy import status
 from testbed.troubleshoot import doctor, trace
 
-from .test_troubleshoot import MANIFESTS, _no_trace_tables, settled
+from .test_troubleshoot import MANIFESTS, _no_trace_tables, doctor_with_proxy_stopped, settled
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(modes.get("userspace").problem() is not None, reason="iptables-restore missing")]
@@ -116,12 +113,7 @@ def test_doctor_healthy_then_stopped_proxy(c):
     url = f"http://{c.plan.node('node2').ip}:10256/healthz"
     [ok] = _by_check(doctor(c, "node/node2"), "kube-proxy")
     assert ok.level == "ok" and "userspace" in ok.evidence and ok.evidence.endswith(f"GET {url}: 200"), ok
-    pid = int(status.proxy_metrics(c.name)["node2"]["pid"])
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        [f] = _by_check(doctor(c, "node/node2"), "kube-proxy")
-    finally:
-        os.kill(pid, signal.SIGCONT)
+    f, _ = doctor_with_proxy_stopped(c, "node2")
     assert f.level == "fail" and "stopped (SIGSTOP)" in f.evidence and f"GET {url}: no answer" in f.evidence, f
 
 

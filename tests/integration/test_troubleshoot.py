@@ -231,18 +231,25 @@ def test_doctor_dns_resolves_the_service(c, tmp_path):
     assert f.level == "ok" and f.evidence == f"web.default.svc.cluster.local -> {web_ip}", f
 
 
-def test_doctor_stopped_proxy(c):
+def doctor_with_proxy_stopped(c, node: str):
+    """doctor's kube-proxy finding for *node* while its proxy is stopped (SIGSTOP); (finding, pid)."""
     from testbed.proxy import status
-    pid = int(status.proxy_metrics(c.name)["node2"]["pid"])
+    pid = int(status.proxy_metrics(c.name)[node]["pid"])
     os.kill(pid, signal.SIGSTOP)
     try:
-        [f] = _by_check(doctor(c, "node/node2"), "kube-proxy")
+        [f] = _by_check(doctor(c, f"node/{node}"), "kube-proxy")
     finally:
         os.kill(pid, signal.SIGCONT)
+    return f, pid
+
+
+def test_doctor_stopped_proxy(c):
+    f, pid = doctor_with_proxy_stopped(c, "node2")
     assert f.level == "fail" and "stopped" in f.evidence and f.advice == f"kill -CONT {pid}"
     # doctor asked its healthz over HTTP in node2's netns, and a stopped process answers nothing
     url = f"http://{c.plan.node('node2').ip}:10256/healthz"
     assert f"GET {url}: no answer within" in f.evidence, f.evidence
+    from testbed.proxy import status
     with c.api() as api:  # whatever changed while it was stopped, it catches up
         objects = api.list("Service")[0] + api.list("EndpointSlice")[0]
     status.wait_programmed(c.name, objects, nodes=["node2"])
