@@ -5,6 +5,7 @@ import http.client
 import json
 import os
 import socket
+import threading
 import time
 
 import pytest
@@ -162,17 +163,31 @@ def test_next_bookmark():
     assert next_bookmark(100.0, 101.0) is None  # too close to the end for one
 
 
+def _delivered(w, rv: str, timeout: float = 5.0) -> bool:
+    """Whether the store has handed the watch the change at *rv* (queued or filtered out). The
+    etcd store delivers from its watch thread, and a change the watch filters out wakes nobody,
+    so this looks at the watch's progress every few milliseconds."""
+    deadline = time.monotonic() + timeout
+    while int(w._seen or 0) < int(rv):
+        if time.monotonic() > deadline:
+            return False
+        threading.Event().wait(0.005)
+    return True
+
+
 def test_bookmark_timer_waits_for_queued_events_and_covers_filtered_ones(store, rv):
     w = store.watch("Service", "default", send_initial_events=False)
     t = BookmarkTimer(w, None, 0.0)
     assert t.at == BOOKMARK_EVERY and t.due(1.0) == []   # not yet
     store.create(svc("a"))                               # queued
+    assert _delivered(w, rv(1))                          # (the etcd store delivers from its watch thread)
     assert t.due(BOOKMARK_EVERY) == []                   # the event goes first
     assert [e.type for e in w.get_raw_batch(0)] == ["ADDED"]
     (b,) = t.due(BOOKMARK_EVERY)
     assert (b.type, b.obj["metadata"]) == ("BOOKMARK", {"resourceVersion": rv(1)})
     assert t.at == 2 * BOOKMARK_EVERY
     store.create(svc("x", ns="other"))                   # not this watch's: still advances it
+    assert _delivered(w, rv(2))
     (b,) = t.due(2 * BOOKMARK_EVERY)
     assert b.obj["metadata"]["resourceVersion"] == rv(2)
     assert b.encoded() == (b'{"type":"BOOKMARK","object":{"kind":"Service","apiVersion":"v1",'
