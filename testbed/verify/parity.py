@@ -51,6 +51,14 @@ _IPVS_HAIRPIN = ("IPVS mode binds the Service address to kube-ipvs0, so the node
                  "IPVS sends the translated packet out through the node's routing (from cni0's own MAC, TTL 63, "
                  "masqueraded by KUBE-LOOP-BACK): the bridge does not hairpin it")
 
+# reasons shared by a difference's declarations for several check kinds
+_USERSPACE_NO_HAIRPIN = ("a pod reaching itself through its Service needs no hairpin: the proxy's "
+                         "connection comes from the node")
+_USERSPACE_NO_ETP_LOCAL = ("externalTrafficPolicy: Local was never implemented by the userspace proxy: "
+                           "every node forwards to every endpoint (reported as an Event on the Service)")
+_IPVS_ETP_FALLBACK = ("IPVS mode with externalTrafficPolicy: Local on a node without a local endpoint "
+                      "falls back to the cluster's endpoints (upstream PR #97081) instead of dropping")
+
 DIFFERENCES: tuple[Difference, ...] = (
     Difference(
         "userspace-source", "userspace", "source", r"client = .*",
@@ -83,31 +91,25 @@ DIFFERENCES: tuple[Difference, ...] = (
         scenario="externalips", check="from-pod"),
     Difference(
         "userspace-hairpin", "userspace", "reach", r"dropped .*", r"answered by .*",
-        "a pod reaching itself through its Service needs no hairpin: the proxy's connection "
-        "comes from the node", scenario=None, check="hairpin-fails"),
+        _USERSPACE_NO_HAIRPIN, scenario=None, check="hairpin-fails"),
     Difference(
         "userspace-hairpin", "userspace", "drop", r".*no answer is seen", r".*answers seen: [1-9]\d*",
-        "a pod reaching itself through its Service needs no hairpin: the proxy's connection "
-        "comes from the node", check="hairpin-fails"),
+        _USERSPACE_NO_HAIRPIN, check="hairpin-fails"),
     Difference(
         "userspace-hairpin", "userspace", "hairpin", r"request arrives on .*, nothing comes back on it",
         r"in: [1-9]\d* frames; back: [1-9]\d* frames",
-        "a pod reaching itself through its Service needs no hairpin: the proxy's connection "
-        "comes from the node", check="hairpin-fails"),
+        _USERSPACE_NO_HAIRPIN, check="hairpin-fails"),
     Difference(
         "userspace-hairpin", "userspace", "hairpin", r"request leaves .* and comes back on it: .*",
         rf"in: .*; back: .* {_NODE_SRC}:\d+ > 10\.244\.\d+\.\d+:\d+ ttl 64",
-        "a pod reaching itself through its Service needs no hairpin: the proxy's connection "
-        "comes from the node", scenario="hairpin-veth", check="hairpin"),
+        _USERSPACE_NO_HAIRPIN, scenario="hairpin-veth", check="hairpin"),
     Difference(
         "userspace-etp-local", "userspace", "reach", r"dropped .*", r"answered by .*",
-        "externalTrafficPolicy: Local was never implemented by the userspace proxy: every node "
-        "forwards to every endpoint (reported as an Event on the Service)",
+        _USERSPACE_NO_ETP_LOCAL,
         scenario="nodeport-local", check="node-without-endpoint"),
     Difference(
         "userspace-etp-local", "userspace", "drop", r".*no answer is seen", r".*answers seen: [1-9]\d*",
-        "externalTrafficPolicy: Local was never implemented by the userspace proxy: every node "
-        "forwards to every endpoint (reported as an Event on the Service)",
+        _USERSPACE_NO_ETP_LOCAL,
         scenario="nodeport-local", check="node-without-endpoint"),
     Difference(
         "nftables-hairpin-invalid", "nftables", "hairpin", r"request arrives on .*, nothing comes back on it",
@@ -118,13 +120,11 @@ DIFFERENCES: tuple[Difference, ...] = (
         scenario="hairpin-promiscuous", check="hairpin-fails"),
     Difference(
         "ipvs-etp-local", "ipvs", "reach", r"dropped .*", r"answered by .*",
-        "IPVS mode with externalTrafficPolicy: Local on a node without a local endpoint falls back "
-        "to the cluster's endpoints (upstream PR #97081) instead of dropping",
+        _IPVS_ETP_FALLBACK,
         scenario="nodeport-local", check="node-without-endpoint"),
     Difference(
         "ipvs-etp-local", "ipvs", "drop", r".*no answer is seen", r".*answers seen: [1-9]\d*",
-        "IPVS mode with externalTrafficPolicy: Local on a node without a local endpoint falls back "
-        "to the cluster's endpoints (upstream PR #97081) instead of dropping",
+        _IPVS_ETP_FALLBACK,
         scenario="nodeport-local", check="node-without-endpoint"),
     Difference(
         "ipvs-hairpin-routed", "ipvs", "hairpin", r"request leaves .* and comes back on it: .*",
