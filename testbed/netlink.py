@@ -129,7 +129,7 @@ class Batch:
                  promisc: bool | None = None, ipv6_addresses: bool | None = None) -> None:
         """``ipv6_addresses=False``: the kernel gives the link no IPv6 address of its own (IPv6
         address generation mode ``none``: no link-local address, hence no DAD, router
-        solicitation or MLD report); it must be sent before the link is up, where it applies."""
+        solicitation or MLD report); it must reach the kernel before the link has carrier."""
         flags = change = 0
         if up is not None:
             change |= IFF_UP

@@ -148,9 +148,9 @@ def pod_batch(pod: PodPlan, pod_network: str, node_fd: int) -> netlink.Batch:
 
     A pod sends no IPv6 frame and has no IPv6 address, as if ``disable_ipv6`` were set, without
     writing it: two ``/proc/sys`` writes per pod were a seventh of the kubelets' CPU at 1,000
-    pods. eth0 gets address generation mode ``none`` before it is up (no link-local address,
-    so no DAD, router solicitation or MLD report; its peer in the node has IPv6 disabled by the
-    node's defaults), and the loopback's ``::1``, which the kernel adds when lo comes up, is
+    pods. eth0 gets address generation mode ``none`` before it has carrier (no link-local
+    address, so no DAD, router solicitation or MLD report; its peer in the node has IPv6
+    disabled by the node's defaults), and the loopback's ``::1``, which the kernel adds when lo comes up, is
     removed."""
     w = f"pod {pod.namespace}/{pod.name}"
     b = netlink.Batch()
@@ -158,8 +158,9 @@ def pod_batch(pod: PodPlan, pod_network: str, node_fd: int) -> netlink.Batch:
     b.addr_del6(f"{w}: lo ::1 removed", index=1, address="::1", prefixlen=128)
     b.veth_add(f"{w}: eth0", name="eth0", index=naming.POD_ETH0, mtu=pod.mtu, mac=pod.mac,
                peer_name=pod.host_veth, peer_netns_fd=node_fd, peer_mac=pod.host_mac)
-    b.link_set(f"{w}: eth0 without IPv6 addresses", index=naming.POD_ETH0, ipv6_addresses=False)
-    b.link_set(f"{w}: eth0 up", index=naming.POD_ETH0, up=True)
+    # one request: even if the kernel brings eth0 up before it applies the mode, IPv6 starts
+    # configuring it only at carrier, which waits for the peer, brought up in the node later
+    b.link_set(f"{w}: eth0 up without IPv6 addresses", index=naming.POD_ETH0, up=True, ipv6_addresses=False)
     b.addr_add(f"{w}: eth0 {pod.ip}/{pod.prefixlen}", index=naming.POD_ETH0, address=pod.ip, prefixlen=pod.prefixlen)
     b.route_add(f"{w}: default via {pod.gateway}", dst="0.0.0.0/0", oif=naming.POD_ETH0, gateway=pod.gateway)
     b.route_add(f"{w}: {pod_network} via {pod.gateway}", dst=pod_network, oif=naming.POD_ETH0, gateway=pod.gateway)
