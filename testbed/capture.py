@@ -8,6 +8,7 @@ decoding needs none of scapy's interface tables) and written as a pcap that open
 from __future__ import annotations
 
 import ctypes
+import errno
 import functools
 import os
 import re
@@ -123,6 +124,12 @@ class Capture:
                 data, addr = sock.recvfrom(self.snaplen, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 return
+            except OSError as exc:
+                # bound while the interface was down: the kernel reports that once, then
+                # delivers the frames it sees once the interface is up
+                if exc.errno != errno.ENETDOWN:
+                    raise
+                continue
             if self.count is not None and len(self.frames) >= self.count:
                 continue
             if self.match is None or self.match(data):

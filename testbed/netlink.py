@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 # message types
 RTM_NEWLINK, RTM_DELLINK, RTM_SETLINK = 16, 17, 19
-RTM_NEWADDR = 20
+RTM_NEWADDR, RTM_DELADDR = 20, 21
 RTM_NEWROUTE, RTM_DELROUTE = 24, 25
 RTM_NEWNEIGH, RTM_DELNEIGH = 28, 29
 NLMSG_ERROR, NLMSG_DONE = 2, 3
@@ -38,7 +38,9 @@ IFF_PROMISC = 0x100
 
 # link attributes
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
-IFLA_LINKINFO, IFLA_IFALIAS, IFLA_NET_NS_FD = 18, 20, 28
+IFLA_LINKINFO, IFLA_IFALIAS, IFLA_AF_SPEC, IFLA_NET_NS_FD = 18, 20, 26, 28
+IFLA_INET6_ADDR_GEN_MODE = 8
+IN6_ADDR_GEN_MODE_NONE = 1
 IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 2, 4, 5
 VETH_INFO_PEER = 1
 IFLA_BRPORT_MODE = 4  # hairpin
@@ -124,7 +126,10 @@ class Batch:
     # --- links -------------------------------------------------------------------------
     def link_set(self, what: str, *, index: int = 0, name: str | None = None, up: bool | None = None,
                  master: int | None = None, mtu: int | None = None, alias: str | None = None,
-                 promisc: bool | None = None) -> None:
+                 promisc: bool | None = None, ipv6_addresses: bool | None = None) -> None:
+        """``ipv6_addresses=False``: the kernel gives the link no IPv6 address of its own (IPv6
+        address generation mode ``none``: no link-local address, hence no DAD, router
+        solicitation or MLD report); it must reach the kernel before the link has carrier."""
         flags = change = 0
         if up is not None:
             change |= IFF_UP
@@ -141,6 +146,8 @@ class Batch:
             attrs += a_u32(IFLA_MTU, mtu)
         if alias is not None:
             attrs += a_str(IFLA_IFALIAS, alias)
+        if ipv6_addresses is False:
+            attrs += a_nest(IFLA_AF_SPEC, a_nest(socket.AF_INET6, a_u8(IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE)))
         self.add(RTM_NEWLINK, REQUEST, ifinfo(index, flags, change) + attrs, what)
 
     def bridge_port(self, what: str, *, name: str, hairpin: bool) -> None:
@@ -187,6 +194,11 @@ class Batch:
         body = struct.pack("=BBBBI", socket.AF_INET, prefixlen, 0, RT_SCOPE_UNIVERSE, index)
         body += a_ip(IFA_LOCAL, address) + a_ip(IFA_ADDRESS, address)
         self.add(RTM_NEWADDR, CREATE, body, what)
+
+    def addr_del6(self, what: str, *, index: int, address: str, prefixlen: int) -> None:
+        body = struct.pack("=BBBBI", socket.AF_INET6, prefixlen, 0, 0, index)
+        body += _attr(IFA_LOCAL, ipaddress.IPv6Address(address).packed)
+        self.add(RTM_DELADDR, REQUEST, body, what)
 
     def route_add(self, what: str, *, dst: str, oif: int, gateway: str | None = None,
                   onlink: bool = False, replace: bool = False) -> None:

@@ -143,17 +143,32 @@ def _build_external(plan: Plan, ext: ExternalPlan, underlay_fd: int) -> None:
 
 
 # --- pods --------------------------------------------------------------------------------------
-def _build_pod(pod: PodPlan, pod_network: str, node_fd: int) -> None:
-    _sysctls(LEAF_SYSCTLS)
+def pod_batch(pod: PodPlan, pod_network: str, node_fd: int) -> netlink.Batch:
+    """The one netlink batch that builds a pod's network, sent from inside its new namespace.
+
+    A pod sends no IPv6 frame and has no IPv6 address, as if ``disable_ipv6`` were set, without
+    writing it: two ``/proc/sys`` writes per pod were a seventh of the kubelets' CPU at 1,000
+    pods. eth0 gets address generation mode ``none`` before it has carrier (no link-local
+    address, so no DAD, router solicitation or MLD report; its peer in the node has IPv6
+    disabled by the node's defaults), and the loopback's ``::1``, which the kernel adds when lo comes up, is
+    removed."""
     w = f"pod {pod.namespace}/{pod.name}"
     b = netlink.Batch()
     b.link_set(f"{w}: lo up", index=1, up=True)
+    b.addr_del6(f"{w}: lo ::1 removed", index=1, address="::1", prefixlen=128)
     b.veth_add(f"{w}: eth0", name="eth0", index=naming.POD_ETH0, mtu=pod.mtu, mac=pod.mac,
-               peer_name=pod.host_veth, peer_netns_fd=node_fd, peer_mac=pod.host_mac, up=True)
+               peer_name=pod.host_veth, peer_netns_fd=node_fd, peer_mac=pod.host_mac)
+    # one request: even if the kernel brings eth0 up before it applies the mode, IPv6 starts
+    # configuring it only at carrier, which waits for the peer, brought up in the node later
+    b.link_set(f"{w}: eth0 up without IPv6 addresses", index=naming.POD_ETH0, up=True, ipv6_addresses=False)
     b.addr_add(f"{w}: eth0 {pod.ip}/{pod.prefixlen}", index=naming.POD_ETH0, address=pod.ip, prefixlen=pod.prefixlen)
     b.route_add(f"{w}: default via {pod.gateway}", dst="0.0.0.0/0", oif=naming.POD_ETH0, gateway=pod.gateway)
     b.route_add(f"{w}: {pod_network} via {pod.gateway}", dst=pod_network, oif=naming.POD_ETH0, gateway=pod.gateway)
-    b.apply()
+    return b
+
+
+def _build_pod(pod: PodPlan, pod_network: str, node_fd: int) -> None:
+    pod_batch(pod, pod_network, node_fd).apply()
 
 
 def _attach_pods(plan: Plan, pods: list[PodPlan]) -> None:

@@ -214,10 +214,23 @@ class ApiClient:
         reqs = []
         for obj in objs:
             info, ns, _ = self._obj_parts(obj)
-            payload = json.dumps(obj, separators=(",", ":")).encode()
-            reqs.append(f"POST {info.collection_path(self._ns(info, ns))} HTTP/1.1\r\nHost: localhost\r\n"
-                        f"Accept: application/json\r\nContent-Type: application/json\r\n"
-                        f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+            reqs.append(("POST", info.collection_path(self._ns(info, ns)), obj, "application/json"))
+        return self._pipelined(reqs, window)
+
+    def patch_pipelined(self, patches: list[tuple[str, str | None, str, dict, str | None]],
+                        window: int = 32) -> Iterator[dict | errors.ApiError]:
+        """Merge patches ``(kind, namespace, name, patch, subresource)`` pipelined as
+        :meth:`create_pipelined` creates (a patch left unanswered is sent again on its own)."""
+        return self._pipelined([("PATCH", self._item_path(kind_info(kind), ns, name, sub), patch,
+                                 "application/merge-patch+json") for kind, ns, name, patch, sub in patches], window)
+
+    def _pipelined(self, reqs: list[tuple[str, str, Any, str]], window: int) -> Iterator[dict | errors.ApiError]:
+        raw = []
+        for method, path, body, ctype in reqs:
+            payload = json.dumps(body, separators=(",", ":")).encode()
+            raw.append(f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n"
+                       f"Accept: application/json\r\nContent-Type: {ctype}\r\n"
+                       f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         done = 0
         try:
@@ -225,10 +238,10 @@ class ApiClient:
             s.connect(self.socket_path)
             rfile = s.makefile("rb")
             sent = 0
-            while done < len(reqs):
-                if sent < len(reqs) and sent - done <= window // 2:  # top the window up
-                    n = min(len(reqs), done + window)
-                    s.sendall(b"".join(reqs[sent:n]))
+            while done < len(raw):
+                if sent < len(raw) and sent - done <= window // 2:  # top the window up
+                    n = min(len(raw), done + window)
+                    s.sendall(b"".join(raw[sent:n]))
                     sent = n
                 status, ctype, will_close, data = _read_response(rfile)
                 done += 1
@@ -245,9 +258,9 @@ class ApiClient:
             pass  # the rest one by one, below
         finally:
             s.close()
-        for obj in objs[done:]:
+        for method, path, body, ctype in reqs[done:]:
             try:
-                yield self.create(obj)
+                yield self.request(method, path, body, content_type=ctype)
             except errors.ApiError as e:
                 yield e
 

@@ -7,6 +7,10 @@ pod's namespace built (``status.podIP``), every container running (``Running``),
 ``Ready``; then ``down``. ``--tree NAME=PATH`` runs the same measurement with another checkout's
 code (e.g. ``before=/work/main``), alternating the trees run by run so that a loaded machine
 weighs on each alike. Imports are absolute, so this file runs against any checkout's package.
+
+CPU seconds of each part, from ``up`` until every pod is Ready (the cgroups' own accounting, so
+they hold on a machine loaded by other work, where the wall times above swing 2-4x): the
+kubelets, the kube-proxies, the control plane (the daemon) and ``up`` itself (this process).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import argparse
 import atexit
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -24,6 +29,28 @@ import threading
 import time
 
 STAGES = ("topology", "control plane", "API writes", "scheduled", "namespaces", "running", "ready", "up", "down")
+CPU = ("cpu kubelets", "cpu kube-proxies", "cpu control plane", "cpu up")
+
+
+def cgroup_cpu(cluster: str) -> dict[str, float]:
+    """CPU seconds so far of the cluster's kubelets, kube-proxies and control plane (summed over
+    their cgroups, ``cpu.stat`` ``usage_usec``: kept by the kernel whether or not the cpu
+    controller is enabled) and of this process."""
+    from testbed import cgroups
+
+    out = dict.fromkeys(CPU, 0.0)
+    base = cgroups.cluster_path(cluster)
+    for name in os.listdir(base):
+        part = ("cpu kubelets" if name.startswith("kubelet.") else "cpu kube-proxies" if name.startswith("proxy.")
+                else "cpu control plane" if name == cgroups.CONTROL_PLANE else None)
+        if part is None:
+            continue
+        with open(os.path.join(base, name, "cpu.stat")) as f:
+            usec = next(int(line.split()[1]) for line in f if line.startswith("usage_usec "))
+        out[part] += usec / 1e6
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    out["cpu up"] = ru.ru_utime + ru.ru_stime
+    return out
 
 
 def scenario(name: str, nodes: int, pods: int) -> dict:
@@ -124,6 +151,7 @@ def run_once(name: str, nodes: int, pods: int) -> dict:
         watcher[0].done.wait(600)
         at.update(watcher[0].at)
         watcher[0].api.close()
+        at.update(cgroup_cpu(name))
     finally:
         t1 = time.perf_counter()
         c.down()
@@ -179,7 +207,7 @@ def main() -> None:
           f"(seconds since up started; min / median / max); load average at the end {load}")
     print("| stage | " + " | ".join(label for label, _ in trees) + " |")
     print("|---|" + "---|" * len(trees))
-    for s in STAGES:
+    for s in STAGES + CPU:
         cells = []
         for label, _ in trees:
             v = [r[s] for r in results[label] if s in r]

@@ -37,7 +37,8 @@ def run(cluster: str, node: str, api: str) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     client = ApiClient(api)
-    recorder = EventRecorder(client, "kubelet", host=node)
+    # queued, written by the recorder's thread: a pod's start does not wait on the API
+    recorder = EventRecorder(client, "kubelet", host=node, asynchronous=True)
     workloads = WorkloadServer().start()
     runner = netns.Runner(1)
     kubelet = Kubelet(client, plan, workloads, runner, stop, recorder=recorder, node=node)
@@ -45,6 +46,7 @@ def run(cluster: str, node: str, api: str) -> None:
     logging.getLogger("testbed.kubelet").info("kubelet of %s/%s (pid %d) is running", cluster, node, os.getpid())
     stop.wait()
     kubelet.stop()
+    recorder.flush(2.0)
     workloads.stop()
     runner.close()
     client.close()

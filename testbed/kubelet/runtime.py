@@ -651,21 +651,50 @@ class PodRuntime:
     def _flush(self) -> None:
         self._flush_armed = False
         dirty, self._dirty = self._dirty, {}
+        todo = []
         for run in dirty.values():
             if not run.done:
-                self._write(run)
+                st = run.status()
+                if st != run.last_status:
+                    todo.append((run, st))
+        pipelined = getattr(self.store, "patch_pipelined", None)
+        if len(todo) < 2 or pipelined is None:
+            for run, st in todo:
+                self._write(run, st)
+            return
+        # a burst of pods (a batch started together) is written in one request stream: one
+        # round trip per window, not per pod, with the runtime's loop waiting on it
+        done = 0
+        try:
+            for (run, st), out in zip(todo, pipelined([(POD, *run.key, self._status_patch(run, st), "status")
+                                                       for run, st in todo])):
+                done += 1
+                if isinstance(out, Exception):
+                    self._write_failed(run, out)
+                else:
+                    run.last_status = st
+        except Exception as exc:  # noqa: BLE001 - the API went away: each is written again later
+            for run, _ in todo[done:]:
+                self._write_failed(run, exc)
 
-    def _write(self, run: PodRun) -> None:
-        st = run.status()
+    @staticmethod
+    def _status_patch(run: PodRun, st: dict) -> dict:
+        return {"metadata": {"uid": run.uid}, "status": st}
+
+    def _write(self, run: PodRun, st: dict | None = None) -> None:
+        st = run.status() if st is None else st
         if st == run.last_status:
             return
         ns, name = run.key
         try:
-            self.store.patch(POD, ns, name, {"metadata": {"uid": run.uid}, "status": st}, subresource="status")
+            self.store.patch(POD, ns, name, self._status_patch(run, st), subresource="status")
             run.last_status = st
         except Exception as exc:  # noqa: BLE001 - gone, or replaced by a pod of the same name
-            log.debug("status of %s/%s: %s", ns, name, exc)
-            if not 400 <= (getattr(exc, "code", 0) or 0) < 500:
-                # the API is away (the control plane restarts): the status is written again when
-                # it is back, as a kubelet's status manager keeps retrying
-                self.loop.call_later(1.0, self._guard, self._mark, run)
+            self._write_failed(run, exc)
+
+    def _write_failed(self, run: PodRun, exc: Exception) -> None:
+        log.debug("status of %s/%s: %s", *run.key, exc)
+        if not 400 <= (getattr(exc, "code", 0) or 0) < 500:
+            # the API is away (the control plane restarts): the status is written again when
+            # it is back, as a kubelet's status manager keeps retrying
+            self.loop.call_later(1.0, self._guard, self._mark, run)

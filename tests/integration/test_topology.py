@@ -12,9 +12,10 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 
-from testbed import naming, netns, state
+from testbed import naming, netns, state, topology
 from testbed.capture import Capture
 from testbed.cluster import Cluster
+from testbed.kubelet.plan import pod_plan
 from testbed.scenario import parse
 
 from .netutil import TcpEcho, root_snapshot, tcp_peer, uniq
@@ -75,6 +76,54 @@ def test_layout_matches_flannel(vx):
     sysctl = vx.run_in("node/node1", lambda: [netns.read_sysctl(k) for k in
                        ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables", "net.ipv4.conf.all.route_localnet")])
     assert sysctl == ["1", "1", "1"]
+
+
+def _ipv6_quiet_window(pod_netns: str) -> float:
+    """Seconds within which a link that keeps IPv6 on would have sent its first frames after
+    carrier: DAD's random delay and probes, the router solicitation after it, MLD's report."""
+    def read() -> float:
+        c = "net.ipv6.conf.eth0."
+        return (int(netns.read_sysctl(c + "router_solicitation_delay"))
+                + int(netns.read_sysctl(c + "dad_transmits")) * int(netns.read_sysctl("net.ipv6.neigh.eth0.retrans_time_ms")) / 1000
+                + int(netns.read_sysctl(c + "mldv2_unsolicited_report_interval")) / 1000)
+    return netns.run_in(pod_netns, read) + 0.5
+
+
+def test_a_pod_sends_no_ipv6_frame_and_has_no_ipv6_address(vx):
+    """Pods keep IPv6 quiet through netlink (no link-local address), not /proc/sys writes: a pod
+    built while its node-side veth is watched sends nothing of IPv6 from carrier on, while a
+    frame it is made to send is seen there (the capture can see what it must not)."""
+    plan = vx.plan
+    p = pod_plan(plan, {"metadata": {"name": "ipv6-quiet"}, "spec": {"nodeName": "node1"}}, "10.244.0.200")
+    node = plan.node("node1")
+    is_ipv6 = lambda d: d[12:14] == b"\x86\xdd"
+    with netns.Runner(1) as runner:
+        node_fd = netns.open_fd(node.netns)
+        try:
+            runner.run_new(p.netns, topology._build_pod, p, plan.pod_network, node_fd)
+        finally:
+            os.close(node_fd)
+        try:
+            with Capture(node.netns, p.host_veth, match=is_ipv6) as cap:
+                runner.run_in(node.netns, topology._attach_pods, plan, [p])  # carrier from here on
+                assert not cap.wait_for(lambda fr: len(fr) > 0, timeout=_ipv6_quiet_window(p.netns)), \
+                    [Ether(f.data).summary() for f in cap.frames]
+
+                def send_one() -> None:
+                    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
+                        s.bind(("eth0", 0))
+                        # to all-nodes, IPv6 header with "no next header"
+                        s.send(bytes.fromhex("333300000001" + p.mac.replace(":", "") + "86dd"
+                                             + "60000000" + "0000" + "3b" + "01") + bytes(32))
+                runner.run_in(p.netns, send_one)
+                assert cap.wait_for(lambda fr: len(fr) == 1)
+            addrs = subprocess.run(["ip", "-n", p.netns, "-6", "-o", "addr"], capture_output=True, text=True,
+                                   check=True).stdout
+            assert addrs == ""  # not even the loopback's ::1
+            assert "UP" in subprocess.run(["ip", "-n", p.netns, "link", "show", "eth0"], capture_output=True,
+                                          text=True, check=True).stdout
+        finally:
+            topology.remove_pods(plan, [p], runner)
 
 
 def test_pod_to_pod_same_node(vx):

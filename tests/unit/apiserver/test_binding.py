@@ -123,3 +123,17 @@ def test_create_pipelined_finishes_one_by_one_when_the_server_closes(api, monkey
     assert [type(o) for o in out[:2]] == [dict, dict]
     assert all(isinstance(o, (dict, errors.AlreadyExists)) for o in out[2:])
     assert sorted(p["metadata"]["name"] for p in store.list("Pod")[0]) == [f"q{i}" for i in range(6)]
+
+
+def test_patch_pipelined_patches_status_in_order_and_reports_each_refusal(api):
+    store, handle, c = api
+    for i in range(20):
+        c.create(pod(f"s{i}"))
+    patches = [("Pod", "default", f"s{i}", {"status": {"phase": "Running", "podIP": f"10.244.0.{i + 2}"}}, "status")
+               for i in range(20)] + [("Pod", "default", "missing", {"status": {"phase": "Running"}}, "status")]
+    out = list(c.patch_pipelined(patches, window=6))
+    assert len(out) == 21 and isinstance(out[20], errors.NotFound)
+    assert [o["status"]["podIP"] for o in out[:20]] == [f"10.244.0.{i + 2}" for i in range(20)]
+    rvs = [int(o["metadata"]["resourceVersion"]) for o in out[:20]]
+    assert rvs == sorted(rvs)
+    assert c.get("Pod", "default", "s7")["status"]["phase"] == "Running"
