@@ -9,10 +9,14 @@ package with a syncer and an entry in ``testbed.proxy.modes``.
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from testbed.proxy.tracker import ProxyState, StateChange
+
+log = logging.getLogger("testbed.proxy")
 
 
 @dataclass
@@ -108,3 +112,22 @@ class Syncer(Protocol):
     def close(self) -> None:
         """Release sockets and children; the rules stay in place."""
         ...
+
+
+def write_last_restore(path: str | None, text: str) -> bool:
+    """Replace ``path`` (``ProxyConfig.rules_file``) with ``text``, the rules a mode last applied,
+    which ``check_rules`` compares with the kernel. Written beside and renamed into place, so a
+    concurrent ``testbed rules --check`` never reads half a file. A failure is logged, not
+    raised: the rules are in the kernel all the same, only the check lacks them. Returns
+    whether the file was written (False without a path)."""
+    if not path:
+        return False
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        return True
+    except OSError as exc:
+        log.warning("cannot record the applied rules in %s: %s", path, exc)
+        return False

@@ -179,8 +179,11 @@ def proxy(node: str, metrics: dict | None, proc_state: str | None, newest: dict[
                    f"GET {url}: {status}")
 
 
-def rules(node: str, differences: list, summary: str, missing: list[str], checked: list[str]) -> Finding:
-    """``missing``: Services (of ``checked``) with a clusterIP that no rule of the node mentions."""
+def rules(node: str, differences: list, summary: str, missing: list[str], checked: list[str],
+          mismatched: list[str] = ()) -> Finding:
+    """``missing``: Services (of ``checked``) with a clusterIP that no rule of the node mentions
+    (IPVS mode: whose ClusterIP virtual server is absent); ``mismatched``: IPVS virtual servers
+    whose real servers are not the endpoints the EndpointSlices give (``virtual_servers``)."""
     subject = f"node/{node}"
     if differences:
         return Finding("fail", "rules", subject, f"{len(differences)} differences from what kube-proxy wrote: "
@@ -189,8 +192,34 @@ def rules(node: str, differences: list, summary: str, missing: list[str], checke
     if missing:
         return Finding("fail", "rules", subject, f"no rule for {', '.join(missing)} on this node",
                        "kube-proxy has not programmed it: check its log and metrics")
+    if mismatched:
+        return Finding("fail", "rules", subject, f"{'; '.join(mismatched[:3])}",
+                       f"kube-proxy has not applied the EndpointSlices: check its log and metrics "
+                       f"(testbed rules {subject} shows its IPVS table)")
     which = f" (rules for {', '.join(checked)} present)" if checked else ""
     return Finding("ok", "rules", subject, (summary or "rules match what kube-proxy wrote") + which)
+
+
+def virtual_servers(svc: str, want: dict, have: dict) -> tuple[list[str], list[str]]:
+    """IPVS mode, one Service on one node: (what is missing, what differs). ``want``: its
+    ClusterIP virtual servers and their real servers as the node's proxy derives them from the
+    EndpointSlices; ``have``: the node's IPVS table (both {virtual server: real servers}).
+    Real servers are compared by address and port (kube-proxy gives them all weight 1)."""
+    missing, differ = [], []
+    for key in sorted(want):
+        if key not in have:
+            missing.append(f"{svc} (virtual server {key})")
+            continue
+        w = {(r.address, r.port) for r in want[key]}
+        h = {(r.address, r.port) for r in have[key]}
+        if w != h:
+            differ.append(f"{svc} virtual server {key} has real servers {_hostports(h)}; "
+                          f"its EndpointSlices give {_hostports(w)}")
+    return missing, differ
+
+
+def _hostports(eps: set[tuple[str, int]]) -> str:
+    return ", ".join(f"{a}:{p}" for a, p in sorted(eps)) or "none"
 
 
 def hairpin(pod: str, veth: str, mode: str, value: str) -> Finding:

@@ -3,9 +3,11 @@
 For a Service: it exists and has ports; its selector matches pods (else the closest labels);
 they are Ready (else the probe's message); the targetPort is a declared containerPort and
 something answers there; the EndpointSlices agree. For every node: kube-proxy runs, is healthy
-and synced the newest change, its rules match what it wrote (and mention the Service), the
-backends' veths hairpin, UDP conntrack holds no entry to a removed endpoint. Then cluster DNS
-(if a kube-dns Service exists) and the host's ARP table limits. Judgements are in checks.py.
+and synced the newest change, its rules match what it wrote (and mention the Service; IPVS
+mode: the Service's ClusterIP virtual servers exist, with the real servers its EndpointSlices
+give), the backends' veths hairpin, UDP conntrack holds no entry to a removed endpoint. Then
+cluster DNS (if a kube-dns Service exists) and the host's ARP table limits. Judgements are in
+checks.py.
 """
 
 from __future__ import annotations
@@ -112,11 +114,16 @@ def doctor(cluster, target: str | None = None) -> list[Finding]:
                                      _healthz(plan.node(n))))
         diffs, summary = status.check_report(cluster.name, f"node/{n}")
         dump = status.dump_rules(cluster.name, f"node/{n}")
-        labels = [f"{s['metadata'].get('namespace', 'default')}/{s['metadata']['name']}" for s in chosen_svcs
-                  if (s.get("spec") or {}).get("clusterIP") not in (None, "None", "")]
-        # every mode names a Service's rules after NAMESPACE/NAME (iptables comments, nftables chains)
-        missing = [f"svc/{label}" for label in labels if label not in dump and label.replace("/", "_") not in dump]
-        findings.append(checks.rules(n, diffs, summary, missing, [f"svc/{label}" for label in labels]))
+        with_ip = [s for s in chosen_svcs if (s.get("spec") or {}).get("clusterIP") not in (None, "None", "")]
+        labels = [f"{s['metadata'].get('namespace', 'default')}/{s['metadata']['name']}" for s in with_ip]
+        mismatched: list[str] = []
+        if plan.proxy_mode == "ipvs":
+            missing, mismatched = _ipvs_servers(plan.node(n), with_ip, slices, dump)
+        else:
+            # the other modes name a Service's rules after NAMESPACE/NAME (iptables comments,
+            # nftables chains)
+            missing = [f"svc/{label}" for label in labels if label not in dump and label.replace("/", "_") not in dump]
+        findings.append(checks.rules(n, diffs, summary, missing, [f"svc/{label}" for label in labels], mismatched))
     findings += _dns(cluster, chosen_svcs, services, plans)
     if kind != "pod":
         findings.append(_arp(cluster))
@@ -169,8 +176,7 @@ def _service(cluster, svc, pods, slices, events, plans, node_ns) -> list[Finding
                     answers[(pp.name, int(cp["containerPort"]))] = _netns.run_in(
                         node_ns[pp.node], _connect, pp.ip, int(cp["containerPort"]))
     out += checks.target_ports(svc, chosen, answers)
-    mine = [s for s in slices if (s["metadata"].get("labels") or {}).get("kubernetes.io/service-name") == name
-            and s["metadata"].get("namespace", "default") == ns]
+    mine = _slices_of(svc, slices)
     out.append(checks.endpoint_slices(svc, chosen, mine))
     mode = cluster.plan.hairpin_mode
     for p in chosen:
@@ -198,6 +204,30 @@ def _service(cluster, svc, pods, slices, events, plans, node_ns) -> list[Finding
                      if e["reply"].get("src") not in live | own and e["reply"].get("src") != cip]
             out.append(checks.stale_udp(node, f"svc/{ns}/{name}", stale))
     return out
+
+
+def _slices_of(svc: dict, slices: list[dict]) -> list[dict]:
+    ns, name = svc["metadata"].get("namespace", "default"), svc["metadata"]["name"]
+    return [s for s in slices if (s["metadata"].get("labels") or {}).get("kubernetes.io/service-name") == name
+            and s["metadata"].get("namespace", "default") == ns]
+
+
+def _ipvs_servers(node, services: list[dict], slices: list[dict], dump: str) -> tuple[list[str], list[str]]:
+    """IPVS mode's rules match ipsets and never name a Service: a Service is present on a node
+    when its ClusterIP virtual servers are in the node's IPVS table, and right when their real
+    servers are the endpoints its EndpointSlices give (as that node's proxy selects them)."""
+    from testbed.proxy.ipvs import desired, mode
+
+    have = mode.parse_table(dump)
+    cfg = desired.IpvsConfig(node_name=node.name, node_ip=node.ip)
+    missing, mismatched = [], []
+    for svc in services:
+        m = svc["metadata"]
+        want = desired.cluster_ip_destinations(cfg, svc, _slices_of(svc, slices))
+        gone, differ = checks.virtual_servers(f"svc/{m.get('namespace', 'default')}/{m['name']}", want, have)
+        missing += gone
+        mismatched += differ
+    return missing, mismatched
 
 
 def _local_addresses(netns: str) -> set[str]:

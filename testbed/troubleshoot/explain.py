@@ -98,7 +98,11 @@ def notes_for(steps: list[TraceStep]) -> list[str]:
             notes.append(f"{s.netns}: marked {MASQ_MARK} for masquerade by {s.chain} (from {_caller(steps, s)}); "
                          f"{MASQ_CHAIN_OF_MARK[s.chain]} will SNAT it to the node's address, so the backend "
                          f"answers the node")
-        if "masquerade" in s.rule and s.chain in MASQ_CHAIN_OF_MARK.values():
+        if "masquerade" in s.rule and "match set" in s.rule and s.chain == "KUBE-POSTROUTING":
+            # IPVS mode's one set-matching masquerade (nft's trace does not name the set)
+            notes.append(f"{s.netns}: masqueraded in {s.chain} because the packet is in ipset KUBE-LOOP-BACK "
+                         f"(a pod sent to itself through a Service)")
+        elif "masquerade" in s.rule and s.chain in MASQ_CHAIN_OF_MARK.values():
             notes.append(f"{s.netns}: masqueraded in {s.chain} because the packet carries mark {MASQ_MARK}")
         # nft's trace does not print iptables comments, so the chain and verdict name the case
         if s.verdict == "drop" and (s.chain in NO_LOCAL_ENDPOINT_CHAINS or "no-endpoint-nodeports" in s.rule):
@@ -107,6 +111,28 @@ def notes_for(steps: list[TraceStep]) -> list[str]:
         elif s.verdict == "reject" and (s.chain in NO_ENDPOINT_CHAINS or "no-endpoint" in s.rule):
             notes.append(f"{s.netns}: the Service has no ready endpoints: kube-proxy rejects at once "
                          f"({s.chain}) instead of letting the client time out")
+    return notes
+
+
+def ipvs_local_fallback(steps: list[TraceStep], local_policy: bool, node_of_netns: dict[str, str],
+                        node_of_ip: dict[str, str]) -> list[str]:
+    """IPVS mode, an ``externalTrafficPolicy: Local`` Service: a node whose IPVS connection went
+    to an endpoint on another node had none of its own; upstream's IPVS proxier then gives the
+    virtual server the cluster's endpoints, where iptables and nftables mode drop."""
+    if not local_policy:
+        return []
+    notes = []
+    for s in steps:
+        parts = s.rule.split(" -> ")
+        if s.kind != "ipvs" or s.verdict != "ipvs" or len(parts) != 3:
+            continue
+        real = parts[2].split()[0].rpartition(":")[0]   # "TCP CLIENT -> VIP -> REAL STATE EXPIRES"
+        here, there = node_of_netns.get(s.netns), node_of_ip.get(real)
+        if here and there and there != here:
+            notes.append(f"{s.netns}: externalTrafficPolicy Local and no endpoint on this node: IPVS mode "
+                         f"sends it to {real} on {there} (upstream's IPVS proxier falls back to the cluster's "
+                         f"endpoints, PR #97081; iptables and nftables mode drop it) without marking it for "
+                         f"masquerade, so the backend sees the client only if nothing else SNATs it")
     return notes
 
 

@@ -210,10 +210,16 @@ def trace(cluster, source: str, to: str, port: int | None = None, protocol: str 
     if mode == "userspace" and dest.kind == "service":
         with cluster.api() as api:
             notes += list(dict.fromkeys(proxyside.unsupported(api.get("Service", dest.namespace, dest.name))))
+    if mode == "ipvs" and dest.kind == "service" and dest.via != "clusterIP":
+        with cluster.api() as api:
+            spec = api.get("Service", dest.namespace, dest.name).get("spec") or {}
+        notes += explain.ipvs_local_fallback(steps, spec.get("externalTrafficPolicy") == "Local",
+                                             {n.netns: n.name for n in cluster.plan.nodes},
+                                             {p.ip: p.node for p in pods})
     src_pod = next((p for p in pods if p.netns == src_ns), None)
     # in userspace mode the proxy's own connection comes from the node: no hairpin involved
     if src_pod is not None and answered_by == src_pod.name and mode != "userspace":
-        notes.append(_hairpin_note(src_pod))
+        notes.append(_hairpin_note(src_pod, mode))
     return TraceResult(source, to, protocol, steps, res, notes, {m.netns: m.text() for m in monitors})
 
 
@@ -318,7 +324,14 @@ def _vxlan_step(netns: str, dev: str, via: str | None) -> TraceStep:
                      "encap", kind="vxlan")
 
 
-def _hairpin_note(pod) -> str:
+def _hairpin_note(pod, mode: str) -> str:
+    if mode == "ipvs":
+        # the Service address is local (kube-ipvs0): the node receives the request, and IPVS
+        # sends the translated one out through the node's routing, cni0 to the pod's port
+        return (f"hairpin: pod {pod.name} reached itself through the Service; IPVS on its node sent the "
+                f"translated request out through the node's routing (cni0, then the bridge to port "
+                f"{pod.host_veth}), not back through the bridge port it came in on; KUBE-LOOP-BACK "
+                f"masqueraded the source so the reply returns through the node")
     return (f"hairpin: pod {pod.name} reached itself through the Service; the request leaves and re-enters "
             f"the bridge through the same port {pod.host_veth}, which works only with hairpin_mode=1 "
             f"(or a promiscuous bridge); the source is masqueraded so the reply returns through the node")

@@ -38,17 +38,15 @@ IPVS_KNOWN_FAILURES = {
     "readiness": "unready-gets-nothing: 2 frames reach the unready pod",
     "rolling-update": "rollout-without-failures: 1 of 27 requests dropped (real servers are deleted at "
                       "once, without upstream's graceful termination)",
-    "troubleshooting": "doctor's rules check reads iptables mode's journal (proxy-NODE.rules), which "
-                       "the IPVS proxy does not write",
 }
 
 
 # The kernel lane emulates its CPU: the whole catalogue there takes about 23 minutes on this
 # 2-core host (40 s a scenario), more than the suite's budget. By default it runs the scenarios
-# where IPVS has a data path of its own or carries DNS; TESTBED_LANE_CATALOGUE=all runs them all
-# (how the README's parity table is made).
+# where IPVS has a data path of its own or carries DNS, and troubleshooting (doctor reads the
+# IPVS table); TESTBED_LANE_CATALOGUE=all runs them all (how the README's parity table is made).
 LANE_SCENARIOS = ("clusterip", "dns-services", "loadbalancer", "no-endpoints", "nodeport-local",
-                  "session-affinity", "udp-replace", "ingress-routing")
+                  "session-affinity", "udp-replace", "ingress-routing", "troubleshooting")
 
 
 def _params():

@@ -319,11 +319,13 @@ class RuleDiff:
         return "\n".join([head, *lines])
 
 
-def compare_rules(intended: SavedTables, kernel: SavedTables, tables: Iterable[str] = ("filter", "nat")
-                  ) -> list[RuleDiff]:
+def compare_rules(intended: SavedTables, kernel: SavedTables, tables: Iterable[str] = ("filter", "nat"),
+                  jumps: Iterable[JumpRule] = JUMP_RULES) -> list[RuleDiff]:
     """Differences between the intended ``KUBE-*`` chains and the kernel's, both in
-    ``iptables-save`` form (the intended rules normalised by a kernel round trip), plus
-    upstream's jump rules from the built-in chains that the kernel lacks."""
+    ``iptables-save`` form (the intended rules normalised by a kernel round trip), plus the
+    mode's jump rules from the built-in chains (``jumps``; upstream's iptables mode's by
+    default) that the kernel lacks."""
+    jumps = tuple(jumps)
     diffs: list[RuleDiff] = []
     for table in tables:
         want, have = kube_chains(intended, table), kube_chains(kernel, table)
@@ -338,7 +340,7 @@ def compare_rules(intended: SavedTables, kernel: SavedTables, tables: Iterable[s
                 diffs.append(RuleDiff(table, chain, "rules differ" if hs != ws else "rule order differs",
                                       [r for r in w if r not in hs], [r for r in h if r not in ws]))
         rules = set(kernel.rules.get(table, ()))
-        for j in JUMP_RULES:
+        for j in jumps:
             if j.table == table and j.saved_form() not in rules and j.dst in want:
                 diffs.append(RuleDiff(table, j.src, "missing jump", [j.saved_form()], []))
     return diffs

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import Callable
 
 from testbed import exec as ex
 from testbed import naming, netns, state
@@ -63,12 +64,16 @@ def intended_model(cluster: str, node: str) -> apply.RuleModel:
     return apply.replay_restore([text])
 
 
-def normalise(model: apply.RuleModel, cluster: str) -> apply.SavedTables:
-    """The model as ``iptables-save`` prints it: restored into an empty scratch namespace."""
+def normalise(model: apply.RuleModel, cluster: str, prelude: Callable[[], None] | None = None
+              ) -> apply.SavedTables:
+    """The model as ``iptables-save`` prints it: restored into an empty scratch namespace.
+    ``prelude`` runs there first and creates what the rules refer to (IPVS mode: its ipsets)."""
     text = apply.model_text(model, kube_only=True)
     name = f"{naming.cluster_prefix(cluster)}rulecheck.{os.getpid()}"
 
     def go() -> str:
+        if prelude is not None:
+            prelude()
         r = ex.run(["iptables-restore", "-w", "5"], input=text, check=False)
         if r.returncode != 0:
             raise TestbedError(f"the intended rules do not restore: {r.stderr.strip()}")

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
 from typing import Callable
 
@@ -51,7 +50,7 @@ from testbed.proxy.iptables.names import FILTER_CHAINS, NAT_CHAINS, is_service_c
 from testbed.proxy.iptables.render import IptablesConfig, IptablesRenderer, LocalDetector
 from testbed.proxy.iptables.restore import BufferedRestore, HostIptables, Iptables
 from testbed.proxy.model import IPV4
-from testbed.proxy.syncer import ProxyConfig, SyncOutcome
+from testbed.proxy.syncer import ProxyConfig, SyncOutcome, write_last_restore
 from testbed.proxy.sysctl import read_sysctl, write_sysctl
 from testbed.proxy.tracker import ProxyState, StateChange
 
@@ -279,14 +278,11 @@ class IptablesSyncer:
         path = self.cfg.rules_file
         if not path:
             return
-        try:
-            if full:
-                tmp = f"{path}.tmp.{os.getpid()}"
-                with open(tmp, "w") as f:
-                    f.write(text)
-                os.replace(tmp, path)
+        if full:
+            if write_last_restore(path, text):
                 self._journal_base = len(text)
-                return
+            return
+        try:
             with open(path, "a") as f:
                 f.write(text)
                 size = f.tell()
@@ -294,11 +290,8 @@ class IptablesSyncer:
                 with open(path) as f:
                     model = apply.replay_restore([f.read()])
                 compact = apply.model_text(model)
-                tmp = f"{path}.tmp.{os.getpid()}"
-                with open(tmp, "w") as f:
-                    f.write(compact)
-                os.replace(tmp, path)
-                self._journal_base = len(compact)
+                if write_last_restore(path, compact):
+                    self._journal_base = len(compact)
         except OSError as exc:
             log.warning("cannot record the restored rules in %s: %s", path, exc)
 

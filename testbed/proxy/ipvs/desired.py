@@ -6,6 +6,7 @@ Follows upstream's ``pkg/proxy/ipvs/proxier.go`` (see ``/work/shared/reference/k
   each externalIP, each LoadBalancer ingress IP on the service port, each node address on the
   NodePort), their real servers (ready endpoints, masquerade forwarding, weight 1), the
   addresses bound to ``kube-ipvs0`` and the ipset entries (upstream's entry strings);
+  ``cluster_ip_destinations``: the ClusterIP part of it for one Service object;
 - ``DesiredState``: the sum of all contributions, updated per changed Service (partial syncs),
   with reference counts where two Services can contribute the same entry;
 - ``render_iptables``: the iptables-restore input of ``writeIptablesRules()`` (nat then filter,
@@ -297,6 +298,23 @@ def service_contribution(cfg: IpvsConfig, state: ProxyState, nn: NamespacedName)
     for ip in out.bind:
         out.entries.add((IPVS_IPS, ip))
     return out
+
+
+def cluster_ip_destinations(cfg: IpvsConfig, service: Mapping, slices: Iterable[Mapping]
+                            ) -> dict[VSKey, frozenset[RealServer]]:
+    """The ClusterIP virtual servers ``cfg.node_name``'s proxy makes for one Service (a dict
+    from the API) and their real servers, from its EndpointSlices: what ``testbed doctor``
+    expects to find in the node's IPVS table."""
+    state = ProxyState(cfg.node_name)
+    state.update_service(service)
+    for es in slices:
+        state.update_endpoint_slice(es)
+    meta = service.get("metadata") or {}
+    nn = (meta.get("namespace") or "default", meta.get("name") or "")
+    contribution = service_contribution(cfg, state, nn)
+    cluster_ips = {info.cluster_ip for info in state.ports_of(nn).values()}
+    return {key: contribution.destinations[key] for key in contribution.virtual_servers
+            if key.address in cluster_ips}
 
 
 # ----------------------------------------------------------------------------- the sum

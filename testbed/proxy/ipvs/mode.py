@@ -8,6 +8,7 @@ import socket
 
 from testbed import netlink, netns
 from testbed.errors import TestbedError
+from testbed.proxy.iptables import apply
 from testbed.proxy.iptables import mode as iptables_mode
 from testbed.proxy.ipvs import desired as D
 from testbed.proxy.ipvs import kernel as K
@@ -55,9 +56,49 @@ def dump_rules(ns: str) -> str:
     return iptables_mode.dump_rules(ns) + netns.run_in(ns, read_table)
 
 
+# IPVS mode's jump rules from the built-in chains, as ``compare_rules`` checks them
+JUMP_RULES = tuple(apply.JumpRule(table, src, dst, comment, "") for table, src, dst, comment in D.JUMP_RULES)
+
+
+def _create_sets() -> None:
+    """Upstream's ipsets in the calling thread's netns, which the rules' ``--match-set`` need."""
+    K.IpvsKernel().ensure_sets()
+
+
 def check_rules(cluster: str, node: str, ns: str) -> tuple[list, str]:
-    """The iptables part of IPVS mode, checked as in iptables mode."""
-    return iptables_mode.check_rules(cluster, node, ns)
+    """The iptables part of IPVS mode: the last input the node's proxy restored
+    (``<state>/proxy-NODE.rules``; each one declares, so flushes, all the mode's chains) as
+    iptables mode checks its journal, normalised in a scratch namespace that holds upstream's
+    ipsets; and IPVS mode's jump rules. The virtual servers are not compared here (doctor checks
+    each Service's against its EndpointSlices)."""
+    model = iptables_mode.intended_model(cluster, node)
+    intended = iptables_mode.normalise(model, cluster, prelude=_create_sets)
+    kernel = apply.parse_save(iptables_mode.save_in(ns, "filter", "nat"))
+    n = sum(len(apply.kube_chains(model, t)) for t in ("filter", "nat"))
+    return (apply.compare_rules(intended, kernel, jumps=JUMP_RULES),
+            f"the {n} KUBE-* chains kube-proxy wrote")
+
+
+def parse_table(text: str) -> dict[D.VSKey, set[D.RealServer]]:
+    """The virtual servers and their real servers in ``read_table``'s (``ipvsadm -Ln``'s) layout;
+    lines of anything else (``iptables-save``, ipsets) are ignored."""
+    out: dict[D.VSKey, set[D.RealServer]] = {}
+    current = None
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0] in ("TCP", "UDP", "SCTP") and not line[0].isspace():
+            addr, _, port = parts[1].rpartition(":")
+            if addr and port.isdigit():
+                current = D.VSKey(addr, parts[0], int(port))
+                out[current] = set()
+                continue
+        if current is not None and len(parts) >= 4 and parts[0] == "->":
+            addr, _, port = parts[1].rpartition(":")
+            if addr and port.isdigit() and parts[3].isdigit():
+                out[current].add(D.RealServer(addr, int(port), int(parts[3])))
+                continue
+        current = None
+    return out
 
 
 def cleanup() -> None:

@@ -14,6 +14,10 @@ metrics, events); this syncer does one sync:
   and apply the difference between their old and new contributions; the iptables rules are
   restored only if their text changed (they depend on which sets are non-empty).
 
+Each restore input that succeeded replaces ``cfg.rules_file``: every one declares (so
+flushes) all of the mode's chains, so the last one is what the kernel should hold
+(``mode.check_rules``).
+
 Kernel changes go in batches: IPVS (services first, then destinations, then deletions),
 ``kube-ipvs0`` addresses, ipset members, then ``iptables-restore``. A failed request makes
 the next sync a full one (which reads the kernel again).
@@ -32,7 +36,7 @@ from testbed.proxy.iptables import apply
 from testbed.proxy.iptables.restore import HostIptables, Iptables
 from testbed.proxy.ipvs import desired as D
 from testbed.proxy.ipvs import kernel as K
-from testbed.proxy.syncer import ProxyConfig, SyncOutcome
+from testbed.proxy.syncer import ProxyConfig, SyncOutcome, write_last_restore
 from testbed.proxy.sysctl import write_sysctl
 from testbed.proxy.tracker import ProxyState, StateChange
 
@@ -66,6 +70,7 @@ class IpvsSyncer:
                  kernel: K.IpvsKernel | None = None, random_fully: bool | None = None,
                  clock: Callable[[], float] = time.monotonic):
         self.clock = clock
+        self.rules_file = cfg.rules_file
         self.iptables = iptables if iptables is not None else HostIptables()
         if random_fully is None:
             random_fully = HostIptables.random_fully()
@@ -178,6 +183,8 @@ class IpvsSyncer:
         if full or text != self._rules_text:
             rc, stderr = self.iptables.restore(text)
             self._rules_text = text if rc == 0 else None
+            if rc == 0:
+                write_last_restore(self.rules_file, text)
         # deletions last (upstream: cleanLegacyService / unbind after the rules are in place)
         g2, r2, n2 = netlink.Batch(), netlink.Batch(), netlink.Batch()
         for key in sorted(delta.del_vs):

@@ -16,7 +16,6 @@ node's netns as one transaction and keeps what ``testbed rules --check`` and the
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Callable
 
@@ -24,7 +23,7 @@ from testbed.proxy.nftables import names
 from testbed.proxy.nftables.render import NftablesConfig
 from testbed.proxy.nftables.runner import NftRunner, RunError, make_runner
 from testbed.proxy.nftables.sync import NftablesSyncer as Planner
-from testbed.proxy.syncer import ProxyConfig, SyncOutcome
+from testbed.proxy.syncer import ProxyConfig, SyncOutcome, write_last_restore
 from testbed.proxy.tracker import ProxyState, StateChange
 
 log = logging.getLogger("testbed.proxy")
@@ -143,14 +142,12 @@ class NftablesSyncer:
                     size = f.tell()
                 if size <= 3 * max(self._journal_base, 1 << 16):
                     return
-            whole = SEGMENT + self.planner.dump()
-            tmp = f"{path}.tmp.{os.getpid()}"
-            with open(tmp, "w") as f:
-                f.write(whole)
-            os.replace(tmp, path)
-            self._journal_base = len(whole)
         except OSError as exc:
             log.warning("cannot record the written rules in %s: %s", path, exc)
+            return
+        whole = SEGMENT + self.planner.dump()
+        if write_last_restore(path, whole):
+            self._journal_base = len(whole)
 
     # ------------------------------------------------------------------ monitoring
     def rules_lost(self) -> str | None:

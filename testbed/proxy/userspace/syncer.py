@@ -24,14 +24,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import os
 import threading
 import time
 from typing import Callable
 
 from testbed.proxy.iptables.apply import parse_save
 from testbed.proxy.iptables.restore import HostIptables, Iptables
-from testbed.proxy.syncer import ProxyConfig, SyncOutcome
+from testbed.proxy.syncer import ProxyConfig, SyncOutcome, write_last_restore
 from testbed.proxy.tracker import ProxyState, StateChange
 from testbed.proxy.userspace import rules
 from testbed.proxy.userspace.proxier import DEFAULT_UDP_IDLE_TIMEOUT, PortMap, UserspaceProxier
@@ -155,7 +154,7 @@ class UserspaceSyncer:
             return SyncOutcome(False, text.count("\n"), render=t_render, restore=took, save=t_save,
                                error=error, failure_event=f"userspace sync failed: {error}")
         self._need_full = False
-        self._write_rules_file(text)
+        write_last_restore(self.cfg.rules_file, text)
         return SyncOutcome(True, text.count("\n"), len(rules.NAT_CHAINS + rules.FILTER_CHAINS),
                            render=t_render, restore=took, save=t_save, events=self._new_events(pm))
 
@@ -167,18 +166,6 @@ class UserspaceSyncer:
             log.warning("%s", n)
         self._posted = set(current)
         return [notice_event(self.cfg.node_name, n, self.wall()) for n in new]
-
-    def _write_rules_file(self, text: str) -> None:
-        """The last restore input, what ``check_rules`` compares with the kernel."""
-        if not self.cfg.rules_file:
-            return
-        tmp = f"{self.cfg.rules_file}.tmp"
-        try:
-            with open(tmp, "w") as f:
-                f.write(text)
-            os.replace(tmp, self.cfg.rules_file)
-        except OSError as exc:
-            log.warning("cannot write %s: %s", self.cfg.rules_file, exc)
 
     def report(self, state: ProxyState, out: SyncOutcome, full: bool, duration: float,
                conntrack: float, conntrack_deleted: int) -> tuple[str, str]:

@@ -324,3 +324,18 @@ def test_missing_jump_rules():
     missing = D.missing_jump_rules(saved)
     assert ("nat", "OUTPUT", "KUBE-SERVICES", "kubernetes service portals") not in missing
     assert len(missing) == len(D.JUMP_RULES) - 1
+
+
+def test_cluster_ip_destinations_for_doctor():
+    """What doctor expects in a node's IPVS table for one Service: its ClusterIP virtual
+    servers only (not the NodePort ones), with the real servers this node's proxy picks."""
+    web = svc("web", type="NodePort", ports=(("p80", 80, "TCP", 30080),), internalTrafficPolicy="Local")
+    slices = [eps("web", "ns1", ep("10.244.0.5", NODE, ready=True), ep("10.244.1.5", "other", ready=True)),
+              eps("db", "ns1", ep("10.244.0.9", NODE, ready=True))]
+    got = D.cluster_ip_destinations(cfg(), web, slices)
+    assert got == {VSKey("172.30.0.41", "TCP", 80): frozenset({RealServer("10.244.0.5", 80)})}
+    # on a node without a local endpoint, internalTrafficPolicy Local falls back as the proxy does
+    other = D.cluster_ip_destinations(cfg(node_name="third"), web, slices)
+    assert other == {VSKey("172.30.0.41", "TCP", 80): frozenset({RealServer("10.244.0.5", 80),
+                                                                  RealServer("10.244.1.5", 80)})}
+    assert D.cluster_ip_destinations(cfg(), svc("lonely"), []) == {VSKey("172.30.0.41", "TCP", 80): frozenset()}

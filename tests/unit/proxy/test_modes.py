@@ -100,3 +100,14 @@ def test_cleanup_conflicting_cleans_only_modes_that_cannot_stay(monkeypatch):
     assert modes.MODES["iptables"].coexists_with == {"ipvs"} and modes.MODES["ipvs"].coexists_with == {"iptables"}
     assert modes.MODES["nftables"].coexists_with == frozenset()
     assert modes.MODES["userspace"].coexists_with == frozenset()
+
+
+def test_write_last_restore_replaces_the_file_whole_or_logs(tmp_path, caplog):
+    from testbed.proxy.syncer import write_last_restore
+    path = tmp_path / "proxy-n1.rules"
+    assert write_last_restore(str(path), "*nat\nCOMMIT\n") and path.read_text() == "*nat\nCOMMIT\n"
+    assert write_last_restore(str(path), "*filter\nCOMMIT\n") and path.read_text() == "*filter\nCOMMIT\n"
+    assert not write_last_restore(None, "x")
+    assert not write_last_restore(str(tmp_path / "gone" / "proxy-n1.rules"), "x")
+    assert "cannot record the applied rules in" in caplog.text
+    assert [p.name for p in tmp_path.iterdir()] == ["proxy-n1.rules"]

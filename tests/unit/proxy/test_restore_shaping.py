@@ -228,3 +228,22 @@ def test_streamed_full_sync_leaves_what_a_noflush_restore_of_the_whole_text_leav
     for chain in ("KUBE-SVC-", "KUBE-SEP-"):                            # each chain before its rules
         first = nat.index("\n:" + chain)
         assert first < nat.index("\n-A " + chain)
+
+
+def test_compare_rules_checks_the_jump_rules_of_the_mode_it_is_given():
+    """IPVS mode jumps to KUBE-PROXY-FIREWALL with its own comment and no conntrack match:
+    checked against iptables mode's jumps, its kernel would lack them all."""
+    from testbed.proxy.ipvs import desired as D
+    from testbed.proxy.ipvs.mode import JUMP_RULES as IPVS_JUMPS
+
+    text = D.render_iptables(D.IpvsConfig(node_name="n1", node_ip="192.168.0.2"), set(), (), D.JUMP_RULES)
+    model = apply.replay_restore([text])
+    intended = apply.parse_save(apply.model_text(model, kube_only=True))
+    nat_jumps = "".join(f"-A {src} {D.jump_rule_text(src, dst, c)}\n" for t, src, dst, c in D.JUMP_RULES
+                        if t == "nat")
+    kernel = apply.parse_save(apply.model_text(model, ("filter",), kube_only=True)
+                              + apply.model_text(model, ("nat",), kube_only=True).replace("COMMIT\n", nat_jumps + "COMMIT\n"))
+    got = {(d.table, d.chain, d.missing[0]) for d in apply.compare_rules(intended, kernel, jumps=IPVS_JUMPS)}
+    assert ("filter", "INPUT", '-A INPUT -m comment --comment "kube-proxy firewall rules" -j KUBE-PROXY-FIREWALL') in got
+    assert not [g for g in got if g[0] == "nat"]
+    assert len(got) == sum(1 for t, *_ in D.JUMP_RULES if t == "filter")

@@ -83,6 +83,55 @@ def test_proxy_health_comes_from_its_healthz():
     assert mute.level == "fail" and "healthz does not answer" in mute.evidence
 
 
+# a node's IPVS table as ``testbed rules node/N`` prints it (after its iptables-save)
+IPVS_DUMP = """*nat
+-A KUBE-SERVICES -m comment --comment "Kubernetes service cluster ip + port for masquerade purpose" -m set --match-set KUBE-CLUSTER-IP dst,dst -j KUBE-MARK-MASQ
+COMMIT
+IP Virtual Server (read over netlink)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight
+TCP  10.96.0.9:80 rr
+  -> 10.244.1.2:8080              Masq    1
+TCP  10.96.0.12:80 rr
+UDP  10.96.0.10:53 rr persistent 10800
+  -> 10.244.2.7:5353              Masq    1
+
+Name: KUBE-CLUSTER-IP
+Number of entries: 1
+Members:
+10.96.0.9,tcp:80
+"""
+
+
+def test_ipvs_virtual_servers_against_the_endpoint_slices():
+    from testbed.proxy.ipvs import desired as D
+    from testbed.proxy.ipvs.mode import parse_table
+
+    have = parse_table(IPVS_DUMP)
+    vs = D.VSKey("10.96.0.9", "TCP", 80)
+    assert have == {vs: {D.RealServer("10.244.1.2", 8080)}, D.VSKey("10.96.0.12", "TCP", 80): set(),
+                    D.VSKey("10.96.0.10", "UDP", 53): {D.RealServer("10.244.2.7", 5353)}}
+    cfg = D.IpvsConfig(node_name="node1", node_ip="172.20.10.2")
+    sl = {"metadata": {"name": "web-1", "namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
+          "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+          "endpoints": [{"addresses": ["10.244.1.2"], "nodeName": "node2", "conditions": {"ready": True}}]}
+    want = D.cluster_ip_destinations(cfg, _svc({"app": "web"}), [sl])
+    assert checks.virtual_servers("svc/default/web", want, have) == ([], [])
+    # a second ready endpoint the proxy has not added
+    sl2 = {**sl, "endpoints": sl["endpoints"] + [{"addresses": ["10.244.2.3"], "conditions": {"ready": True}}]}
+    missing, differ = checks.virtual_servers("svc/default/web", D.cluster_ip_destinations(cfg, _svc({"app": "web"}), [sl2]),
+                                             have)
+    assert not missing and differ == ["svc/default/web virtual server 10.96.0.9:80/TCP has real servers 10.244.1.2:8080; "
+                                      "its EndpointSlices give 10.244.1.2:8080, 10.244.2.3:8080"]
+    f = checks.rules("node1", [], "the 11 KUBE-* chains kube-proxy wrote", missing, ["svc/default/web"], differ)
+    assert f.level == "fail" and f.evidence == differ[0] and "testbed rules node/node1" in f.advice
+    # the virtual server itself is gone
+    missing, differ = checks.virtual_servers("svc/default/web", want, {})
+    assert missing == ["svc/default/web (virtual server 10.96.0.9:80/TCP)"] and not differ
+    f = checks.rules("node1", [], "", missing, ["svc/default/web"])
+    assert f.level == "fail" and "no rule for svc/default/web (virtual server 10.96.0.9:80/TCP)" in f.evidence
+
+
 def test_rules_hairpin_dns_conntrack_arp():
     assert checks.rules("node1", ["chain X differs"], "", [], []).level == "fail"
     assert checks.rules("node1", [], "ok", ["svc/default/web"], ["svc/default/web"]).level == "fail"

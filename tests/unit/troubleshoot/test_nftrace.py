@@ -170,3 +170,28 @@ def test_hairpin_visits_the_pod_twice_around_its_node():
     requests = [(h.netns.split(".")[-1], h.hook) for h in hops if not h.is_reply]
     assert requests == [("web-2", "output"), ("web-2", "postrouting"), ("node2", "prerouting"),
                         ("node2", "forward"), ("node2", "postrouting"), ("web-2", "prerouting"), ("web-2", "input")]
+
+
+def _ipvs_step(netns, real):
+    return explain.TraceStep(netns, "eth0", "ipvs", "-", "-",
+                             f"TCP 172.20.10.100:47562 -> 172.20.10.2:30130 -> {real}:8080 TIME_WAIT 112s",
+                             "ipvs", kind="ipvs")
+
+
+def test_ipvs_etp_local_fallback_is_named_where_it_happens():
+    """IPVS mode gives a Local-policy virtual server without local endpoints the cluster's
+    endpoints (upstream PR #97081): the note names the node and where the connection went."""
+    nodes, pods = {NODE1: "node1", NODE2: "node2"}, {"10.244.1.2": "node2", "10.244.0.7": "node1"}
+    [note] = explain.ipvs_local_fallback([_ipvs_step(NODE1, "10.244.1.2")], True, nodes, pods)
+    assert note.startswith(f"{NODE1}: externalTrafficPolicy Local and no endpoint on this node") and \
+        "10.244.1.2 on node2" in note and "PR #97081" in note
+    # a local endpoint, or the Cluster policy: nothing to explain
+    assert explain.ipvs_local_fallback([_ipvs_step(NODE1, "10.244.0.7")], True, nodes, pods) == []
+    assert explain.ipvs_local_fallback([_ipvs_step(NODE1, "10.244.1.2")], False, nodes, pods) == []
+
+
+def test_ipvs_loop_back_masquerade_is_not_the_mark():
+    step = explain.TraceStep(NODE2, "cni0>cni0", "postrouting", "ip nat", "KUBE-POSTROUTING",
+                             "xt match set masquerade", "accept")
+    [note] = explain.notes_for([step])
+    assert "ipset KUBE-LOOP-BACK" in note and "0x4000" not in note
