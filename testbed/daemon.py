@@ -301,6 +301,9 @@ def main() -> None:
     ap.add_argument("--ready-fd", type=int)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # set for this process alone (``controlplane._child_env``): the proxies, kubelets and pods it
+    # starts keep CPython's own allocator
+    os.environ.pop("PYTHONMALLOC", None)
     run(args.cluster, args.ready_fd)
 
 

@@ -26,10 +26,15 @@
   in (``--noflush``) the same restore.
 - A partial sync writing more than ``restore_batch_chains`` chains is split into restores of
   about that many (``apply.split_restore``: each Service's chains whole, then the top-level
-  chains, then the stale chains' deletion), each its own transaction and every state in between
-  a consistent ruleset: the quadratic cost is paid per restore, so a sync of 20k new endpoint
-  chains costs ~3 s instead of ~14 s and a growing table is written as it grows, not again and
-  again whole.
+  chains with the deletion of the stale chains they stop jumping to, or, more than
+  ``restore_batch_chains`` of these, their deletion in restores of their own after it), each its
+  own transaction and every state in between a consistent ruleset: the quadratic cost is paid
+  per restore, so a sync of 20k new endpoint chains costs ~3 s instead of ~14 s and a growing
+  table is written as it grows, not again and again whole. The pieces are cut one at a time and
+  journaled as each is committed. One transaction per sync would cost more here: a whole-table
+  restore growing the table from 20k to 100k endpoints took 45-60 s where the split one took
+  31-42 s (same period, load 16-22), one ``--noflush`` restore of the new chains is quadratic,
+  and so is one deleting 35k stale chains (16.5 s at load 20, the cleanup target is 10 s).
 - A ``--noflush`` restore running past ``restore_deadline`` is killed (nothing of it is
   committed; the restores of a split sync before it are) and a full sync, restoring the whole table, follows at once; a restore child dies with the proxy (``restore.RestoreStream``).
 - On a failed restore the kernel keeps its previous rules (``--noflush``; tables that failed
@@ -167,14 +172,16 @@ class IptablesSyncer:
             raise
         blocks = None
         spans = None   # the partial input parsed once, for every way it is shaped below
+        split = not full and self.cfg.restore_batch_chains > 0
         if stream is None and not full and self.cfg.skip_unchanged_chains:
             spans = apply.spans(ours)
             blocks = apply.chain_digests(ours, _digest, spans)
             if self._kernel_blocks:
                 spans, skipped = apply.drop_unchanged_spans(spans, self._kernel_blocks, blocks)
-                if skipped:
-                    text = "".join(piece for _, _, _, piece in spans)
+                if skipped:   # a split input is cut from the spans: no joined copy of it all
+                    text = None if split else "".join(piece for _, _, _, piece in spans)
         t1 = self.clock()
+        journaled = False
         if stream is not None:
             text = stream.text
             if self.cfg.skip_unchanged_chains:
@@ -182,13 +189,13 @@ class IptablesSyncer:
             rc, stderr = stream.close()
             lines = text.count("\n")
         else:
-            pieces = [text]
-            if not full and self.cfg.restore_batch_chains:
-                pieces = apply.split_restore(text, result.written_groups, self.cfg.restore_batch_chains, spans)
-                if len(pieces) > 1:
-                    log.info("partial sync written as %d restores of at most ~%d chains each",
-                             len(pieces), self.cfg.restore_batch_chains)
-            done: list[str] = []
+            # pieces are cut one at a time and journaled once committed, so that no more than
+            # one of them is alive besides the render and the spans: all of them and their join
+            # for the journal were two more copies of a sync's input (~30 MB at 80k chains)
+            pieces = (apply.iter_split_restore(text, result.written_groups, self.cfg.restore_batch_chains, spans)
+                      if split else iter([text]))
+            spans = None
+            lines = restores = 0
             for piece in pieces:
                 # only partial syncs have a deadline: theirs is the cost that explodes (quadratic
                 # in the chains written) and a full sync is the way out; a full one is linear in
@@ -198,11 +205,17 @@ class IptablesSyncer:
                 if blocks is None and self.cfg.skip_unchanged_chains:
                     blocks = apply.chain_digests(ours, _digest)   # while the child parses and commits
                 rc, stderr = stream.close()
-                done.append(piece)
-                if rc != 0:   # the inputs before it are committed: a full sync follows
+                restores += 1
+                lines += piece.count("\n")
+                text = piece   # error lines refer to the failed input
+                if rc != 0:   # the inputs before it are committed (and journaled): a full sync follows
                     break
-            lines = sum(piece.count("\n") for piece in done)
-            text = "".join(done) if rc == 0 else done[-1]   # error lines refer to the failed input
+                if not full:
+                    self.journal(piece, False)
+                    journaled = True
+            if restores > 1:
+                log.info("partial sync written as %d restores of at most ~%d chains each",
+                         restores, self.cfg.restore_batch_chains)
         t2 = self.clock()
         if blocks is not None:
             if rc != 0:
@@ -239,7 +252,8 @@ class IptablesSyncer:
             return out
         if fresh:
             self._foreign = apply.after_full_sync(saved, missing, _ours)
-        self.journal(text, full)
+        if not journaled:
+            self.journal(text, full)
         return out
 
     def report(self, state: ProxyState, out: SyncOutcome, full: bool, duration: float,

@@ -63,3 +63,20 @@ def test_split_leaves_what_the_single_input_leaves_consistent_in_between():
 def test_small_partial_sync_is_one_restore():
     _, part = _partial(services=2, endpoints=3)
     assert apply.split_restore(part.text, part.written_groups, 50) == [part.text]
+
+
+def test_pieces_cut_from_the_spans_alone_are_the_same():
+    """The syncer hands over the spans kept after dropping unchanged chains, not a joined text."""
+    _, part = _partial()
+    sp = apply.spans(part.text)
+    assert list(apply.iter_split_restore(None, part.written_groups, 50, sp)) == \
+        apply.split_restore(part.text, part.written_groups, 50)
+    _, small = _partial(services=2, endpoints=3)
+    assert list(apply.iter_split_restore(None, small.written_groups, 50, apply.spans(small.text))) == [small.text]
+
+
+def test_few_stale_chains_go_with_the_last_jump_to_them():
+    first, part = _partial(services=4, endpoints=10)   # 2 x 10 replaced endpoints, 2 x 11 deleted chains
+    pieces = apply.split_restore(part.text, part.written_groups, 50)
+    assert len(pieces) > 1 and all("\n-X " not in p for p in pieces[:-1])
+    assert "\n:KUBE-SERVICES " in pieces[-1] and pieces[-1].count("\n-X ") == 2 * 10 + 2 * 11
