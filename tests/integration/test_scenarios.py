@@ -29,15 +29,6 @@ KERNEL_LANE = {"ipvs"}      # modes whose kernel support this host lacks (script
 # and some, e.g. rolling-update's one dropped request, depend on timing); the JUnit file and
 # the parity table show the failure, an XPASS shows a fix.
 IPVS_KNOWN_FAILURES = {
-    "externalips": "from-outside: an external client's connection to the externalIP is dropped",
-    "hairpin-none": "hairpin-fails: the translated request comes back to the pod through the node's "
-                    "routing; the connection was answered in one lane run and dropped in the next: "
-                    "not analysed yet",
-    "hairpin-promiscuous": "hairpin-fails: the request comes back on the pod's port (2 frames) while "
-                           "the connection fails; not analysed yet",
-    "readiness": "unready-gets-nothing: 2 frames reach the unready pod",
-    "rolling-update": "rollout-without-failures: 1 of 27 requests dropped (real servers are deleted at "
-                      "once, without upstream's graceful termination)",
     "troubleshooting": "doctor's rules check reads iptables mode's journal (proxy-NODE.rules), which "
                        "the IPVS proxy does not write",
 }
