@@ -50,6 +50,18 @@ class Difference:
 _IPVS_HAIRPIN = ("IPVS mode binds the Service address to kube-ipvs0, so the node receives the request and "
                  "IPVS sends the translated packet out through the node's routing (from cni0's own MAC, TTL 63, "
                  "masqueraded by KUBE-LOOP-BACK): the bridge does not hairpin it")
+_IPVS_HAIRPIN_REPLY = (
+    "IPVS mode routes the request back to the pod (masqueraded by KUBE-LOOP-BACK), so it does come "
+    "back on the pod's port; the pod's answer, addressed to the node, is un-SNATed by br_netfilter "
+    "in the bridge's PREROUTING and, its destination now the pod on the same bridge, bridged back "
+    "out of the port it came in on, which a port without the hairpin flag refuses: the connection "
+    "fails on the answer instead of the request (upstream's IPVS mode needs hairpin too)")
+_IPVS_HAIRPIN_PROMISCUOUS = (
+    "a promiscuous bridge also passes every frame up to the node (br_handle_frame_finish's local_rcv): "
+    "the pod's answer, which its own port refuses to take back, is forwarded by the node instead, "
+    "translated back to the Service address by IPVS (ip_vs_reply4 in FORWARD) and sent to the pod from "
+    "the bridge, so the connection is answered; iptables mode drops that forwarded packet as "
+    "conntrack-INVALID in KUBE-FORWARD, a rule upstream's IPVS mode does not write")
 
 # reasons shared by a difference's declarations for several check kinds
 _USERSPACE_NO_HAIRPIN = ("a pod reaching itself through its Service needs no hairpin: the proxy's "
@@ -130,6 +142,28 @@ DIFFERENCES: tuple[Difference, ...] = (
         "ipvs-hairpin-routed", "ipvs", "hairpin", r"request leaves .* and comes back on it: .*",
         rf"in: .*; back: \S+ > \S+ {_NODE_SRC}:\d+ > 10\.244\.\d+\.\d+:\d+ ttl 63", _IPVS_HAIRPIN,
         scenario="hairpin-veth", check="hairpin"),
+    Difference(
+        "ipvs-hairpin-reply", "ipvs", "hairpin", r"request arrives on .*, nothing comes back on it",
+        r"in: [1-9]\d* frames; back: [1-9]\d* frames", _IPVS_HAIRPIN_REPLY,
+        scenario="hairpin-none", check="hairpin-fails"),
+    Difference(
+        "ipvs-hairpin-promiscuous", "ipvs", "reach", r"dropped .*", r"answered by .*",
+        _IPVS_HAIRPIN_PROMISCUOUS, scenario="hairpin-promiscuous", check="hairpin-fails"),
+    Difference(
+        "ipvs-hairpin-promiscuous", "ipvs", "drop", r".*no answer is seen", r".*answers seen: [1-9]\d*",
+        _IPVS_HAIRPIN_PROMISCUOUS, scenario="hairpin-promiscuous", check="hairpin-fails"),
+    Difference(
+        "ipvs-hairpin-promiscuous", "ipvs", "hairpin", r"request arrives on .*, nothing comes back on it",
+        r"in: [1-9]\d* frames; back: [1-9]\d* frames", _IPVS_HAIRPIN_PROMISCUOUS,
+        scenario="hairpin-promiscuous", check="hairpin-fails"),
+    Difference(
+        "ipvs-external-ip-node-address", "ipvs", "reach", r"answered .*", r"dropped in .*\(timed out\)",
+        "IPVS mode binds an externalIP to kube-ipvs0 on every node that does not have it: node1 then holds "
+        "node2's address 172.20.10.3 as its own, so it answers ARP for it and drops node2's packets as "
+        "martians (their source is local); node2 takes the client's connection and forwards it over VXLAN "
+        "to web-1 on node1, where nothing from node2 arrives (upstream issues #127410, #104679, #93175: in "
+        "IPVS mode an externalIP must not be a node's address)",
+        scenario="externalips", check="from-outside"),
     Difference(
         "userspace-no-svc-chains", "userspace", "rules", r"kube-proxy active: KUBE-SVC chains on every node|"
         r"KUBE-SVC rules for .* on every node", r"(node\d+: 0( KUBE-SVC chains)?(, )?)+",

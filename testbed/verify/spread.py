@@ -16,6 +16,10 @@ class SpreadCheck:
         b = self.check.backends
         proto = self.check.protocol.lower()
         silent_caps = {}
+        # the Service's traffic reaches a pod on the endpoints' port: a capture of every port would
+        # also count the kubelet's probes from the node (a never-ready pod's every second)
+        ports = sorted({be.port for be in tgt.backends})
+        port_filter = f" and ({' or '.join(f'dst port {p}' for p in ports)})" if ports else ""
         for name in (*b.silent, *b.pods):
             p = pods.get((self.check.to.namespace, name)) or next((x for k, x in pods.items() if k[1] == name), None)
             if p is None:
@@ -25,7 +29,7 @@ class SpreadCheck:
             node = self.v.nodes[p.node]
             self.nodes_involved.add(node.name)
             silent_caps[name] = self.start(f"n-{name}", node.netns, p.host_veth,
-                                           f"ip and {proto} and dst host {p.ip}")
+                                           f"ip and {proto} and dst host {p.ip}{port_filter}")
         f = self.factory(src)
         seen: Counter = Counter()
         failed = 0

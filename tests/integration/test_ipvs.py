@@ -309,6 +309,55 @@ def test_udp_backend_replaced_same_client_socket(lab):
         s.close()
 
 
+def _keepalive_get(s) -> str:
+    """One HTTP/1.1 request on an open connection, which stays open: the body."""
+    s.sendall(b"GET /hostname HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        assert chunk, f"connection closed after {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(v for k, _, v in (line.partition(b":") for line in head.split(b"\r\n")[1:])
+                      if k.strip().lower() == b"content-length"))
+    while len(body) < length:
+        chunk = s.recv(4096)
+        assert chunk, "connection closed in the body"
+        body += chunk
+    return body.decode().strip()
+
+
+def test_removed_endpoint_drains_at_weight_zero_keeping_its_connection(lab):
+    """Upstream's graceful termination: a TCP real server that leaves while a connection uses it
+    is set to weight 0, not deleted (which expire_nodest_conn=1 would make drop the connection)."""
+    with lab.api() as api:
+        api.create(service("drain", {"app": "web"}))
+    try:
+        lab.wait_endpoints("drain", [lab.ips["web-1"], lab.ips["web-2"]])
+        cip = lab.cip("drain")
+        s = lab.c.run_in("pod/client1", socket.socket, socket.AF_INET, socket.SOCK_STREAM)
+        with s:
+            s.settimeout(5.0)
+            s.connect((cip, 80))
+            first = _keepalive_get(s)
+            other = "web-2" if first == "web-1" else "web-1"
+            with lab.api() as api:
+                obj = api.get("Service", "default", "drain")
+                obj["spec"]["selector"] = {"pod": other}
+                api.update(obj)
+            lab.wait_endpoints("drain", [lab.ips[other]])
+            table, *_ = _ipvs_table(lab.c.plan.node("node1").netns)
+            _, dests = table[K.VSKey(cip, "TCP", 80)]
+            assert {(d.address, d.weight) for d in dests} == {(lab.ips[first], 0), (lab.ips[other], 1)}
+            assert lab.metrics("node1")["ipvs"]["draining_real_servers"] >= 1
+            # the established connection still reaches the endpoint that left, new ones do not
+            assert _keepalive_get(s) == first
+            assert {lab.http("pod/client1", cip, 80) for _ in range(4)} == {other}
+    finally:
+        with lab.api() as api:
+            api.delete("Service", "default", "drain")
+
+
 def test_service_deleted_is_removed_from_kernel(lab):
     with lab.api() as api:
         api.create(service("gone", {"app": "web"}))

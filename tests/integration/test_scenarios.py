@@ -23,22 +23,12 @@ pytestmark = pytest.mark.root
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCENARIOS = sorted(glob.glob(os.path.join(REPO, "scenarios", "*.yaml")))
 KERNEL_LANE = {"ipvs"}      # modes whose kernel support this host lacks (scripts/test)
-# What testbed's IPVS mode gets wrong in these scenarios, as the kernel lane measured it: gaps
-# of this implementation, not upstream differences, so testbed.verify.parity does not declare
-# them. They run and are expected to fail (xfail, not strict: each was measured once or twice,
-# and some, e.g. rolling-update's one dropped request, depend on timing); the JUnit file and
-# the parity table show the failure, an XPASS shows a fix.
-IPVS_KNOWN_FAILURES = {
-    "externalips": "from-outside: an external client's connection to the externalIP is dropped",
-    "hairpin-none": "hairpin-fails: the translated request comes back to the pod through the node's "
-                    "routing; the connection was answered in one lane run and dropped in the next: "
-                    "not analysed yet",
-    "hairpin-promiscuous": "hairpin-fails: the request comes back on the pod's port (2 frames) while "
-                           "the connection fails; not analysed yet",
-    "readiness": "unready-gets-nothing: 2 frames reach the unready pod",
-    "rolling-update": "rollout-without-failures: 1 of 27 requests dropped (real servers are deleted at "
-                      "once, without upstream's graceful termination)",
-}
+# What testbed's IPVS mode gets wrong in a scenario, as the kernel lane measured it: a gap of
+# this implementation, not an upstream difference (those are declared in testbed.verify.parity).
+# An entry runs as an expected failure (xfail, not strict, since such failures tend to depend on
+# timing); the JUnit file and the parity table show the failure, an XPASS shows a fix. None is
+# known today.
+IPVS_KNOWN_FAILURES: dict[str, str] = {}
 
 
 # The kernel lane emulates its CPU: the whole catalogue there takes about 23 minutes on this

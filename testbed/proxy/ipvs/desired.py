@@ -328,18 +328,21 @@ class Delta:
     del_vs: set[VSKey] = field(default_factory=set)
     add_dest: dict[VSKey, set[RealServer]] = field(default_factory=dict)
     del_dest: dict[VSKey, set[RealServer]] = field(default_factory=dict)
+    # destinations the kernel holds with another weight (e.g. 0 while draining): set, not re-added
+    reweight_dest: dict[VSKey, set[RealServer]] = field(default_factory=dict)
     bind: set[str] = field(default_factory=set)
     unbind: set[str] = field(default_factory=set)
     add_entries: set[tuple[str, str]] = field(default_factory=set)
     del_entries: set[tuple[str, str]] = field(default_factory=set)
 
     def empty(self) -> bool:
-        return not (self.add_vs or self.del_vs or self.add_dest or self.del_dest or self.bind
-                    or self.unbind or self.add_entries or self.del_entries)
+        return not (self.add_vs or self.del_vs or self.add_dest or self.del_dest or self.reweight_dest
+                    or self.bind or self.unbind or self.add_entries or self.del_entries)
 
     def count(self) -> int:
         return (len(self.add_vs) + len(self.del_vs) + sum(map(len, self.add_dest.values()))
-                + sum(map(len, self.del_dest.values())) + len(self.bind) + len(self.unbind)
+                + sum(map(len, self.del_dest.values())) + sum(map(len, self.reweight_dest.values()))
+                + len(self.bind) + len(self.unbind)
                 + len(self.add_entries) + len(self.del_entries))
 
 
@@ -400,6 +403,7 @@ class DesiredState:
             delta.update_vs.discard(key)
             delta.add_dest.pop(key, None)
             delta.del_dest.pop(key, None)
+            delta.reweight_dest.pop(key, None)
             if not was_new:
                 delta.del_vs.add(key)
         for key, vs in new.virtual_servers.items():
@@ -444,6 +448,100 @@ def _recount(counter: collections.Counter, old: set, new: set, added: set, remov
                 removed.discard(item)
             else:
                 added.add(item)
+
+
+# ----------------------------------------------------------------------------- graceful termination
+
+# upstream rsCheckDeleteInterval: how often real servers at weight 0 are checked for connections
+GRACEFUL_CHECK_INTERVAL = 60.0
+
+RSKey = tuple[VSKey, str, int]   # (virtual server, real server address, port)
+
+
+def graceful_termination_needed(protocol: str) -> bool:
+    """Upstream ``IsRsGracefulTerminationNeeded``: a UDP or SCTP real server is deleted at once
+    (``expire_nodest_conn=1`` expires its connections on their next packet); a TCP one drains."""
+    return protocol not in ("UDP", "SCTP")
+
+
+@dataclass
+class Retirement:
+    """What becomes of real servers that leave their virtual server."""
+
+    delete: dict[VSKey, set[RealServer]] = field(default_factory=dict)
+    quiesce: dict[VSKey, set[RealServer]] = field(default_factory=dict)   # weight 0 until drained
+
+
+def plan_retirement(leaving: Mapping[VSKey, Iterable[RealServer]], conns: Mapping[RSKey, int]) -> Retirement:
+    """Upstream ``GracefulDeleteRS`` for each leaving real server: deleted at once if its
+    protocol needs no draining or no connection uses it (``conns``: active + inactive, as the
+    kernel counts them), else set to weight 0 (no new connection is scheduled to it, the
+    established ones go on) and deleted once drained. One the kernel does not hold (no entry
+    in ``conns``) is left alone."""
+    out = Retirement()
+    for key, dests in leaving.items():
+        for rs in dests:
+            if not graceful_termination_needed(key.protocol):
+                out.delete.setdefault(key, set()).add(rs)
+                continue
+            n = conns.get((key, rs.address, rs.port))
+            if n is None:
+                continue
+            if n == 0:
+                out.delete.setdefault(key, set()).add(rs)
+            else:
+                out.quiesce.setdefault(key, set()).add(RealServer(rs.address, rs.port, 0))
+    return out
+
+
+class GracefulList:
+    """Real servers at weight 0 waiting for their connections to end (upstream's
+    ``graceTerminateRSList``), by virtual server."""
+
+    def __init__(self) -> None:
+        self._by_vs: dict[VSKey, set[tuple[str, int]]] = {}
+
+    def __len__(self) -> int:
+        return sum(map(len, self._by_vs.values()))
+
+    def __contains__(self, item: RSKey) -> bool:
+        key, address, port = item
+        return (address, port) in self._by_vs.get(key, ())
+
+    def virtual_servers(self) -> list[VSKey]:
+        return sorted(self._by_vs)
+
+    def add(self, key: VSKey, rs: RealServer) -> None:
+        self._by_vs.setdefault(key, set()).add((rs.address, rs.port))
+
+    def discard(self, key: VSKey, address: str, port: int) -> None:
+        pending = self._by_vs.get(key)
+        if pending is not None:
+            pending.discard((address, port))
+            if not pending:
+                del self._by_vs[key]
+
+    def forget(self, key: VSKey) -> None:
+        self._by_vs.pop(key, None)
+
+    def drained(self, key: VSKey, kernel: Mapping[RealServer, int] | None) -> set[RealServer]:
+        """Upstream ``tryDeleteRs`` for one virtual server, given its real servers in the kernel
+        with their connection counts (None: the virtual server is gone): the pending real
+        servers to delete now. Those deleted or no longer in the kernel leave the list."""
+        pending = self._by_vs.get(key, set())
+        if kernel is None:
+            self.forget(key)
+            return set()
+        present = {(rs.address, rs.port): (rs, n) for rs, n in kernel.items()}
+        out = set()
+        for address, port in sorted(pending):
+            rs, n = present.get((address, port), (None, 0))
+            if rs is None:
+                self.discard(key, address, port)
+            elif n == 0 or not graceful_termination_needed(key.protocol):
+                out.add(rs)
+                self.discard(key, address, port)
+        return out
 
 
 # ----------------------------------------------------------------------------- iptables

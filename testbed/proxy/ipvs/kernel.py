@@ -44,6 +44,7 @@ IPVS_CMD_NEW_DEST, IPVS_CMD_SET_DEST, IPVS_CMD_DEL_DEST, IPVS_CMD_GET_DEST = 5, 
 IPVS_CMD_ATTR_SERVICE, IPVS_CMD_ATTR_DEST = 1, 2
 SVC_AF, SVC_PROTOCOL, SVC_ADDR, SVC_PORT, SVC_FWMARK, SVC_SCHED, SVC_FLAGS, SVC_TIMEOUT, SVC_NETMASK = range(1, 10)
 DEST_ADDR, DEST_PORT, DEST_FWD, DEST_WEIGHT, DEST_U_THRESH, DEST_L_THRESH = range(1, 7)
+DEST_ACTIVE_CONNS, DEST_INACT_CONNS = 7, 8
 DEST_ADDR_FAMILY = 11
 IP_VS_CONN_F_MASQ = 0
 FLAG_HASHED = 0x2
@@ -199,14 +200,23 @@ def parse_service(payload: bytes) -> VirtualServer | None:
 
 
 def parse_dest(payload: bytes) -> tuple[RealServer, int] | None:
+    d = parse_dest_conns(payload)
+    return None if d is None else (d[0], d[1])
+
+
+def parse_dest_conns(payload: bytes) -> tuple[RealServer, int, int] | None:
+    """(real server, forwarding method, active + inactive connections) of a ``GET_DEST`` reply."""
     top = parse_attrs(payload, 4)
     raw = top.get(IPVS_CMD_ATTR_DEST)
     if raw is None:
         return None
     a = parse_attrs(raw)
-    fwd = struct.unpack("=I", a[DEST_FWD][:4])[0] if DEST_FWD in a else 0
-    return RealServer(socket.inet_ntoa(a[DEST_ADDR][:4]), struct.unpack("!H", a[DEST_PORT][:2])[0],
-                      struct.unpack("=I", a[DEST_WEIGHT][:4])[0] if DEST_WEIGHT in a else 1), fwd
+
+    def u32(kind: int, default: int = 0) -> int:
+        return struct.unpack("=I", a[kind][:4])[0] if kind in a else default
+    return (RealServer(socket.inet_ntoa(a[DEST_ADDR][:4]), struct.unpack("!H", a[DEST_PORT][:2])[0],
+                       u32(DEST_WEIGHT, 1)),
+            u32(DEST_FWD), u32(DEST_ACTIVE_CONNS) + u32(DEST_INACT_CONNS))
 
 
 # --------------------------------------------------------------------------- ipset encoding
@@ -281,6 +291,7 @@ class KernelState:
     destinations: dict[VSKey, set[RealServer]] = field(default_factory=dict)
     bound: set[str] = field(default_factory=set)
     entries: dict[str, set[str]] = field(default_factory=dict)
+    conns: dict[tuple[VSKey, str, int], int] = field(default_factory=dict)   # of each destination
 
 
 class IpvsKernel:
@@ -402,13 +413,18 @@ class IpvsKernel:
         return out
 
     def list_dests(self, key: VSKey) -> set[RealServer]:
+        return set(self.dest_conns(key))
+
+    def dest_conns(self, key: VSKey) -> dict[RealServer, int]:
+        """The virtual server's real servers with their connection counts (active + inactive,
+        as ``ipvsadm -Ln`` shows them: what upstream's graceful termination waits on)."""
         self.open()
-        out = set()
+        out = {}
         body = struct.pack("=BBH", IPVS_CMD_GET_DEST, 1, 0) + _nest(IPVS_CMD_ATTR_SERVICE, _svc_key_attrs(key))
         for p in dump(self._genl, self.family, body):
-            d = parse_dest(p)
+            d = parse_dest_conns(p)
             if d is not None:
-                out.add(d[0])
+                out[d[0]] = d[2]
         return out
 
     def read(self, dummy_index: int, wanted: set[VSKey]) -> KernelState:
@@ -416,7 +432,9 @@ class IpvsKernel:
         st = KernelState()
         st.virtual_servers = self.list_services()
         for key in st.virtual_servers.keys() & wanted:
-            st.destinations[key] = self.list_dests(key)
+            conns = self.dest_conns(key)
+            st.destinations[key] = set(conns)
+            st.conns.update(((key, rs.address, rs.port), n) for rs, n in conns.items())
         st.bound = self.addresses().get(dummy_index, set())
         st.entries = self.list_sets()
         return st
@@ -484,7 +502,8 @@ def del_service(b: netlink.Batch, family: int, key: VSKey) -> None:
 
 def add_dest(b: netlink.Batch, family: int, key: VSKey, rs: RealServer, update: bool = False) -> None:
     cmd = IPVS_CMD_SET_DEST if update else IPVS_CMD_NEW_DEST
-    b.add(family, netlink.REQUEST, dest_body(cmd, key, rs), f"add real server {rs} to {key}")
+    what = f"set real server {rs} of {key} to weight {rs.weight}" if update else f"add real server {rs} to {key}"
+    b.add(family, netlink.REQUEST, dest_body(cmd, key, rs), what)
 
 
 def del_dest(b: netlink.Batch, family: int, key: VSKey, rs: RealServer) -> None:

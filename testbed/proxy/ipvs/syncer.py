@@ -21,12 +21,19 @@ flushes) all of the mode's chains, so the last one is what the kernel should hol
 Kernel changes go in batches: IPVS (services first, then destinations, then deletions),
 ``kube-ipvs0`` addresses, ipset members, then ``iptables-restore``. A failed request makes
 the next sync a full one (which reads the kernel again).
+
+Real servers leaving a virtual server that stays go through upstream's graceful termination
+(``graceful_termination.go``): UDP/SCTP ones, and TCP ones no connection uses, are deleted at
+once; the others are set to weight 0 and listed, and a thread started on the first such one
+deletes them once the kernel counts no connection for them (every ``graceful_interval``,
+upstream's one minute). The thread and the syncs share the netlink sockets under one lock.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from typing import Callable
 
@@ -68,7 +75,8 @@ class IpvsSyncer:
 
     def __init__(self, cfg: ProxyConfig, *, iptables: Iptables | None = None,
                  kernel: K.IpvsKernel | None = None, random_fully: bool | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 graceful_interval: float | None = D.GRACEFUL_CHECK_INTERVAL):
         self.clock = clock
         self.rules_file = cfg.rules_file
         self.iptables = iptables if iptables is not None else HostIptables()
@@ -83,6 +91,13 @@ class IpvsSyncer:
         self._rules_text: str | None = None
         self._need_full = True
         self.last_ops = 0
+        # real servers draining at weight 0, deleted by a check every graceful_interval seconds
+        # (None: only when reap() is called)
+        self.graceful = D.GracefulList()
+        self.graceful_interval = graceful_interval
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._reaper: threading.Thread | None = None
 
     @property
     def needs_full_sync(self) -> bool:
@@ -125,17 +140,19 @@ class IpvsSyncer:
                     delta.update_vs.add(key)
                 cur_d = ks.destinations.get(key, set())
             wanted_d = want.destinations.get(key, frozenset())
-            # a destination with another weight (e.g. lowered by someone) is re-added at weight 1
+            # a destination with another weight (draining at 0, or lowered by someone) is set back
+            # to weight 1 in place, its connections kept
             cur_ep = {(r.address, r.port): r for r in cur_d}
-            plus = {r for r in wanted_d if cur_ep.get((r.address, r.port)) != r}
-            minus = {r for r in cur_d if (r.address, r.port) not in {(w.address, w.port) for w in wanted_d}}
-            reweight = {r for r in plus if (r.address, r.port) in cur_ep}
+            wanted_ep = {(w.address, w.port) for w in wanted_d}
+            plus = {r for r in wanted_d if (r.address, r.port) not in cur_ep}
+            reweight = {r for r in wanted_d if cur_ep.get((r.address, r.port), r) != r}
+            minus = {r for r in cur_d if (r.address, r.port) not in wanted_ep}
             if plus:
                 delta.add_dest[key] = plus
             if minus:
                 delta.del_dest[key] = minus
             if reweight:
-                delta.del_dest.setdefault(key, set()).update(cur_ep[(r.address, r.port)] for r in reweight)
+                delta.reweight_dest[key] = reweight
         delta.del_vs = set(ks.virtual_servers) - set(want.virtual_servers)
         bound = want.bound_addresses
         delta.bind, delta.unbind = bound - ks.bound, ks.bound - bound
@@ -151,7 +168,7 @@ class IpvsSyncer:
         except OSError as exc:
             log.warning("%s; installing every jump rule", exc)
             jumps = list(D.JUMP_RULES)
-        return self._apply(delta, dummy, jumps, full=True)
+        return self._apply(delta, dummy, jumps, full=True, conns=ks.conns)
 
     def _partial(self, state: ProxyState, changes: StateChange) -> tuple[int, str]:
         delta = D.Delta()
@@ -159,17 +176,32 @@ class IpvsSyncer:
             self.desired.update(state, nn, delta)
         return self._apply(delta, self.kernel.dummy_index, [], full=False)
 
-    def _apply(self, delta: D.Delta, dummy: int, jumps: list, full: bool) -> tuple[int, str]:
+    def _apply(self, delta: D.Delta, dummy: int, jumps: list, full: bool,
+               conns: dict[D.RSKey, int] | None = None) -> tuple[int, str]:
         fam = self.kernel.family
         g = netlink.Batch()
         for key, vs in delta.add_vs.items():
             K.add_service(g, fam, vs, update=key in delta.update_vs)
-        for key, dests in delta.del_dest.items():
+        retire = self._plan_retirement(delta, conns)
+        for key, dests in retire.delete.items():
             for rs in dests:
                 K.del_dest(g, fam, key, rs)
+        for key, dests in retire.quiesce.items():
+            for rs in dests:
+                K.add_dest(g, fam, key, rs, update=True)
+                self.graceful.add(key, rs)
         for key, dests in delta.add_dest.items():
             for rs in dests:
-                K.add_dest(g, fam, key, rs)
+                # back before it drained: upstream deletes and re-adds it; setting its weight
+                # keeps the connections it still carries
+                back = (key, rs.address, rs.port) in self.graceful
+                K.add_dest(g, fam, key, rs, update=back)
+                if back:
+                    self.graceful.discard(key, rs.address, rs.port)
+        for key, dests in delta.reweight_dest.items():
+            for rs in dests:
+                K.add_dest(g, fam, key, rs, update=True)
+                self.graceful.discard(key, rs.address, rs.port)
         # iptables before deletions, as upstream: rules may reference sets that only grow here
         r = netlink.Batch()
         for ip in sorted(delta.bind):
@@ -189,22 +221,84 @@ class IpvsSyncer:
         g2, r2, n2 = netlink.Batch(), netlink.Batch(), netlink.Batch()
         for key in sorted(delta.del_vs):
             K.del_service(g2, fam, key)
+            self.graceful.forget(key)
         for ip in sorted(delta.unbind):
             K.addr_del(r2, dummy, ip)
         for name, entry in sorted(delta.del_entries):
             K.ipset_del(n2, name, D.SET_BY_NAME[name].type, entry)
         failures += self.kernel.send("genl", g2) + self.kernel.send("rtnl", r2) + self.kernel.send("nfnl", n2)
         self.last_ops = len(g) + len(r) + len(n) + len(g2) + len(r2) + len(n2)
+        if self.graceful:
+            self._start_reaper()
         if failures:
             what, err = failures[0]
             raise IpvsSyncError(f"{len(failures)} kernel request(s) failed, first: {what}: {os.strerror(err)}")
         return rc, stderr if rc else text
 
+    def _plan_retirement(self, delta: D.Delta, conns: dict[D.RSKey, int] | None) -> D.Retirement:
+        """Real servers leaving a virtual server that stays, already draining ones left as they
+        are; the connection counts a TCP one's fate depends on are read from the kernel (a
+        full sync has read them already)."""
+        leaving: dict[D.VSKey, set[D.RealServer]] = {}
+        for key, dests in delta.del_dest.items():
+            if key in delta.del_vs:
+                continue
+            rest = {rs for rs in dests if (key, rs.address, rs.port) not in self.graceful}
+            if rest:
+                leaving[key] = rest
+        if conns is None:
+            conns = {}
+            for key in leaving:
+                if D.graceful_termination_needed(key.protocol):
+                    conns.update(((key, rs.address, rs.port), n) for rs, n in self._dest_conns(key).items())
+        return D.plan_retirement(leaving, conns)
+
+    def _dest_conns(self, key: D.VSKey) -> dict[D.RealServer, int]:
+        try:
+            return self.kernel.dest_conns(key)
+        except OSError:   # the virtual server is gone: so are its real servers
+            return {}
+
+    # ------------------------------------------------------------------ graceful termination
+    def reap(self) -> int:
+        """Upstream ``tryDeleteRs``: delete the draining real servers no connection uses any
+        more. Returns how many were deleted."""
+        with self._lock:
+            b = netlink.Batch()
+            for key in self.graceful.virtual_servers():
+                try:
+                    kernel = self.kernel.dest_conns(key)
+                except OSError:
+                    kernel = None
+                for rs in sorted(self.graceful.drained(key, kernel)):
+                    K.del_dest(b, self.kernel.family, key, rs)
+            if not len(b):
+                return 0
+            failures = self.kernel.send("genl", b)
+            for what, err in failures:
+                log.warning("graceful termination: %s: %s", what, os.strerror(err))
+            return len(b) - len(failures)
+
+    def _start_reaper(self) -> None:
+        # started from the sync thread, so it runs in the node's network namespace too
+        if self._reaper is not None or self.graceful_interval is None:
+            return
+        self._reaper = threading.Thread(target=self._reap_loop, name="ipvs-graceful-termination", daemon=True)
+        self._reaper.start()
+
+    def _reap_loop(self) -> None:
+        while not self._stop.wait(self.graceful_interval):
+            try:
+                self.reap()
+            except Exception:  # noqa: BLE001 - retried at the next interval, as upstream
+                log.exception("graceful termination check failed")
+
     def sync(self, state: ProxyState, changes: StateChange, full: bool, now: float) -> SyncOutcome:
         error = None
         rc, out = 0, ""
         try:
-            rc, out = self._full(state) if full else self._partial(state, changes)
+            with self._lock:
+                rc, out = self._full(state) if full else self._partial(state, changes)
             if rc != 0:
                 error = f"iptables-restore failed (exit {rc}): {out.strip().splitlines()[0] if out.strip() else ''}"
         except Exception as exc:  # noqa: BLE001 - reported as a failed sync; next one is full
@@ -239,9 +333,14 @@ class IpvsSyncer:
         d = self.desired
         return {"ipvs": {"scheduler": self.ipvs_config.scheduler, "virtual_servers": len(d.virtual_servers),
                          "real_servers": sum(len(v) for v in d.destinations.values()),
+                         "draining_real_servers": len(self.graceful),
                          "bound_addresses": len(d.bound_addresses),
                          "nodeport_addresses": list(self.ipvs_config.nodeport_addresses),
                          "last_sync_kernel_requests": self.last_ops}}
 
     def close(self) -> None:
-        self.kernel.close()
+        self._stop.set()
+        if self._reaper is not None:
+            self._reaper.join(5.0)
+        with self._lock:
+            self.kernel.close()

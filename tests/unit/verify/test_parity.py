@@ -138,3 +138,36 @@ def test_accept_then_close_is_a_reset_or_an_empty_answer():
         assert parity.judge("userspace", "no-endpoints", result(row, check="nodeport-refused"))[0] == parity.EXPECTED
     row = ("reach", "refused (clusterIP 10.0.0.1:80)", "error in 0.00s (not HTTP: b'HTTP/1.0')", False)
     assert parity.judge("userspace", "no-endpoints", result(row, check="tcp-refused"))[0] == parity.FAIL
+
+
+HAIRPIN_EXPECTED = "request arrives on veth8e102b31, nothing comes back on it"
+
+
+def test_ipvs_hairpin_without_the_flag_fails_on_the_answer():
+    # the request comes back (routed by the node), the connection still fails
+    rows = (("reach", "dropped (clusterIP 10.107.11.123:80)", "dropped in 1.03s (timed out)", True),
+            ("drop", "the request is seen arriving, no answer is seen", "request seen on: client; answers seen: 0", True),
+            ("hairpin", HAIRPIN_EXPECTED, "in: 2 frames; back: 2 frames", False))
+    verdict, why = parity.judge("ipvs", "hairpin-none", result(*rows, check="hairpin-fails"))
+    assert verdict == parity.EXPECTED and "[ipvs-hairpin-reply]" in why
+    # an answered connection is not what is declared for hairpin-none
+    answered = ("reach", "dropped (clusterIP 10.107.11.123:80)", "answered by web-1 in 0.48s", False)
+    assert parity.judge("ipvs", "hairpin-none", result(answered, *rows[1:], check="hairpin-fails"))[0] == parity.FAIL
+
+
+def test_ipvs_hairpin_on_a_promiscuous_bridge_is_answered():
+    rows = (("reach", "dropped (clusterIP 10.105.143.40:80)", "answered by web-1 in 0.48s", False),
+            ("drop", "the request is seen arriving, no answer is seen", "request seen on: client; answers seen: 5", False),
+            ("hairpin", HAIRPIN_EXPECTED, "in: 5 frames; back: 5 frames", False))
+    verdict, why = parity.judge("ipvs", "hairpin-promiscuous", result(*rows, check="hairpin-fails"))
+    assert verdict == parity.EXPECTED and why.startswith("[ipvs-hairpin-promiscuous]")
+    # the same rows in iptables mode are failures
+    assert parity.judge("iptables", "hairpin-promiscuous", result(*rows, check="hairpin-fails"))[0] == parity.FAIL
+
+
+def test_ipvs_external_ip_that_is_another_nodes_address_is_dropped():
+    row = ("reach", "answered (externalIP 172.20.10.3:8000)", "dropped in 2.04s (timed out)", False)
+    verdict, why = parity.judge("ipvs", "externalips", result(row, check="from-outside"))
+    assert verdict == parity.EXPECTED and "[ipvs-external-ip-node-address]" in why
+    # only that check: from a pod the externalIP must still be answered
+    assert parity.judge("ipvs", "externalips", result(row, check="from-pod"))[0] == parity.FAIL
