@@ -43,7 +43,7 @@ class OwnWrites:
     most *limit*: a hub that needs a dropped one waits for its stream, as for any unknown
     revision)."""
 
-    def __init__(self, limit: int = 20000):
+    def __init__(self, limit: int = 4096):
         self._lock = threading.Lock()
         self._by_rev: dict[int, OwnWrite] = {}
         self._order: deque[int] = deque()
