@@ -65,14 +65,15 @@ class EtcdStore(StoreCore):
 
     def __init__(self, endpoint: str, admission=None, *, prefix: str = DEFAULT_PREFIX,
                  history: int | None = DEFAULT_HISTORY, watch_queue_limit: int = 100000, timeout: float = 10.0,
-                 tls: TLS | None = None):
+                 tls: TLS | None = None, one_member: bool = False):
         super().__init__(admission, watch_queue_limit=watch_queue_limit)
         self._admission_lock = threading.RLock()
         # a write is one compare-and-swap txn, so writes of different objects may overlap;
         # the same object's writes still queue here rather than retrying against each other
         self._key_locks = [threading.RLock() for _ in range(KEY_LOCKS)]
         self.prefix = prefix.rstrip("/")
-        self._client = EtcdClient(endpoint, timeout=timeout, tls=tls)
+        # the testbed's own member is the whole cluster: its reads need no ReadIndex
+        self._client = EtcdClient(endpoint, timeout=timeout, tls=tls, serializable=one_member)
         self._history = history
         self._compacted = 0     # the revision this store last compacted etcd to
         self._last_rev = 0      # etcd's revision after this store's last write

@@ -379,3 +379,26 @@ def test_a_revision_the_store_did_not_write_holds_its_later_writes_until_the_str
         w.stop()
         s.close()
         other.close()
+
+
+def test_a_one_member_store_reads_serializably_and_still_sees_its_writes_at_once(etcd_endpoint, prefix, monkeypatch):
+    s = EtcdStore(etcd_endpoint, prefix=prefix, one_member=True)
+    bodies = []
+    real_call = s._client.call
+    monkeypatch.setattr(s._client, "call", lambda path, body: bodies.append((path, body)) or real_call(path, body))
+    try:
+        for i in range(20):
+            o = s.create(svc(f"s{i}"))
+            got = s.get("Service", "default", f"s{i}")
+            assert got["metadata"]["resourceVersion"] == o["metadata"]["resourceVersion"]
+            assert int(s.list("Service")[1]) >= int(o["metadata"]["resourceVersion"])
+        ranges = [b for p, b in bodies if p == "kv/range"]
+        assert ranges and all(b.get("serializable") is True for b in ranges)
+    finally:
+        s.close()
+    # an etcd given by its endpoints may have several members: linearizable reads there
+    other = EtcdStore(etcd_endpoint, prefix=prefix)
+    try:
+        assert not other._client.serializable
+    finally:
+        other.close()
