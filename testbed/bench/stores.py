@@ -34,7 +34,7 @@ def bench_store(kind: str, state_dir: str, admission) -> Iterator[Store]:
     member_dir = tempfile.mkdtemp(prefix="tb-bench-etcd-", dir=SHM if os.path.isdir(SHM) else state_dir)
     server = etcd.start(f"bench-{os.getpid()}", member_dir)
     try:
-        store = etcd.EtcdStore(server.client_url, admission=admission)
+        store = etcd.EtcdStore(server.client_url, admission=admission, one_member=True)
         try:
             yield store
         finally:

@@ -94,9 +94,14 @@ class WatchStream:
 
 
 class EtcdClient:
-    def __init__(self, endpoint: str, timeout: float = 10.0, *, tls: TLS | None = None):
+    def __init__(self, endpoint: str, timeout: float = 10.0, *, tls: TLS | None = None,
+                 serializable: bool = False):
         """*endpoint*: one client URL or several separated by commas (members of one etcd
-        cluster: a new connection goes to the first that answers). ``https://`` URLs use *tls*."""
+        cluster: a new connection goes to the first that answers). ``https://`` URLs use *tls*.
+        *serializable*: ranges read the member's own state without etcd's ReadIndex round
+        through raft; only for a one-member etcd, where that state is the latest (a write is
+        answered after it is applied), so the read stays linearizable."""
+        self.serializable = serializable
         self.endpoints = [e.strip() for e in endpoint.split(",") if e.strip()]
         self._addrs = []
         for e in self.endpoints or [endpoint]:
@@ -174,6 +179,8 @@ class EtcdClient:
             body["count_only"] = True
         if limit:
             body["limit"] = str(limit)
+        if self.serializable:
+            body["serializable"] = True
         return self.call("kv/range", body)
 
     def txn(self, compare: list, success: list, failure: list | None = None) -> dict:

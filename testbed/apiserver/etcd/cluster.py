@@ -167,6 +167,7 @@ def open_store(config: StoreConfig, state_dir: str, admission):
     """The API store the control plane serves: the embedded one in *state_dir*, or etcd."""
     if config.kind == ETCD:
         from .store import EtcdStore
-        return EtcdStore(config.endpoints, admission=admission, tls=config.client_tls, prefix=config.prefix)
+        return EtcdStore(config.endpoints, admission=admission, tls=config.client_tls, prefix=config.prefix,
+                         one_member=config.managed)
     from ..memory import MemoryStore
     return MemoryStore(os.path.join(state_dir, "store"), admission=admission)

@@ -2,6 +2,17 @@
 server's watch cache does: each event is decoded once, kept in a bounded history, and handed
 to every watcher; a watcher starting inside the history replays from it.
 
+The store's own writes are not waited for on the stream: a write knows its revision and its
+event as its transaction returns, and the store keeps a ledger of them (:class:`OwnWrites`).
+The hub hands its watchers every revision in order as soon as it knows what each one was: the
+next revision after the last it passed is either on its stream or in the ledger (a write of
+this kind: delivered now, and skipped when the stream brings it; of another kind: nothing for
+this hub). A revision the ledger does not have (another client's write, or one of the store's
+whose answer is still on its way) stops it until the stream or the ledger fills it in. So the
+events stay in revision order and are each delivered once, and etcd's watch latency, which on a
+loaded host reaches 100-200 ms at the 99th percentile (measured with a watcher in a process of its
+own), is off the path of the store's own writes.
+
 The hub also keeps the kind's objects as of its last event (a snapshot at its first revision,
 then every event, plus the store's own writes as they commit): the state a write starts from,
 as upstream's ``GuaranteedUpdate`` takes it from the watch cache. It is only a guess: the
@@ -13,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from ..watch import DELETED, Event, Watch
 from .client import EtcdError, WatchStream
@@ -21,13 +32,55 @@ from .client import EtcdError, WatchStream
 log = logging.getLogger(__name__)
 
 
+class OwnWrite(NamedTuple):
+    kind: str
+    key: str     # base64, as on the stream
+    event: Event
+
+
+class OwnWrites:
+    """The store's committed writes by revision, kept while some hub may still need them (at
+    most *limit*: a hub that needs a dropped one waits for its stream, as for any unknown
+    revision)."""
+
+    def __init__(self, limit: int = 4096):
+        self._lock = threading.Lock()
+        self._by_rev: dict[int, OwnWrite] = {}
+        self._order: deque[int] = deque()
+        self._limit = limit
+
+    def add(self, rev: int, write: OwnWrite) -> None:
+        with self._lock:
+            self._by_rev[rev] = write
+            self._order.append(rev)
+            while len(self._order) > self._limit:
+                self._by_rev.pop(self._order.popleft(), None)
+
+    def get(self, rev: int) -> OwnWrite | None:
+        return self._by_rev.get(rev)
+
+    def forget_through(self, rev: int) -> None:
+        """Every hub is past *rev*: what is older is needed no more (answers arrive out of
+        order, so an older one may stay until the limit pushes it out)."""
+        with self._lock:
+            while self._order and self._order[0] <= rev:
+                self._by_rev.pop(self._order.popleft(), None)
+
+
 class KindHub:
     def __init__(self, kind: str, stream: WatchStream, floor: int, history: int,
                  decode: Callable[[dict], Event | None], on_end: Callable[["KindHub"], None],
-                 objects: dict[str, dict] | None = None):
+                 objects: dict[str, dict] | None = None, *, own: OwnWrites | None = None,
+                 api_kind: str = ""):
         """*objects*: the kind's objects at revision *floor* by (base64) etcd key, or None
-        when unknown (then :meth:`cached` knows nothing)."""
+        when unknown (then :meth:`cached` knows nothing). *own*: the store's ledger of its
+        writes, whose writes of *api_kind* are delivered without waiting for the stream."""
         self.kind = kind
+        self._own = own
+        self._api_kind = api_kind
+        # every revision up to here was handed to the watchers or is not of this kind
+        self._through = floor
+        self._early: set[int] = set()  # delivered from the ledger, not yet seen on the stream
         self._stream = stream
         self._decode = decode
         self._on_end = on_end
@@ -91,6 +144,34 @@ class KindHub:
         else:
             self._objects[key] = (obj, rev)
 
+    @property
+    def through(self) -> int:
+        return self._through
+
+    def advance(self) -> None:
+        """Deliver what the ledger says about the revisions after the last one passed, up
+        to the first it does not know."""
+        if self._own is None:
+            return
+        with self._lock:
+            while not self._closed:
+                write = self._own.get(self._through + 1)
+                if write is None:
+                    return
+                self._through += 1
+                if write.kind == self._api_kind:
+                    self._early.add(self._through)
+                    self._publish(write.event)
+
+    def _publish(self, ev: Event) -> None:
+        """Hand *ev* to the history and every watcher (hub lock held)."""
+        self._history.append(ev)
+        while len(self._history) > self._history_limit:
+            self._floor = self._history.popleft().rv
+        dead = [w for w in self._watchers if not w.deliver(ev)]
+        for w in dead:
+            self._watchers.discard(w)
+
     def remove(self, w: Watch) -> None:
         with self._lock:
             self._watchers.discard(w)
@@ -106,17 +187,21 @@ class KindHub:
                 if msg is None or msg.get("canceled"):
                     break
                 for e in msg.get("events") or ():
-                    ev = self._decode(e)
-                    if ev is None:
-                        continue
+                    rev = int(e["kv"]["mod_revision"])
+                    # delivered from the ledger already (checked again below: the ledger may
+                    # deliver it meanwhile): not decoded again
+                    ev = None if rev in self._early else self._decode(e)
                     with self._lock:
+                        if rev in self._early:
+                            self._early.difference_update([r for r in self._early if r <= rev])
+                            continue
+                        if ev is None:
+                            continue
                         self._apply(e["kv"]["key"], None if ev.type == DELETED else ev.obj, ev.rv, streamed=True)
-                        self._history.append(ev)
-                        while len(self._history) > self._history_limit:
-                            self._floor = self._history.popleft().rv
-                        dead = [w for w in self._watchers if not w.deliver(ev)]
-                        for w in dead:
-                            self._watchers.discard(w)
+                        self._publish(ev)
+                        # the stream is complete and in order for this kind: nothing older is missing
+                        self._through = max(self._through, rev)
+                self.advance()
         except EtcdError as e:
             log.warning("etcd watch on %s: %s", self.kind, e)
         finally:

@@ -34,7 +34,7 @@ from ..store import ADDED, DELETED, MODIFIED, Stale, StoreCore, Watch, check_not
 from ..watch import Event
 from ..watchlist import bookmark
 from .client import TLS, EtcdClient, EtcdError, WatchStream, b64, unb64
-from .hub import KindHub
+from .hub import KindHub, OwnWrite, OwnWrites
 from .keys import DEFAULT_PREFIX, collection_key, object_key
 
 log = logging.getLogger(__name__)
@@ -65,19 +65,21 @@ class EtcdStore(StoreCore):
 
     def __init__(self, endpoint: str, admission=None, *, prefix: str = DEFAULT_PREFIX,
                  history: int | None = DEFAULT_HISTORY, watch_queue_limit: int = 100000, timeout: float = 10.0,
-                 tls: TLS | None = None):
+                 tls: TLS | None = None, one_member: bool = False):
         super().__init__(admission, watch_queue_limit=watch_queue_limit)
         self._admission_lock = threading.RLock()
         # a write is one compare-and-swap txn, so writes of different objects may overlap;
         # the same object's writes still queue here rather than retrying against each other
         self._key_locks = [threading.RLock() for _ in range(KEY_LOCKS)]
         self.prefix = prefix.rstrip("/")
-        self._client = EtcdClient(endpoint, timeout=timeout, tls=tls)
+        # the testbed's own member is the whole cluster: its reads need no ReadIndex
+        self._client = EtcdClient(endpoint, timeout=timeout, tls=tls, serializable=one_member)
         self._history = history
         self._compacted = 0     # the revision this store last compacted etcd to
         self._last_rev = 0      # etcd's revision after this store's last write
         self._streams: dict[Watch, WatchStream] = {}   # watches older than their kind's hub
         self._hubs: dict[str, KindHub] = {}
+        self._own = OwnWrites()  # the writes' events, for the hubs to deliver without waiting
         self._hub_history = history or DEFAULT_HISTORY
         self._streams_lock = threading.Lock()
         # per thread: whether the current write attempt started from a hub's object, and
@@ -167,6 +169,17 @@ class EtcdStore(StoreCore):
         obj["metadata"]["resourceVersion"] = str(rev)
         if hub is not None:
             hub.committed(key, None if typ == DELETED else obj, rev)
+        # the event the stream will bring, as _event makes it from etcd's kv and prev_kv
+        if typ == DELETED:
+            ev = Event(DELETED, dict(old, metadata=dict(old["metadata"], resourceVersion=str(rev))), old, rev)
+        else:
+            ev = Event(ADDED, obj, None, rev) if old is None else Event(MODIFIED, obj, old, rev)
+        self._own.add(rev, OwnWrite(info.kind, key, ev))
+        hubs = list(self._hubs.values())  # not under _streams_lock: a hub being started holds it for seconds
+        for h in hubs:
+            h.advance()
+        if hubs:
+            self._own.forget_through(min(h.through for h in hubs))
 
     def _after_write(self) -> None:
         if not self._history:
@@ -255,8 +268,10 @@ class EtcdStore(StoreCore):
                 return None
             hub = self._hubs[info.kind] = KindHub(info.plural, stream, since, self._hub_history,
                                                   self._event, self._hub_ended,
-                                                  self._snapshot(collection_key(self.prefix, info), since))
-            return hub
+                                                  self._snapshot(collection_key(self.prefix, info), since),
+                                                  own=self._own, api_kind=info.kind)
+        hub.advance()  # writes committed since *since* are in the ledger already
+        return hub
 
     def _snapshot(self, key: str, revision: int) -> dict[str, dict] | None:
         """The objects under *key* at *revision* by (base64) key, None if that is compacted."""

@@ -118,6 +118,13 @@ def test_open_store_is_the_recorded_one(etcd_endpoint, tmp_path):
     s = etcd_cluster.open_store(etcd_cluster.StoreConfig("etcd", etcd_endpoint), str(tmp_path), Admission({}))
     try:
         assert isinstance(s, etcd.EtcdStore) and s.endpoint == etcd_endpoint
+        assert not s._client.serializable  # given by its endpoints: maybe several members
+    finally:
+        s.close()
+    s = etcd_cluster.open_store(etcd_cluster.StoreConfig("etcd", etcd_endpoint, managed=True), str(tmp_path),
+                                Admission({}))
+    try:
+        assert s._client.serializable  # the testbed's own member: one member, reads need no ReadIndex
     finally:
         s.close()
     s = etcd_cluster.open_store(etcd_cluster.StoreConfig(), str(tmp_path), Admission({}))

@@ -291,3 +291,114 @@ def test_a_write_starts_from_the_shared_watchs_object_and_a_stale_one_is_redone(
         w.stop()
         s.close()
         other.close()
+
+
+class GatedStream:
+    """An etcd watch stream that passes nothing on until the test opens its gate: etcd's
+    watch running late."""
+
+    def __init__(self, stream):
+        import threading
+        self.stream, self.gate = stream, threading.Event()
+
+    def next(self):
+        self.gate.wait()
+        return self.stream.next()
+
+    def set_timeout(self, seconds):
+        self.stream.set_timeout(seconds)
+
+    def close(self):
+        self.gate.set()
+        self.stream.close()
+
+
+def gated_store(etcd_endpoint, prefix, monkeypatch):
+    s = EtcdStore(etcd_endpoint, prefix=prefix)
+    streams = []
+    real_open = s._open_stream
+    monkeypatch.setattr(s, "_open_stream", lambda *a: streams.append(GatedStream(real_open(*a))) or streams[-1])
+    return s, streams
+
+
+def names(w, timeout=0.3):
+    out = []
+    while (ev := w.get(timeout=timeout)) is not None:
+        out.append((ev["type"], ev["object"]["metadata"]["name"]))
+    return out
+
+
+def wait_until(cond, timeout=5.0):
+    import time
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_own_writes_reach_watchers_before_etcds_watch_and_once(etcd_endpoint, prefix, monkeypatch):
+    s, streams = gated_store(etcd_endpoint, prefix, monkeypatch)
+    w = s.watch("Service", "default", s.resource_version)
+    try:
+        a = s.create(svc("a"))
+        # a write of another kind in between: its revision is known, so it holds nothing up
+        s.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "m", "namespace": "default"}})
+        s.patch("Service", "default", "a", {"metadata": {"labels": {"x": "1"}}})
+        s.delete("Service", "default", "a")
+        # etcd's watch has passed nothing on yet: the store's own writes are known as they commit
+        got = []
+        for _ in range(3):
+            ev = w.get(timeout=5)
+            got.append((ev["type"], ev["object"]["metadata"]["name"], ev["object"]["metadata"].get("labels")))
+        assert got == [("ADDED", "a", None), ("MODIFIED", "a", {"x": "1"}), ("DELETED", "a", {"x": "1"})]
+        hub = s._hubs["Service"]
+        assert hub._early and int(a["metadata"]["resourceVersion"]) in hub._early
+        # when the stream brings the same revisions, they are not delivered again
+        streams[0].gate.set()
+        wait_until(lambda: not hub._early)
+        assert names(w) == []
+    finally:
+        w.stop()
+        s.close()
+
+
+def test_a_revision_the_store_did_not_write_holds_its_later_writes_until_the_stream_has_it(
+        etcd_endpoint, prefix, monkeypatch):
+    other = EtcdStore(etcd_endpoint, prefix=prefix)  # another API server on the same etcd
+    s, streams = gated_store(etcd_endpoint, prefix, monkeypatch)
+    w = s.watch("Service", "default", s.resource_version)
+    try:
+        s.create(svc("a"))
+        other.create(svc("b"))
+        s.create(svc("c"))
+        # b's revision is unknown to this store: c waits, so events stay in revision order
+        assert names(w) == [("ADDED", "a")]
+        streams[0].gate.set()
+        assert names(w, timeout=5) == [("ADDED", "b"), ("ADDED", "c")]
+    finally:
+        w.stop()
+        s.close()
+        other.close()
+
+
+def test_a_one_member_store_reads_serializably_and_still_sees_its_writes_at_once(etcd_endpoint, prefix, monkeypatch):
+    s = EtcdStore(etcd_endpoint, prefix=prefix, one_member=True)
+    bodies = []
+    real_call = s._client.call
+    monkeypatch.setattr(s._client, "call", lambda path, body: bodies.append((path, body)) or real_call(path, body))
+    try:
+        for i in range(20):
+            o = s.create(svc(f"s{i}"))
+            got = s.get("Service", "default", f"s{i}")
+            assert got["metadata"]["resourceVersion"] == o["metadata"]["resourceVersion"]
+            assert int(s.list("Service")[1]) >= int(o["metadata"]["resourceVersion"])
+        ranges = [b for p, b in bodies if p == "kv/range"]
+        assert ranges and all(b.get("serializable") is True for b in ranges)
+    finally:
+        s.close()
+    # an etcd given by its endpoints may have several members: linearizable reads there
+    other = EtcdStore(etcd_endpoint, prefix=prefix)
+    try:
+        assert not other._client.serializable
+    finally:
+        other.close()
