@@ -71,6 +71,21 @@ _USERSPACE_NO_ETP_LOCAL = ("externalTrafficPolicy: Local was never implemented b
 _IPVS_ETP_FALLBACK = ("IPVS mode with externalTrafficPolicy: Local on a node without a local endpoint "
                       "falls back to the cluster's endpoints (upstream PR #97081) instead of dropping")
 
+
+_USERSPACE_NO_ENDPOINTS = ("with no endpoint the userspace proxy has already accepted the connection and closes "
+                           "it (the client sees a reset or an empty answer), where iptables mode REJECTs the SYN")
+# A row that expects no IPv4 answer (reach: dropped; drop: no answer seen) answered instead, and
+# a hairpin row that expects nothing back on the pod's port seeing frames come back.
+_ANSWERED = (("reach", r"dropped .*", r"answered by .*"),
+             ("drop", r".*no answer is seen", r".*answers seen: [1-9]\d*"))
+_COMES_BACK = ("hairpin", r"request arrives on .*, nothing comes back on it", r"in: [1-9]\d* frames; back: [1-9]\d* frames")
+
+
+def _each(key: str, mode: str, rows, reason: str, **where) -> tuple[Difference, ...]:
+    """One difference per (expectation, expected, observed) of *rows*, all for one reason."""
+    return tuple(Difference(key, mode, e, exp, obs, reason, **where) for e, exp, obs in rows)
+
+
 DIFFERENCES: tuple[Difference, ...] = (
     Difference(
         "userspace-source", "userspace", "source", r"client = .*",
@@ -82,15 +97,9 @@ DIFFERENCES: tuple[Difference, ...] = (
         r".*; inner [0-9.:]+ > [0-9.:]+ ttl 64 \[wrong: (inner, )?ttl\]",
         "the proxy's own connection leaves the node: the inner packet is not forwarded (TTL 64, "
         "not 63) and comes from the node, not the client"),
-    Difference(
-        "userspace-no-endpoints", "userspace", "reach", r"refused .*", r"error in .*(Connection reset by peer|not HTTP: b'').*",
-        "with no endpoint the userspace proxy has already accepted the connection and closes it "
-        "(the client sees a reset or an empty answer), where iptables mode REJECTs the SYN", scenario="no-endpoints"),
-    Difference(
-        "userspace-no-endpoints", "userspace", "reach", r"refused .*", r"error in .*(Connection reset by peer|not HTTP: b'').*",
-        "with no endpoint the userspace proxy has already accepted the connection and closes it "
-        "(the client sees a reset or an empty answer), where iptables mode REJECTs the SYN",
-        scenario="troubleshooting", check="typo-is-refused"),
+    *(Difference("userspace-no-endpoints", "userspace", "reach", r"refused .*",
+                 r"error in .*(Connection reset by peer|not HTTP: b'').*", _USERSPACE_NO_ENDPOINTS, **where)
+      for where in ({"scenario": "no-endpoints"}, {"scenario": "troubleshooting", "check": "typo-is-refused"})),
     Difference(
         "userspace-udp-no-endpoints", "userspace", "reach", r"refused .*", r"dropped in .*\(timed out\)",
         "the userspace proxy drops a datagram it has no endpoint for (no ICMP unreachable)",
@@ -101,61 +110,30 @@ DIFFERENCES: tuple[Difference, ...] = (
         "upstream's container portal rule for an external IP carries `-m physdev ! --physdev-is-in`: "
         "a pod's traffic to an external IP that is not local to the node is not proxied",
         scenario="externalips", check="from-pod"),
-    Difference(
-        "userspace-hairpin", "userspace", "reach", r"dropped .*", r"answered by .*",
-        _USERSPACE_NO_HAIRPIN, scenario=None, check="hairpin-fails"),
-    Difference(
-        "userspace-hairpin", "userspace", "drop", r".*no answer is seen", r".*answers seen: [1-9]\d*",
-        _USERSPACE_NO_HAIRPIN, check="hairpin-fails"),
-    Difference(
-        "userspace-hairpin", "userspace", "hairpin", r"request arrives on .*, nothing comes back on it",
-        r"in: [1-9]\d* frames; back: [1-9]\d* frames",
-        _USERSPACE_NO_HAIRPIN, check="hairpin-fails"),
+    *_each("userspace-hairpin", "userspace", _ANSWERED + (_COMES_BACK,), _USERSPACE_NO_HAIRPIN,
+           check="hairpin-fails"),
     Difference(
         "userspace-hairpin", "userspace", "hairpin", r"request leaves .* and comes back on it: .*",
         rf"in: .*; back: .* {_NODE_SRC}:\d+ > 10\.244\.\d+\.\d+:\d+ ttl 64",
         _USERSPACE_NO_HAIRPIN, scenario="hairpin-veth", check="hairpin"),
-    Difference(
-        "userspace-etp-local", "userspace", "reach", r"dropped .*", r"answered by .*",
-        _USERSPACE_NO_ETP_LOCAL,
-        scenario="nodeport-local", check="node-without-endpoint"),
-    Difference(
-        "userspace-etp-local", "userspace", "drop", r".*no answer is seen", r".*answers seen: [1-9]\d*",
-        _USERSPACE_NO_ETP_LOCAL,
-        scenario="nodeport-local", check="node-without-endpoint"),
-    Difference(
-        "nftables-hairpin-invalid", "nftables", "hairpin", r"request arrives on .*, nothing comes back on it",
-        r"in: [1-9]\d* frames; back: [1-9]\d* frames",
+    *_each("userspace-etp-local", "userspace", _ANSWERED, _USERSPACE_NO_ETP_LOCAL,
+           scenario="nodeport-local", check="node-without-endpoint"),
+    *_each(
+        "nftables-hairpin-invalid", "nftables", (_COMES_BACK,),
         "with a promiscuous bridge and no hairpin, the node forwards the DNATed SYN back to the pod "
         "un-SNATed as a conntrack-INVALID packet: iptables mode drops it in KUBE-FORWARD (--ctstate "
         "INVALID -j DROP), upstream's nftables mode has no such rule; the connection fails either way",
         scenario="hairpin-promiscuous", check="hairpin-fails"),
-    Difference(
-        "ipvs-etp-local", "ipvs", "reach", r"dropped .*", r"answered by .*",
-        _IPVS_ETP_FALLBACK,
-        scenario="nodeport-local", check="node-without-endpoint"),
-    Difference(
-        "ipvs-etp-local", "ipvs", "drop", r".*no answer is seen", r".*answers seen: [1-9]\d*",
-        _IPVS_ETP_FALLBACK,
-        scenario="nodeport-local", check="node-without-endpoint"),
+    *_each("ipvs-etp-local", "ipvs", _ANSWERED, _IPVS_ETP_FALLBACK,
+           scenario="nodeport-local", check="node-without-endpoint"),
     Difference(
         "ipvs-hairpin-routed", "ipvs", "hairpin", r"request leaves .* and comes back on it: .*",
         rf"in: .*; back: \S+ > \S+ {_NODE_SRC}:\d+ > 10\.244\.\d+\.\d+:\d+ ttl 63", _IPVS_HAIRPIN,
         scenario="hairpin-veth", check="hairpin"),
-    Difference(
-        "ipvs-hairpin-reply", "ipvs", "hairpin", r"request arrives on .*, nothing comes back on it",
-        r"in: [1-9]\d* frames; back: [1-9]\d* frames", _IPVS_HAIRPIN_REPLY,
-        scenario="hairpin-none", check="hairpin-fails"),
-    Difference(
-        "ipvs-hairpin-promiscuous", "ipvs", "reach", r"dropped .*", r"answered by .*",
-        _IPVS_HAIRPIN_PROMISCUOUS, scenario="hairpin-promiscuous", check="hairpin-fails"),
-    Difference(
-        "ipvs-hairpin-promiscuous", "ipvs", "drop", r".*no answer is seen", r".*answers seen: [1-9]\d*",
-        _IPVS_HAIRPIN_PROMISCUOUS, scenario="hairpin-promiscuous", check="hairpin-fails"),
-    Difference(
-        "ipvs-hairpin-promiscuous", "ipvs", "hairpin", r"request arrives on .*, nothing comes back on it",
-        r"in: [1-9]\d* frames; back: [1-9]\d* frames", _IPVS_HAIRPIN_PROMISCUOUS,
-        scenario="hairpin-promiscuous", check="hairpin-fails"),
+    *_each("ipvs-hairpin-reply", "ipvs", (_COMES_BACK,), _IPVS_HAIRPIN_REPLY,
+           scenario="hairpin-none", check="hairpin-fails"),
+    *_each("ipvs-hairpin-promiscuous", "ipvs", _ANSWERED + (_COMES_BACK,), _IPVS_HAIRPIN_PROMISCUOUS,
+           scenario="hairpin-promiscuous", check="hairpin-fails"),
     Difference(
         "ipvs-external-ip-node-address", "ipvs", "reach", r"answered .*", r"dropped in .*\(timed out\)",
         "IPVS mode binds an externalIP to kube-ipvs0 on every node that does not have it: node1 then holds "
