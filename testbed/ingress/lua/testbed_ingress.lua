@@ -81,16 +81,22 @@ function _M.route()
 end
 
 -- balancer phase, once per try: round robin over the ready endpoints; a refused or timed-out
--- try moves on to the next endpoint (proxy_next_upstream), at most one try per endpoint
+-- try moves on to the endpoint after the one this request just tried (proxy_next_upstream), at
+-- most one try per endpoint. The retry follows the request's own last pick, not the shared
+-- rotation: other requests advance that in between, and could hand the retry the endpoint
+-- that just failed (an endpoint removed a moment ago and not yet out of the table).
 function _M.balance()
   local eps = ngx.ctx.endpoints
   local name = ngx.var.proxy_upstream_name
-  if not ngx.ctx.tried then
-    ngx.ctx.tried = true
+  local i
+  if not ngx.ctx.picked then
     if #eps > 1 then balancer.set_more_tries(#eps - 1) end
+    i = (next_index[name] or 0) % #eps + 1
+    next_index[name] = i
+  else
+    i = ngx.ctx.picked % #eps + 1
   end
-  local i = (next_index[name] or 0) % #eps + 1
-  next_index[name] = i
+  ngx.ctx.picked = i
   local ok, err = balancer.set_current_peer(eps[i][1], eps[i][2])
   if not ok then
     ngx.log(ngx.ERR, "set_current_peer ", eps[i][1], ":", eps[i][2], ": ", err)
