@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import os
 import re
@@ -150,7 +151,7 @@ def check_manifests(scenario: Scenario) -> None:
     problems = []
     for obj, where in zip(scenario.manifests, origins):
         try:
-            admission.admit_create(obj)
+            admission.admit_create(copy.deepcopy(obj))  # admission defaults in place
         except k8s_errors.APIError as exc:
             problems.append(Problem(where, exc.message))
     if problems:

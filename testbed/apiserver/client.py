@@ -18,13 +18,13 @@ connection.
 from __future__ import annotations
 
 import http.client
-import json
 import logging
 import socket
 import threading
 from typing import Any, Callable, Iterator
 from urllib.parse import quote, urlencode
 
+from .. import jsoncodec
 from . import errors
 from .errors import AlreadyExists, Conflict, Gone, NotFound
 from .kinds import KindInfo, kind_info
@@ -63,7 +63,7 @@ def _selector_string(sel: Any) -> str | None:
 
 def _raise_for(status_code: int, data: bytes) -> None:
     try:
-        doc = json.loads(data) if data else {}
+        doc = jsoncodec.loads(data) if data else {}
     except ValueError:
         doc = {}
     if isinstance(doc, dict) and doc.get("kind") == "Status":
@@ -128,7 +128,7 @@ class ApiClient:
             q = {k: v for k, v in query.items() if v is not None}
             if q:
                 path = f"{path}?{urlencode(q)}"
-        payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        payload = None if body is None else jsoncodec.dumpb(body)
         headers = {"Accept": "application/json"}
         if payload is not None:
             headers["Content-Type"] = content_type
@@ -159,7 +159,7 @@ class ApiClient:
             return None
         if "json" not in ctype:
             return data.decode("utf-8", "replace")
-        return json.loads(data)
+        return jsoncodec.loads(data)
 
     def close(self) -> None:
         """Close every connection and stop every watch of this client."""
@@ -227,7 +227,7 @@ class ApiClient:
     def _pipelined(self, reqs: list[tuple[str, str, Any, str]], window: int) -> Iterator[dict | errors.ApiError]:
         raw = []
         for method, path, body, ctype in reqs:
-            payload = json.dumps(body, separators=(",", ":")).encode()
+            payload = jsoncodec.dumpb(body)
             raw.append(f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n"
                        f"Accept: application/json\r\nContent-Type: {ctype}\r\n"
                        f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
@@ -251,7 +251,7 @@ class ApiClient:
                     except errors.ApiError as e:
                         yield e
                 else:
-                    yield json.loads(data) if "json" in ctype else data
+                    yield jsoncodec.loads(data) if "json" in ctype else data
                 if will_close:
                     break
         except (ConnectionError, http.client.HTTPException):
@@ -458,7 +458,7 @@ class WatchStream:
                 line, self._buf = self._buf[:nl], self._buf[nl + 1:]
                 if not line.strip():
                     continue
-                ev = json.loads(line)
+                ev = jsoncodec.loads(line)
                 if ev.get("type") == ERROR:
                     self._close()
                     raise errors.exception_from_status(ev.get("object") or {})

@@ -25,7 +25,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from .. import state
+from .. import jsoncodec, state
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class StateLog:
                     log.warning("%s: ignoring a torn last record (%d bytes)", path, len(line))
                     break
                 try:
-                    rec = json.loads(line)
+                    rec = jsoncodec.loads(line)
                     rv, typ, obj = int(rec["rv"]), rec["type"], rec["object"]
                 except (ValueError, KeyError, TypeError):
                     log.warning("%s: unreadable record at byte %d; ignoring the rest", path, good)
@@ -141,7 +141,7 @@ class StateLog:
             for i, obj in enumerate(objects):
                 if i:
                     f.write(",\n")
-                f.write(json.dumps(obj, separators=(",", ":")))
+                f.write(jsoncodec.dumps(obj))
             f.write("\n]}\n")
         size = os.path.getsize(tmp)
         os.replace(tmp, self._path(SNAPSHOT))

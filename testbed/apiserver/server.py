@@ -54,6 +54,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
+from .. import jsoncodec
 from . import errors, openapi_pb, podexec, podlogs, portforward, protobody, serverapply
 from .errors import BadRequest, MethodNotAllowed, NotFound, UnsupportedMediaType
 from .discovery import discovery
@@ -157,7 +158,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(head.encode("latin-1") + b"\r\n" + body)
 
     def _send_obj(self, code: int, obj) -> None:
-        self._send(code, json.dumps(obj, separators=(",", ":")).encode())
+        self._send(code, jsoncodec.dumpb(obj))
 
     def _send_error(self, exc: BaseException) -> None:
         status = errors.status_from_exception(exc)
@@ -177,7 +178,7 @@ class Handler(BaseHTTPRequestHandler):
         if not body:
             raise BadRequest("the request body is empty")
         try:
-            return json.loads(body)
+            return jsoncodec.loads(body)
         except ValueError as e:
             raise BadRequest(f"the request body is not valid JSON: {e}") from None
 

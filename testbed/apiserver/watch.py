@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import deque
 from typing import Any, Iterator
 
+from .. import jsoncodec
 from . import errors
 
 ADDED, MODIFIED, DELETED, ERROR = "ADDED", "MODIFIED", "DELETED", "ERROR"
@@ -34,7 +34,7 @@ class Event:
 
     def object_json(self) -> str:
         if self._json is None:
-            self._json = json.dumps(self.obj, separators=(",", ":"))
+            self._json = jsoncodec.dumps(self.obj)
         return self._json
 
     def encoded(self) -> bytes:

@@ -14,6 +14,10 @@ allocations back.  It never stores objects; the API store calls it for every wri
 
 If the store fails to persist an admitted create, it must call ``admit_delete`` on the
 returned object so the allocations are released.
+
+``admit_create`` and ``admit_update`` default and change the object they are given, in place:
+the store hands them its own copies (a deep copy per write cost ~6 % of the control plane's CPU
+when endpoints churn); a caller that keeps using its object passes a copy.
 """
 
 from __future__ import annotations
@@ -104,7 +108,6 @@ class Admission:
         return self.allocators.ips.dns_ip
 
     def admit_create(self, obj: dict) -> dict:
-        obj = copy.deepcopy(obj)
         info = self._kind(obj)
         self._check_shape(obj, info)
         self._prepare_meta_create(obj, info)
@@ -117,7 +120,6 @@ class Admission:
         return obj
 
     def admit_update(self, new: dict, old: dict, subresource: str | None = None) -> dict:
-        new = copy.deepcopy(new)
         info = self._kind(new)
         self._check_shape(new, info)
         if (old.get("kind"), old.get("apiVersion")) != (new.get("kind"), new.get("apiVersion")):

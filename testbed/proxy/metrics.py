@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import bisect
 import collections
-import json
 import os
 from typing import Any
+
+from testbed import jsoncodec
 
 HISTOGRAM_BUCKETS = tuple(0.001 * 2 ** i for i in range(15))   # upstream: ExponentialBuckets(0.001, 2, 15)
 
@@ -52,7 +53,6 @@ class Summary:
 
 def write_json_atomic(path: str, doc: Any) -> None:
     tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1, sort_keys=True)
-        f.write("\n")
+    with open(tmp, "wb") as f:
+        f.write(jsoncodec.dumpb(doc, sort_keys=True, indent=True) + b"\n")
     os.replace(tmp, path)

@@ -12,10 +12,10 @@ Everything here is plain data; no I/O.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
+from testbed import jsoncodec
 from testbed.proxy.model import (IPV4, EndpointInfo, NamespacedName, ParsedSlice, ServicePortInfo,
                                  ServicePortName, endpoints_for_service, parse_endpoint_slice,
                                  service_port_map)
@@ -24,7 +24,7 @@ from testbed.proxy.model import (IPV4, EndpointInfo, NamespacedName, ParsedSlice
 # ----------------------------------------------------------------------------- change tracking
 
 def _fingerprint(obj: Mapping) -> bytes:
-    return hashlib.blake2b(json.dumps(obj, sort_keys=True, default=str).encode(), digest_size=16).digest()
+    return hashlib.blake2b(jsoncodec.dumpb(obj, sort_keys=True, default=str), digest_size=16).digest()
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import ssl
 import urllib.parse
 from dataclasses import dataclass
 
+from ... import jsoncodec
 from .http1 import Connection, HTTPError, LineStream
 
 
@@ -80,7 +81,7 @@ class WatchStream:
             return None
         if not line:
             return None
-        msg = json.loads(line)
+        msg = jsoncodec.loads(line)
         if "error" in msg:
             err = msg["error"]
             raise EtcdError(err.get("message", str(err)), err.get("grpc_code") or err.get("http_code"))
@@ -144,7 +145,7 @@ class EtcdClient:
 
     def call(self, path: str, body: dict) -> dict:
         """POST *body* to ``/v3/<path>``; returns the answer or raises :class:`EtcdError`."""
-        data = json.dumps(body).encode()
+        data = jsoncodec.dumpb(body)
         while True:
             conn = getattr(self._local, "conn", None)
             reused = conn is not None and not conn.closed
@@ -163,7 +164,7 @@ class EtcdClient:
                 if reused and not answered and isinstance(e, (HTTPError, BrokenPipeError, ConnectionResetError)):
                     continue
                 raise EtcdError(f"etcd at {self.endpoint} is unreachable: {e}") from None
-        msg = json.loads(raw) if raw else {}
+        msg = jsoncodec.loads(raw) if raw else {}
         if status != 200 or "error" in msg:
             raise EtcdError(msg.get("message") or msg.get("error") or f"HTTP {status}", msg.get("code"))
         return msg

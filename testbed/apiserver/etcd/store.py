@@ -22,10 +22,10 @@ state is checked once more on etcd's own before it is answered. A GET or LIST re
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 
+from ... import jsoncodec
 from .. import errors
 from ..errors import ServiceUnavailable
 from ..kinds import KindInfo, kind_info
@@ -47,11 +47,11 @@ KEY_LOCKS = 64
 
 def _encode(obj: dict) -> str:
     meta = {k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}
-    return b64(json.dumps(dict(obj, metadata=meta), separators=(",", ":")))
+    return b64(jsoncodec.dumpb(dict(obj, metadata=meta)))
 
 
 def _decode(kv: dict) -> dict:
-    obj = json.loads(unb64(kv["value"]))
+    obj = jsoncodec.loads(unb64(kv["value"]))
     obj["metadata"]["resourceVersion"] = kv["mod_revision"]
     return obj
 

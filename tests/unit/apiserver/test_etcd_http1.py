@@ -66,7 +66,7 @@ def test_bodies_by_length_and_chunked_and_connection_close():
         assert c.call("kv/txn", {}) == {}
         assert c.call("kv/txn", {}) == {}  # on a new connection: the server closed the last one
         assert [r[0] for r in s.requests] == ["/v3/kv/range", "/v3/kv/range", "/v3/kv/txn", "/v3/kv/txn"]
-        assert s.requests[0][1] == b'{"key": "x"}'
+        assert s.requests[0][1] == b'{"key":"x"}'
     finally:
         c.close()
         s.close()
@@ -79,7 +79,7 @@ def test_a_request_on_a_connection_the_server_closed_is_sent_again_once():
     try:
         assert c.call("kv/range", {}) == {}
         assert c.call("kv/range", {"n": 2}) == {"a": "2"}
-        assert [r[1] for r in s.requests] == [b"{}", b'{"n": 2}', b'{"n": 2}']
+        assert [r[1] for r in s.requests] == [b"{}", b'{"n":2}', b'{"n":2}']
     finally:
         c.close()
         s.close()
