@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import random
+from collections import Counter
 from typing import Any, Callable, Mapping
 
 from testbed.k8s import scheduler as sched
@@ -51,6 +52,9 @@ class SchedulerController(Controller):
         self.clock = clock
         self._unschedulable: set[Key] = set()
         self.bound = 0
+        # the scheduler cache's pod counts, kept as pods change rather than recounted per pod
+        self._node_of: dict[Key, str] = {}
+        self._counts: Counter = Counter()
 
     def _mine(self, pod: Mapping) -> bool:
         spec = _spec(pod)
@@ -64,7 +68,24 @@ class SchedulerController(Controller):
         for k in self._unschedulable:
             self.mark(k)
 
+    def _recount(self, key: Key, pod: Mapping | None) -> None:
+        node = sched.pod_node(pod) if pod is not None else None
+        was = self._node_of.get(key)
+        if was == node:
+            return
+        if was is not None:
+            self._counts[was] -= 1
+            if self._counts[was] <= 0:
+                del self._counts[was]
+        if node is None:
+            self._node_of.pop(key, None)
+        else:
+            self._node_of[key] = node
+            self._counts[node] += 1
+
     def handle(self, kind: str, old: dict | None, new: dict | None, own: bool = False) -> None:
+        if kind == POD:
+            self._recount(key_of(new if new is not None else old), new)
         if own:
             return
         if kind == NODE:
@@ -91,7 +112,11 @@ class SchedulerController(Controller):
         nodes = list(self.caches[NODE].values())
         now = rfc3339(self.clock())
         try:
-            node = sched.schedule(pod, nodes, self.caches[POD].values(), self.rng)
+            counts = self._counts
+            if key in self._node_of:  # not counted against itself
+                counts = Counter(counts)
+                counts[self._node_of[key]] -= 1
+            node = sched.schedule(pod, nodes, rng=self.rng, counts=counts)
         except sched.Unschedulable as e:
             self._unschedulable.add(key)
             cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": e.reason}

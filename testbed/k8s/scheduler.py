@@ -69,8 +69,8 @@ def pod_counts(pods: Iterable[Mapping]) -> Counter:
     """Non-terminal pods per node (what the scheduler cache counts)."""
     c: Counter = Counter()
     for p in pods:
-        node = _spec(p).get("nodeName")
-        if node and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+        node = pod_node(p)
+        if node:
             c[node] += 1
     return c
 
@@ -100,24 +100,35 @@ def fit_error(num_nodes: int, reasons: Counter) -> str:
     return f"0/{num_nodes} nodes are available: " + ", ".join(parts) + "."
 
 
-def schedule(pod: Mapping, nodes: Iterable[Mapping], pods: Iterable[Mapping], rng: random.Random | None = None) -> str:
+def pod_node(pod: Mapping) -> str | None:
+    """The node a pod counts against (:func:`pod_counts`), or None."""
+    node = _spec(pod).get("nodeName")
+    return node if node and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed") else None
+
+
+def schedule(pod: Mapping, nodes: Iterable[Mapping], pods: Iterable[Mapping] = (), rng: random.Random | None = None,
+             *, counts: Mapping[str, int] | None = None) -> str:
     """Pick a node name for ``pod`` or raise :class:`Unschedulable`.
 
     ``pods`` are the pods already known (their ``spec.nodeName`` counts against nodes);
-    the pod being scheduled is ignored if present.  Ties are broken with ``rng``.
+    the pod being scheduled is ignored if present. A caller that keeps the per-node counts
+    itself passes them as ``counts`` instead (not counting ``pod``): counting every pod for
+    every decision made scheduling N pods cost O(N^2). Ties are broken with ``rng``.
     """
     nodes = list(nodes)
-    me = (_meta(pod).get("namespace"), _meta(pod).get("name"))
-    counts = pod_counts(p for p in pods if (_meta(p).get("namespace"), _meta(p).get("name")) != me)
+    if counts is None:
+        me = (_meta(pod).get("namespace"), _meta(pod).get("name"))
+        counts = pod_counts(p for p in pods if (_meta(p).get("namespace"), _meta(p).get("name")) != me)
     reasons: Counter = Counter()
     feasible: list[tuple[int, str]] = []
     for node in nodes:
         name = _meta(node).get("name", "")
-        why = filter_node(pod, node, counts[name])
+        count = counts.get(name, 0)
+        why = filter_node(pod, node, count)
         if why:
             reasons[why] += 1
         else:
-            feasible.append((counts[name], name))
+            feasible.append((count, name))
     if not feasible:
         msg = fit_error(len(nodes), reasons)
         raise Unschedulable(msg, len(nodes), reasons)

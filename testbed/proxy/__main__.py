@@ -141,11 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
     health = ServiceHealthServer(args.node_ip, healthy=lambda: loop is None or loop.healthy())
+    # the conntrack socket is opened at the first UDP cleanup: its library costs ~0.1 CPU-s to
+    # import, paid by every proxy of a cluster as it comes up, and most never clean an entry
     cleaner = ConntrackCleaner()
-    try:
-        cleaner.open()
-    except Exception as exc:  # noqa: BLE001 - retried at the first cleanup
-        log.warning("conntrack netlink socket: %s", exc)
     try:
         cleaned = modes.cleanup_conflicting(args.mode)
     except Exception as exc:  # noqa: BLE001 - the first full sync still installs this mode's rules

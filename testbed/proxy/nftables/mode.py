@@ -18,13 +18,14 @@ from testbed import naming, state
 from testbed.errors import TestbedError
 from testbed.proxy.nftables import apply, names
 from testbed.proxy.nftables.runner import NftProcess, RunError
-from testbed.proxy.nftables.syncer import SEGMENT, NftablesSyncer
 from testbed.proxy.syncer import ProxyConfig
 
 FAMILY = "ip"
 
 
-def make_syncer(cfg: ProxyConfig, **host) -> NftablesSyncer:
+def make_syncer(cfg: ProxyConfig, **host) -> "NftablesSyncer":
+    # imported here: every proxy imports this module to clean up after this mode, few run it
+    from testbed.proxy.nftables.syncer import NftablesSyncer
     return NftablesSyncer(cfg, **host)
 
 
@@ -48,6 +49,7 @@ def rules_file(cluster: str, node: str) -> str:
 
 def segments(text: str) -> list[str]:
     """The journal's transactions, in the order the proxy ran them."""
+    from testbed.proxy.nftables.syncer import SEGMENT
     return [s for s in text.split(SEGMENT) if s.strip()]
 
 

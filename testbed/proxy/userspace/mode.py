@@ -20,7 +20,6 @@ from testbed.proxy.iptables import mode as iptables_mode
 from testbed.proxy.iptables.restore import HostIptables
 from testbed.proxy.syncer import ProxyConfig
 from testbed.proxy.userspace import rules
-from testbed.proxy.userspace.syncer import UserspaceSyncer
 
 _OURS = rules.NAT_CHAINS + rules.FILTER_CHAINS
 # iptables-save prints the matches in its own order (-d, -p, then the modules)
@@ -34,7 +33,9 @@ def trace_socket(cluster: str, node: str) -> str:
     return os.path.join(state.directory(cluster), f"proxy-{node}.trace.sock")
 
 
-def make_syncer(cfg: ProxyConfig, **host) -> UserspaceSyncer:
+def make_syncer(cfg: ProxyConfig, **host) -> "UserspaceSyncer":
+    # imported here: every proxy imports this module to clean up after this mode, few run it
+    from testbed.proxy.userspace.syncer import UserspaceSyncer
     return UserspaceSyncer(cfg, **host)
 
 

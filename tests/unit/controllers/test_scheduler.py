@@ -62,6 +62,29 @@ def test_spreads_a_burst_evenly(store, start_scheduler):
     assert counts == {"node-a": 3, "node-b": 3}
 
 
+def test_counts_follow_deleted_and_finished_pods(store, start_scheduler):
+    """The per-node counts are kept as pods change: a deleted pod and a Succeeded one free
+    their place on the node, as upstream's scheduler cache does."""
+    for n in ("node-a", "node-b"):
+        store.create(node(n))
+    c = start_scheduler()
+    add_pod(store, "a1", {"app": "x"}, node_name="node-a")
+    add_pod(store, "a2", {"app": "x"}, node_name="node-a")
+    add_pod(store, "b1", {"app": "x"}, node_name="node-b")
+    add_pod(store, "b2", {"app": "x"}, node_name="node-b")
+    done = store.get("Pod", "default", "a1")
+    store.update_status({**done, "status": {"phase": "Succeeded"}})
+    store.delete("Pod", "default", "a2", grace_seconds=0)
+    wait_for(store, "Pod", lambda ps: len(ps) == 3 or None)
+    add_pod(store, "new1", {"app": "y"})
+    new1 = wait_for(store, "Pod", lambda ps: [p for p in ps if p["metadata"]["name"] == "new1" and p["spec"].get("nodeName")])[0]
+    assert new1["spec"]["nodeName"] == "node-a"  # 0 pods counted there against 2 on node-b
+    add_pod(store, "new2", {"app": "y"})
+    new2 = wait_for(store, "Pod", lambda ps: [p for p in ps if p["metadata"]["name"] == "new2" and p["spec"].get("nodeName")])[0]
+    assert new2["spec"]["nodeName"] == "node-a"  # 1 against 2
+    assert dict(c._counts) == {"node-a": 2, "node-b": 2}
+
+
 def test_failed_scheduling_then_retried_when_node_appears(store, start_scheduler):
     store.create(node("node-a", labels={"disk": "hdd"}))
     start_scheduler()
