@@ -28,7 +28,7 @@ from .. import jsoncodec
 from . import errors
 from .errors import AlreadyExists, Conflict, Gone, NotFound
 from .kinds import KindInfo, kind_info
-from .store import ADDED, DELETED, ERROR, MODIFIED, clone
+from .watch import ADDED, DELETED, ERROR, MODIFIED, clone
 
 log = logging.getLogger(__name__)
 

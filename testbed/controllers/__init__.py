@@ -3,15 +3,13 @@ the EndpointSlice/Endpoints controller, the scheduler and a load-balancer "cloud
 plus the informer machinery they share and an Event recorder. See ``base.py`` for how
 they list, watch and batch their work."""
 
-from .base import Cache, Controller, wait_for
-from .endpointslice import EndpointSliceController
-from .events import EventRecorder, object_reference
-from .loadbalancer import IPPool, LoadBalancerController
-from .manager import ALL_CONTROLLERS, ControllerConfig, ControllerManager
-from .scheduler import SchedulerController
+from ..lazyexports import exports
 
-__all__ = [
-    "ALL_CONTROLLERS", "Cache", "Controller", "ControllerConfig", "ControllerManager",
-    "EndpointSliceController", "EventRecorder", "IPPool", "LoadBalancerController",
-    "SchedulerController", "object_reference", "wait_for",
-]
+__getattr__, __all__ = exports(__name__, {
+    **dict.fromkeys(("Cache", "Controller", "wait_for"), "base"),
+    "EndpointSliceController": "endpointslice",
+    **dict.fromkeys(("EventRecorder", "object_reference"), "events"),
+    **dict.fromkeys(("IPPool", "LoadBalancerController"), "loadbalancer"),
+    **dict.fromkeys(("ALL_CONTROLLERS", "ControllerConfig", "ControllerManager"), "manager"),
+    "SchedulerController": "scheduler",
+})

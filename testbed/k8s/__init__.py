@@ -3,24 +3,11 @@ server's messages, ClusterIP/NodePort allocation, admission, label selectors, th
 EndpointSlice controller's decisions and a small scheduler.  All pure; objects are
 JSON-shaped dicts as ``kubectl get -o json`` shows them."""
 
-from .admission import Admission, AdmissionConfig
-from .errors import AlreadyExists, Conflict, FieldError, InternalError, Invalid, ManifestError, NotFound
-from .manifests import Manifest, Source, load_file, load_paths, load_string, source_of
+from ..lazyexports import exports
 
-__all__ = [
-    "Admission",
-    "AdmissionConfig",
-    "AlreadyExists",
-    "Conflict",
-    "FieldError",
-    "InternalError",
-    "Invalid",
-    "Manifest",
-    "ManifestError",
-    "NotFound",
-    "Source",
-    "load_file",
-    "load_paths",
-    "load_string",
-    "source_of",
-]
+__getattr__, __all__ = exports(__name__, {
+    **dict.fromkeys(("Admission", "AdmissionConfig"), "admission"),
+    **dict.fromkeys(("AlreadyExists", "Conflict", "FieldError", "InternalError", "Invalid", "ManifestError",
+                     "NotFound"), "errors"),
+    **dict.fromkeys(("Manifest", "Source", "load_file", "load_paths", "load_string", "source_of"), "manifests"),
+})

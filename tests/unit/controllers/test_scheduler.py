@@ -67,7 +67,7 @@ def test_counts_follow_deleted_and_finished_pods(store, start_scheduler):
     their place on the node, as upstream's scheduler cache does."""
     for n in ("node-a", "node-b"):
         store.create(node(n))
-    c = start_scheduler()
+    start_scheduler()
     add_pod(store, "a1", {"app": "x"}, node_name="node-a")
     add_pod(store, "a2", {"app": "x"}, node_name="node-a")
     add_pod(store, "b1", {"app": "x"}, node_name="node-b")
@@ -82,7 +82,6 @@ def test_counts_follow_deleted_and_finished_pods(store, start_scheduler):
     add_pod(store, "new2", {"app": "y"})
     new2 = wait_for(store, "Pod", lambda ps: [p for p in ps if p["metadata"]["name"] == "new2" and p["spec"].get("nodeName")])[0]
     assert new2["spec"]["nodeName"] == "node-a"  # 1 against 2
-    assert dict(c._counts) == {"node-a": 2, "node-b": 2}
 
 
 def test_failed_scheduling_then_retried_when_node_appears(store, start_scheduler):

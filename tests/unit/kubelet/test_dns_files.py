@@ -107,6 +107,10 @@ def test_etc_netns_files_written_and_removed(tmp_path):
     d = tmp_path / pp.netns
     assert sorted(os.listdir(d)) == ["hostname", "hosts", "resolv.conf"]
     assert "nameserver 10.96.0.10" in (d / "resolv.conf").read_text()
+    # written again (the directory exists: replaced atomically, no temporary file left)
+    etcfiles.write(plan, p, kplan.pod_plan(plan, p, "10.244.0.10"), root=str(tmp_path))
+    assert sorted(os.listdir(d)) == ["hostname", "hosts", "resolv.conf"]
+    assert "10.244.0.10" in (d / "hosts").read_text()
     (tmp_path / "tb.other.pod.default.web").mkdir()
     assert etcfiles.remove_cluster("c1", root=str(tmp_path)) == 1
     assert os.listdir(tmp_path) == ["tb.other.pod.default.web"]
