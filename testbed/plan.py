@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from . import naming
 from .ipam import HostLocal, RangeFull
 from .errors import Problem, ValidationError
-from .scenario import Scenario
+
+if TYPE_CHECKING:  # the kubelets and kube-proxies read a Plan without parsing any scenario
+    from .scenario import Scenario
 
 
 @dataclass
