@@ -111,3 +111,15 @@ def test_write_last_restore_replaces_the_file_whole_or_logs(tmp_path, caplog):
     assert not write_last_restore(str(tmp_path / "gone" / "proxy-n1.rules"), "x")
     assert "cannot record the applied rules in" in caplog.text
     assert [p.name for p in tmp_path.iterdir()] == ["proxy-n1.rules"]
+
+
+def test_other_modes_are_cleaned_only_where_a_proxy_ran_before(tmp_path):
+    """A node just built (no metrics file of an earlier kube-proxy) has no other mode's rules to
+    remove; a restarted proxy, or one without a metrics file to tell, cleans as upstream does."""
+    from testbed.proxy.__main__ import ran_before
+
+    metrics = tmp_path / "proxy-node1.json"
+    assert not ran_before(str(metrics))
+    metrics.write_text("{}")
+    assert ran_before(str(metrics))
+    assert ran_before(None) and ran_before("")
