@@ -17,8 +17,6 @@ from typing import Any
 
 import orjson
 
-JSONDecodeError = json.JSONDecodeError
-
 
 def dumpb(obj: Any, *, sort_keys: bool = False, default=None, indent: bool = False) -> bytes:
     """Compact JSON of *obj* (indented by two spaces with *indent*), as UTF-8 bytes."""
