@@ -77,6 +77,7 @@ class Cluster:
         state.claim(scenario.name)
         started = time.monotonic()
         try:
+            state.in_memory(scenario.name)
             failpoints.hit("claimed")
             settings: dict[str, Any] = {}
             # with a control plane, pods come later: size for the nodes' capacity (110 pods each)

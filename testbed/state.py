@@ -1,16 +1,21 @@
 """The cluster state directory, ``/run/testbed/<cluster>/``: its existence is the cluster's lock.
 
 It holds ``plan.json`` (written *before* anything is built, so a crashed ``up`` can be undone),
-``state.json`` (pids, host settings changed on request), logs and the API store.
+``state.json`` (pids, host settings changed on request), logs, the API store and each pod's files.
+``up`` mounts a tmpfs of the cluster's own on it (``in_memory``; ``down`` unmounts it): a pod
+makes and removes several files there, which on a disk filesystem cost an inode each (on this
+kind of host, where ``/run`` is ext4 without a journal, allocating one after thousands were
+freed scans them all), and what is in it lives no longer than the cluster's namespaces anyway.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 
-from . import cgroups, naming, netns
+from . import cgroups, mounts, naming, netns
 from .errors import ClusterExistsError, ClusterNotFoundError
 
 
@@ -39,6 +44,22 @@ def claim(cluster: str) -> str:
                                  f"remove them with: testbed down {cluster}")
     os.chmod(d, DIR_MODE)  # mkdir's mode is masked by the umask; the result must not depend on it
     return d
+
+
+def in_memory(cluster: str) -> None:
+    """Mount a tmpfs (``testbed.<cluster>``, mode 0700) on the freshly claimed, still empty state
+    directory."""
+    mounts.tmpfs(directory(cluster), f"{cgroups.PREFIX}{cluster}", f"mode={DIR_MODE:o}")
+
+
+def remove(cluster: str) -> bool:
+    """``down``: unmount the state directory's tmpfs, if any, and remove the directory; whether
+    there was one."""
+    d = directory(cluster)
+    existed = os.path.isdir(d)
+    mounts.unmount_all(d)
+    shutil.rmtree(d, ignore_errors=True)
+    return existed
 
 
 def open_private(path: str, mode: str = "ab"):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import shutil
 import signal
 
 from . import cgroups, hostsettings, naming, netns, state
@@ -74,8 +73,6 @@ def down(cluster: str) -> dict:
     etcfiles.remove_cluster(cluster)
     etcd_cluster.remove(cluster)  # its member died with the cgroup; its data may be on tmpfs
     hostsettings.restore(info.get("host_settings", {}))
-    d = state.directory(cluster)
-    existed = os.path.isdir(d)
-    shutil.rmtree(d, ignore_errors=True)
+    existed = state.remove(cluster)
     return {"netns": len(names), "processes": stopped + len(killed), "cgroups": removed_cgroups,
             "state_dir": existed}

@@ -249,7 +249,7 @@ class Kubelet(Controller):
                 continue
             self.running[key_of(pod)] = p
             self.uids[key_of(pod)] = pod["metadata"].get("uid", "")
-            etcfiles.write(self.plan, pod, p)
+            sandbox.write_etc(self.plan, pod, p.ip)
             started.append((pod, p, False))
         if started:
             self.runtime.run_pods(started)

@@ -1,7 +1,8 @@
 """Where a pod's sandbox lives on the host, and writing it there (the kubelet's side of
 ``testbed.sandbox``).
 
-    <state>/pods/<ns>_<name>/{hosts,resolv.conf,hostname}   the pod's own files (0644: the pod reads them)
+    <state>/pods/<ns>_<name>/etc/{hosts,resolv.conf,hostname}  the pod's own files (0644: the pod
+                                                  reads them; /etc/netns/<netns> links here)
     <state>/pods/<ns>_<name>/<container>.json               the container's sandbox spec
     <cgroup2>/testbed.<cluster>/pod.<ns>.<name>/<container>  its processes
 
@@ -19,7 +20,8 @@ import sys
 
 from .. import cgroups, naming, netns, sandbox, state
 from ..errors import TestbedError
-from .plan import cluster_dns, host_nameserver, hosts_file, pod_hostname, resolv_conf, sandbox_spec
+from . import etcfiles
+from .plan import sandbox_spec
 
 # What a pod never sees: the testbed's state (API socket, store, logs), the names of every
 # namespace on the host, and the cgroup tree (writing cgroup.procs would let it leave its own).
@@ -28,6 +30,14 @@ HIDDEN = (naming.STATE_ROOT, netns.RUN_DIR, "/sys/fs/cgroup")
 
 def pod_dir(cluster: str, namespace: str, name: str) -> str:
     return os.path.join(state.directory(cluster), "pods", f"{namespace}_{name}")
+
+
+def write_etc(plan, pod: dict, ip: str | None) -> dict[str, str]:
+    """Write the pod's /etc files (``etcfiles``); ``/etc/<name>`` -> the file's path."""
+    meta = pod["metadata"]
+    ns, name = meta.get("namespace", "default"), meta["name"]
+    return etcfiles.write(etcfiles.files(plan, pod, ip), os.path.join(pod_dir(plan.cluster, ns, name), "etc"),
+                          naming.pod_netns(plan.cluster, ns, name))
 
 
 def pod_cgroup(cluster: str, namespace: str, name: str) -> str:
@@ -95,13 +105,7 @@ def prepare(plan, pod: dict, ip: str | None, ctr: dict, last_cap: int, binds: li
     meta = pod["metadata"]
     ns, name = meta.get("namespace", "default"), meta["name"]
     cluster = plan.cluster
-    d = pod_dir(cluster, ns, name)
-    os.makedirs(d, mode=0o700, exist_ok=True)
-    files = {"/etc/hosts": os.path.join(d, "hosts"), "/etc/resolv.conf": os.path.join(d, "resolv.conf"),
-             "/etc/hostname": os.path.join(d, "hostname")}
-    _write(files["/etc/hosts"], hosts_file(pod, ip), 0o644)
-    _write(files["/etc/resolv.conf"], resolv_conf(pod, cluster_dns(plan), host_nameserver(plan)), 0o644)
-    _write(files["/etc/hostname"], pod_hostname(pod)[0] + "\n", 0o644)
+    files = write_etc(plan, pod, ip)
     cg = container_cgroup(cluster, ns, name, ctr["name"])
     cgroups.create([cgroups.cluster_path(cluster), pod_cgroup(cluster, ns, name), cg])
     spec = sandbox_spec(pod, ctr, cgroup=cg, files=files, hide=list(HIDDEN), last_cap=last_cap, binds=binds)

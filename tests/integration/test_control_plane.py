@@ -199,13 +199,18 @@ def test_state_directory_and_its_files_are_private(cp):
     from testbed import state
 
     root = state.directory(cp.name)
+    # the cluster's own tmpfs (its pods' files never touch the host's disk), named after it
+    with open("/proc/self/mountinfo") as f:
+        mine = [line.split(" - ")[1].split()[:2] for line in f if line.split()[4] == root]
+    assert mine == [["tmpfs", f"testbed.{cp.name}"]]
     loose = []
     for d, dirs, files in os.walk(root):
         for name in [*dirs, *files]:
             p = os.path.join(d, name)
             st = os.lstat(p)
             want = 0o700 if stat.S_ISDIR(st.st_mode) else 0o600
-            if os.path.basename(os.path.dirname(d)) == "pods" and name in ("hosts", "resolv.conf", "hostname"):
+            if (os.path.basename(d) == "etc" and os.path.basename(os.path.dirname(os.path.dirname(d))) == "pods"
+                    and name in ("hosts", "resolv.conf", "hostname")):
                 want = 0o644  # a sandboxed pod's own files, which it reads (in a 0700 directory)
             if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
                 if st.st_mode & 0o777 != want:

@@ -17,6 +17,7 @@ import yaml
 from testbed import cgroups, controlplane, failpoints, netns, state
 from testbed.cluster import Cluster
 from testbed.controllers.base import wait_for
+from testbed.kubelet import etcfiles
 from testbed.kubelet.plan import CAPABILITIES, DEFAULT_CAPABILITIES
 from testbed.kubelet.sandbox import pod_cgroup
 from testbed.sandbox import last_cap
@@ -179,8 +180,10 @@ def _running_commands(wanted: set[str]) -> list[str]:
 def _cluster_leftovers(name: str) -> dict:
     with open("/proc/self/mountinfo") as f:
         mounts = [line for line in f if f"tb.{name}." in line or f"/testbed/{name}" in line]
+    etc = [n for n in (os.listdir(etcfiles.ETC_NETNS) if os.path.isdir(etcfiles.ETC_NETNS) else [])
+           if n.startswith(f"tb.{name}.")]
     return {"netns": netns.list_names(f"tb.{name}."), "cgroup": os.path.exists(cgroups.cluster_path(name)),
-            "state": os.path.exists(state.directory(name)), "mounts": mounts}
+            "state": os.path.exists(state.directory(name)), "mounts": mounts, "etc": etc}
 
 
 def test_down_after_kill_9_of_the_daemon_leaves_no_process(tmp_path):
@@ -199,7 +202,7 @@ def test_down_after_kill_9_of_the_daemon_leaves_no_process(tmp_path):
     assert res.returncode == 0, res.stderr
     assert not [p for p in pids if alive(p)]  # ...and down found every one through the cgroup
     assert not _running_commands({"sleep 2231", "sleep 2232", "sleep 2233"})
-    assert _cluster_leftovers(name) == {"netns": [], "cgroup": False, "state": False, "mounts": []}
+    assert _cluster_leftovers(name) == {"netns": [], "cgroup": False, "state": False, "mounts": [], "etc": []}
 
 
 @pytest.mark.parametrize("point", failpoints.POINTS)
@@ -219,5 +222,5 @@ def test_up_killed_at_any_point_then_down_leaves_nothing(tmp_path, point):
     res = subprocess.run([sys.executable, "-m", "testbed.cli", "down", name], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert not [p for p in pids if alive(p)]
-    assert _cluster_leftovers(name) == {"netns": [], "cgroup": False, "state": False, "mounts": []}
+    assert _cluster_leftovers(name) == {"netns": [], "cgroup": False, "state": False, "mounts": [], "etc": []}
     assert not controlplane.daemon_pids(name)

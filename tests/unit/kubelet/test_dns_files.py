@@ -96,24 +96,35 @@ def test_config_map_volumes_write_files(tmp_path, monkeypatch):
     assert (tmp_path / "cfg" / "Corefile").read_text() == "B"
 
 
-def test_etc_netns_files_written_and_removed(tmp_path):
+def test_etc_files_written_in_the_pod_directory_and_linked_from_etc_netns(tmp_path):
     from testbed.plan import build_plan
     from testbed.scenario import parse
 
     plan = build_plan(parse({"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": "c1"}, "spec": {}}))
     p = {"metadata": {"name": "web", "namespace": "default"}, "spec": {"nodeName": "node1"}}
     pp = kplan.pod_plan(plan, p, "10.244.0.9")
-    etcfiles.write(plan, p, pp, root=str(tmp_path))
-    d = tmp_path / pp.netns
+    links, d = tmp_path / "etc-netns", tmp_path / "pods" / "default_web" / "etc"
+    out = etcfiles.write(etcfiles.files(plan, p, pp.ip), str(d), pp.netns, root=str(links))
+    assert out == {f"/etc/{n}": str(d / n) for n in ("resolv.conf", "hosts", "hostname")}
     assert sorted(os.listdir(d)) == ["hostname", "hosts", "resolv.conf"]
-    assert "nameserver 10.96.0.10" in (d / "resolv.conf").read_text()
+    assert {oct(os.stat(d / n).st_mode & 0o777) for n in os.listdir(d)} == {oct(0o644)}
+    # what ip netns exec reads: one link per pod, to the files
+    assert os.readlink(links / pp.netns) == str(d)
+    assert "nameserver 10.96.0.10" in (links / pp.netns / "resolv.conf").read_text()
     # written again (the directory exists: replaced atomically, no temporary file left)
-    etcfiles.write(plan, p, kplan.pod_plan(plan, p, "10.244.0.10"), root=str(tmp_path))
+    etcfiles.write(etcfiles.files(plan, p, "10.244.0.10"), str(d), pp.netns, root=str(links))
     assert sorted(os.listdir(d)) == ["hostname", "hosts", "resolv.conf"]
-    assert "10.244.0.10" in (d / "hosts").read_text()
-    (tmp_path / "tb.other.pod.default.web").mkdir()
-    assert etcfiles.remove_cluster("c1", root=str(tmp_path)) == 1
-    assert os.listdir(tmp_path) == ["tb.other.pod.default.web"]
+    assert "10.244.0.10" in (links / pp.netns / "hosts").read_text()
+    # a directory of files an older testbed left is replaced by the link
+    old = links / "tb.c1.pod.default.old"
+    old.mkdir()
+    (old / "hosts").write_text("x")
+    etcfiles.write({"hosts": "y"}, str(tmp_path / "pods" / "default_old" / "etc"), old.name, root=str(links))
+    assert os.path.islink(old) and (old / "hosts").read_text() == "y"
+    (links / "tb.other.pod.default.web").mkdir()
+    assert etcfiles.remove_cluster("c1", root=str(links)) == 2
+    assert os.listdir(links) == ["tb.other.pod.default.web"]
+    assert (d / "hosts").exists()  # the files go with the pod's directory (the kubelet's, or down's)
 
 
 def test_config_map_watch_rewrites_live_pods_and_drops_gone_ones(tmp_path, monkeypatch):

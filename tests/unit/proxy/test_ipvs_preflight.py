@@ -74,6 +74,7 @@ def test_cluster_up_fails_before_building_anything(monkeypatch):
     monkeypatch.setattr(cluster.topology, "apply_plan", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("built")))
     monkeypatch.setattr(cluster.teardown, "down", lambda name: {})
     monkeypatch.setattr(state, "write_json", lambda *a, **k: None)
+    monkeypatch.setattr(state, "in_memory", lambda name: None)
     with pytest.raises(RuntimeError, match="built"):
         cluster.Cluster.up(scenario.parse(doc), control_plane=False)
     assert claimed == ["ipvs7pre"]
