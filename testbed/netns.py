@@ -30,10 +30,16 @@ _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctype
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.linkat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+AT_EMPTY_PATH = 0x1000
 
 _ROOT_FD: int | None = None
 _run_dir_ready = False
 _lock = threading.Lock()
+# the unnamed inode every namespace file this process makes is a name of (see _make_file), and
+# a descriptor of /run/netns to link it in; None until the first, False if the filesystem can't
+_anchor: int | None | bool = None
+_run_dir_fd: int | None = None
 
 
 def _check(ret: int, what: str) -> None:
@@ -92,8 +98,7 @@ def create_here(name: str) -> None:
         raise RuntimeError("namespaces are entered from worker threads only")
     _ensure_run_dir()
     p = path(name)
-    fd = os.open(p, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
-    os.close(fd)
+    _make_file(name)
     try:
         _check(_libc.unshare(CLONE_NEWNET), f"unshare netns {name}")
         _check(_libc.mount(b"/proc/thread-self/ns/net", p.encode(), b"none", MS_BIND, None),
@@ -103,6 +108,38 @@ def create_here(name: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(p)
         raise
+
+
+def _make_file(name: str) -> None:
+    """Create ``/run/netns/<name>``, the file a namespace is bind-mounted on (mode 0, as iproute2's;
+    FileExistsError if it exists). Each is a new name (``linkat``) of one unnamed inode the process
+    holds (``O_TMPFILE``), not an inode of its own: a mount point's inode is never read, and on a
+    disk filesystem creating and deleting one per namespace is most of a pod's cost (ext4 without
+    a journal scans every inode freed in the last seconds to minutes for each new one). A
+    filesystem that cannot do this gets a file per namespace, as before."""
+    global _anchor, _run_dir_fd
+    with _lock:
+        for _ in range(2):
+            if _anchor is False:
+                break
+            if _anchor is None:
+                try:
+                    _run_dir_fd = _run_dir_fd or os.open(RUN_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                    _anchor = os.open(RUN_DIR, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0)
+                except OSError:
+                    _anchor = False
+                    break
+            if _libc.linkat(_anchor, b"", _run_dir_fd, name.encode(), AT_EMPTY_PATH) == 0:
+                return
+            err = ctypes.get_errno()
+            if err == errno.EEXIST:
+                raise FileExistsError(err, os.strerror(err), path(name))
+            # ENOENT: every name it had was removed, and the kernel links an unnamed inode only
+            # until it first has a name; EMLINK: 65,000 names (ext4). Either way, another inode.
+            os.close(_anchor)
+            _anchor = None if err in (errno.ENOENT, errno.EMLINK) else False
+    fd = os.open(path(name), os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
+    os.close(fd)
 
 
 def open_fd(name: str) -> int:

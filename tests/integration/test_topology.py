@@ -373,3 +373,37 @@ def test_cli_status_json_and_exec(vx):
     res = subprocess.run([sys.executable, "-m", "testbed.cli", "up", "scenarios/quickstart.yaml", "--name", ITVX],
                          capture_output=True, text=True)
     assert res.returncode == 3 and "already exists" in res.stderr
+
+
+def test_namespace_files_are_names_of_one_inode_and_behave_as_iproute2s():
+    """Each /run/netns file this process makes is a new name of one unnamed inode (no inode
+    allocated per namespace); to ``ip netns`` and to ``down`` they are ordinary namespace files."""
+    name = uniq("itnsf")
+    names = [f"tb.{name}.node.n{i}" for i in range(3)]
+    with netns.Runner(1) as r:
+        for n in names:
+            r.run_new(n, lambda: None)
+        with pytest.raises(FileExistsError):
+            r.run_new(names[0], lambda: None)
+    try:
+        # under the mounts: three names, one inode, mode 0 as iproute2 creates them
+        under = subprocess.run([sys.executable, "-c", (
+            "import ctypes, os, sys; libc = ctypes.CDLL(None, use_errno=True); "
+            "assert libc.unshare(0x00020000) == 0; "  # a mount namespace of its own...
+            "assert libc.mount(None, b'/', None, 0x4000 | 0x40000, None) == 0; "  # ...private (MS_REC|MS_PRIVATE)
+            f"[libc.umount2(os.path.join('/run/netns', n).encode(), 2) for n in {names!r}]; "
+            f"st = [os.stat(os.path.join('/run/netns', n)) for n in {names!r}]; "
+            "print(len({s.st_ino for s in st}), min(s.st_nlink for s in st), oct(st[0].st_mode & 0o777))")],
+            capture_output=True, text=True, check=True).stdout.split()
+        # (other namespaces this process made and still has may be names of it too)
+        assert under[0] == "1" and int(under[1]) >= 3 and under[2] == "0o0", under
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+        assert all(n in listed for n in names)
+        assert len({netns.inode(n) for n in names}) == 3  # each is its own namespace
+        out = subprocess.run(["ip", "netns", "exec", names[1], "ip", "-br", "link"], capture_output=True,
+                             text=True, check=True).stdout
+        assert out.split()[0] == "lo"
+    finally:
+        for n in names:
+            netns.delete(n)
+    assert not netns.list_names(f"tb.{name}.")
