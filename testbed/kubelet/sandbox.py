@@ -2,7 +2,8 @@
 ``testbed.sandbox``).
 
     <state>/pods/<ns>_<name>/etc/{hosts,resolv.conf,hostname}  the pod's own files (0644: the pod
-                                                  reads them; /etc/netns/<netns> links here)
+                                                                reads them)
+    <state>/etc/<digest>/resolv.conf                what ``ip netns exec`` shows (see etcfiles.py)
     <state>/pods/<ns>_<name>/<container>.json               the container's sandbox spec
     <cgroup2>/testbed.<cluster>/pod.<ns>.<name>/<container>  its processes
 
@@ -37,7 +38,7 @@ def write_etc(plan, pod: dict, ip: str | None) -> dict[str, str]:
     meta = pod["metadata"]
     ns, name = meta.get("namespace", "default"), meta["name"]
     return etcfiles.write(etcfiles.files(plan, pod, ip), os.path.join(pod_dir(plan.cluster, ns, name), "etc"),
-                          naming.pod_netns(plan.cluster, ns, name))
+                          naming.pod_netns(plan.cluster, ns, name), os.path.join(state.directory(plan.cluster), "etc"))
 
 
 def pod_cgroup(cluster: str, namespace: str, name: str) -> str:

@@ -96,33 +96,57 @@ def test_config_map_volumes_write_files(tmp_path, monkeypatch):
     assert (tmp_path / "cfg" / "Corefile").read_text() == "B"
 
 
-def test_etc_files_written_in_the_pod_directory_and_linked_from_etc_netns(tmp_path):
+def test_etc_files_in_the_pod_directory_and_resolv_conf_for_ip_netns_exec(tmp_path):
     from testbed.plan import build_plan
     from testbed.scenario import parse
 
     plan = build_plan(parse({"apiVersion": "testbed/v1", "kind": "Scenario", "metadata": {"name": "c1"}, "spec": {}}))
-    p = {"metadata": {"name": "web", "namespace": "default"}, "spec": {"nodeName": "node1"}}
-    pp = kplan.pod_plan(plan, p, "10.244.0.9")
-    links, d = tmp_path / "etc-netns", tmp_path / "pods" / "default_web" / "etc"
-    out = etcfiles.write(etcfiles.files(plan, p, pp.ip), str(d), pp.netns, root=str(links))
+    web = {"metadata": {"name": "web", "namespace": "default"}, "spec": {"nodeName": "node1"}}
+    pp = kplan.pod_plan(plan, web, "10.244.0.9")
+    links, shared, d = tmp_path / "etc-netns", tmp_path / "etc", tmp_path / "pods" / "default_web" / "etc"
+    out = etcfiles.write(etcfiles.files(plan, web, pp.ip), str(d), pp.netns, str(shared), root=str(links))
     assert out == {f"/etc/{n}": str(d / n) for n in ("resolv.conf", "hosts", "hostname")}
     assert sorted(os.listdir(d)) == ["hostname", "hosts", "resolv.conf"]
     assert {oct(os.stat(d / n).st_mode & 0o777) for n in os.listdir(d)} == {oct(0o644)}
-    # what ip netns exec reads: one link per pod, to the files
-    assert os.readlink(links / pp.netns) == str(d)
-    assert "nameserver 10.96.0.10" in (links / pp.netns / "resolv.conf").read_text()
+    assert "10.244.0.9" in (d / "hosts").read_text()
+    # what ip netns exec reads: the pod's resolv.conf, through a link of the cluster's
+    link = links / pp.netns
+    assert os.path.islink(link) and os.listdir(link) == ["resolv.conf"]
+    assert (link / "resolv.conf").read_text() == (d / "resolv.conf").read_text()
+    assert "nameserver 10.96.0.10" in (link / "resolv.conf").read_text()
+    # a second pod with the same resolv.conf: a new name of the same link (no inode of its own)
+    api = {"metadata": {"name": "api", "namespace": "default"}, "spec": {"nodeName": "node1"}}
+    ap = kplan.pod_plan(plan, api, "10.244.0.10")
+    etcfiles.write(etcfiles.files(plan, api, ap.ip), str(tmp_path / "pods" / "default_api" / "etc"), ap.netns,
+                   str(shared), root=str(links))
+    assert os.lstat(links / ap.netns).st_ino == os.lstat(link).st_ino and os.lstat(link).st_nlink == 2
+    # another namespace's search path: another link
+    other = {"metadata": {"name": "x", "namespace": "kube-system"}, "spec": {"nodeName": "node1"}}
+    op = kplan.pod_plan(plan, other, "10.244.0.11")
+    etcfiles.write(etcfiles.files(plan, other, op.ip), str(tmp_path / "pods" / "kube-system_x" / "etc"), op.netns,
+                   str(shared), root=str(links))
+    assert os.lstat(links / op.netns).st_ino != os.lstat(link).st_ino
+    assert "search kube-system.svc.cluster.local" in (links / op.netns / "resolv.conf").read_text()
     # written again (the directory exists: replaced atomically, no temporary file left)
-    etcfiles.write(etcfiles.files(plan, p, "10.244.0.10"), str(d), pp.netns, root=str(links))
+    etcfiles.write(etcfiles.files(plan, web, "10.244.0.12"), str(d), pp.netns, str(shared), root=str(links))
     assert sorted(os.listdir(d)) == ["hostname", "hosts", "resolv.conf"]
-    assert "10.244.0.10" in (links / pp.netns / "hosts").read_text()
+    assert "10.244.0.12" in (d / "hosts").read_text()
+    # the name it linked from removed (its pod gone): a new link, which the next pod shares
+    etcfiles.remove(pp.netns, root=str(links))
+    etcfiles.write(etcfiles.files(plan, web, pp.ip), str(d), pp.netns, str(shared), root=str(links))
+    assert (links / pp.netns / "resolv.conf").exists() and os.lstat(links / ap.netns).st_nlink == 1
+    etcfiles.write(etcfiles.files(plan, web, pp.ip), str(tmp_path / "pods" / "default_w2" / "etc"),
+                   "tb.c1.pod.default.w2", str(shared), root=str(links))
+    assert os.lstat(links / "tb.c1.pod.default.w2").st_ino == os.lstat(links / pp.netns).st_ino
     # a directory of files an older testbed left is replaced by the link
     old = links / "tb.c1.pod.default.old"
     old.mkdir()
     (old / "hosts").write_text("x")
-    etcfiles.write({"hosts": "y"}, str(tmp_path / "pods" / "default_old" / "etc"), old.name, root=str(links))
-    assert os.path.islink(old) and (old / "hosts").read_text() == "y"
+    etcfiles.write({"resolv.conf": "nameserver 10.96.0.10\n"}, str(tmp_path / "pods" / "default_old" / "etc"),
+                   old.name, str(shared), root=str(links))
+    assert os.path.islink(old) and (old / "resolv.conf").read_text() == "nameserver 10.96.0.10\n"
     (links / "tb.other.pod.default.web").mkdir()
-    assert etcfiles.remove_cluster("c1", root=str(links)) == 2
+    assert etcfiles.remove_cluster("c1", root=str(links)) == 5
     assert os.listdir(links) == ["tb.other.pod.default.web"]
     assert (d / "hosts").exists()  # the files go with the pod's directory (the kubelet's, or down's)
 
