@@ -263,8 +263,7 @@ def _start_upstream(plan: Plan) -> None:
     logs = os.path.join(state.directory(plan.cluster), "logs")
     os.makedirs(logs, mode=0o700, exist_ok=True)
     p = upstream.launch(plan, os.path.join(logs, "dns-upstream.log"))
-    pids = state.read_json(plan.cluster, "state.json", {}).get("pids", {})
-    state.update_json(plan.cluster, "state.json", pids={**pids, "dns-upstream": p.pid})
+    state.update_pids(plan.cluster, {"dns-upstream": p.pid})
 
 
 def _apply_manifests(scenario: Scenario, extra: list[dict], progress: Progress | None, timeout: float) -> None:

@@ -57,8 +57,7 @@ def start(cluster: str, timeout: float = 60.0) -> int:
                            f"{' in time' if not line else ''}; its log ends with:\n{tail}")
     # a crash here leaves a running daemon whose pid nobody saved: ``down`` finds it by its cgroup
     failpoints.hit("control-plane-ready")
-    info = state.read_json(cluster, "state.json", {})
-    state.update_json(cluster, "state.json", pids={**info.get("pids", {}), "control-plane": p.pid})
+    state.update_pids(cluster, {"control-plane": p.pid})
     return p.pid
 
 

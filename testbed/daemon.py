@@ -138,18 +138,16 @@ def start_proxy(plan: Plan, node, log_dir: str) -> exec.Popen:
             "--sync-period", f"{plan.proxy_sync_period:g}",
             "--metrics-file", os.path.join(log_dir, f"proxy-{node.name}.json"),
             "--state-dir", log_dir]
+    # born in its own cgroup (never outside the cluster's): killing it takes its iptables-restore
+    # children with it
+    cg = cgroups.path(plan.cluster, cgroups.proxy_name(node.name))
+    cgroups.create([cgroups.cluster_path(plan.cluster), cg])
     logf = open(os.path.join(log_dir, f"proxy-{node.name}.log"), "ab")
     try:
-        p = exec.popen(args, netns=node.netns, stdout=logf, stderr=exec.STDOUT, new_session=False,
-                       env={**os.environ, "TESTBED_CLUSTER": plan.cluster})
+        return exec.popen(args, netns=node.netns, stdout=logf, stderr=exec.STDOUT, new_session=False,
+                          env={**os.environ, "TESTBED_CLUSTER": plan.cluster}, cgroup=cg)
     finally:
         logf.close()
-    # Born in the control plane's cgroup (so never outside the cluster's), moved to its own
-    # before it has started any iptables-restore: killing a proxy's cgroup takes its children.
-    cg = cgroups.path(plan.cluster, cgroups.proxy_name(node.name))
-    cgroups.create([cg])
-    cgroups.attach(cg, p.pid)
-    return p
 
 
 def _proxy_stopped_cleanly(log_dir: str, node: str, pid: int) -> bool:
@@ -192,19 +190,11 @@ def start_kubelets(cluster: str, plan: Plan, d: str) -> ProxySupervisor:
 def _recorder(cluster: str, what: str):
     """Keep ``state.json``'s ``pids`` current: ``<what>/<node>`` -> pid."""
     def record(node: str, pid: int | None) -> None:
-        with _PIDS:
-            info = state.read_json(cluster, "state.json", {})
-            pids = dict(info.get("pids", {}))
-            if pid is None:
-                pids.pop(f"{what}/{node}", None)
-            else:
-                pids[f"{what}/{node}"] = pid
-            state.update_json(cluster, "state.json", pids=pids)
+        if pid is None:
+            state.update_pids(cluster, drop=[f"{what}/{node}"])
+        else:
+            state.update_pids(cluster, {f"{what}/{node}": pid})
     return record
-
-
-# the supervisors' threads rewrite ``pids`` read-modify-write: one at a time
-_PIDS = threading.Lock()
 
 
 def _supervise(cluster: str, plan: Plan, kind: str, start, **options) -> ProxySupervisor:
@@ -224,9 +214,7 @@ def _supervise(cluster: str, plan: Plan, kind: str, start, **options) -> ProxySu
             p = start(n.name)
             sup.watch(n.name, proc=p)
             alive[f"{kind}/{n.name}"] = p.pid
-    with _PIDS:
-        info = state.read_json(cluster, "state.json", {})
-        state.update_json(cluster, "state.json", pids={**info.get("pids", {}), **alive})
+    state.update_pids(cluster, alive)
     return sup.start()
 
 

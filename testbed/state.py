@@ -10,10 +10,13 @@ freed scans them all), and what is in it lives no longer than the cluster's name
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 
 from . import cgroups, mounts, naming, netns
 from .errors import ClusterExistsError, ClusterNotFoundError
@@ -94,6 +97,30 @@ def update_json(cluster: str, name: str, **changes) -> dict:
     data.update(changes)
     write_json(cluster, name, data)
     return data
+
+
+@contextlib.contextmanager
+def _locked(cluster: str):
+    """An exclusive lock (``flock`` of the state directory) across the processes that rewrite
+    the same file: ``up`` and the daemon both record pids while the kubelets start."""
+    fd = os.open(directory(cluster), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def update_pids(cluster: str, add: dict[str, int] | None = None, drop: Iterable[str] = ()) -> dict:
+    """Record (``add``) or forget (``drop``) processes in ``state.json``'s ``pids``, atomically
+    with respect to every other writer; returns the pids recorded now."""
+    with _locked(cluster):
+        info = read_json(cluster, "state.json", {})
+        pids = {k: v for k, v in info.get("pids", {}).items() if k not in set(drop)}
+        pids.update(add or {})
+        info["pids"] = pids
+        write_json(cluster, "state.json", info)
+    return pids
 
 
 def clusters() -> list[str]:

@@ -47,3 +47,23 @@ def test_open_private_creates_0600_and_tightens_an_old_file(root):
         f.write("z")
     assert mode(old) == mode(os.path.join(d, "new.log")) == oct(0o600)
     assert open(old).read() == "x\ny\n"
+
+
+def test_update_pids_loses_no_writer(root):
+    import threading
+
+    state.claim("c1")
+    state.write_json("c1", "state.json", {"pids": {"control-plane": 1}, "store": {"kind": "memory"}})
+
+    def writer(kind: str) -> None:
+        for i in range(40):
+            state.update_pids("c1", {f"{kind}/node{i}": i})
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in ("kubelet", "proxy", "other")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    info = state.read_json("c1", "state.json")
+    assert len(info["pids"]) == 1 + 3 * 40 and info["store"] == {"kind": "memory"}
+    assert state.update_pids("c1", drop=["control-plane"]).get("control-plane") is None
