@@ -432,3 +432,47 @@ def test_wrong_types_and_unknown_fields_are_refused_in_the_api_servers_words(sho
                                  'unknown field "spec.containers[0].imagePullPolcy"')
         assert eb.value.code == 400
         assert c.list("Pod")[0] == []
+
+
+def _exchange(sock_path, data: bytes) -> bytes:
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock_path)
+    s.settimeout(5)
+    s.sendall(data)
+    out = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    s.close()
+    return out
+
+
+def test_request_headers_are_read_as_http_says(api):
+    from testbed.apiserver.server import Headers
+
+    h = Headers.parse([b"Content-Type: application/json\r\n", b"X-Many: a\r\n", b"x-many: b\r\n",
+                       b"X-Folded: one\r\n", b"\t two\r\n", b"NoColon\r\n"])
+    assert h.get("content-type") == h["CONTENT-TYPE"] == "application/json" and "Content-Type" in h
+    assert h.get_all("X-MANY") == ["a", "b"] and h.get("x-many") == "a"
+    assert h.get("X-Folded") == "one two" and h.get("Missing", "d") == "d" and h.get_all("Missing") is None
+    assert h.keys() == ["Content-Type", "X-Many", "x-many", "X-Folded"]
+    store, handle, c = api
+    sock = c.socket_path
+    body = b'{"kind": "Namespace", "metadata": {"name": "hdr"}}'
+    # lower-case names, a folded header, Connection: close ends the exchange after one answer
+    out = _exchange(sock, b"POST /api/v1/namespaces HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                          b"content-length: " + str(len(body)).encode() + b"\r\nX-Note: a\r\n b\r\n"
+                          b"connection: close\r\n\r\n" + body)
+    assert out.startswith(b"HTTP/1.1 201") and b'"name":"hdr"' in out.replace(b" ", b"")
+    assert _exchange(sock, b"GET /api/v1/namespaces/hdr HTTP/1.1\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 200")
+    # malformed requests get the standard library's answers (without a status line where the
+    # version is unknown, as it answers), never a traceback
+    assert b"Error code: 400" in _exchange(sock, b"GET /api HTTP/x\r\n\r\n")
+    assert b"Error code: 400" in _exchange(sock, b"GET /api\r\n\r\n")
+    assert b"Error code: 505" in _exchange(sock, b"GET /api HTTP/2.0\r\n\r\n")
+    many = b"".join(b"X-%d: y\r\n" % i for i in range(101))
+    assert _exchange(sock, b"GET /api HTTP/1.1\r\n" + many + b"\r\n").startswith(b"HTTP/1.1 431")
+    # HTTP/1.0 closes after the answer unless it asks to keep the connection
+    assert _exchange(sock, b"GET /api/v1/namespaces/hdr HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 200")
