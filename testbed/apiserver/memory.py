@@ -120,7 +120,7 @@ class MemoryStore(StoreCore):
         self._maybe_compact(force=True)
 
     def list(self, kind: str, namespace: str | None = None, label_selector=None,
-             field_selector=None) -> tuple[list[dict], str]:
+             field_selector=None, *, copy: bool = True) -> tuple[list[dict], str]:
         info = kind_info(kind)
         pred = combine(label_predicate(label_selector), field_predicate(field_selector))
         with self._lock:
@@ -132,7 +132,7 @@ class MemoryStore(StoreCore):
             rv = str(self._rv)
         if pred is not None:
             refs = [o for o in refs if pred(o)]
-        return [clone(o) for o in refs], rv
+        return ([clone(o) for o in refs] if copy else refs), rv
 
     def watch(self, kind: str, namespace: str | None = None, resource_version: str | None = None,
               label_selector=None, field_selector=None, *, copy: bool = True,

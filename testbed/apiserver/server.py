@@ -377,8 +377,9 @@ class Handler(BaseHTTPRequestHandler):
                 if _one(query, "watch", "").lower() in ("true", "1"):
                     self._watch(r, query)
                     return
+                # encoded, never changed: no copy of every object
                 items, rv = store.list(info.kind, r.namespace, _one(query, "labelSelector"),
-                                       _one(query, "fieldSelector"))
+                                       _one(query, "fieldSelector"), copy=False)
                 if wants_table(self.headers.get("Accept")):
                     self._send_table(info, items, rv, query)
                     return

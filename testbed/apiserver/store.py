@@ -185,7 +185,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def list(self, kind: str, namespace: str | None = None, label_selector=None,
-             field_selector=None) -> tuple[list[dict], str]: ...
+             field_selector=None, *, copy: bool = True) -> tuple[list[dict], str]:
+        """The objects and the store's resourceVersion; ``copy=False``: the stored objects
+        themselves, for a caller that only reads them (the API server encoding a LIST)."""
 
     @abc.abstractmethod
     def update(self, obj: dict) -> dict: ...

@@ -210,7 +210,7 @@ class EtcdStore(StoreCore):
         return obj
 
     def list(self, kind: str, namespace: str | None = None, label_selector=None,
-             field_selector=None) -> tuple[list[dict], str]:
+             field_selector=None, *, copy: bool = True) -> tuple[list[dict], str]:
         info = kind_info(kind)
         pred = combine(label_predicate(label_selector), field_predicate(field_selector))
         resp = self._call(self._client.range, collection_key(self.prefix, info, namespace), prefix=True)
