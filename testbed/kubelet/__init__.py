@@ -30,8 +30,9 @@ then a built-in image's workload, then ``args:``), and started by that program's
   state directory their sandbox shows only the API socket (bind-mounted at its own path) and
   their own files.
 
-Every pod gets its ``resolv.conf`` (by ``dnsPolicy``), ``hosts`` and ``hostname`` in
-``/etc/netns/<netns>/`` (``etcfiles.py``), which ``ip netns exec`` bind-mounts over ``/etc``.
+Every pod gets its ``resolv.conf`` (by ``dnsPolicy``), ``hosts`` and ``hostname`` in its
+directory, which its sandboxes bind-mount over ``/etc``; ``ip netns exec`` finds the pod's
+``resolv.conf`` through ``/etc/netns/<netns>`` (``etcfiles.py``).
 
 Lifecycle as upstream: init containers one by one to completion, then the containers with
 their ``postStart`` hooks; readiness/liveness probes (``prober.py``); restarts by

@@ -9,11 +9,12 @@ own prefix (kube-apiserver's ``--etcd-prefix``): ``/registry`` in a member of it
 ``/testbed/<cluster>/registry`` (or ``--etcd-prefix``) on a shared one, where ``down``
 deletes that prefix and nothing else.
 
-Where the member keeps its data: etcd fsyncs its write-ahead log on every commit. The state
-directory (``/run/testbed/<cluster>``) is on tmpfs on most hosts, and then the data lives
-there; where it is on a disk (measured on this project's CI host: 2.2 ms per fsynced 4 KiB
-write idle, seconds under load, against none on tmpfs) the data goes to
-``/dev/shm/testbed-etcd/<cluster>`` instead. Either directory is mode 0700.
+Where the member keeps its data: etcd fsyncs its write-ahead log on every commit, which on a
+disk costs (measured on this project's CI host) 2.2 ms per fsynced 4 KiB write idle, seconds
+under load, against nothing on tmpfs. The state directory (``/run/testbed/<cluster>``) is a
+tmpfs of the cluster's own (``state.in_memory``), and the data lives there; a state directory
+on a disk (a cluster an older testbed made) sends it to ``/dev/shm/testbed-etcd/<cluster>``
+instead. Either directory is mode 0700.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def data_dir(cluster: str) -> str:
     """The member's data directory: in the state directory if that is on tmpfs, else on
     /dev/shm (see the module's docstring for why)."""
     d = state.directory(cluster)
-    if _tmpfs(os.path.dirname(d)):
+    if _tmpfs(d):
         return os.path.join(d, "etcd")
     return os.path.join(TMPFS_ROOT, cluster)
 
