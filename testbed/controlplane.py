@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import select
 import sys
+import threading
+import time
 
 from . import cgroups, exec, failpoints, state, teardown
 from .apiserver.client import ApiClient
-from .controllers.base import wait_for
 from .errors import TestbedError
 
 
@@ -115,19 +116,50 @@ def client(cluster: str) -> ApiClient:
 
 
 def wait_pods_running(api, keys: set[tuple[str, str]], timeout: float = 60.0) -> None:
-    """Block (on a watch, no polling) until the given pods are Running with an IP."""
+    """Block (on a watch, no polling) until the given pods are Running with an IP. Each event
+    updates the set still waited for (testing every pod on every event was quadratic: a third
+    of ``up``'s own CPU at 1,000 pods)."""
     if not keys:
         return
 
-    def done(pods: list[dict]):
-        ok = {(p["metadata"].get("namespace", "default"), p["metadata"]["name"]) for p in pods
-              if (p.get("status") or {}).get("phase") == "Running" and (p.get("status") or {}).get("podIP")}
-        return keys <= ok
+    def running(p: dict) -> bool:
+        st = p.get("status") or {}
+        return st.get("phase") == "Running" and bool(st.get("podIP"))
 
-    try:
-        wait_for(api, "Pod", done, timeout=timeout)
-    except TimeoutError as exc:
-        raise TestbedError(f"pods did not become Running within {timeout:.0f}s: {exc}") from None
+    def key(p: dict) -> tuple[str, str]:
+        return p["metadata"].get("namespace", "default"), p["metadata"]["name"]
+
+    deadline = time.monotonic() + timeout
+    waiting = set(keys)
+    while time.monotonic() < deadline:
+        items, rv = api.list("Pod")
+        waiting = set(keys) - {key(p) for p in items if running(p)}
+        if not waiting:
+            return
+        w = api.watch("Pod", None, rv)
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), w.stop)
+        timer.daemon = True
+        timer.start()
+        try:
+            for ev in w:
+                if ev.get("type") == "ERROR":  # e.g. 410 Gone: list again
+                    break
+                obj = ev["object"]
+                k = key(obj)
+                if k not in keys:
+                    continue
+                if ev["type"] != "DELETED" and running(obj):
+                    waiting.discard(k)
+                    if not waiting:
+                        return
+                else:
+                    waiting.add(k)
+        finally:
+            timer.cancel()
+            w.stop()
+    names = sorted("/".join(k) for k in waiting)
+    raise TestbedError(f"pods did not become Running within {timeout:.0f}s: {len(names)} not Running "
+                       f"with an IP: {', '.join(names[:20])}{' ...' if len(names) > 20 else ''}")
 
 
 def _tail(path: str, lines: int = 15) -> str:

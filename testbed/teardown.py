@@ -15,7 +15,6 @@ import select
 import signal
 
 from . import cgroups, hostsettings, naming, netns, state
-from .apiserver.etcd import cluster as etcd_cluster
 from .kubelet import etcfiles
 
 
@@ -71,6 +70,9 @@ def down(cluster: str) -> dict:
     for name in names:
         netns.delete(name)
     etcfiles.remove_cluster(cluster)
+    # imported here: the kubelets reach this module (stop_pid) and need no etcd client
+    from .apiserver.etcd import cluster as etcd_cluster
+
     etcd_cluster.remove(cluster)  # its member died with the cgroup; its data may be on tmpfs
     hostsettings.restore(info.get("host_settings", {}))
     existed = state.remove(cluster)
