@@ -7,6 +7,8 @@ pod's namespace built (``status.podIP``), every container running (``Running``),
 ``Ready``; then ``down``. ``--tree NAME=PATH`` runs the same measurement with another checkout's
 code (e.g. ``before=/work/main``), alternating the trees run by run so that a loaded machine
 weighs on each alike. Imports are absolute, so this file runs against any checkout's package.
+Each run starts on an idle host (``settle``: the kernel has freed the previous run's namespaces);
+``--back-to-back`` starts it right after the previous ``down`` instead.
 
 CPU seconds of each part, from ``up`` until every pod is Ready (the cgroups' own accounting, so
 they hold on a machine loaded by other work, where the wall times above swing 2-4x): the
@@ -180,6 +182,28 @@ def _child(tree: str, name: str, nodes: int, pods: int, pycache: str) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def _busy() -> tuple[int, int]:
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v) - v[3] - v[4], sum(v)  # all but idle and iowait; all
+
+
+def settle(quiet: float = 0.5, below: float = 0.1, limit: float = 15.0) -> float:
+    """Wait until the host's CPUs were less than ``below`` busy for ``quiet`` seconds (at most
+    ``limit``); the seconds waited. ``down`` returns once the namespaces are unmounted, and the
+    kernel frees them (1,000 pods' worth: ~1 CPU-second) in the background afterwards: a run
+    started at once would measure that too."""
+    t0 = time.monotonic()
+    prev = _busy()
+    while time.monotonic() - t0 < limit:
+        time.sleep(quiet)
+        cur = _busy()
+        if (cur[0] - prev[0]) < below * max(1, cur[1] - prev[1]):
+            break
+        prev = cur
+    return time.monotonic() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=3)
@@ -187,6 +211,9 @@ def main() -> None:
     ap.add_argument("--pods", type=int, default=1000)
     ap.add_argument("--tree", action="append", default=[], metavar="NAME=PATH",
                     help="also measure this checkout (repeatable); this one is 'this'")
+    ap.add_argument("--back-to-back", action="store_true",
+                    help="start each run right after the previous one's down, while the kernel is "
+                         "still freeing its namespaces (default: wait until the host is idle)")
     args = ap.parse_args()
     here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     trees = [t.split("=", 1) for t in args.tree] + [["this", here]]
@@ -198,13 +225,16 @@ def main() -> None:
                        env=_env(path, pycache), stdout=subprocess.DEVNULL, check=True)
     for i in range(args.runs):
         for label, path in trees:
+            if not args.back_to_back:
+                settle()
             r = _child(path, f"podbench{os.getpid() % 10000}{i}", args.nodes, args.pods, pycache)
             results[label].append(r)
             print(f"# run {i + 1} {label}: " + ", ".join(f"{k} {v:.2f}" for k, v in r.items()), file=sys.stderr)
     with open("/proc/loadavg") as f:
         load = " ".join(f.read().split()[:3])
     print(f"{args.nodes} nodes x {args.pods} pods of the default workload, {args.runs} runs each "
-          f"(seconds since up started; min / median / max); load average at the end {load}")
+          f"({'back to back' if args.back_to_back else 'each on an idle host'}; seconds since up started; "
+          f"min / median / max); load average at the end {load}")
     print("| stage | " + " | ".join(label for label, _ in trees) + " |")
     print("|---|" + "---|" * len(trees))
     for s in STAGES + CPU:
