@@ -224,3 +224,20 @@ def test_up_killed_at_any_point_then_down_leaves_nothing(tmp_path, point):
     assert not [p for p in pids if alive(p)]
     assert _cluster_leftovers(name) == {"netns": [], "cgroup": False, "state": False, "mounts": [], "etc": []}
     assert not controlplane.daemon_pids(name)
+
+
+def test_a_process_started_in_a_cgroup_runs_its_first_instruction_there():
+    from testbed import exec as ex
+
+    name = uniq("itcg")
+    cg = cgroups.path(name, "x")
+    cgroups.create([cgroups.cluster_path(name), cg])
+    try:
+        p = ex.popen([sys.executable, "-c", "print(open('/proc/self/cgroup').read())"], stdout=subprocess.PIPE,
+                     cgroup=cg, text=True)
+        out, _ = p.communicate(timeout=30)
+        assert p.returncode == 0 and f"/testbed.{name}/x" in out, out
+        with pytest.raises(ex.CommandError, match="No such file"):
+            ex.popen(["no-such-program-here"], cgroup=cg)
+    finally:
+        cgroups.kill_and_remove(cgroups.cluster_path(name))
