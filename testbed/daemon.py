@@ -27,7 +27,7 @@ import sys
 import threading
 import uuid
 
-from . import cgroups, exec, naming, netns, state
+from . import cgroups, exec, heap, naming, netns, state
 from .apiserver import tls
 from .apiserver.https import serve_https
 from .apiserver.discovery import GIT_VERSION
@@ -245,6 +245,7 @@ def run(cluster: str, ready_fd: int | None = None) -> None:
     manager.start()
     lb_routes = LoadBalancerRoutes(store, plan, manager.stop_event, recorder=recorder)
     lb_routes.start()
+    heap.tune_gc()
     kubelets = start_kubelets(cluster, plan, d)
     supervisor = start_proxies(cluster, plan, d) if plan.proxy_mode not in ("none",) else None
     log.info("control plane of %s is up: api %s", cluster, sock)

@@ -20,7 +20,7 @@ import os
 import signal
 import threading
 
-from .. import netns, state
+from .. import heap, netns, state
 from ..apiserver.client import ApiClient
 from ..controllers.events import EventRecorder
 from ..plan import Plan
@@ -42,6 +42,7 @@ def run(cluster: str, node: str, api: str) -> None:
     workloads = WorkloadServer().start()
     runner = netns.Runner(1)
     kubelet = Kubelet(client, plan, workloads, runner, stop, recorder=recorder, node=node)
+    heap.tune_gc()
     kubelet.start()
     logging.getLogger("testbed.kubelet").info("kubelet of %s/%s (pid %d) is running", cluster, node, os.getpid())
     stop.wait()

@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 
-from testbed import naming
+from testbed import heap, naming
 from testbed.proxy import modes
 from testbed.proxy.loop import ProxyLoop
 from testbed.proxy.syncer import ProxyConfig
@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("starting: %s mode, node %s (%s), cluster CIDR %s, min sync %.3gs, sync period %.3gs, "
              "full sync period %.3gs, api %s", args.mode, args.node, args.node_ip, args.cluster_cidr,
              cfg.min_sync_period, cfg.sync_period, cfg.full_sync_period, args.api)
+    heap.tune_gc()
     loop.start(client)
     while not stop.wait(1.0):
         pass
