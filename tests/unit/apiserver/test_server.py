@@ -435,18 +435,12 @@ def test_wrong_types_and_unknown_fields_are_refused_in_the_api_servers_words(sho
 
 
 def _exchange(sock_path, data: bytes) -> bytes:
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(sock_path)
-    s.settimeout(5)
-    s.sendall(data)
-    out = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        out += chunk
-    s.close()
-    return out
+    """Send raw bytes, read until the server closes."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(sock_path)
+        s.sendall(data)
+        return b"".join(iter(lambda: s.recv(65536), b""))
 
 
 def test_request_headers_are_read_as_http_says(api):
