@@ -55,7 +55,7 @@ from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 from .. import jsoncodec
-from . import errors, openapi_pb, podexec, podlogs, portforward, protobody, serverapply
+from . import errors, httphead, openapi_pb, podexec, podlogs, portforward, protobody, serverapply
 from .errors import BadRequest, MethodNotAllowed, NotFound, UnsupportedMediaType
 from .discovery import discovery
 from .kinds import KindInfo, by_resource
@@ -127,63 +127,6 @@ def _int_param(query: dict, key: str) -> int | None:
         raise BadRequest(f'invalid value for {key}: "{v}"') from None
 
 
-class Headers:
-    """A request's headers, by case-insensitive name: what the handlers use of the standard
-    library's ``email.message.Message`` (``get`` gives the first value, ``get_all`` every one),
-    parsed without the email package, which took a tenth of the API server's CPU while a burst
-    of pods was created."""
-
-    __slots__ = ("_items", "_by_name")
-
-    def __init__(self, items: list[tuple[str, str]]):
-        self._items = items
-        self._by_name: dict[str, list[str]] = {}
-        for k, v in items:
-            self._by_name.setdefault(k.lower(), []).append(v)
-
-    @classmethod
-    def parse(cls, lines: list[bytes]) -> "Headers":
-        items: list[tuple[str, str]] = []
-        for raw in lines:
-            line = raw.decode("iso-8859-1").rstrip("\r\n")
-            if line[:1] in (" ", "\t") and items:  # an obsolete folded continuation
-                k, v = items[-1]
-                items[-1] = (k, f"{v} {line.strip()}")
-                continue
-            k, sep, v = line.partition(":")
-            if sep:
-                items.append((k.strip(), v.strip()))
-        return cls(items)
-
-    def get(self, name: str, default=None):
-        vs = self._by_name.get(name.lower())
-        return vs[0] if vs else default
-
-    __getitem__ = get
-
-    def get_all(self, name: str, default=None):
-        vs = self._by_name.get(name.lower())
-        return list(vs) if vs else default
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._by_name
-
-    def items(self) -> list[tuple[str, str]]:
-        return list(self._items)
-
-    def keys(self) -> list[str]:
-        return [k for k, _ in self._items]
-
-    def __iter__(self):
-        return iter(self.keys())
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-MAX_HEADER_LINE, MAX_HEADERS = 65536, 100  # the standard library's limits
-
-
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "testbed-apiserver/0.1"
@@ -191,51 +134,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- plumbing ---------------------------------------------------------------------------
     def parse_request(self) -> bool:
-        """The request line and headers, as ``BaseHTTPRequestHandler`` reads them, with the
-        headers in a :class:`Headers` (False, with an error sent, for a malformed request)."""
-        self.command = None
-        self.request_version = self.default_request_version
-        self.close_connection = True
-        self.requestline = requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
-        words = requestline.split()
-        if len(words) != 3:
-            self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request syntax ({requestline!r})")
-            return False
-        command, path, version = words
-        try:
-            if not version.startswith("HTTP/"):
-                raise ValueError
-            major, minor = (int(x) for x in version[5:].split(".", 1))
-        except ValueError:
-            self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request version ({version!r})")
-            return False
-        if major >= 2:
-            self.send_error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"Invalid HTTP version ({version})")
-            return False
-        self.command, self.request_version = command, version
-        self.path = "/" + path.lstrip("/") if path.startswith("//") else path
-        self.close_connection = (major, minor) < (1, 1)
-        lines = []
-        while True:
-            line = self.rfile.readline(MAX_HEADER_LINE + 1)
-            if len(line) > MAX_HEADER_LINE:
-                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long")
-                return False
-            if line in (b"\r\n", b"\n", b""):
-                break
-            lines.append(line)
-            if len(lines) > MAX_HEADERS:
-                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers")
-                return False
-        self.headers = Headers.parse(lines)
-        conntype = (self.headers.get("Connection") or "").lower()
-        if conntype == "close":
-            self.close_connection = True
-        elif conntype == "keep-alive":  # this server speaks HTTP/1.1, whatever the client said
-            self.close_connection = False
-        if (self.headers.get("Expect") or "").lower() == "100-continue" and (major, minor) >= (1, 1):
-            return self.handle_expect_100()
-        return True
+        return httphead.parse_request(self)
 
     def setup(self) -> None:
         super().setup()

@@ -444,7 +444,7 @@ def _exchange(sock_path, data: bytes) -> bytes:
 
 
 def test_request_headers_are_read_as_http_says(api):
-    from testbed.apiserver.server import Headers
+    from testbed.apiserver.httphead import Headers
 
     h = Headers.parse([b"Content-Type: application/json\r\n", b"X-Many: a\r\n", b"x-many: b\r\n",
                        b"X-Folded: one\r\n", b"\t two\r\n", b"NoColon\r\n"])
