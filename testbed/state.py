@@ -101,8 +101,9 @@ def update_json(cluster: str, name: str, **changes) -> dict:
 
 @contextlib.contextmanager
 def _locked(cluster: str):
-    """An exclusive lock (``flock`` of the state directory) across the processes that rewrite
-    the same file: ``up`` and the daemon both record pids while the kubelets start."""
+    """An exclusive lock (``flock`` of the state directory) across the processes and threads
+    that rewrite the same file: ``up`` records the daemon's pid, the daemon's supervisors those
+    of the kubelets and kube-proxies they (re)start."""
     fd = os.open(directory(cluster), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -116,7 +117,8 @@ def update_pids(cluster: str, add: dict[str, int] | None = None, drop: Iterable[
     with respect to every other writer; returns the pids recorded now."""
     with _locked(cluster):
         info = read_json(cluster, "state.json", {})
-        pids = {k: v for k, v in info.get("pids", {}).items() if k not in set(drop)}
+        gone = set(drop)
+        pids = {k: v for k, v in info.get("pids", {}).items() if k not in gone}
         pids.update(add or {})
         info["pids"] = pids
         write_json(cluster, "state.json", info)

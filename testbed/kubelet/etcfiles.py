@@ -60,11 +60,15 @@ def _write_shared(contents: dict[str, str], d: str) -> None:
     os.makedirs(d, 0o700, exist_ok=True)
     for name, text in contents.items():
         tmp = os.path.join(d, f".{name}.{os.getpid()}.{threading.get_ident()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
-        with os.fdopen(fd, "w") as f:
-            os.fchmod(fd, FILE_MODE)
-            f.write(text)
+        _write_file(tmp, text)
         os.replace(tmp, os.path.join(d, name))
+
+
+def _write_file(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(fd, FILE_MODE)  # the creator's umask does not decide who may read it
+        f.write(text)
 
 
 def _write_files(contents: dict[str, str], d: str) -> dict[str, str]:
@@ -80,10 +84,7 @@ def _write_files(contents: dict[str, str], d: str) -> dict[str, str]:
     for name, text in contents.items():
         path = out[f"/etc/{name}"] = os.path.join(d, name)
         target = path if fresh else os.path.join(d, f".{name}.tmp")  # a rewrite stays atomic
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
-        with os.fdopen(fd, "w") as f:
-            os.fchmod(fd, FILE_MODE)  # the creator's umask does not decide who may read it
-            f.write(text)
+        _write_file(target, text)
         if not fresh:
             os.replace(target, path)
     return out

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 PROC_TABLE = "/proc/net/nf_conntrack"
 PROC_COUNT = "/proc/sys/net/netfilter/nf_conntrack_count"
-# above this many entries the text (~150 bytes each) costs more than the kernel's filtered dumps
+# the text is ~150 bytes an entry: past this many, the kernel's filtered dumps (not measured
+# against each other; the bound only keeps a large table from being read as text)
 PROC_SCAN_MAX = 4096
 
 
